@@ -1,0 +1,4 @@
+"""The domain: GitHub App logic, reviews, JIRA, pipelines, agents, worktrees, the event bus.
+
+bot/ knows storage/, never web/ (DESIGN.md, Layers); only `bot.__main__` wires in web/.
+"""

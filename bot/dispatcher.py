@@ -1,0 +1,198 @@
+"""The dispatcher: works stored webhook deliveries in the background (DESIGN.md, data flow).
+
+It claims due deliveries from the log (pending ones, failed ones whose retry time came, and at
+start-up the ones a crash left `processing`), runs each concern's gidgethub Router on its own,
+records each concern's result separately, and marks the delivery done, failed with a backoff,
+or dead after `max_attempts`. A concern that already succeeded for a delivery is not run again
+on a retry; every handler is idempotent anyway, so a crash between a handler's effect and the
+`done` mark repeats nothing visible.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from gidgethub import routing, sansio
+
+from bot.services import Services
+from storage import deliveries
+from storage.deliveries import Delivery
+from storage.timestamps import from_text
+
+log = logging.getLogger(__name__)
+
+IDLE_POLL_S = 30.0
+BACKOFF_BASE_S = 5.0
+BACKOFF_CAP_S = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class Concern:
+    """One concern's webhook handlers, for the sources it listens to."""
+
+    name: str
+    router: routing.Router
+    sources: frozenset[str] = frozenset({"github"})
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerContext:
+    """What a webhook handler gets beside the event: the services and a GitHub client."""
+
+    services: Services
+    delivery: Delivery
+    gh: Any = None  # an InstallationAPI for the delivery's installation, when GitHub is on
+
+
+def backoff_delay(attempts: int) -> float:
+    return min(BACKOFF_BASE_S * (2 ** max(0, attempts - 1)), BACKOFF_CAP_S)
+
+
+@dataclass
+class Dispatcher:
+    services: Services
+    concerns: list[Concern]
+    concurrency: int = 4
+    max_attempts: int = 8
+    on_processed: Callable[[Delivery, str], None] | None = None
+    _wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    _running: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    async def recover(self) -> int:
+        """Put back what a crash left half-worked; call once at start-up."""
+        count = await deliveries.requeue_interrupted(self.services.db)
+        if count:
+            log.info("resuming %d deliveries left unfinished by the last run", count)
+        return count
+
+    async def run(self) -> None:
+        try:
+            while True:
+                await self.claim_and_start()
+                await self._wait_for_work()
+        finally:
+            for task in self._running:
+                task.cancel()
+            with contextlib.suppress(Exception):
+                await asyncio.gather(*self._running, return_exceptions=True)
+
+    async def claim_and_start(self) -> int:
+        free = self.concurrency - len(self._running)
+        if free <= 0:
+            return 0
+        claimed = await deliveries.claim_due(
+            self.services.db, now=self.services.clock.now(), limit=free
+        )
+        for delivery in claimed:
+            task = asyncio.create_task(self.process(delivery), name=f"delivery-{delivery.id}")
+            self._running.add(task)
+            task.add_done_callback(self._finished)
+        return len(claimed)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        self._wakeup.set()
+
+    async def _wait_for_work(self) -> None:
+        timeout = IDLE_POLL_S
+        next_due = await deliveries.next_due_at(self.services.db)
+        if next_due is not None and len(self._running) < self.concurrency:
+            wait = (from_text(next_due) - self.services.clock.now()).total_seconds()
+            timeout = min(timeout, max(wait, 0.0))
+            if timeout == 0.0:
+                return
+        self._wakeup.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wakeup.wait(), timeout)
+
+    async def drain(self) -> None:
+        """Work everything that is due now, and wait for it (tests and shutdown)."""
+        while await self.claim_and_start() or self._running:
+            if self._running:
+                await asyncio.wait(set(self._running))
+
+    async def process(self, delivery: Delivery) -> None:
+        services = self.services
+        db, clock = services.db, services.clock
+        context_line = f"delivery {delivery.source}/{delivery.delivery_id} ({delivery.event})"
+        try:
+            payload = json.loads(await deliveries.load_payload(db, delivery.id))
+            event = sansio.Event(payload, event=delivery.event, delivery_id=delivery.delivery_id)
+            gh = None
+            if services.github is not None and delivery.installation_id is not None:
+                gh = services.github.client(delivery.installation_id)
+            context = HandlerContext(services, delivery, gh)
+            already_done = await deliveries.done_concerns(db, delivery.id)
+            errors = []
+            for concern in self.concerns:
+                if delivery.source not in concern.sources or concern.name in already_done:
+                    continue
+                error = await self._run_concern(concern, event, context, context_line)
+                await deliveries.record_concern(
+                    db, delivery.id, concern.name, error=error, now=clock.now()
+                )
+                if error:
+                    errors.append(f"{concern.name}: {error}")
+        except Exception as error:  # the payload itself is unusable: retrying will not help
+            log.exception("%s: cannot be dispatched", context_line)
+            await deliveries.mark_failed(
+                db, delivery.id, error=f"undispatchable: {error}", retry_at=None, now=clock.now()
+            )
+            await self._announce(delivery, "dead", str(error))
+            return
+        if not errors:
+            await deliveries.mark_done(db, delivery.id, now=clock.now())
+            await self._announce(delivery, "done", None)
+            return
+        message = "; ".join(errors)
+        attempts = delivery.attempts + 1
+        retry_at = None
+        if attempts < self.max_attempts:
+            retry_at = clock.now() + timedelta(seconds=backoff_delay(attempts))
+        await deliveries.mark_failed(
+            db, delivery.id, error=message, retry_at=retry_at, now=clock.now()
+        )
+        status = "failed" if retry_at else "dead"
+        log.warning("%s: %s after attempt %d: %s", context_line, status, attempts, message)
+        await self._announce(delivery, status, message)
+
+    async def _run_concern(
+        self, concern: Concern, event: sansio.Event, context: HandlerContext, context_line: str
+    ) -> str | None:
+        try:
+            await concern.router.dispatch(event, context)
+        except Exception as error:
+            log.error(
+                "%s: concern %s failed: %s\n%s",
+                context_line,
+                concern.name,
+                error,
+                traceback.format_exc(limit=5),
+            )
+            return f"{type(error).__name__}: {error}"
+        return None
+
+    async def _announce(self, delivery: Delivery, status: str, error: str | None) -> None:
+        data: dict[str, Any] = {
+            "delivery_pk": delivery.id,
+            "source": delivery.source,
+            "event": delivery.event,
+            "action": delivery.action,
+            "status": status,
+        }
+        if error:
+            data["error"] = error
+        await self.services.bus.publish("deliveries", "delivery_processed", data)
+        if self.on_processed is not None:
+            self.on_processed(delivery, status)

@@ -1,0 +1,164 @@
+"""The event bus: publish(stream, type, data) -> the events table -> every matching subscriber.
+
+An event is stored first and fanned out from the database's post-commit callback, so
+subscribers see events strictly in id order and only once they are committed: a WebSocket that
+replays from the table and then follows the live queue never sees a gap. `token` frames are the
+exception (DESIGN.md, Events): they are many and short-lived, so `publish_transient` fans them
+out without an id and the token buffer (agents) keeps them instead.
+
+Each subscriber has a bounded queue; one that falls behind is marked overflowed and told
+through its callback, and its owner closes it (it can resume from its last id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.clock import Clock
+from bot.events import catalogue
+from storage import events as event_store
+from storage import meta
+from storage.database import Database, WriteResult
+from storage.timestamps import to_text
+
+log = logging.getLogger(__name__)
+
+DEFAULT_QUEUE_SIZE = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One event as subscribers get it: its id (None for transient frames) and its JSON text."""
+
+    id: int | None
+    stream: str
+    type: str
+    text: str
+
+
+@dataclass(eq=False)
+class Subscription:
+    streams: frozenset[str] | None
+    maxsize: int
+    on_overflow: Callable[[Subscription], None] | None = None
+    frames: list[Frame] = field(default_factory=list)
+    overflowed: bool = False
+    _waiter: asyncio.Future[None] | None = None
+
+    def matches(self, stream: str) -> bool:
+        return self.streams is None or stream in self.streams
+
+    def offer(self, frame: Frame) -> None:
+        if self.overflowed:
+            return
+        if len(self.frames) >= self.maxsize:
+            self.overflowed = True
+            self.frames.clear()
+            if self.on_overflow is not None:
+                self.on_overflow(self)
+        else:
+            self.frames.append(frame)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def next_batch(self) -> list[Frame]:
+        """Wait for frames and take all that are queued (empty once overflowed)."""
+        while not self.frames and not self.overflowed:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        taken, self.frames = self.frames, []
+        return taken
+
+
+class EventBus:
+    def __init__(self, db: Database, clock: Clock, *, queue_size: int = DEFAULT_QUEUE_SIZE) -> None:
+        self.db = db
+        self.clock = clock
+        self.queue_size = queue_size
+        self.epoch = ""
+        self.last_id = 0
+        self._subscriptions: set[Subscription] = set()
+
+    async def start(self) -> None:
+        """Load (or create, on a new database) the epoch and the newest event id."""
+        self.epoch = await meta.set_value_once(self.db, "epoch", uuid.uuid4().hex)
+        self.last_id = await event_store.last_id(self.db)
+
+    async def publish(self, stream: str, type_name: str, data: dict[str, Any]) -> int:
+        """Store an event and fan it out once committed; returns its id."""
+        catalogue.check(type_name, data)
+        ts = to_text(self.clock.now())
+        data_text = json.dumps(data, separators=(",", ":"), default=str)
+
+        def fan_out(result: WriteResult) -> None:
+            assert result.lastrowid is not None
+            self.last_id = max(self.last_id, result.lastrowid)
+            text = (
+                f'{{"id":{result.lastrowid},"type":{json.dumps(type_name)},'
+                f'"stream":{json.dumps(stream)},"ts":"{ts}","data":{data_text}}}'
+            )
+            self._offer(Frame(result.lastrowid, stream, type_name, text))
+
+        result = await self.db.write(
+            event_store.INSERT_EVENT, (stream, type_name, ts, data_text), after_commit=fan_out
+        )
+        assert result.lastrowid is not None
+        return result.lastrowid
+
+    def publish_transient(self, stream: str, type_name: str, data: dict[str, Any]) -> None:
+        """Fan out a frame that is not stored in events (token frames)."""
+        catalogue.check(type_name, data)
+        envelope = {
+            "id": None,
+            "type": type_name,
+            "stream": stream,
+            "ts": to_text(self.clock.now()),
+            "data": data,
+        }
+        self._offer(Frame(None, stream, type_name, json.dumps(envelope, default=str)))
+
+    def _offer(self, frame: Frame) -> None:
+        for subscription in tuple(self._subscriptions):
+            if subscription.matches(frame.stream):
+                subscription.offer(frame)
+
+    def subscribe(
+        self,
+        streams: Iterable[str] | None = None,
+        *,
+        on_overflow: Callable[[Subscription], None] | None = None,
+        maxsize: int | None = None,
+    ) -> Subscription:
+        subscription = Subscription(
+            None if streams is None else frozenset(streams),
+            maxsize or self.queue_size,
+            on_overflow,
+        )
+        self._subscriptions.add(subscription)
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        self._subscriptions.discard(subscription)
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subscriptions)
+
+    async def prune(self, keep: int) -> int:
+        """Keep the newest `keep` events; older ones can no longer be resumed from."""
+        floor = self.last_id - keep
+        if floor <= await event_store.history_floor(self.db):
+            return 0
+        removed = await event_store.prune_through(self.db, floor)
+        if removed:
+            log.info("pruned %d events up to id %d", removed, floor)
+        return removed

@@ -1,0 +1,214 @@
+"""Every message type the bus carries, with its payload fields: the one list of them.
+
+`publish()` refuses a type that is not here, so the catalogue cannot drift from the code. Each
+entry names the concern that emits it and the fields its `data` carries (required ones first;
+optional ones end in `?`). The README's "Events" table is generated from this list.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class MessageType:
+    name: str
+    concern: str
+    fields: tuple[str, ...]
+    doc: str
+
+    @property
+    def required_fields(self) -> tuple[str, ...]:
+        return tuple(name for name in self.fields if not name.endswith("?"))
+
+
+def _m(name: str, concern: str, fields: str, doc: str) -> MessageType:
+    return MessageType(name, concern, tuple(fields.split()), doc)
+
+
+CATALOGUE: tuple[MessageType, ...] = (
+    # service foundation
+    _m(
+        "delivery_processed",
+        "webhooks",
+        "delivery_pk source event action? status error?",
+        "A stored webhook delivery was worked: done, failed (will retry) or dead.",
+    ),
+    _m(
+        "installation_updated",
+        "github",
+        "installation_id account action repositories?",
+        "The app was installed, removed, suspended, or its repositories changed.",
+    ),
+    # JIRA
+    _m("sync_progress", "jira", "project done total?", "A JIRA sync made progress."),
+    _m(
+        "sync_complete",
+        "jira",
+        "project created updated deleted duration_s",
+        "A JIRA sync finished.",
+    ),
+    _m("sync_error", "jira", "project error", "A JIRA sync failed."),
+    _m("ticket_updated", "jira", "key fields?", "One mirrored ticket changed."),
+    _m("tickets_updated", "jira", "keys", "A batch of mirrored tickets changed."),
+    # pipelines
+    _m(
+        "pipeline_started",
+        "pipelines",
+        "pipeline_id ticket cycle_type phases?",
+        "A ticket pipeline started.",
+    ),
+    _m("step_started", "pipelines", "pipeline_id step_id phase", "A pipeline step started."),
+    _m(
+        "step_completed",
+        "pipelines",
+        "pipeline_id step_id phase outcome?",
+        "A pipeline step finished.",
+    ),
+    _m(
+        "step_restarted",
+        "pipelines",
+        "pipeline_id step_id phase feedback?",
+        "A step was restarted, possibly with feedback.",
+    ),
+    _m(
+        "step_interrupted",
+        "pipelines",
+        "pipeline_id step_id phase reason",
+        "A step stopped before its end (crash, pause, broken stream).",
+    ),
+    _m("pipeline_paused", "pipelines", "pipeline_id reason?", "A pipeline was paused."),
+    _m("pipeline_resumed", "pipelines", "pipeline_id", "A pipeline was resumed."),
+    _m("pipeline_completed", "pipelines", "pipeline_id pr_url?", "A pipeline finished."),
+    _m(
+        "pipeline_failed",
+        "pipelines",
+        "pipeline_id error step_id? phase?",
+        "A pipeline failed, with error details.",
+    ),
+    _m(
+        "risk_identified",
+        "pipelines",
+        "pipeline_id risk_id title severity",
+        "An agent identified a risk a person must acknowledge.",
+    ),
+    # clarifications
+    _m(
+        "clarification_requested",
+        "agents",
+        "clarification_id question choices? step_id?",
+        "An agent asked a person a question; its step waits.",
+    ),
+    _m(
+        "clarification_answered",
+        "agents",
+        "clarification_id answer",
+        "A person answered; the step resumes.",
+    ),
+    # review
+    _m(
+        "waiting_for_review",
+        "reviews",
+        "pr number repository",
+        "A pull request waits for its reviewers.",
+    ),
+    _m(
+        "review_received",
+        "reviews",
+        "pr batch_id comments due_at?",
+        "Review comments were gathered into a batch.",
+    ),
+    _m(
+        "review_responded",
+        "reviews",
+        "pr batch_id outcomes commit? cost_usd?",
+        "biagent answered a batch: replies posted, fixes pushed.",
+    ),
+    _m("pr_approved", "reviews", "pr reviewer", "A reviewer approved the pull request."),
+    _m("changes_requested", "reviews", "pr reviewer batch_id?", "A reviewer requested changes."),
+    # agent steps
+    _m("tool_call_started", "agents", "call_id tool arguments", "An agent called a tool."),
+    _m(
+        "tool_call_completed",
+        "agents",
+        "call_id tool result duration_ms error?",
+        "A tool call finished.",
+    ),
+    _m("file_changed", "agents", "path change_type", "An agent wrote a file."),
+    _m("token", "agents", "seq text", "Streamed agent text, coalesced (not kept in events)."),
+    # sessions
+    _m(
+        "session_restored",
+        "sessions",
+        "session_id last_event_id",
+        "A status-page session was restored.",
+    ),
+    _m("offline_event", "sessions", "session_id event", "An event missed while offline."),
+    _m(
+        "token_catchup",
+        "sessions",
+        "stream from_seq text",
+        "Token text a reconnecting client missed.",
+    ),
+    # worktrees
+    _m(
+        "worktree_session_creating",
+        "worktrees",
+        "session_id repositories",
+        "A worktree session is being created.",
+    ),
+    _m(
+        "worktree_repo_created",
+        "worktrees",
+        "session_id repository path branch",
+        "A repository's worktree exists.",
+    ),
+    _m(
+        "worktree_setup_started",
+        "worktrees",
+        "session_id repository command",
+        "Setup began in a worktree.",
+    ),
+    _m("worktree_session_ready", "worktrees", "session_id", "A worktree session is ready."),
+    _m(
+        "pipeline_needs_input",
+        "worktrees",
+        "session_id question",
+        "Setup needs a person's answer to go on.",
+    ),
+    _m(
+        "worktree_session_cleaned",
+        "worktrees",
+        "session_id reason",
+        "A worktree session was removed.",
+    ),
+    _m(
+        "worktree_status",
+        "worktrees",
+        "session_id status detail?",
+        "Progress of a worktree session (setup output and the like).",
+    ),
+    _m(
+        "user_input_request",
+        "worktrees",
+        "request_id question choices?",
+        "A person's input is requested.",
+    ),
+)
+
+BY_NAME: dict[str, MessageType] = {message.name: message for message in CATALOGUE}
+
+
+class UnknownMessageType(ValueError):
+    """A type that is not in the catalogue."""
+
+
+def check(type_name: str, data: dict[str, object]) -> MessageType:
+    """The catalogue entry for `type_name`; raises when unknown or a required field is missing."""
+    message = BY_NAME.get(type_name)
+    if message is None:
+        raise UnknownMessageType(f"{type_name!r} is not in bot/events/catalogue.py")
+    missing = [name for name in message.required_fields if name not in data]
+    if missing:
+        raise ValueError(f"{type_name}: data lacks {', '.join(missing)}")
+    return message

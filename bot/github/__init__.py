@@ -1,0 +1,1 @@
+"""The GitHub App: identity, installation tokens, API clients and installation webhooks."""

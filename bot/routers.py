@@ -1,0 +1,17 @@
+"""The one place where the concerns' webhook routers are merged into the dispatcher's list.
+
+Each concern keeps its own gidgethub Router in its package; the dispatcher runs them one by one
+and records each one's result on its own (STYLE.md: a broken JIRA hook cannot stop a review
+reply). A new concern adds one line here.
+"""
+
+from __future__ import annotations
+
+from bot.dispatcher import Concern
+from bot.github import installations
+
+
+def concerns() -> list[Concern]:
+    return [
+        Concern("installations", installations.router),
+    ]

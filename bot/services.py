@@ -1,0 +1,24 @@
+"""The services a handler or an API route may use, built once by the app factory.
+
+A service gets what it needs passed in (DESIGN.md, Layers); this record is how the app factory
+hands them around. Features that are off (no GitHub App configured, say) are None here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot.clock import Clock
+from bot.config import Settings
+from bot.events.bus import EventBus
+from bot.github.app import GitHubApp
+from storage.database import Database
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    bus: EventBus
+    clock: Clock
+    github: GitHubApp | None = None

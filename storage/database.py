@@ -1,0 +1,282 @@
+"""The driver: one aiosqlite writer with group commit, one reader, numbered migrations.
+
+Everything that touches SQLite-specific behaviour (PRAGMAs, the URL scheme, the migration
+bookkeeping) lives here, so the aggregate modules beside it stay portable SQL with `?`
+placeholders.
+
+Writes go through `write()` (one statement) or `write_many()` (several, atomic). Concurrent
+writers are gathered into one transaction and one commit (group commit): a caller's future
+resolves only after the commit that holds its statement, so "stored before the 202" means
+committed. A post-commit callback runs in commit order, which is what lets the event bus fan
+events out strictly in id order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+log = logging.getLogger(__name__)
+
+Params = Sequence[Any] | dict[str, Any]
+SYNCHRONOUS_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
+BUSY_TIMEOUT_MS = 5000
+MAX_BATCH = 256
+
+
+class DatabaseError(Exception):
+    """A database could not be opened or migrated."""
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    lastrowid: int | None
+    rowcount: int
+
+
+@dataclass(slots=True)
+class _PendingWrite:
+    statements: list[tuple[str, Params]]
+    future: asyncio.Future[list[WriteResult]]
+    after_commit: Callable[[list[WriteResult]], None] | None = None
+
+
+@dataclass(slots=True)
+class _WriterState:
+    queue: asyncio.Queue[_PendingWrite] = field(default_factory=asyncio.Queue)
+    task: asyncio.Task[None] | None = None
+
+
+def sqlite_path_from_url(url: str) -> str:
+    """`sqlite:///biagent.db` -> `biagent.db`; `sqlite:////abs/x.db` -> `/abs/x.db`."""
+    match = re.fullmatch(r"sqlite:///(.+)", url)
+    if match is None:
+        raise DatabaseError(
+            "DATABASE_URL must look like sqlite:///path/to/file.db"
+            f" (got a {url.split(':', 1)[0]} URL)"
+        )
+    return match.group(1)
+
+
+class Database:
+    """A SQLite database opened for the service: WAL, foreign keys, busy timeout."""
+
+    def __init__(self, path: str, *, synchronous: str = "NORMAL") -> None:
+        self.path = path
+        self.synchronous = synchronous.upper()
+        self._writer: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._state = _WriterState()
+        self._write_lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, url: str, *, synchronous: str = "NORMAL") -> Database:
+        database = cls(sqlite_path_from_url(url), synchronous=synchronous)
+        await database.connect()
+        return database
+
+    async def connect(self) -> None:
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._writer = await self._connect_one()
+        self._reader = await self._connect_one()
+        await self._reader.execute("PRAGMA query_only=ON")
+        self._state.task = asyncio.create_task(self._run_writer(), name="db-group-commit")
+
+    async def _connect_one(self) -> aiosqlite.Connection:
+        connection = await aiosqlite.connect(self.path, isolation_level=None)
+        connection.row_factory = sqlite3.Row
+        await connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        await connection.execute("PRAGMA journal_mode=WAL")
+        await connection.execute(f"PRAGMA synchronous={self.synchronous}")
+        await connection.execute("PRAGMA foreign_keys=ON")
+        return connection
+
+    async def close(self) -> None:
+        if self._state.task is not None:
+            self._state.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._state.task
+            self._state.task = None
+        for connection in (self._writer, self._reader):
+            if connection is not None:
+                await connection.close()
+        self._writer = self._reader = None
+
+    # -- reads ---------------------------------------------------------------------------
+
+    async def fetchall(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
+        assert self._reader is not None, "database is not open"
+        async with self._reader.execute(sql, params) as cursor:
+            return list(await cursor.fetchall())
+
+    async def fetchone(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
+        assert self._reader is not None, "database is not open"
+        async with self._reader.execute(sql, params) as cursor:
+            return await cursor.fetchone()
+
+    async def fetchval(self, sql: str, params: Params = ()) -> Any:
+        row = await self.fetchone(sql, params)
+        return None if row is None else row[0]
+
+    # -- writes --------------------------------------------------------------------------
+
+    async def write(
+        self,
+        sql: str,
+        params: Params = (),
+        *,
+        after_commit: Callable[[WriteResult], None] | None = None,
+    ) -> WriteResult:
+        """Run one statement; returns once it is committed (group commit)."""
+
+        def after(results: list[WriteResult]) -> None:
+            if after_commit is not None:
+                after_commit(results[0])
+
+        results = await self.write_many([(sql, params)], after_commit=after)
+        return results[0]
+
+    async def write_many(
+        self,
+        statements: Iterable[tuple[str, Params]],
+        *,
+        after_commit: Callable[[list[WriteResult]], None] | None = None,
+    ) -> list[WriteResult]:
+        """Run statements atomically (all or none); returns once they are committed."""
+        future: asyncio.Future[list[WriteResult]] = asyncio.get_running_loop().create_future()
+        self._state.queue.put_nowait(_PendingWrite(list(statements), future, after_commit))
+        return await future
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """Exclusive use of the writer for a read-modify-write; commits on success."""
+        assert self._writer is not None, "database is not open"
+        async with self._write_lock:
+            await self._writer.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._writer
+            except BaseException:
+                await self._writer.execute("ROLLBACK")
+                raise
+            await self._writer.execute("COMMIT")
+
+    async def _run_writer(self) -> None:
+        queue = self._state.queue
+        while True:
+            batch = [await queue.get()]
+            while not queue.empty() and len(batch) < MAX_BATCH:
+                batch.append(queue.get_nowait())
+            async with self._write_lock:
+                await self._commit_batch(batch)
+
+    async def _commit_batch(self, batch: list[_PendingWrite]) -> None:
+        assert self._writer is not None
+        writer = self._writer
+        try:
+            await writer.execute("BEGIN IMMEDIATE")
+            outcomes = [await self._execute_all(writer, item) for item in batch]
+            await writer.execute("COMMIT")
+        except Exception:
+            # One statement failed (or the commit did): undo the group and retry each write
+            # alone, so only the faulty caller sees the error.
+            with contextlib.suppress(Exception):
+                await writer.execute("ROLLBACK")
+            if len(batch) == 1:
+                await self._commit_alone(batch[0])
+                return
+            for item in batch:
+                await self._commit_alone(item)
+            return
+        for item, results in zip(batch, outcomes, strict=True):
+            self._resolve(item, results)
+
+    async def _commit_alone(self, item: _PendingWrite) -> None:
+        assert self._writer is not None
+        writer = self._writer
+        try:
+            await writer.execute("BEGIN IMMEDIATE")
+            results = await self._execute_all(writer, item)
+            await writer.execute("COMMIT")
+        except Exception as error:
+            with contextlib.suppress(Exception):
+                await writer.execute("ROLLBACK")
+            if not item.future.done():
+                item.future.set_exception(error)
+            return
+        self._resolve(item, results)
+
+    @staticmethod
+    async def _execute_all(writer: aiosqlite.Connection, item: _PendingWrite) -> list[WriteResult]:
+        results = []
+        for sql, params in item.statements:
+            cursor = await writer.execute(sql, params)
+            results.append(WriteResult(cursor.lastrowid, cursor.rowcount))
+        return results
+
+    @staticmethod
+    def _resolve(item: _PendingWrite, results: list[WriteResult]) -> None:
+        if item.after_commit is not None:
+            try:
+                item.after_commit(results)
+            except Exception:
+                log.exception("post-commit callback failed")
+        if not item.future.done():
+            item.future.set_result(results)
+
+    # -- migrations ----------------------------------------------------------------------
+
+    async def migrate(self) -> int:
+        """Apply every numbered migration not applied yet; returns the schema version."""
+        assert self._writer is not None, "database is not open"
+        async with self._write_lock:
+            await self._writer.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+            )
+            async with self._writer.execute("SELECT version FROM schema_migrations") as cursor:
+                applied = {row[0] for row in await cursor.fetchall()}
+            for version, name, sql in available_migrations():
+                if version in applied:
+                    continue
+                log.info("applying migration %04d_%s", version, name)
+                try:
+                    await self._writer.executescript(
+                        "BEGIN IMMEDIATE;\n"
+                        + sql
+                        + "\nINSERT INTO schema_migrations (version, name, applied_at)"
+                        + f" VALUES ({version}, '{name}', strftime('%Y-%m-%dT%H:%M:%fZ','now'));"
+                        + "\nCOMMIT;"
+                    )
+                except sqlite3.Error as error:
+                    with contextlib.suppress(Exception):
+                        await self._writer.execute("ROLLBACK")
+                    raise DatabaseError(
+                        f"migration {version:04d}_{name} failed: {error}"
+                    ) from error
+            async with self._writer.execute("SELECT MAX(version) FROM schema_migrations") as cur:
+                row = await cur.fetchone()
+        return int(row[0] or 0) if row else 0
+
+
+def available_migrations() -> list[tuple[int, str, str]]:
+    """The numbered `NNNN_name.sql` files shipped in storage/migrations, in order."""
+    found = []
+    for entry in resources.files("storage.migrations").iterdir():
+        match = re.fullmatch(r"(\d{4})_(\w+)\.sql", entry.name)
+        if match:
+            found.append((int(match.group(1)), match.group(2), entry.read_text(encoding="utf-8")))
+    versions = [version for version, _, _ in found]
+    if len(versions) != len(set(versions)):
+        raise DatabaseError("two migrations share a number")
+    return sorted(found)

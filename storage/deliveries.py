@@ -1,0 +1,210 @@
+"""The delivery log: every accepted webhook, its processing state and per-concern results."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from storage.database import Database
+from storage.timestamps import to_text
+
+STATUSES = ("pending", "processing", "done", "failed", "dead")
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    id: int
+    source: str
+    delivery_id: str
+    event: str
+    action: str | None
+    installation_id: int | None
+    status: str
+    attempts: int
+    last_error: str | None
+    received_at: str
+    next_attempt_at: str
+    finished_at: str | None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "source": self.source,
+            "delivery_id": self.delivery_id,
+            "event": self.event,
+            "action": self.action,
+            "installation_id": self.installation_id,
+            "status": self.status,
+            "attempts": self.attempts,
+            "last_error": self.last_error,
+            "received_at": self.received_at,
+            "next_attempt_at": self.next_attempt_at,
+            "finished_at": self.finished_at,
+        }
+
+
+_COLUMNS = (
+    "id, source, delivery_id, event, action, installation_id, status, attempts, last_error,"
+    " received_at, next_attempt_at, finished_at"
+)
+
+
+def _delivery(row: Any) -> Delivery:
+    return Delivery(*row)
+
+
+async def accept(
+    db: Database,
+    *,
+    source: str,
+    delivery_id: str,
+    event: str,
+    action: str | None,
+    installation_id: int | None,
+    payload: str,
+    now: datetime,
+) -> bool:
+    """Store a delivery (committed on return). False when it was already there: a redelivery."""
+    stamp = to_text(now)
+    result = await db.write(
+        """
+        INSERT INTO deliveries
+            (source, delivery_id, event, action, installation_id, payload,
+             received_at, next_attempt_at)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+        ON CONFLICT (source, delivery_id) DO NOTHING
+        """,
+        (source, delivery_id, event, action, installation_id, payload, stamp, stamp),
+    )
+    return result.rowcount == 1
+
+
+async def requeue_interrupted(db: Database) -> int:
+    """At start-up: deliveries a crash left in `processing` go back to `pending`."""
+    result = await db.write("UPDATE deliveries SET status = 'pending' WHERE status = 'processing'")
+    return result.rowcount
+
+
+async def claim_due(db: Database, *, now: datetime, limit: int) -> list[Delivery]:
+    """Mark up to `limit` due deliveries `processing` and return them, oldest first."""
+    stamp = to_text(now)
+    async with db.transaction() as connection:
+        async with connection.execute(
+            f"""
+            SELECT {_COLUMNS} FROM deliveries
+            WHERE status IN ('pending', 'failed') AND next_attempt_at <= ?
+            ORDER BY next_attempt_at, id
+            LIMIT ?
+            """,
+            (stamp, limit),
+        ) as cursor:
+            rows = await cursor.fetchall()
+        claimed = [_delivery(row) for row in rows]
+        for delivery in claimed:
+            await connection.execute(
+                "UPDATE deliveries SET status = 'processing', attempts = attempts + 1 WHERE id = ?",
+                (delivery.id,),
+            )
+    return claimed
+
+
+async def next_due_at(db: Database) -> str | None:
+    return await db.fetchval(
+        "SELECT MIN(next_attempt_at) FROM deliveries WHERE status IN ('pending', 'failed')"
+    )
+
+
+async def load_payload(db: Database, delivery_pk: int) -> str:
+    payload = await db.fetchval("SELECT payload FROM deliveries WHERE id = ?", (delivery_pk,))
+    if payload is None:
+        raise KeyError(delivery_pk)
+    return str(payload)
+
+
+async def done_concerns(db: Database, delivery_pk: int) -> set[str]:
+    rows = await db.fetchall(
+        "SELECT concern FROM delivery_results WHERE delivery_pk = ? AND status = 'done'",
+        (delivery_pk,),
+    )
+    return {row[0] for row in rows}
+
+
+async def record_concern(
+    db: Database, delivery_pk: int, concern: str, *, error: str | None, now: datetime
+) -> None:
+    await db.write(
+        """
+        INSERT INTO delivery_results (delivery_pk, concern, status, error, updated_at)
+        VALUES (?, ?, ?, ?, ?)
+        ON CONFLICT (delivery_pk, concern) DO UPDATE
+            SET status = excluded.status, error = excluded.error, updated_at = excluded.updated_at
+        """,
+        (delivery_pk, concern, "failed" if error else "done", error, to_text(now)),
+    )
+
+
+async def mark_done(db: Database, delivery_pk: int, *, now: datetime) -> None:
+    await db.write(
+        "UPDATE deliveries SET status = 'done', last_error = NULL, finished_at = ? WHERE id = ?",
+        (to_text(now), delivery_pk),
+    )
+
+
+async def mark_failed(
+    db: Database, delivery_pk: int, *, error: str, retry_at: datetime | None, now: datetime
+) -> None:
+    """Failed with a retry at `retry_at`, or `dead` (given up) when it is None."""
+    if retry_at is None:
+        await db.write(
+            "UPDATE deliveries SET status = 'dead', last_error = ?, finished_at = ? WHERE id = ?",
+            (error, to_text(now), delivery_pk),
+        )
+    else:
+        await db.write(
+            "UPDATE deliveries SET status = 'failed', last_error = ?, next_attempt_at = ?"
+            " WHERE id = ?",
+            (error, to_text(retry_at), delivery_pk),
+        )
+
+
+async def redeliver(db: Database, delivery_pk: int, *, now: datetime) -> bool:
+    """Queue a stored delivery to be worked again from scratch (all concerns)."""
+    result = await db.write_many(
+        [
+            ("DELETE FROM delivery_results WHERE delivery_pk = ?", (delivery_pk,)),
+            (
+                "UPDATE deliveries SET status = 'pending', attempts = 0, last_error = NULL,"
+                " next_attempt_at = ?, finished_at = NULL WHERE id = ? AND status <> 'processing'",
+                (to_text(now), delivery_pk),
+            ),
+        ]
+    )
+    return result[1].rowcount == 1
+
+
+async def get(db: Database, delivery_pk: int) -> Delivery | None:
+    row = await db.fetchone(f"SELECT {_COLUMNS} FROM deliveries WHERE id = ?", (delivery_pk,))
+    return None if row is None else _delivery(row)
+
+
+async def list_recent(
+    db: Database, *, status: str | None = None, source: str | None = None, limit: int = 50
+) -> list[Delivery]:
+    clauses, params = [], []
+    if status is not None:
+        clauses.append("status = ?")
+        params.append(status)
+    if source is not None:
+        clauses.append("source = ?")
+        params.append(source)
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    rows = await db.fetchall(
+        f"SELECT {_COLUMNS} FROM deliveries {where} ORDER BY id DESC LIMIT ?", (*params, limit)
+    )
+    return [_delivery(row) for row in rows]
+
+
+async def count_by_status(db: Database) -> dict[str, int]:
+    rows = await db.fetchall("SELECT status, COUNT(*) FROM deliveries GROUP BY status")
+    return {row[0]: row[1] for row in rows}

@@ -1,0 +1,82 @@
+"""The events table: the bus's log, read back by id for the WebSocket's resume."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from storage.database import Database
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    id: int
+    stream: str
+    type: str
+    ts: str
+    data: dict[str, Any]
+
+    def envelope(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "type": self.type,
+            "stream": self.stream,
+            "ts": self.ts,
+            "data": self.data,
+        }
+
+
+INSERT_EVENT = "INSERT INTO events (stream, type, ts, data) VALUES (?, ?, ?, ?)"
+
+
+def _event(row: Any) -> StoredEvent:
+    return StoredEvent(row[0], row[1], row[2], row[3], json.loads(row[4]))
+
+
+async def read_since(
+    db: Database, since_id: int, *, streams: Iterable[str] | None = None, limit: int = 1000
+) -> list[StoredEvent]:
+    """Events after `since_id`, oldest first; all streams when `streams` is None."""
+    chosen = None if streams is None else sorted(set(streams))
+    if chosen is None:
+        rows = await db.fetchall(
+            "SELECT id, stream, type, ts, data FROM events WHERE id > ? ORDER BY id LIMIT ?",
+            (since_id, limit),
+        )
+    else:
+        marks = ", ".join("?" for _ in chosen)
+        rows = await db.fetchall(
+            f"SELECT id, stream, type, ts, data FROM events"
+            f" WHERE id > ? AND stream IN ({marks}) ORDER BY id LIMIT ?",
+            (since_id, *chosen, limit),
+        )
+    return [_event(row) for row in rows]
+
+
+async def history_floor(db: Database) -> int:
+    """Every event with an id above this one is still kept (0 until the first prune)."""
+    value = await db.fetchval("SELECT value FROM meta WHERE key = 'events_floor'")
+    return int(value or 0)
+
+
+async def last_id(db: Database) -> int:
+    """The newest event id assigned (the floor once everything older was pruned)."""
+    newest = await db.fetchval("SELECT MAX(id) FROM events")
+    return max(int(newest or 0), await history_floor(db))
+
+
+async def prune_through(db: Database, floor_id: int) -> int:
+    """Forget events with ids up to `floor_id`; resuming from below it then needs a reload."""
+    results = await db.write_many(
+        [
+            ("DELETE FROM events WHERE id <= ?", (floor_id,)),
+            (
+                "INSERT INTO meta (key, value) VALUES ('events_floor', ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (str(floor_id),),
+            ),
+        ]
+    )
+    return results[0].rowcount

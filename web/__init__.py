@@ -1,0 +1,1 @@
+"""aiohttp: the app factory, REST API, webhook endpoints, WebSocket and the status page."""

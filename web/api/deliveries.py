@@ -1,0 +1,48 @@
+"""/api/deliveries: the delivery log, filterable by status, and redelivery of one delivery."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from storage import deliveries
+from web.errors import ApiError, query_int
+from web.keys import DISPATCHER, SERVICES
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/api/deliveries")
+async def list_deliveries(request: web.Request) -> web.Response:
+    status = request.query.get("status") or None
+    if status is not None and status not in deliveries.STATUSES:
+        raise ApiError(
+            400, "bad_parameter", f"status must be one of {', '.join(deliveries.STATUSES)}"
+        )
+    source = request.query.get("source") or None
+    limit = query_int(request, "limit", 50, low=1, high=1000)
+    db = request.app[SERVICES].db
+    found = await deliveries.list_recent(db, status=status, source=source, limit=limit)
+    return web.json_response(
+        {
+            "deliveries": [delivery.as_json() for delivery in found],
+            "counts": await deliveries.count_by_status(db),
+        }
+    )
+
+
+@routes.post("/api/deliveries/{id}/redeliver")
+async def redeliver(request: web.Request) -> web.Response:
+    try:
+        delivery_pk = int(request.match_info["id"])
+    except ValueError:
+        raise ApiError(400, "bad_parameter", "delivery id must be a number") from None
+    services = request.app[SERVICES]
+    found = await deliveries.get(services.db, delivery_pk)
+    if found is None:
+        raise ApiError(404, "not_found", f"no delivery {delivery_pk}")
+    if not await deliveries.redeliver(services.db, delivery_pk, now=services.clock.now()):
+        raise ApiError(409, "busy", f"delivery {delivery_pk} is being processed right now")
+    request.app[DISPATCHER].wake()
+    again = await deliveries.get(services.db, delivery_pk)
+    assert again is not None
+    return web.json_response({"delivery": again.as_json()}, status=202)

@@ -1,0 +1,63 @@
+"""POST /webhooks/github: verify, store, 202 (DESIGN.md, Data flow of a webhook).
+
+No secret configured -> 503; missing or bad X-Hub-Signature-256 -> 401; missing event or
+delivery headers, or a body that is not a JSON object -> 400; otherwise the delivery is stored
+(committed) and answered 202, a redelivery included.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import parse_qs
+
+from aiohttp import web
+
+from web.errors import ApiError
+from web.intake import parse_json_object, signature_matches, store_delivery
+from web.keys import SERVICES
+
+routes = web.RouteTableDef()
+
+_EVENT_NAME = re.compile(r"^[a-z_]{1,64}$")
+_DELIVERY_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def _payload(request: web.Request, body: bytes) -> tuple[dict[str, Any], str]:
+    if request.content_type == "application/x-www-form-urlencoded":
+        form = parse_qs(body.decode("utf-8", errors="replace"))
+        if "payload" not in form:
+            raise ApiError(400, "malformed_body", "form body without a payload field")
+        return parse_json_object(form["payload"][0].encode("utf-8"))
+    return parse_json_object(body)
+
+
+@routes.post("/webhooks/github")
+async def github_webhook(request: web.Request) -> web.Response:
+    secret = request.app[SERVICES].settings.github_webhook_secret
+    if secret is None:
+        raise ApiError(
+            503, "webhooks_disabled", "GITHUB_WEBHOOK_SECRET is not set: webhooks are refused"
+        )
+    body = await request.read()
+    if not signature_matches(secret.reveal(), body, request.headers.get("X-Hub-Signature-256")):
+        raise ApiError(401, "bad_signature", "X-Hub-Signature-256 is missing or does not match")
+    event = request.headers.get("X-GitHub-Event", "")
+    delivery_id = request.headers.get("X-GitHub-Delivery", "")
+    if not _EVENT_NAME.match(event):
+        raise ApiError(400, "bad_header", "X-GitHub-Event is missing or malformed")
+    if not _DELIVERY_ID.match(delivery_id):
+        raise ApiError(400, "bad_header", "X-GitHub-Delivery is missing or malformed")
+    payload, payload_text = _payload(request, body)
+    action = payload.get("action")
+    installation = payload.get("installation")
+    installation_id = installation.get("id") if isinstance(installation, dict) else None
+    return await store_delivery(
+        request,
+        source="github",
+        delivery_id=delivery_id,
+        event=event,
+        action=action if isinstance(action, str) else None,
+        installation_id=installation_id if isinstance(installation_id, int) else None,
+        payload_text=payload_text,
+    )
