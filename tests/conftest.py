@@ -1,0 +1,50 @@
+"""Fixtures: the real app on a loopback port with a real SQLite file in tmp_path."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from bot.clock import ManualClock
+from bot.config import Settings
+from tests.helpers import auth_headers, make_settings
+from web.app import create_app
+
+AppClient = TestClient[web.Request, web.Application]
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path)
+
+
+@pytest.fixture
+def start_app(
+    aiohttp_client: Callable[..., Awaitable[AppClient]],
+) -> Callable[..., Awaitable[AppClient]]:
+    """Start the real app (real server on loopback) for given settings; returns a client."""
+
+    async def start(settings: Settings, *, clock: Any = None) -> AppClient:
+        return await aiohttp_client(create_app(settings, clock=clock))
+
+    return start
+
+
+@pytest.fixture
+async def client(start_app: Callable[..., Awaitable[AppClient]], settings: Settings) -> AppClient:
+    return await start_app(settings)
+
+
+@pytest.fixture
+def manual_clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def auth() -> dict[str, str]:
+    return auth_headers()

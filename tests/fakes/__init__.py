@@ -1,0 +1,1 @@
+"""Protocol fakes: small aiohttp apps on loopback that speak the HTTP APIs biagent uses."""

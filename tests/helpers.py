@@ -1,0 +1,55 @@
+"""Shared test helpers: fixture loading, webhook signing, settings for a test server."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+from bot.config import Secret, Settings
+
+FIXTURES = Path(__file__).parent / "fixtures"
+API_TOKEN = "test-api-token-0123456789"
+WEBHOOK_SECRET = "test-webhook-secret"
+
+
+def fixture_path(relative: str) -> Path:
+    return FIXTURES / relative
+
+
+def load_json(relative: str) -> Any:
+    return json.loads(fixture_path(relative).read_text(encoding="utf-8"))
+
+
+def sign(body: bytes, secret: str = WEBHOOK_SECRET) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def github_headers(
+    event: str, body: bytes, *, delivery_id: str | None = None, secret: str = WEBHOOK_SECRET
+) -> dict[str, str]:
+    return {
+        "X-GitHub-Event": event,
+        "X-GitHub-Delivery": delivery_id or str(uuid.uuid4()),
+        "X-Hub-Signature-256": sign(body, secret),
+        "Content-Type": "application/json",
+        "User-Agent": "GitHub-Hookshot/test",
+    }
+
+
+def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": f"sqlite:///{tmp_path / 'biagent.db'}",
+        "api_token": Secret(API_TOKEN),
+        "github_webhook_secret": Secret(WEBHOOK_SECRET),
+        "worktree_root": tmp_path / "worktrees",
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+def auth_headers() -> dict[str, str]:
+    return {"Authorization": f"Bearer {API_TOKEN}"}
