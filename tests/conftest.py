@@ -16,6 +16,7 @@ from tests.helpers import auth_headers, make_settings
 from web.app import create_app
 
 AppClient = TestClient[web.Request, web.Application]
+StartApp = Callable[..., Awaitable[AppClient]]
 
 
 @pytest.fixture
@@ -26,7 +27,7 @@ def settings(tmp_path: Path) -> Settings:
 @pytest.fixture
 def start_app(
     aiohttp_client: Callable[..., Awaitable[AppClient]],
-) -> Callable[..., Awaitable[AppClient]]:
+) -> StartApp:
     """Start the real app (real server on loopback) for given settings; returns a client."""
 
     async def start(settings: Settings, *, clock: Any = None) -> AppClient:
@@ -36,7 +37,7 @@ def start_app(
 
 
 @pytest.fixture
-async def client(start_app: Callable[..., Awaitable[AppClient]], settings: Settings) -> AppClient:
+async def client(start_app: StartApp, settings: Settings) -> AppClient:
     return await start_app(settings)
 
 

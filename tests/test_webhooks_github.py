@@ -5,11 +5,14 @@ from __future__ import annotations
 import base64
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiohttp import ClientResponse
 
 from bot.config import Secret
-from tests.helpers import FIXTURES, github_headers, load_json, make_settings
+from tests.conftest import AppClient, StartApp
+from tests.helpers import FIXTURES, auth_headers, github_headers, load_json, make_settings
 from web.keys import DISPATCHER, SERVICES
 
 GITHUB_FIXTURES = sorted(
@@ -19,26 +22,24 @@ GITHUB_FIXTURES = sorted(
 )
 
 
-async def post(client, event: str, body: bytes, **kwargs):  # type: ignore[no-untyped-def]
+async def post(client: AppClient, event: str, body: bytes, **kwargs: Any) -> ClientResponse:
     return await client.post(
         "/webhooks/github", data=body, headers=github_headers(event, body, **kwargs)
     )
 
 
-async def test_ping_is_accepted_and_dispatched(client) -> None:  # type: ignore[no-untyped-def]
+async def test_ping_is_accepted_and_dispatched(client: AppClient) -> None:
     body = json.dumps(load_json("github/ping/payload.json")).encode()
     response = await post(client, "ping", body, delivery_id="d-1")
     assert response.status == 202
     assert (await response.json())["status"] == "accepted"
     await client.app[DISPATCHER].drain()
-    listed = await client.get(
-        "/api/deliveries", headers={"Authorization": "Bearer test-api-token-0123456789"}
-    )
+    listed = await client.get("/api/deliveries", headers=auth_headers())
     deliveries = (await listed.json())["deliveries"]
     assert [(d["delivery_id"], d["status"]) for d in deliveries] == [("d-1", "done")]
 
 
-async def test_missing_signature_is_401(client) -> None:  # type: ignore[no-untyped-def]
+async def test_missing_signature_is_401(client: AppClient) -> None:
     body = b'{"zen": "x"}'
     headers = github_headers("ping", body)
     del headers["X-Hub-Signature-256"]
@@ -46,7 +47,7 @@ async def test_missing_signature_is_401(client) -> None:  # type: ignore[no-unty
     assert response.status == 401
 
 
-async def test_wrong_signature_is_401(client) -> None:  # type: ignore[no-untyped-def]
+async def test_wrong_signature_is_401(client: AppClient) -> None:
     body = b'{"zen": "x"}'
     headers = github_headers("ping", body, secret="another-secret")
     response = await client.post("/webhooks/github", data=body, headers=headers)
@@ -54,14 +55,14 @@ async def test_wrong_signature_is_401(client) -> None:  # type: ignore[no-untype
     assert (await response.json())["error"]["code"] == "bad_signature"
 
 
-async def test_one_changed_byte_fails_the_signature(client) -> None:  # type: ignore[no-untyped-def]
+async def test_one_changed_byte_fails_the_signature(client: AppClient) -> None:
     body = b'{"zen": "x"}'
     headers = github_headers("ping", body)
     response = await client.post("/webhooks/github", data=b'{"zen": "y"}', headers=headers)
     assert response.status == 401
 
 
-async def test_no_secret_configured_is_503(start_app, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+async def test_no_secret_configured_is_503(start_app: StartApp, tmp_path: Path) -> None:
     client = await start_app(make_settings(tmp_path, github_webhook_secret=None))
     body = b"{}"
     response = await client.post(
@@ -81,7 +82,9 @@ async def test_no_secret_configured_is_503(start_app, tmp_path: Path) -> None:  
         (b"{}", "X-GitHub-Event", "Bad Event!"),
     ],
 )
-async def test_malformed_requests_are_400(client, body, header, value) -> None:  # type: ignore[no-untyped-def]
+async def test_malformed_requests_are_400(
+    client: AppClient, body: bytes, header: str | None, value: str | None
+) -> None:
     headers = github_headers("ping", body)
     if header is not None:
         headers[header] = value
@@ -90,7 +93,7 @@ async def test_malformed_requests_are_400(client, body, header, value) -> None: 
     assert "error" in await response.json()
 
 
-async def test_redelivery_is_a_no_op(client) -> None:  # type: ignore[no-untyped-def]
+async def test_redelivery_is_a_no_op(client: AppClient) -> None:
     body = json.dumps(load_json("github/installation/created.payload.json")).encode()
     first = await post(client, "installation", body, delivery_id="same-id")
     second = await post(client, "installation", body, delivery_id="same-id")
@@ -103,7 +106,9 @@ async def test_redelivery_is_a_no_op(client) -> None:  # type: ignore[no-untyped
 
 
 @pytest.mark.parametrize("path", GITHUB_FIXTURES, ids=lambda p: str(p.relative_to(FIXTURES)))
-async def test_every_fixture_payload_is_accepted_and_dispatched(client, path: Path) -> None:  # type: ignore[no-untyped-def]
+async def test_every_fixture_payload_is_accepted_and_dispatched(
+    client: AppClient, path: Path
+) -> None:
     body = path.read_bytes()
     response = await post(client, path.parent.name, body, delivery_id="fixture-1")
     assert response.status == 202
@@ -116,8 +121,8 @@ async def test_every_fixture_payload_is_accepted_and_dispatched(client, path: Pa
 @pytest.mark.parametrize(
     "name", ["check_suite.rerequested", "pull_request.closed.merged", "pull_request.opened"]
 )
-async def test_recorded_deliveries_verify_with_their_published_secret(  # type: ignore[no-untyped-def]
-    start_app, tmp_path: Path, name: str
+async def test_recorded_deliveries_verify_with_their_published_secret(
+    start_app: StartApp, tmp_path: Path, name: str
 ) -> None:
     recorded = load_json(f"github/deliveries/{name}.json")
     secret = "402786017574bd28f9d8f7a18648939751c47fe09077d56e10f0444f14fbb73b"
