@@ -49,3 +49,22 @@ def manual_clock() -> ManualClock:
 @pytest.fixture
 def auth() -> dict[str, str]:
     return auth_headers()
+
+
+@pytest.fixture(scope="session")
+def app_key() -> tuple[str, str]:
+    """The test GitHub App's RSA key pair (private PEM, public PEM), made once per run."""
+    from tests.fakes.github import generate_app_key
+
+    return generate_app_key()
+
+
+@pytest.fixture
+async def fake_github(app_key: tuple[str, str], manual_clock: ManualClock) -> Any:
+    """The GitHub protocol fake on loopback, on the test's manual clock."""
+    from tests.fakes.github import FakeGitHub
+
+    fake = FakeGitHub(app_id=4242, public_key_pem=app_key[1], now=manual_clock.now)
+    await fake.start()
+    yield fake
+    await fake.close()
