@@ -57,7 +57,7 @@ async def test_installation_token_is_cached_then_refreshed_after_expiry(
     assert listed["repositories"][0]["full_name"] == "octo/repo"
     assert second.token != first.token
     assert app.tokens_minted == 2
-    assert len(fake_github.calls_to("POST", "/app/installations/7/access_tokens")) == 3
+    assert len(fake_github.calls_to("POST", "/app/installations/7/access_tokens")) == 2
 
 
 async def test_wrong_key_is_refused_by_github(
