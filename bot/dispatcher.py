@@ -24,6 +24,7 @@ from gidgethub import routing, sansio
 
 from bot.services import Services
 from storage import deliveries
+from storage.database import Params
 from storage.deliveries import Delivery
 from storage.timestamps import from_text
 
@@ -146,26 +147,27 @@ class Dispatcher:
                     errors.append(f"{concern.name}: {error}")
         except Exception as error:  # the payload itself is unusable: retrying will not help
             log.exception("%s: cannot be dispatched", context_line)
-            await deliveries.mark_failed(
-                db, delivery.id, error=f"undispatchable: {error}", retry_at=None, now=clock.now()
+            message = f"undispatchable: {error}"
+            dead = deliveries.mark_failed_statement(
+                delivery.id, error=message, retry_at=None, now=clock.now()
             )
-            await self._announce(delivery, "dead", str(error))
+            await self._announce(delivery, "dead", message, dead)
             return
         if not errors:
-            await deliveries.mark_done(db, delivery.id, now=clock.now())
-            await self._announce(delivery, "done", None)
+            done = deliveries.mark_done_statement(delivery.id, now=clock.now())
+            await self._announce(delivery, "done", None, done)
             return
         message = "; ".join(errors)
         attempts = delivery.attempts + 1
         retry_at = None
         if attempts < self.max_attempts:
             retry_at = clock.now() + timedelta(seconds=backoff_delay(attempts))
-        await deliveries.mark_failed(
-            db, delivery.id, error=message, retry_at=retry_at, now=clock.now()
+        failed = deliveries.mark_failed_statement(
+            delivery.id, error=message, retry_at=retry_at, now=clock.now()
         )
         status = "failed" if retry_at else "dead"
         log.warning("%s: %s after attempt %d: %s", context_line, status, attempts, message)
-        await self._announce(delivery, status, message)
+        await self._announce(delivery, status, message, failed)
 
     async def _run_concern(
         self, concern: Concern, event: sansio.Event, context: HandlerContext, context_line: str
@@ -183,7 +185,10 @@ class Dispatcher:
             return f"{type(error).__name__}: {error}"
         return None
 
-    async def _announce(self, delivery: Delivery, status: str, error: str | None) -> None:
+    async def _announce(
+        self, delivery: Delivery, status: str, error: str | None, change: tuple[str, Params]
+    ) -> None:
+        """Record the delivery's new state and publish it, in one commit."""
         data: dict[str, Any] = {
             "delivery_pk": delivery.id,
             "source": delivery.source,
@@ -193,6 +198,8 @@ class Dispatcher:
         }
         if error:
             data["error"] = error
-        await self.services.bus.publish("deliveries", "delivery_processed", data)
+        await self.services.bus.publish(
+            "deliveries", "delivery_processed", data, together_with=[change]
+        )
         if self.on_processed is not None:
             self.on_processed(delivery, status)

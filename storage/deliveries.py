@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from storage.database import Database
+from storage.database import Database, Params
 from storage.timestamps import to_text
 
 STATUSES = ("pending", "processing", "done", "failed", "dead")
@@ -144,28 +144,27 @@ async def record_concern(
     )
 
 
-async def mark_done(db: Database, delivery_pk: int, *, now: datetime) -> None:
-    await db.write(
+def mark_done_statement(delivery_pk: int, *, now: datetime) -> tuple[str, Params]:
+    """The statement that marks a delivery done (committed with its announcing event)."""
+    return (
         "UPDATE deliveries SET status = 'done', last_error = NULL, finished_at = ? WHERE id = ?",
         (to_text(now), delivery_pk),
     )
 
 
-async def mark_failed(
-    db: Database, delivery_pk: int, *, error: str, retry_at: datetime | None, now: datetime
-) -> None:
+def mark_failed_statement(
+    delivery_pk: int, *, error: str, retry_at: datetime | None, now: datetime
+) -> tuple[str, Params]:
     """Failed with a retry at `retry_at`, or `dead` (given up) when it is None."""
     if retry_at is None:
-        await db.write(
+        return (
             "UPDATE deliveries SET status = 'dead', last_error = ?, finished_at = ? WHERE id = ?",
             (error, to_text(now), delivery_pk),
         )
-    else:
-        await db.write(
-            "UPDATE deliveries SET status = 'failed', last_error = ?, next_attempt_at = ?"
-            " WHERE id = ?",
-            (error, to_text(retry_at), delivery_pk),
-        )
+    return (
+        "UPDATE deliveries SET status = 'failed', last_error = ?, next_attempt_at = ? WHERE id = ?",
+        (error, to_text(retry_at), delivery_pk),
+    )
 
 
 async def redeliver(db: Database, delivery_pk: int, *, now: datetime) -> bool:

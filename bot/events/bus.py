@@ -16,7 +16,7 @@ import asyncio
 import json
 import logging
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +24,7 @@ from bot.clock import Clock
 from bot.events import catalogue
 from storage import events as event_store
 from storage import meta
-from storage.database import Database, WriteResult
+from storage.database import Database, Params, WriteResult
 from storage.timestamps import to_text
 
 log = logging.getLogger(__name__)
@@ -93,8 +93,19 @@ class EventBus:
         self.epoch = await meta.set_value_once(self.db, "epoch", uuid.uuid4().hex)
         self.last_id = await event_store.last_id(self.db)
 
-    async def publish(self, stream: str, type_name: str, data: dict[str, Any]) -> int:
-        """Store an event and fan it out once committed; returns its id."""
+    async def publish(
+        self,
+        stream: str,
+        type_name: str,
+        data: dict[str, Any],
+        *,
+        together_with: Sequence[tuple[str, Params]] = (),
+    ) -> int:
+        """Store an event and fan it out once committed; returns its id.
+
+        `together_with` statements commit atomically with the event, so a state change and the
+        event that announces it are both there or both not, whatever crash comes between.
+        """
         catalogue.check(type_name, data)
         ts = to_text(self.clock.now())
         data_text = json.dumps(data, separators=(",", ":"), default=str)
@@ -108,11 +119,13 @@ class EventBus:
             )
             self._offer(Frame(result.lastrowid, stream, type_name, text))
 
-        result = await self.db.write(
-            event_store.INSERT_EVENT, (stream, type_name, ts, data_text), after_commit=fan_out
+        results = await self.db.write_many(
+            [*together_with, (event_store.INSERT_EVENT, (stream, type_name, ts, data_text))],
+            after_commit=lambda results: fan_out(results[-1]),
         )
-        assert result.lastrowid is not None
-        return result.lastrowid
+        event_id = results[-1].lastrowid
+        assert event_id is not None
+        return event_id
 
     def publish_transient(self, stream: str, type_name: str, data: dict[str, Any]) -> None:
         """Fan out a frame that is not stored in events (token frames)."""

@@ -1,0 +1,79 @@
+"""Settings from the environment: defaults, one clear line per bad value, secrets hidden."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.config import ConfigError, load_settings
+
+
+def test_defaults_match_the_design() -> None:
+    settings = load_settings({})
+    assert (settings.host, settings.port) == ("127.0.0.1", 8080)
+    assert settings.database_url == "sqlite:///biagent.db"
+    assert settings.github_api_url == "https://api.github.com"
+    assert (settings.review_debounce_seconds, settings.review_max_wait_seconds) == (30.0, 300.0)
+    assert settings.worktree_root == Path("worktrees")
+    assert not settings.github_enabled and not settings.jira_enabled
+
+
+def test_each_bad_value_gives_one_line() -> None:
+    with pytest.raises(ConfigError) as error:
+        load_settings(
+            {
+                "PORT": "eighty",
+                "GITHUB_APP_ID": "abc",
+                "REVIEW_DEBOUNCE_SECONDS": "soon",
+                "JIRA_URL": "jira.example.com",
+                "BIAGENT_API_TOKEN": "short",
+            }
+        )
+    problems = error.value.problems
+    assert any(p.startswith("PORT:") for p in problems)
+    assert any(p.startswith("GITHUB_APP_ID:") for p in problems)
+    assert any(p.startswith("REVIEW_DEBOUNCE_SECONDS:") for p in problems)
+    assert any(p.startswith("JIRA_URL:") for p in problems)
+    assert any(p.startswith("BIAGENT_API_TOKEN:") for p in problems)
+    assert "short" not in str(error.value)
+
+
+def test_private_key_with_escaped_newlines_and_secrets_never_print(tmp_path: Path) -> None:
+    pem = "-----BEGIN PRIVATE KEY-----\\nAAAA\\n-----END PRIVATE KEY-----"
+    settings = load_settings(
+        {"GITHUB_APP_ID": "12", "GITHUB_PRIVATE_KEY": pem, "GITHUB_WEBHOOK_SECRET": "topsecret"}
+    )
+    assert settings.github_enabled
+    assert settings.github_private_key is not None
+    assert "\n" in settings.github_private_key.reveal()
+    shown = repr(settings) + "\n".join(settings.summary())
+    assert "AAAA" not in shown and "topsecret" not in shown
+
+
+def test_private_key_path_is_read(tmp_path: Path) -> None:
+    key = tmp_path / "key.pem"
+    key.write_text("-----BEGIN RSA PRIVATE KEY-----\nBBBB\n-----END RSA PRIVATE KEY-----\n")
+    settings = load_settings({"GITHUB_APP_ID": "12", "GITHUB_PRIVATE_KEY_PATH": str(key)})
+    assert settings.github_private_key is not None
+
+
+def test_missing_key_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="GITHUB_PRIVATE_KEY_PATH: cannot read"):
+        load_settings({"GITHUB_APP_ID": "12", "GITHUB_PRIVATE_KEY_PATH": str(tmp_path / "no")})
+
+
+def test_durations_accept_units() -> None:
+    settings = load_settings({"JIRA_SYNC_INTERVAL": "5m", "REVIEW_MAX_WAIT_SECONDS": "1h"})
+    assert settings.jira_sync_interval == 300.0
+    assert settings.review_max_wait_seconds == 3600.0
+
+
+def test_bad_configuration_exits_2_with_the_problem(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bot.__main__ import main
+
+    monkeypatch.setenv("PORT", "-1")
+    assert main([]) == 2
+    assert "PORT: must be between 0 and 65535" in capsys.readouterr().err

@@ -1,0 +1,157 @@
+"""SIGKILL the real server mid-burst, restart it, and find every delivery processed once."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+
+from tests.helpers import API_TOKEN, WEBHOOK_SECRET, github_headers, load_json
+
+ROOT = Path(__file__).resolve().parent.parent
+BURST = 300
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def start_server(database: Path, port: int) -> subprocess.Popen[bytes]:
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("GITHUB_", "JIRA_", "ANTHROPIC_", "BIAGENT_"))
+    }
+    environment.update(
+        PORT=str(port),
+        DATABASE_URL=f"sqlite:///{database}",
+        GITHUB_WEBHOOK_SECRET=WEBHOOK_SECRET,
+        BIAGENT_API_TOKEN=API_TOKEN,
+        LOG_LEVEL="WARNING",
+    )
+    return subprocess.Popen(
+        [sys.executable, "-m", "bot"],
+        cwd=ROOT,
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+async def wait_healthy(session: aiohttp.ClientSession, base: str) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            async with session.get(f"{base}/healthz") as response:
+                if response.status == 200:
+                    return
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.05)
+    raise TimeoutError("server did not come up")
+
+
+def delivery_bodies() -> list[tuple[str, bytes]]:
+    template = load_json("github/installation_repositories/added.payload.json")
+    bodies = []
+    for n in range(BURST):
+        payload = copy.deepcopy(template)
+        payload["repositories_added"] = [
+            {"id": 10_000 + n, "name": f"r{n}", "full_name": f"octo/r{n}", "private": False}
+        ]
+        payload["repositories_removed"] = []
+        bodies.append((f"kill-{n}", json.dumps(payload).encode()))
+    return bodies
+
+
+async def send(
+    session: aiohttp.ClientSession, base: str, delivery_id: str, body: bytes
+) -> int | None:
+    headers = github_headers("installation_repositories", body, delivery_id=delivery_id)
+    try:
+        async with session.post(f"{base}/webhooks/github", data=body, headers=headers) as reply:
+            return reply.status
+    except (TimeoutError, aiohttp.ClientError):
+        return None
+
+
+async def test_sigkill_mid_burst_loses_nothing_and_repeats_nothing(tmp_path: Path) -> None:
+    database = tmp_path / "biagent.db"
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    bodies = delivery_bodies()
+    acked: set[str] = set()
+    server = start_server(database, port)
+    try:
+        async with aiohttp.ClientSession() as session:
+            await wait_healthy(session, base)
+            semaphore = asyncio.Semaphore(20)
+
+            async def one(delivery_id: str, body: bytes) -> None:
+                async with semaphore:
+                    if await send(session, base, delivery_id, body) == 202:
+                        acked.add(delivery_id)
+                    if len(acked) == BURST // 2:
+                        server.send_signal(signal.SIGKILL)
+
+            await asyncio.gather(*(one(d, b) for d, b in bodies))
+    finally:
+        server.kill()
+        server.wait()
+    assert BURST // 2 <= len(acked) < BURST
+
+    with sqlite3.connect(database) as connection:
+        stored = {row[0] for row in connection.execute("SELECT delivery_id FROM deliveries")}
+    assert acked <= stored, "an acknowledged delivery was lost"
+
+    # GitHub redelivers what failed; here: everything again, acknowledged or not.
+    server = start_server(database, port)
+    try:
+        async with aiohttp.ClientSession() as session:
+            await wait_healthy(session, base)
+            statuses = await asyncio.gather(*(send(session, base, d, b) for d, b in bodies))
+            assert set(statuses) == {202}
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                async with session.get(
+                    f"{base}/api/deliveries",
+                    params={"status": "done", "limit": "1000"},
+                    headers={"Authorization": f"Bearer {API_TOKEN}"},
+                ) as response:
+                    done = (await response.json())["deliveries"]
+                if len(done) == BURST:
+                    break
+                await asyncio.sleep(0.1)
+    finally:
+        server.terminate()
+        server.wait(10)
+
+    with sqlite3.connect(database) as connection:
+        assert connection.execute("SELECT COUNT(*) FROM deliveries").fetchone()[0] == BURST
+        statuses = dict(
+            connection.execute("SELECT status, COUNT(*) FROM deliveries GROUP BY status")
+        )
+        assert statuses == {"done": BURST}
+        repositories = [
+            row[0] for row in connection.execute("SELECT full_name FROM installation_repositories")
+        ]
+        assert sorted(repositories) == sorted(f"octo/r{n}" for n in range(BURST))
+        announced = connection.execute(
+            "SELECT json_extract(data, '$.delivery_pk'), COUNT(*) FROM events"
+            " WHERE type = 'delivery_processed' AND json_extract(data, '$.status') = 'done'"
+            " GROUP BY 1"
+        ).fetchall()
+        assert len(announced) == BURST
+        assert {count for _, count in announced} == {1}

@@ -1,0 +1,142 @@
+"""The dispatcher: retries with backoff, gives up after the limit, isolates concerns."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gidgethub import routing, sansio
+
+from bot.clock import ManualClock
+from bot.dispatcher import Concern, Dispatcher, HandlerContext, backoff_delay
+from bot.events.bus import EventBus
+from bot.services import Services
+from storage import deliveries
+from storage.database import Database
+from tests.helpers import make_settings
+
+calls: list[str] = []
+
+
+def failing_router(fail_times: int) -> routing.Router:
+    router = routing.Router()
+    state = {"left": fail_times}
+
+    @router.register("ping")
+    async def flaky(event: sansio.Event, context: HandlerContext) -> None:
+        calls.append("flaky")
+        if state["left"] > 0:
+            state["left"] -= 1
+            raise RuntimeError("GitHub said 502")
+
+    return router
+
+
+def steady_router() -> routing.Router:
+    router = routing.Router()
+
+    @router.register("ping")
+    async def steady(event: sansio.Event, context: HandlerContext) -> None:
+        calls.append("steady")
+
+    return router
+
+
+async def make_dispatcher(
+    tmp_path: Path, clock: ManualClock, concerns: list[Concern], max_attempts: int = 3
+) -> Dispatcher:
+    settings = make_settings(tmp_path)
+    db = await Database.open(settings.database_url)
+    await db.migrate()
+    bus = EventBus(db, clock)
+    await bus.start()
+    services = Services(settings=settings, db=db, bus=bus, clock=clock)
+    return Dispatcher(services, concerns, max_attempts=max_attempts)
+
+
+async def store_ping(dispatcher: Dispatcher, clock: ManualClock) -> None:
+    await deliveries.accept(
+        dispatcher.services.db,
+        source="github",
+        delivery_id="p-1",
+        event="ping",
+        action=None,
+        installation_id=None,
+        payload='{"zen": "hi"}',
+        now=clock.now(),
+    )
+
+
+async def test_failed_concern_is_retried_alone_after_backoff(
+    tmp_path: Path, manual_clock: ManualClock
+) -> None:
+    calls.clear()
+    dispatcher = await make_dispatcher(
+        tmp_path,
+        manual_clock,
+        [Concern("flaky", failing_router(1)), Concern("steady", steady_router())],
+    )
+    await store_ping(dispatcher, manual_clock)
+    await dispatcher.drain()
+    db = dispatcher.services.db
+    failed = await deliveries.list_recent(db)
+    assert (failed[0].status, failed[0].attempts) == ("failed", 1)
+    assert "flaky: RuntimeError: GitHub said 502" in (failed[0].last_error or "")
+    assert calls == ["flaky", "steady"]
+    await dispatcher.drain()  # not due yet: nothing runs
+    assert calls == ["flaky", "steady"]
+    await manual_clock.advance(backoff_delay(1))
+    await dispatcher.drain()
+    done = await deliveries.list_recent(db)
+    assert (done[0].status, done[0].attempts, done[0].last_error) == ("done", 2, None)
+    assert calls == ["flaky", "steady", "flaky"]
+    await db.close()
+
+
+async def test_gives_up_after_the_attempt_limit(tmp_path: Path, manual_clock: ManualClock) -> None:
+    calls.clear()
+    dispatcher = await make_dispatcher(
+        tmp_path, manual_clock, [Concern("flaky", failing_router(99))], max_attempts=3
+    )
+    await store_ping(dispatcher, manual_clock)
+    for attempt in range(1, 4):
+        await dispatcher.drain()
+        await manual_clock.advance(backoff_delay(attempt))
+    await dispatcher.drain()
+    db = dispatcher.services.db
+    dead = (await deliveries.list_recent(db))[0]
+    assert (dead.status, dead.attempts) == ("dead", 3)
+    assert calls == ["flaky"] * 3
+    statuses = [
+        row[0]
+        for row in await db.fetchall(
+            "SELECT json_extract(data, '$.status') FROM events WHERE type = 'delivery_processed'"
+        )
+    ]
+    assert statuses == ["failed", "failed", "dead"]
+    await db.close()
+
+
+async def test_unparseable_stored_payload_goes_dead_without_retry(
+    tmp_path: Path, manual_clock: ManualClock
+) -> None:
+    dispatcher = await make_dispatcher(tmp_path, manual_clock, [Concern("s", steady_router())])
+    await deliveries.accept(
+        dispatcher.services.db,
+        source="github",
+        delivery_id="bad",
+        event="ping",
+        action=None,
+        installation_id=None,
+        payload="{broken",
+        now=manual_clock.now(),
+    )
+    await dispatcher.drain()
+    dead = (await deliveries.list_recent(dispatcher.services.db))[0]
+    assert dead.status == "dead"
+    assert (dead.last_error or "").startswith("undispatchable")
+    await dispatcher.services.db.close()
+
+
+async def test_backoff_grows_and_is_capped() -> None:
+    assert [backoff_delay(n) for n in (1, 2, 3)] == [5.0, 10.0, 20.0]
+    assert backoff_delay(30) == 3600.0
