@@ -212,3 +212,19 @@ def check(type_name: str, data: dict[str, object]) -> MessageType:
     if missing:
         raise ValueError(f"{type_name}: data lacks {', '.join(missing)}")
     return message
+
+
+def markdown_table() -> str:
+    """The README's Events table: `python -m bot.events.catalogue` prints it."""
+    lines = [
+        "| type | concern | data fields (`?` optional) | meaning |",
+        "| --- | --- | --- | --- |",
+    ]
+    for message in CATALOGUE:
+        fields = ", ".join(f"`{name}`" for name in message.fields)
+        lines.append(f"| `{message.name}` | {message.concern} | {fields} | {message.doc} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(markdown_table())

@@ -1,0 +1,28 @@
+"""The README stays true: quick start, every setting, every event type."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from bot.events.catalogue import CATALOGUE
+
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+CONFIG = (Path(__file__).resolve().parent.parent / "bot" / "config.py").read_text()
+
+
+def test_quick_start_is_make_run_and_make_test() -> None:
+    quick_start = README.split("## Quick start", 1)[1].split("##", 1)[0]
+    commands = re.findall(r"^make (\w+)", quick_start, flags=re.MULTILINE)
+    assert commands == ["run", "test"]
+
+
+def test_every_setting_read_by_config_is_documented() -> None:
+    names = set(re.findall(r'(?:reader\.\w+|environ\.get)\("([A-Z][A-Z0-9_]{2,})"', CONFIG))
+    undocumented = {name for name in names if f"`{name}`" not in README}
+    assert not undocumented
+
+
+def test_every_event_type_is_in_the_readme_table() -> None:
+    missing = [m.name for m in CATALOGUE if f"| `{m.name}` |" not in README]
+    assert not missing
