@@ -80,6 +80,8 @@ class Dispatcher:
     async def run(self) -> None:
         try:
             while True:
+                # Cleared before looking for work, so a wake() during the look is not lost.
+                self._wakeup.clear()
                 await self.claim_and_start()
                 await self._wait_for_work()
         finally:
@@ -113,7 +115,6 @@ class Dispatcher:
             timeout = min(timeout, max(wait, 0.0))
             if timeout == 0.0:
                 return
-        self._wakeup.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wakeup.wait(), timeout)
 

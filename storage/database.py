@@ -108,6 +108,10 @@ class Database:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._state.task
             self._state.task = None
+        while not self._state.queue.empty():
+            pending = self._state.queue.get_nowait()
+            if not pending.future.done():
+                pending.future.set_exception(DatabaseError("database closed before the write"))
         for connection in (self._writer, self._reader):
             if connection is not None:
                 await connection.close()
