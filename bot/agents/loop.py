@@ -197,7 +197,8 @@ class BaseAgent:
 
     def select_tools(self, context: AgentContext) -> list[Tool]:
         registry = self.runtime.tools
-        chosen, missing = registry.select(self.definition.tools)
+        wanted = [name for name in self.definition.tools if name != agent_tools.REPORT_TOOL]
+        chosen, missing = registry.select(wanted)
         if missing:
             log.warning(
                 "agent %s: tools not available, left out: %s", self.definition.name, missing

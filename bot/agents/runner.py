@@ -22,14 +22,16 @@ import os
 import anthropic
 
 from bot.agents.clarifications import answer_clarification
+from bot.agents.client import build_client
 from bot.agents.costs import CostTracker
-from bot.agents.definitions import AgentsConfig
+from bot.agents.definitions import AgentsConfig, load_agents_config
 from bot.agents.loop import AgentContext, AgentRuntime, BaseAgent, StepResult
 from bot.agents.mcp_bridge import McpBridge
-from bot.agents.sandbox import BashPolicy
+from bot.agents.sandbox import BashPolicy, bwrap_path
 from bot.agents.tokens import TokenSequence
 from bot.agents.tools import ToolRegistry, builtin_registry
 from bot.clock import Clock
+from bot.config import Settings
 from bot.events.bus import EventBus
 from storage import agent_runs, token_buffer
 from storage.clarifications import Clarification
@@ -85,6 +87,14 @@ class AgentRunner:
         abandoned = await agent_runs.mark_abandoned(self.runtime.db, now=self.runtime.clock.now())
         if abandoned:
             log.warning("%d agent run(s) were cut off by a stop; run_step resumes them", abandoned)
+        log.info(
+            "agents: %d defined (%s); bash: %s",
+            len(self.config.agents),
+            " + ".join(self.config.sources),
+            "bubblewrap, no network"
+            if bwrap_path() and self.runtime.bash_policy.use_bwrap
+            else "NO SANDBOX (bwrap not found): commands run without network isolation",
+        )
         if self.config.mcp_servers:
             await self.mcp.start(self.tools)
 
@@ -118,3 +128,23 @@ class AgentRunner:
 
     async def prune_tokens(self) -> int:
         return await token_buffer.prune_expired(self.runtime.db, now=self.runtime.clock.now())
+
+
+def build_agent_runner(
+    settings: Settings, *, db: Database, bus: EventBus, clock: Clock
+) -> AgentRunner:
+    """The runner as the app factory builds it from the settings (the agents file, retries,
+    bash timeout, token expiry). Raises AgentConfigError for a bad agents file."""
+    config = load_agents_config(settings.agents_file, default_model=settings.model)
+    client = build_client(
+        base_url=settings.anthropic_base_url, max_retries=settings.agent_max_retries
+    )
+    return AgentRunner(
+        db=db,
+        bus=bus,
+        clock=clock,
+        client=client,
+        config=config,
+        bash_policy=BashPolicy(timeout_s=settings.agent_bash_timeout),
+        token_ttl_s=settings.token_buffer_ttl,
+    )

@@ -193,6 +193,9 @@ async def run_command(
     except TimeoutError:
         _kill_group(process)
         exit_code = await process.wait()
+    # Read the pipe to its end so that its transport closes now, not at garbage collection.
+    with contextlib.suppress(TimeoutError, ConnectionError):
+        await asyncio.wait_for(process.stdout.read(), 2)
     return CommandResult(
         exit_code=exit_code,
         output=collected.decode("utf-8", errors="replace"),

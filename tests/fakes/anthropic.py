@@ -124,6 +124,14 @@ class RecordedRequest:
     breakpoints: int = 0
 
     @property
+    def api_key(self) -> str | None:
+        """The key sent, as x-api-key or as a bearer token (newer SDKs send the latter)."""
+        if "x-api-key" in self.headers:
+            return self.headers["x-api-key"]
+        bearer = self.headers.get("authorization", "")
+        return bearer.removeprefix("Bearer ") if bearer.startswith("Bearer ") else None
+
+    @property
     def messages(self) -> list[dict[str, Any]]:
         return list(self.body.get("messages", []))
 
@@ -249,13 +257,15 @@ class FakeAnthropic:
         body = await request.json()
         recorded = RecordedRequest(
             path=request.path_qs,
-            headers=dict(request.headers),
+            headers={name.lower(): value for name, value in request.headers.items()},
             body=body,
             received_at=time.monotonic(),
         )
         self.requests.append(recorded)
         async with self._arrived:
             self._arrived.notify_all()
+        if not recorded.api_key:
+            return self._error(401, "authentication_error", "x-api-key header is required", {})
         if not self.script:
             return self._error(
                 500, "api_error", "fake script exhausted", {"x-should-retry": "false"}
