@@ -120,3 +120,26 @@ async def test_token_frames_are_cut_by_interval_and_numbered_per_stream(
     fresh = TokenCoalescer(TokenSequence(db), bus, clock, "pipeline:1")  # after a restart
     await fresh.add("e")
     assert await fresh.flush() == 3
+
+
+def test_agent_settings_are_read_and_checked(tmp_path: Path) -> None:
+    from bot.config import ConfigError, load_settings
+
+    operator = tmp_path / "agents.yml"
+    operator.write_text("agents: {}\n", encoding="utf-8")
+    settings = load_settings(
+        {
+            "BIAGENT_AGENTS_FILE": str(operator),
+            "AGENT_MAX_RETRIES": "6",
+            "AGENT_BASH_TIMEOUT": "2m",
+            "TOKEN_BUFFER_TTL": "30m",
+        }
+    )
+    assert settings.agents_file == operator
+    assert (settings.agent_max_retries, settings.agent_bash_timeout) == (6, 120.0)
+    assert settings.token_buffer_ttl == 1800.0
+    with pytest.raises(ConfigError) as raised:
+        load_settings({"BIAGENT_AGENTS_FILE": str(tmp_path / "missing.yml")})
+    assert raised.value.problems == [
+        f"BIAGENT_AGENTS_FILE: {tmp_path / 'missing.yml'} is not a readable file"
+    ]
