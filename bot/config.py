@@ -74,6 +74,10 @@ class Settings:
     delivery_max_attempts: int = 8
     events_kept: int = 100_000
     log_level: str = "INFO"
+    agents_file: Path | None = None
+    agent_max_retries: int = 4
+    agent_bash_timeout: float = 120.0
+    token_buffer_ttl: float = 3600.0
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -200,6 +204,17 @@ def _private_key(reader: _Reader) -> Secret | None:
     return Secret(pem)
 
 
+def _agents_file(reader: _Reader) -> Path | None:
+    raw = reader.text("BIAGENT_AGENTS_FILE")
+    if raw is None:
+        return None
+    path = Path(raw)
+    if not path.is_file():
+        reader.problems.append(f"BIAGENT_AGENTS_FILE: {raw} is not a readable file")
+        return None
+    return path
+
+
 def load_settings(environ: Mapping[str, str]) -> Settings:
     """Read and validate every setting; raises ConfigError listing all bad ones."""
     reader = _Reader(environ)
@@ -265,6 +280,10 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         delivery_max_attempts=reader.integer("DELIVERY_MAX_ATTEMPTS", 8, low=1, high=100),
         events_kept=reader.integer("EVENTS_KEPT", 100_000, low=100, high=100_000_000),
         log_level=log_level,
+        agents_file=_agents_file(reader),
+        agent_max_retries=reader.integer("AGENT_MAX_RETRIES", 4, low=0, high=20),
+        agent_bash_timeout=reader.duration("AGENT_BASH_TIMEOUT", 120.0, low=1.0),
+        token_buffer_ttl=reader.duration("TOKEN_BUFFER_TTL", 3600.0, low=10.0),
     )
     if reader.problems:
         raise ConfigError(reader.problems)

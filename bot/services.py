@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bot.agents.runner import AgentRunner
 from bot.clock import Clock
 from bot.config import Settings
 from bot.events.bus import EventBus
@@ -22,3 +23,4 @@ class Services:
     bus: EventBus
     clock: Clock
     github: GitHubApp | None = None
+    agents: AgentRunner | None = None

@@ -20,14 +20,17 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from bot import api_token, routers
+from bot.agents.runner import AgentRunner, build_agent_runner
 from bot.clock import Clock, SystemClock
 from bot.config import Settings
 from bot.dispatcher import Dispatcher
 from bot.events.bus import EventBus
 from bot.github.app import GitHubApp
 from bot.services import Services
+from storage import token_buffer
 from storage.database import Database
 from web import auth, status, webhooks_github, ws
+from web.api import agents as agents_api
 from web.api import deliveries as deliveries_api
 from web.api import events as events_api
 from web.errors import error_middleware
@@ -60,6 +63,10 @@ async def _housekeeping(services: Services) -> None:
             await services.bus.prune(services.settings.events_kept)
         except Exception:
             log.exception("event pruning failed")
+        try:
+            await token_buffer.prune_expired(services.db, now=services.clock.now())
+        except Exception:
+            log.exception("token buffer pruning failed")
 
 
 def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Application:
@@ -78,6 +85,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     app.router.add_routes(status.routes)
     app.router.add_routes(deliveries_api.routes)
     app.router.add_routes(events_api.routes)
+    app.router.add_routes(agents_api.routes)
     app.router.add_static("/static", HERE / "static")
     app.cleanup_ctx.append(_lifecycle(settings, clock or SystemClock()))
     return app
@@ -88,6 +96,7 @@ def _lifecycle(settings: Settings, clock: Clock):  # type: ignore[no-untyped-def
         db = await Database.open(settings.database_url, synchronous=settings.database_synchronous)
         tasks: list[asyncio.Task[None]] = []
         session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
+        agents: AgentRunner | None = None
         try:
             version = await db.migrate()
             log.info("database ready at schema version %d", version)
@@ -108,7 +117,12 @@ def _lifecycle(settings: Settings, clock: Clock):  # type: ignore[no-untyped-def
                     clock=clock,
                 )
                 tasks.append(asyncio.create_task(github.keep_loading_identity()))
-            services = Services(settings=settings, db=db, bus=bus, clock=clock, github=github)
+            if settings.anthropic_configured:
+                agents = build_agent_runner(settings, db=db, bus=bus, clock=clock)
+                await agents.start()
+            services = Services(
+                settings=settings, db=db, bus=bus, clock=clock, github=github, agents=agents
+            )
             app[SERVICES] = services
             dispatcher = Dispatcher(
                 services,
@@ -127,6 +141,8 @@ def _lifecycle(settings: Settings, clock: Clock):  # type: ignore[no-untyped-def
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+            if agents is not None:
+                await agents.close()
             await session.close()
             await db.close()
 

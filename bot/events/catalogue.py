@@ -96,13 +96,13 @@ CATALOGUE: tuple[MessageType, ...] = (
     _m(
         "clarification_requested",
         "agents",
-        "clarification_id question choices? step_id?",
+        "clarification_id question choices? step_id? run_id? agent?",
         "An agent asked a person a question; its step waits.",
     ),
     _m(
         "clarification_answered",
         "agents",
-        "clarification_id answer",
+        "clarification_id answer session_id? answered_by?",
         "A person answered; the step resumes.",
     ),
     # review
@@ -127,15 +127,39 @@ CATALOGUE: tuple[MessageType, ...] = (
     _m("pr_approved", "reviews", "pr reviewer", "A reviewer approved the pull request."),
     _m("changes_requested", "reviews", "pr reviewer batch_id?", "A reviewer requested changes."),
     # agent steps
-    _m("tool_call_started", "agents", "call_id tool arguments", "An agent called a tool."),
+    _m(
+        "tool_call_started",
+        "agents",
+        "call_id tool arguments run_id? agent?",
+        "An agent called a tool.",
+    ),
     _m(
         "tool_call_completed",
         "agents",
-        "call_id tool result duration_ms error?",
+        "call_id tool result duration_ms error? run_id?",
         "A tool call finished.",
     ),
-    _m("file_changed", "agents", "path change_type", "An agent wrote a file."),
+    _m("file_changed", "agents", "path change_type run_id? call_id?", "An agent wrote a file."),
     _m("token", "agents", "seq text", "Streamed agent text, coalesced (not kept in events)."),
+    _m(
+        "agent_step_started",
+        "agents",
+        "run_id agent session_key restored?",
+        "An agent step started, or continued its stored conversation.",
+    ),
+    _m(
+        "agent_step_finished",
+        "agents",
+        "run_id agent status cost_usd session_key? step_cost_usd? reason? error?",
+        "An agent step ended: completed, paused_for_clarification, budget_stopped, failed"
+        " or interrupted.",
+    ),
+    _m(
+        "agent_turn_interrupted",
+        "agents",
+        "run_id agent reason tool_use_started?",
+        "A streamed turn broke; it was recorded and is asked again from the stored history.",
+    ),
     # sessions
     _m(
         "session_restored",
@@ -147,7 +171,7 @@ CATALOGUE: tuple[MessageType, ...] = (
     _m(
         "token_catchup",
         "sessions",
-        "stream from_seq text",
+        "stream from_seq text last_seq?",
         "Token text a reconnecting client missed.",
     ),
     # worktrees

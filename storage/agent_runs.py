@@ -1,0 +1,228 @@
+"""agent_runs, agent_interruptions and agent_costs: each attempt at a step and what it cost.
+
+A run is one call of `AgentRunner.run_step`; a step that pauses for a clarification and is
+resumed later has two runs on the same claude_sessions row. Costs are one row per Messages API
+call and are summed per run (step), pipeline and pull request.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from storage.database import Database
+from storage.timestamps import to_text
+
+RUN_STATUSES = (
+    "running",
+    "completed",
+    "paused_for_clarification",
+    "budget_stopped",
+    "failed",
+    "interrupted",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AgentRun:
+    id: int
+    session_id: int
+    agent: str
+    stream: str
+    status: str
+    reason: str | None
+    error: str | None
+    turns: int
+    cost_usd: float
+    started_at: str
+    finished_at: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Interruption:
+    id: int
+    run_id: int
+    turn: int
+    reason: str
+    tool_use_started: bool
+    partial: Any
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class CostTotals:
+    calls: int
+    input_tokens: int
+    output_tokens: int
+    cache_write_tokens: int
+    cache_read_tokens: int
+    cost_usd: float
+
+
+_RUN_COLUMNS = (
+    "id, session_id, agent, stream, status, reason, error, turns, cost_usd, started_at, finished_at"
+)
+
+
+async def start(
+    db: Database, *, session_id: int, agent: str, stream: str, now: datetime
+) -> AgentRun:
+    result = await db.write(
+        "INSERT INTO agent_runs (session_id, agent, stream, started_at) VALUES (?, ?, ?, ?)",
+        (session_id, agent, stream, to_text(now)),
+    )
+    assert result.lastrowid is not None
+    found = await get(db, result.lastrowid)
+    assert found is not None
+    return found
+
+
+async def get(db: Database, run_id: int) -> AgentRun | None:
+    row = await db.fetchone(f"SELECT {_RUN_COLUMNS} FROM agent_runs WHERE id = ?", (run_id,))
+    return None if row is None else AgentRun(*row)
+
+
+async def for_session(db: Database, session_id: int) -> list[AgentRun]:
+    rows = await db.fetchall(
+        f"SELECT {_RUN_COLUMNS} FROM agent_runs WHERE session_id = ? ORDER BY id", (session_id,)
+    )
+    return [AgentRun(*row) for row in rows]
+
+
+async def finish(
+    db: Database,
+    run_id: int,
+    *,
+    status: str,
+    reason: str | None,
+    error: str | None,
+    turns: int,
+    cost_usd: float,
+    now: datetime,
+) -> None:
+    assert status in RUN_STATUSES
+    await db.write(
+        """
+        UPDATE agent_runs
+        SET status = ?, reason = ?, error = ?, turns = ?, cost_usd = ?, finished_at = ?
+        WHERE id = ?
+        """,
+        (status, reason, error, turns, cost_usd, to_text(now), run_id),
+    )
+
+
+async def mark_abandoned(db: Database, *, now: datetime) -> int:
+    """At start-up: runs a stopped process left `running` become `interrupted`."""
+    result = await db.write(
+        """
+        UPDATE agent_runs
+        SET status = 'interrupted', reason = 'the process stopped during the run',
+            finished_at = ?
+        WHERE status = 'running'
+        """,
+        (to_text(now),),
+    )
+    return result.rowcount
+
+
+async def record_interruption(
+    db: Database,
+    *,
+    run_id: int,
+    turn: int,
+    reason: str,
+    tool_use_started: bool,
+    partial: Any,
+    now: datetime,
+) -> None:
+    await db.write(
+        """
+        INSERT INTO agent_interruptions
+            (run_id, turn, reason, tool_use_started, partial, created_at)
+        VALUES (?, ?, ?, ?, ?, ?)
+        """,
+        (run_id, turn, reason, int(tool_use_started), json.dumps(partial), to_text(now)),
+    )
+
+
+async def interruptions(db: Database, run_id: int) -> list[Interruption]:
+    rows = await db.fetchall(
+        "SELECT id, run_id, turn, reason, tool_use_started, partial, created_at"
+        " FROM agent_interruptions WHERE run_id = ? ORDER BY id",
+        (run_id,),
+    )
+    return [
+        Interruption(row[0], row[1], row[2], row[3], bool(row[4]), json.loads(row[5]), row[6])
+        for row in rows
+    ]
+
+
+async def record_cost(
+    db: Database,
+    *,
+    run_id: int,
+    session_id: int,
+    pipeline_id: int | None,
+    pr: str | None,
+    model: str,
+    input_tokens: int,
+    output_tokens: int,
+    cache_write_tokens: int,
+    cache_read_tokens: int,
+    cost_usd: float,
+    now: datetime,
+) -> None:
+    await db.write(
+        """
+        INSERT INTO agent_costs
+            (run_id, session_id, pipeline_id, pr, model, input_tokens, output_tokens,
+             cache_write_tokens, cache_read_tokens, cost_usd, created_at)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        """,
+        (
+            run_id,
+            session_id,
+            pipeline_id,
+            pr,
+            model,
+            input_tokens,
+            output_tokens,
+            cache_write_tokens,
+            cache_read_tokens,
+            cost_usd,
+            to_text(now),
+        ),
+    )
+
+
+_TOTALS = """
+    SELECT COUNT(*), COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0),
+           COALESCE(SUM(cache_write_tokens), 0), COALESCE(SUM(cache_read_tokens), 0),
+           COALESCE(SUM(cost_usd), 0)
+    FROM agent_costs
+"""
+
+
+async def cost_totals(
+    db: Database,
+    *,
+    run_id: int | None = None,
+    session_id: int | None = None,
+    pipeline_id: int | None = None,
+    pr: str | None = None,
+) -> CostTotals:
+    """Sum of the calls matching the one filter given (run, step session, pipeline or PR)."""
+    filters = {
+        "run_id": run_id,
+        "session_id": session_id,
+        "pipeline_id": pipeline_id,
+        "pr": pr,
+    }
+    chosen = [(column, value) for column, value in filters.items() if value is not None]
+    assert len(chosen) == 1, "give exactly one of run_id, session_id, pipeline_id, pr"
+    column, value = chosen[0]
+    row = await db.fetchone(f"{_TOTALS} WHERE {column} = ?", (value,))
+    assert row is not None
+    return CostTotals(int(row[0]), int(row[1]), int(row[2]), int(row[3]), int(row[4]), row[5])
