@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from bot.events.catalogue import CATALOGUE
+from bot.events.catalogue import CATALOGUE, with_table
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 CONFIG = (Path(__file__).resolve().parent.parent / "bot" / "config.py").read_text()
@@ -23,6 +23,6 @@ def test_every_setting_read_by_config_is_documented() -> None:
     assert not undocumented
 
 
-def test_every_event_type_is_in_the_readme_table() -> None:
-    missing = [m.name for m in CATALOGUE if f"| `{m.name}` |" not in README]
-    assert not missing
+def test_the_events_table_is_the_catalogue() -> None:
+    assert with_table(README) == README, "run: python -m bot.events.catalogue --write-readme"
+    assert all(f"| `{m.name}` |" in README for m in CATALOGUE)

@@ -2,7 +2,8 @@
 
 `publish()` refuses a type that is not here, so the catalogue cannot drift from the code. Each
 entry names the concern that emits it and the fields its `data` carries (required ones first;
-optional ones end in `?`). The README's "Events" table is generated from this list.
+optional ones end in `?`). The README's "Events" table is generated from this list
+(`python -m bot.events.catalogue --write-readme`).
 """
 
 from __future__ import annotations
@@ -250,5 +251,23 @@ def markdown_table() -> str:
     return "\n".join(lines)
 
 
+README_START = "<!-- events:start -->"
+README_END = "<!-- events:end -->"
+
+
+def with_table(readme: str) -> str:
+    """The README text with its events table (between the markers) regenerated."""
+    head, rest = readme.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    return f"{head}{README_START}\n{markdown_table()}\n{README_END}{tail}"
+
+
 if __name__ == "__main__":
-    print(markdown_table())
+    import sys
+    from pathlib import Path
+
+    if sys.argv[1:] == ["--write-readme"]:
+        readme = Path("README.md")
+        readme.write_text(with_table(readme.read_text(encoding="utf-8")), encoding="utf-8")
+    else:
+        print(markdown_table())
