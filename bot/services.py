@@ -7,12 +7,16 @@ hands them around. Features that are off (no GitHub App configured, say) are Non
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from bot.clock import Clock
 from bot.config import Settings
 from bot.events.bus import EventBus
 from bot.github.app import GitHubApp
 from storage.database import Database
+
+if TYPE_CHECKING:
+    from bot.reviews.service import ReviewService
 
 
 @dataclass
@@ -22,3 +26,4 @@ class Services:
     bus: EventBus
     clock: Clock
     github: GitHubApp | None = None
+    reviews: ReviewService | None = None  # review response, when the GitHub App is on
