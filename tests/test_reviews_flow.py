@@ -330,3 +330,23 @@ async def test_status_page_shows_pending_batch_countdown(scenario: Scenario) -> 
     html = await page.text()
     assert "Pull requests under review" in html
     assert 'class="countdown"' in html and ">20s<" in html
+
+
+async def test_a_stop_between_posting_and_recording_never_replies_twice(
+    scenario: Scenario,
+) -> None:
+    await three_comments_and_review(scenario)
+    # As if the process had stopped right after GitHub accepted one reply, before its id was
+    # stored: the batch is still responding and that reply is only an intent.
+    await scenario.db.write(
+        "UPDATE review_replies SET status = 'intent', github_id = NULL"
+        " WHERE id = (SELECT MIN(id) FROM review_replies)"
+    )
+    await scenario.db.write("UPDATE review_batches SET status = 'responding'")
+    posts_before = len(scenario.fake.calls_to("POST", f"/repos/{REPO}/"))
+    await scenario.restart()
+    await scenario.settle()
+    assert len(scenario.replies()) == 3 and len(scenario.pr_comments()) == 1
+    assert len(scenario.fake.calls_to("POST", f"/repos/{REPO}/")) == posts_before
+    statuses = {s for (s,) in await scenario.db.fetchall("SELECT status FROM review_replies")}
+    assert statuses == {"posted"}
