@@ -115,7 +115,20 @@ async def _pick_up(service: ReviewService, gh: Any, pr: PullRequest, batch: Batc
     for item in items:
         await replies.react_eyes(gh, pr, item.comment_kind, item.comment_id)
     check_run_id = claimed.check_run_id
-    if check_run_id is None or claimed.check_run_sha != head_sha:
+    if check_run_id is not None and claimed.check_run_sha != head_sha:
+        # The head moved while comments gathered: the queued check stays on the old commit.
+        await checks.complete(
+            gh,
+            pr,
+            check_run_id,
+            conclusion="neutral",
+            title="Superseded: the branch moved",
+            summary=f"These comments are worked on {head_sha[:7]}.",
+            text=None,
+            completed_at=github_time(service),
+        )
+        check_run_id = None
+    if check_run_id is None:
         check_run_id = await checks.open_check(
             gh,
             pr,
