@@ -69,6 +69,11 @@ class Settings:
     jira_sync_interval: float = 300.0
     review_debounce_seconds: float = 30.0
     review_max_wait_seconds: float = 300.0
+    review_max_runs_per_hour: int = 6
+    review_max_consecutive_commits: int = 5
+    review_max_usd_per_pr: float = 20.0
+    review_max_usd_per_installation_day: float = 100.0
+    github_write_spacing_seconds: float = 1.0
     worktree_root: Path = Path("worktrees")
     dispatch_concurrency: int = 4
     delivery_max_attempts: int = 8
@@ -165,6 +170,20 @@ class _Reader:
         value = float(match.group(1)) * _UNITS[match.group(2)]
         if value < low:
             self.problems.append(f"{name}: must be at least {low:g} seconds, got {raw!r}")
+            return default
+        return value
+
+    def decimal(self, name: str, default: float, *, low: float = 0.0) -> float:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            self.problems.append(f"{name}: expected a number, got {raw!r}")
+            return default
+        if value < low:
+            self.problems.append(f"{name}: must be at least {low:g}, got {raw!r}")
             return default
         return value
 
@@ -275,6 +294,15 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         jira_sync_interval=reader.duration("JIRA_SYNC_INTERVAL", 300.0, low=10.0),
         review_debounce_seconds=debounce,
         review_max_wait_seconds=max_wait,
+        review_max_runs_per_hour=reader.integer("REVIEW_MAX_RUNS_PER_HOUR", 6, low=1, high=1000),
+        review_max_consecutive_commits=reader.integer(
+            "REVIEW_MAX_CONSECUTIVE_COMMITS", 5, low=1, high=1000
+        ),
+        review_max_usd_per_pr=reader.decimal("REVIEW_MAX_USD_PER_PR", 20.0),
+        review_max_usd_per_installation_day=reader.decimal(
+            "REVIEW_MAX_USD_PER_INSTALLATION_DAY", 100.0
+        ),
+        github_write_spacing_seconds=reader.duration("GITHUB_WRITE_SPACING_SECONDS", 1.0),
         worktree_root=Path(reader.text("WORKTREE_ROOT") or "worktrees"),
         dispatch_concurrency=reader.integer("DISPATCH_CONCURRENCY", 4, low=1, high=64),
         delivery_max_attempts=reader.integer("DELIVERY_MAX_ATTEMPTS", 8, low=1, high=100),

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from bot.dispatcher import Concern
 from bot.github import installations
+from bot.reviews import router as reviews
 
 
 def concerns() -> list[Concern]:
     return [
         Concern("installations", installations.router),
+        Concern("reviews", reviews.router),
     ]

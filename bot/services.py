@@ -7,6 +7,7 @@ hands them around. Features that are off (no GitHub App configured, say) are Non
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from bot.agents.runner import AgentRunner
 from bot.clock import Clock
@@ -14,6 +15,9 @@ from bot.config import Settings
 from bot.events.bus import EventBus
 from bot.github.app import GitHubApp
 from storage.database import Database
+
+if TYPE_CHECKING:
+    from bot.reviews.service import ReviewService
 
 
 @dataclass
@@ -24,3 +28,4 @@ class Services:
     clock: Clock
     github: GitHubApp | None = None
     agents: AgentRunner | None = None
+    reviews: ReviewService | None = None  # review response, when the GitHub App is on

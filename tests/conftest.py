@@ -30,8 +30,8 @@ def start_app(
 ) -> StartApp:
     """Start the real app (real server on loopback) for given settings; returns a client."""
 
-    async def start(settings: Settings, *, clock: Any = None) -> AppClient:
-        return await aiohttp_client(create_app(settings, clock=clock))
+    async def start(settings: Settings, *, clock: Any = None, **options: Any) -> AppClient:
+        return await aiohttp_client(create_app(settings, clock=clock, **options))
 
     return start
 
@@ -68,3 +68,36 @@ async def fake_github(app_key: tuple[str, str], manual_clock: ManualClock) -> An
     await fake.start()
     yield fake
     await fake.close()
+
+
+@pytest.fixture
+def review_engine() -> Any:
+    """The scripted review engine (a test double until the real engine lands)."""
+    from tests.fakes.review_engine import ScriptedEngine
+
+    return ScriptedEngine()
+
+
+@pytest.fixture
+async def scenario(
+    start_app: StartApp,
+    tmp_path: Path,
+    fake_github: Any,
+    app_key: tuple[str, str],
+    manual_clock: ManualClock,
+    review_engine: Any,
+) -> Any:
+    """The real app wired to the GitHub fake and a scripted engine, with biagent's own pull
+    request opened (tests/reviews_scenario.py)."""
+    from tests.reviews_scenario import Scenario, review_settings
+
+    review = Scenario(
+        start_app=start_app,
+        settings=review_settings(tmp_path, fake_github, app_key),
+        fake=fake_github,
+        clock=manual_clock,
+        engine=review_engine,
+    )
+    await review.start()
+    await review.send("pull_request", review.opened())
+    return review

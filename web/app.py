@@ -26,6 +26,9 @@ from bot.config import Settings
 from bot.dispatcher import Dispatcher
 from bot.events.bus import EventBus
 from bot.github.app import GitHubApp
+from bot.reviews.engine import ReviewEngine
+from bot.reviews.scheduler import ReviewScheduler
+from bot.reviews.service import ReviewService
 from bot.services import Services
 from storage import token_buffer
 from storage.database import Database
@@ -33,8 +36,9 @@ from web import auth, status, webhooks_github, ws
 from web.api import agents as agents_api
 from web.api import deliveries as deliveries_api
 from web.api import events as events_api
+from web.api import pull_requests as pull_requests_api
 from web.errors import error_middleware
-from web.keys import DISPATCHER, GENERATED_TOKEN, SERVICES, TOKEN_CHECK
+from web.keys import DISPATCHER, GENERATED_TOKEN, REVIEW_SCHEDULER, SERVICES, TOKEN_CHECK
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +73,13 @@ async def _housekeeping(services: Services) -> None:
             log.exception("token buffer pruning failed")
 
 
-def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Application:
+def create_app(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    review_engine: ReviewEngine | None = None,
+) -> web.Application:
+    """The application; `review_engine` works review batches (none yet: batches are skipped)."""
     app = web.Application(
         middlewares=[error_middleware, auth.auth_middleware], client_max_size=MAX_WEBHOOK_BYTES
     )
@@ -86,12 +96,15 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     app.router.add_routes(deliveries_api.routes)
     app.router.add_routes(events_api.routes)
     app.router.add_routes(agents_api.routes)
+    app.router.add_routes(pull_requests_api.routes)
     app.router.add_static("/static", HERE / "static")
-    app.cleanup_ctx.append(_lifecycle(settings, clock or SystemClock()))
+    app.cleanup_ctx.append(_lifecycle(settings, clock or SystemClock(), review_engine))
     return app
 
 
-def _lifecycle(settings: Settings, clock: Clock):  # type: ignore[no-untyped-def]
+def _lifecycle(  # type: ignore[no-untyped-def]
+    settings: Settings, clock: Clock, review_engine: ReviewEngine | None
+):
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         db = await Database.open(settings.database_url, synchronous=settings.database_synchronous)
         tasks: list[asyncio.Task[None]] = []
@@ -124,6 +137,19 @@ def _lifecycle(settings: Settings, clock: Clock):  # type: ignore[no-untyped-def
                 settings=settings, db=db, bus=bus, clock=clock, github=github, agents=agents
             )
             app[SERVICES] = services
+            review_scheduler = None
+            if github is not None:
+                services.reviews = ReviewService(
+                    settings=settings,
+                    db=db,
+                    bus=bus,
+                    clock=clock,
+                    github=github,
+                    engine=review_engine,
+                )
+                review_scheduler = ReviewScheduler(services.reviews)
+                services.reviews.wake_scheduler = review_scheduler.wake
+                app[REVIEW_SCHEDULER] = review_scheduler
             dispatcher = Dispatcher(
                 services,
                 routers.concerns(),
@@ -134,6 +160,9 @@ def _lifecycle(settings: Settings, clock: Clock):  # type: ignore[no-untyped-def
             await dispatcher.recover()
             tasks.append(asyncio.create_task(dispatcher.run(), name="dispatcher"))
             tasks.append(asyncio.create_task(_housekeeping(services), name="housekeeping"))
+            if review_scheduler is not None:
+                await review_scheduler.recover()
+                tasks.append(asyncio.create_task(review_scheduler.run(), name="review-scheduler"))
             yield
         finally:
             for task in tasks:

@@ -7,6 +7,7 @@ from typing import Any
 import aiohttp_jinja2
 from aiohttp import web
 
+from bot.reviews import overview
 from storage import deliveries, installations
 from web.keys import SERVICES
 
@@ -25,6 +26,9 @@ async def status_page(request: web.Request) -> dict[str, Any]:
         "installations": await installations.list_all(services.db),
         "deliveries": await deliveries.list_recent(services.db, limit=30),
         "counts": await deliveries.count_by_status(services.db),
+        "pull_requests": await overview.list_pull_requests(
+            services.db, services.clock.now(), open_only=True
+        ),
         "features": [
             (
                 "GitHub App",

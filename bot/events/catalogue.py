@@ -122,7 +122,7 @@ CATALOGUE: tuple[MessageType, ...] = (
     _m(
         "review_responded",
         "reviews",
-        "pr batch_id outcomes commit? cost_usd?",
+        "pr batch_id outcomes commit? cost_usd? iteration? status?",
         "biagent answered a batch: replies posted, fixes pushed.",
     ),
     _m("pr_approved", "reviews", "pr reviewer", "A reviewer approved the pull request."),

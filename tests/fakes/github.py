@@ -4,15 +4,28 @@ It checks the app JWT (RS256, signed by the test app's key, `iss` = the app id, 
 issues installation access tokens that expire on the fake's clock, refuses expired or unknown
 tokens with 401 as GitHub does, and records every call. Later features add their endpoints to
 `FakeGitHub.routes()`; state lives in plain dicts on the instance so tests can seed and inspect it.
+
+Review response (issue 5) adds pulls, review comments and replies, reviews and their comments,
+issue comments, reactions, check runs, collaborator permission and contents. Answers are built
+from GitHub's own examples in tests/fixtures/github-api (same keys, our values). Lists paginate
+with `per_page`/`page` and a `Link` header, as GitHub does. `script_failure()` makes the next
+matching calls answer a 403 secondary rate limit (with `Retry-After`), a 5xx, or anything else.
+One strictness beyond GitHub: a reply addressed to a comment that is itself a reply is refused
+(422), so a test proves biagent addresses the thread's root.
 """
 
 from __future__ import annotations
 
+import base64
+import copy
 import itertools
+import json
+import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -53,6 +66,28 @@ class IssuedToken:
     expires_at: datetime
 
 
+API_EXAMPLES = Path(__file__).parent.parent / "fixtures" / "github-api"
+
+
+def api_example(name: str) -> Any:
+    """GitHub's example response `name` (tests/fixtures/github-api), a fresh copy each time."""
+    return json.loads((API_EXAMPLES / f"{name}.json").read_text(encoding="utf-8"))
+
+
+def github_time(instant: datetime) -> str:
+    return instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class ScriptedFailure:
+    method: str
+    path_pattern: str
+    status: int
+    headers: dict[str, str]
+    message: str
+    times: int
+
+
 @dataclass
 class FakeGitHub:
     app_id: int
@@ -65,6 +100,17 @@ class FakeGitHub:
     installations: dict[int, dict[str, Any]] = field(default_factory=dict)
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(9_000_000))
     server: TestServer | None = None
+    # review response state, keyed as GitHub keys it
+    pulls: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
+    review_comments: dict[int, dict[str, Any]] = field(default_factory=dict)
+    issue_comments: dict[int, dict[str, Any]] = field(default_factory=dict)
+    reviews: dict[int, dict[str, Any]] = field(default_factory=dict)
+    check_runs: dict[int, dict[str, Any]] = field(default_factory=dict)
+    check_run_history: dict[int, list[tuple[str, str | None]]] = field(default_factory=dict)
+    reactions: list[dict[str, Any]] = field(default_factory=list)
+    permissions: dict[tuple[str, str], str] = field(default_factory=dict)
+    contents: dict[tuple[str, str], str] = field(default_factory=dict)
+    failures: list[ScriptedFailure] = field(default_factory=list)
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -74,6 +120,30 @@ class FakeGitHub:
         routes.post("/app/installations/{installation_id}/access_tokens")(self.create_token)
         routes.get("/repos/{owner}/{repo}/installation")(self.get_repo_installation)
         routes.get("/installation/repositories")(self.list_installation_repositories)
+        repo = "/repos/{owner}/{repo}"
+        routes.get(repo + "/pulls/{number:\\d+}")(self.get_pull)
+        routes.get(repo + "/pulls/{number:\\d+}/comments")(self.list_pull_review_comments)
+        routes.post(repo + "/pulls/{number:\\d+}/comments/{comment_id:\\d+}/replies")(
+            self.create_reply
+        )
+        routes.get(repo + "/pulls/comments/{comment_id:\\d+}")(self.get_review_comment)
+        routes.post(repo + "/pulls/comments/{comment_id:\\d+}/reactions")(
+            self.create_review_comment_reaction
+        )
+        routes.get(repo + "/pulls/{number:\\d+}/reviews")(self.list_reviews)
+        routes.get(repo + "/pulls/{number:\\d+}/reviews/{review_id:\\d+}/comments")(
+            self.list_review_comments_for_review
+        )
+        routes.post(repo + "/pulls/{number:\\d+}/reviews")(self.create_review)
+        routes.get(repo + "/issues/{number:\\d+}/comments")(self.list_issue_comments)
+        routes.post(repo + "/issues/{number:\\d+}/comments")(self.create_issue_comment)
+        routes.post(repo + "/issues/comments/{comment_id:\\d+}/reactions")(
+            self.create_issue_comment_reaction
+        )
+        routes.post(repo + "/check-runs")(self.create_check_run)
+        routes.patch(repo + "/check-runs/{check_run_id:\\d+}")(self.update_check_run)
+        routes.get(repo + "/collaborators/{user}/permission")(self.get_permission)
+        routes.get(repo + "/contents/{path:.+}")(self.get_contents)
         return routes
 
     async def start(self) -> str:
@@ -105,6 +175,21 @@ class FakeGitHub:
         self.calls.append(
             Call(request.method, request.path, dict(request.query), body, installation_id)
         )
+        for failure in self.failures:
+            if (
+                failure.times > 0
+                and failure.method == request.method
+                and re.fullmatch(failure.path_pattern, request.path)
+            ):
+                failure.times -= 1
+                return web.json_response(
+                    {
+                        "message": failure.message,
+                        "documentation_url": "https://docs.github.com/rest",
+                    },
+                    status=failure.status,
+                    headers=failure.headers,
+                )
         return await handler(request)
 
     def check_jwt(self, request: web.Request) -> dict[str, Any]:
@@ -180,11 +265,342 @@ class FakeGitHub:
     def calls_to(self, method: str, path_prefix: str) -> list[Call]:
         return [c for c in self.calls if c.method == method and c.path.startswith(path_prefix)]
 
+    # -- scripting -----------------------------------------------------------------------
+
+    def script_failure(
+        self,
+        method: str,
+        path_pattern: str,
+        *,
+        status: int,
+        times: int = 1,
+        headers: dict[str, str] | None = None,
+        message: str | None = None,
+    ) -> None:
+        """The next `times` calls matching (method, full-match regex) answer `status`."""
+        default = {
+            403: "You have exceeded a secondary rate limit. Please wait a few minutes before you"
+            " try again.",
+            429: "You have exceeded a secondary rate limit.",
+        }.get(status, "Server Error")
+        self.failures.append(
+            ScriptedFailure(method, path_pattern, status, headers or {}, message or default, times)
+        )
+
+    # -- seeding (tests) ----------------------------------------------------------------
+
+    def bot_user(self) -> dict[str, Any]:
+        return {"login": f"{self.slug}[bot]", "id": 41898282, "type": "Bot", "site_admin": False}
+
+    def add_pull_request(self, repository: str, pull_request: dict[str, Any]) -> None:
+        self.pulls[(repository, int(pull_request["number"]))] = copy.deepcopy(pull_request)
+
+    def move_head(self, repository: str, number: int, sha: str) -> None:
+        self.pulls[(repository, number)]["head"]["sha"] = sha
+
+    def add_review_comment(self, repository: str, number: int, comment: dict[str, Any]) -> None:
+        self.review_comments[int(comment["id"])] = {
+            **copy.deepcopy(comment),
+            "_repo": repository,
+            "_number": number,
+        }
+
+    def add_review(
+        self, repository: str, number: int, review: dict[str, Any], comment_ids: list[int]
+    ) -> None:
+        self.reviews[int(review["id"])] = {
+            **copy.deepcopy(review),
+            "_repo": repository,
+            "_number": number,
+            "_comment_ids": list(comment_ids),
+        }
+
+    def set_permission(self, repository: str, login: str, permission: str) -> None:
+        self.permissions[(repository, login.lower())] = permission
+
+    def set_file(self, repository: str, path: str, text: str) -> None:
+        self.contents[(repository, path)] = text
+
+    def replies_to(self, root_id: int) -> list[dict[str, Any]]:
+        return [c for c in self.review_comments.values() if c.get("in_reply_to_id") == root_id]
+
+    def comments_on(self, repository: str, number: int) -> list[dict[str, Any]]:
+        return [
+            c
+            for c in self.issue_comments.values()
+            if c["_repo"] == repository and c["_number"] == number
+        ]
+
+    # -- review response endpoints -------------------------------------------------------
+
+    @staticmethod
+    def _repo(request: web.Request) -> str:
+        return f"{request.match_info['owner']}/{request.match_info['repo']}"
+
+    @staticmethod
+    def _public(item: dict[str, Any]) -> dict[str, Any]:
+        return {key: value for key, value in item.items() if not key.startswith("_")}
+
+    def _paginate(self, request: web.Request, items: list[dict[str, Any]]) -> web.Response:
+        per_page = min(int(request.query.get("per_page", 30)), 100)
+        page = int(request.query.get("page", 1))
+        chunk = items[(page - 1) * per_page : page * per_page]
+        headers = {}
+        if page * per_page < len(items):
+            next_url = request.url.update_query({"page": page + 1, "per_page": per_page})
+            headers["Link"] = f'<{next_url}>; rel="next"'
+        return web.json_response([self._public(item) for item in chunk], headers=headers)
+
+    def _pull(self, request: web.Request) -> dict[str, Any]:
+        pull = self.pulls.get((self._repo(request), int(request.match_info["number"])))
+        if pull is None:
+            raise _error(404, "Not Found")
+        return pull
+
+    async def get_pull(self, request: web.Request) -> web.Response:
+        self.check_token(request)
+        return web.json_response(self._pull(request))
+
+    async def list_pull_review_comments(self, request: web.Request) -> web.Response:
+        self.check_token(request)
+        repository, number = self._repo(request), int(request.match_info["number"])
+        found = [
+            c
+            for c in sorted(self.review_comments.values(), key=lambda c: c["id"])
+            if c["_repo"] == repository and c["_number"] == number
+        ]
+        return self._paginate(request, found)
+
+    async def get_review_comment(self, request: web.Request) -> web.Response:
+        self.check_token(request)
+        comment = self.review_comments.get(int(request.match_info["comment_id"]))
+        if comment is None or comment["_repo"] != self._repo(request):
+            raise _error(404, "Not Found")
+        return web.json_response(self._public(comment))
+
+    async def create_reply(self, request: web.Request) -> web.Response:
+        self.check_token(request)
+        repository, number = self._repo(request), int(request.match_info["number"])
+        target = self.review_comments.get(int(request.match_info["comment_id"]))
+        if target is None or target["_repo"] != repository or target["_number"] != number:
+            raise _error(404, "Not Found")
+        if target.get("in_reply_to_id"):
+            raise _error(422, "in_reply_to_id: a reply must address the thread's first comment")
+        body = await request.json()
+        reply = api_example("pulls-create-reply-for-review-comment")
+        comment_id = next(self.ids)
+        now = github_time(self.now())
+        reply.update(
+            {
+                "id": comment_id,
+                "body": body["body"],
+                "in_reply_to_id": target["id"],
+                "path": target.get("path"),
+                "line": target.get("line"),
+                "diff_hunk": target.get("diff_hunk"),
+                "commit_id": target.get("commit_id"),
+                "user": self.bot_user(),
+                "created_at": now,
+                "updated_at": now,
+                "author_association": "NONE",
+                "pull_request_review_id": next(self.ids),
+                "url": f"{self.base_url}/repos/{repository}/pulls/comments/{comment_id}",
+            }
+        )
+        self.review_comments[comment_id] = {**reply, "_repo": repository, "_number": number}
+        return web.json_response(reply, status=201)
+
+    async def list_reviews(self, request: web.Request) -> web.Response:
+        self.check_token(request)
+        repository, number = self._repo(request), int(request.match_info["number"])
+        found = [
+            r
+            for r in sorted(self.reviews.values(), key=lambda r: r["id"])
+            if r["_repo"] == repository and r["_number"] == number
+        ]
+        return self._paginate(request, found)
+
+    async def list_review_comments_for_review(self, request: web.Request) -> web.Response:
+        self.check_token(request)
+        review = self.reviews.get(int(request.match_info["review_id"]))
+        if review is None or review["_repo"] != self._repo(request):
+            raise _error(404, "Not Found")
+        found = [
+            self.review_comments[i] for i in review["_comment_ids"] if i in self.review_comments
+        ]
+        return self._paginate(request, found)
+
+    async def create_review(self, request: web.Request) -> web.Response:
+        self.check_token(request)
+        body = await request.json()
+        review = api_example("pulls-create-review")
+        review.update(
+            {
+                "id": next(self.ids),
+                "body": body.get("body"),
+                "state": {"APPROVE": "APPROVED", "REQUEST_CHANGES": "CHANGES_REQUESTED"}.get(
+                    body.get("event", ""), "COMMENTED"
+                ),
+                "user": self.bot_user(),
+            }
+        )
+        self.reviews[review["id"]] = {
+            **review,
+            "_repo": self._repo(request),
+            "_number": int(request.match_info["number"]),
+            "_comment_ids": [],
+        }
+        return web.json_response(review, status=200)
+
+    async def list_issue_comments(self, request: web.Request) -> web.Response:
+        self.check_token(request)
+        found = self.comments_on(self._repo(request), int(request.match_info["number"]))
+        return self._paginate(request, sorted(found, key=lambda c: c["id"]))
+
+    async def create_issue_comment(self, request: web.Request) -> web.Response:
+        self.check_token(request)
+        repository, number = self._repo(request), int(request.match_info["number"])
+        if (repository, number) not in self.pulls:
+            raise _error(404, "Not Found")
+        body = await request.json()
+        comment = api_example("issues-create-comment")
+        comment_id = next(self.ids)
+        now = github_time(self.now())
+        comment.update(
+            {
+                "id": comment_id,
+                "body": body["body"],
+                "user": self.bot_user(),
+                "created_at": now,
+                "updated_at": now,
+                "author_association": "NONE",
+                "issue_url": f"{self.base_url}/repos/{repository}/issues/{number}",
+                "url": f"{self.base_url}/repos/{repository}/issues/comments/{comment_id}",
+            }
+        )
+        self.issue_comments[comment_id] = {**comment, "_repo": repository, "_number": number}
+        return web.json_response(comment, status=201)
+
+    async def _react(self, request: web.Request, subject: str, known: bool) -> web.Response:
+        self.check_token(request)
+        if not known:
+            raise _error(404, "Not Found")
+        content = (await request.json())["content"]
+        comment_id = int(request.match_info["comment_id"])
+        for existing in self.reactions:
+            if (existing["_subject"], existing["_comment_id"], existing["content"]) == (
+                subject,
+                comment_id,
+                content,
+            ):
+                return web.json_response(self._public(existing), status=200)
+        reaction = {
+            "id": next(self.ids),
+            "node_id": "MDg6UmVhY3Rpb24x",
+            "user": self.bot_user(),
+            "content": content,
+            "created_at": github_time(self.now()),
+            "_subject": subject,
+            "_comment_id": comment_id,
+        }
+        self.reactions.append(reaction)
+        return web.json_response(self._public(reaction), status=201)
+
+    async def create_review_comment_reaction(self, request: web.Request) -> web.Response:
+        known = int(request.match_info["comment_id"]) in self.review_comments
+        return await self._react(request, "review_comment", known)
+
+    async def create_issue_comment_reaction(self, request: web.Request) -> web.Response:
+        known = int(request.match_info["comment_id"]) in self.issue_comments
+        return await self._react(request, "issue_comment", known)
+
+    async def create_check_run(self, request: web.Request) -> web.Response:
+        self.check_token(request)
+        body = await request.json()
+        if not body.get("name") or not body.get("head_sha"):
+            raise _error(422, "Validation Failed")
+        check_run = api_example("checks-create.in-progress")
+        check_run_id = next(self.ids)
+        status = body.get("status", "queued")
+        check_run.update(
+            {
+                "id": check_run_id,
+                "name": body["name"],
+                "head_sha": body["head_sha"],
+                "external_id": body.get("external_id", ""),
+                "status": status,
+                "conclusion": body.get("conclusion"),
+                "output": {**check_run["output"], **(body.get("output") or {})},
+                "actions": body.get("actions", []),
+                "app": {**check_run["app"], "id": self.app_id, "slug": self.slug},
+                "url": f"{self.base_url}/repos/{self._repo(request)}/check-runs/{check_run_id}",
+            }
+        )
+        self.check_runs[check_run_id] = {**check_run, "_repo": self._repo(request)}
+        self.check_run_history[check_run_id] = [(status, body.get("conclusion"))]
+        return web.json_response(check_run, status=201)
+
+    async def update_check_run(self, request: web.Request) -> web.Response:
+        self.check_token(request)
+        check_run_id = int(request.match_info["check_run_id"])
+        check_run = self.check_runs.get(check_run_id)
+        if check_run is None:
+            raise _error(404, "Not Found")
+        body = await request.json()
+        if body.get("status") == "completed" and body.get("conclusion") is None:
+            raise _error(422, "conclusion is required when status is completed")
+        for key in ("status", "conclusion", "started_at", "completed_at", "actions"):
+            if key in body:
+                check_run[key] = body[key]
+        if body.get("conclusion") and "status" not in body:
+            check_run["status"] = "completed"
+        if "output" in body:
+            check_run["output"] = {**check_run["output"], **body["output"]}
+        self.check_run_history[check_run_id].append((check_run["status"], check_run["conclusion"]))
+        return web.json_response(self._public(check_run))
+
+    async def get_permission(self, request: web.Request) -> web.Response:
+        self.check_token(request)
+        login = request.match_info["user"]
+        permission = self.permissions.get((self._repo(request), login.lower()))
+        if permission is None:
+            raise _error(404, f"{login} is not a user")
+        role = {"admin": "admin", "maintain": "maintain", "write": "write"}.get(permission, "read")
+        return web.json_response(
+            {
+                "permission": "write" if permission == "maintain" else permission,
+                "role_name": role if permission != "none" else "none",
+                "user": {"login": login, "type": "User"},
+            }
+        )
+
+    async def get_contents(self, request: web.Request) -> web.Response:
+        self.check_token(request)
+        path = request.match_info["path"]
+        text = self.contents.get((self._repo(request), path))
+        if text is None:
+            raise _error(404, "Not Found")
+        encoded = base64.encodebytes(text.encode()).decode()
+        return web.json_response(
+            {
+                "type": "file",
+                "encoding": "base64",
+                "size": len(text.encode()),
+                "name": path.rsplit("/", 1)[-1],
+                "path": path,
+                "content": encoded,
+                "sha": secrets.token_hex(20),
+            }
+        )
+
 
 def _error(status: int, message: str) -> web.HTTPException:
-    exception = {401: web.HTTPUnauthorized, 403: web.HTTPForbidden, 404: web.HTTPNotFound}.get(
-        status, web.HTTPBadRequest
-    )
+    exception = {
+        401: web.HTTPUnauthorized,
+        403: web.HTTPForbidden,
+        404: web.HTTPNotFound,
+        422: web.HTTPUnprocessableEntity,
+    }.get(status, web.HTTPBadRequest)
     return exception(
         text=f'{{"message": "{message}", "documentation_url": "https://docs.github.com/rest"}}',
         content_type="application/json",

@@ -54,4 +54,16 @@
     };
   }
   connect();
+
+  // Pending review batches: count down to each one's due time (seconds as rendered, then local).
+  const countdowns = Array.from(document.querySelectorAll(".countdown"));
+  const renderedAt = Date.now();
+  function tick() {
+    const elapsed = (Date.now() - renderedAt) / 1000;
+    countdowns.forEach(function (node) {
+      const left = Math.max(0, Number(node.dataset.secondsLeft || 0) - elapsed);
+      node.textContent = left > 0 ? Math.ceil(left) + "s" : "now";
+    });
+  }
+  if (countdowns.length) setInterval(tick, 1000);
 })();

@@ -1,0 +1,155 @@
+"""GitHub API manners: a gidgethub installation client that waits when GitHub asks it to.
+
+GitHub's REST guidance, which `PoliteInstallationAPI` follows through gidgethub 6's two hooks:
+
+- `Retry-After` on a 403/429 (a secondary rate limit): wait that many seconds, then retry;
+- `x-ratelimit-remaining: 0` with `x-ratelimit-reset`: wait until the reset, then retry; and
+  before a request, when the last answer said the quota is spent, wait for the reset first;
+- a 403 that names a secondary rate limit without either header: wait a minute, doubling;
+- 5xx: retry with exponential backoff;
+- content-creating calls (POST, PATCH, PUT, DELETE) are spaced per installation
+  (`write_spacing_s`, GitHub asks for about a second), so one busy pull request cannot trip
+  the secondary limits for the whole installation.
+
+All waiting is on the injected clock, so tests see the waits without sleeping through them.
+biagent never approves its own work: a request to submit an APPROVE review is refused here,
+below every caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import cachetools
+import gidgethub
+
+from bot.clock import Clock
+from bot.github.app import GitHubApp, InstallationAPI
+
+log = logging.getLogger(__name__)
+
+CONTENT_CREATING = frozenset({"POST", "PATCH", "PUT", "DELETE"})
+
+
+class SelfApprovalRefused(RuntimeError):
+    """biagent was about to approve a pull request: it never approves its own work."""
+
+
+@dataclass
+class ApiManners:
+    """Process-wide politeness state: when each installation last created content."""
+
+    clock: Clock
+    write_spacing_s: float = 1.0
+    max_attempts: int = 5
+    backoff_base_s: float = 1.0
+    secondary_wait_s: float = 60.0
+    longest_wait_s: float = 900.0
+    waits: list[tuple[str, float]] = field(default_factory=list)  # (reason, seconds), newest last
+    _last_write: dict[int, float] = field(default_factory=dict)
+    _write_locks: dict[int, asyncio.Lock] = field(default_factory=dict)
+    _etag_caches: dict[int, cachetools.LRUCache[Any, Any]] = field(default_factory=dict)
+
+    def client(self, app: GitHubApp, installation_id: int) -> PoliteInstallationAPI:
+        cache = self._etag_caches.setdefault(installation_id, cachetools.LRUCache(maxsize=500))
+        return PoliteInstallationAPI(app, installation_id, cache, self)
+
+    async def wait(self, reason: str, seconds: float) -> None:
+        self.waits.append((reason, seconds))
+        del self.waits[:-100]
+        await self.clock.sleep(seconds)
+
+    async def space_write(self, installation_id: int) -> None:
+        if self.write_spacing_s <= 0:
+            return
+        lock = self._write_locks.setdefault(installation_id, asyncio.Lock())
+        async with lock:
+            last = self._last_write.get(installation_id)
+            if last is not None:
+                gap = last + self.write_spacing_s - self.clock.monotonic()
+                if gap > 0:
+                    await self.wait("write spacing", gap)
+            self._last_write[installation_id] = self.clock.monotonic()
+
+
+class PoliteInstallationAPI(InstallationAPI):
+    def __init__(
+        self, app: GitHubApp, installation_id: int, cache: Any, manners: ApiManners
+    ) -> None:
+        super().__init__(app, installation_id, cache)
+        self.manners = manners
+
+    async def sleep(self, seconds: float) -> None:
+        await self.manners.clock.sleep(seconds)
+
+    async def _make_request(
+        self, method: str, url: str, url_vars: Any, data: Any, *args: Any, **kwargs: Any
+    ) -> Any:
+        if (
+            method == "POST"
+            and url.rstrip("/").endswith("/reviews")
+            and isinstance(data, dict)
+            and str(data.get("event", "")).upper() == "APPROVE"
+        ):
+            raise SelfApprovalRefused("biagent never approves a pull request")
+        return await super()._make_request(method, url, url_vars, data, *args, **kwargs)
+
+    async def manage_rate_limit(self, *, method: str, url: str) -> None:
+        rate_limit = self.rate_limit
+        if rate_limit is not None and rate_limit.remaining <= 0:
+            until_reset = (rate_limit.reset_datetime - self.manners.clock.now()).total_seconds()
+            if 0 < until_reset <= self.manners.longest_wait_s:
+                log.warning(
+                    "installation %s: rate limit spent, waiting %.0fs for the reset",
+                    self.installation_id,
+                    until_reset,
+                )
+                await self.manners.wait("rate limit reset", until_reset)
+        if method.upper() in CONTENT_CREATING:
+            await self.manners.space_write(self.installation_id)
+
+    async def handle_rate_limit_error(
+        self, *, method: str, url: str, exception: gidgethub.HTTPException, attempt: int
+    ) -> bool:
+        if attempt >= self.manners.max_attempts:
+            return False
+        delay = self._delay_for(exception, attempt)
+        if delay is None or delay > self.manners.longest_wait_s:
+            return False
+        log.warning(
+            "installation %s: %s %s answered %s; retrying in %.1fs (attempt %d)",
+            self.installation_id,
+            method,
+            url,
+            int(exception.status_code),
+            delay,
+            attempt,
+        )
+        await self.manners.wait(f"{int(exception.status_code)}", delay)
+        return True
+
+    def _delay_for(self, exception: gidgethub.HTTPException, attempt: int) -> float | None:
+        status = int(exception.status_code)
+        headers = exception.headers
+        if status >= 500:
+            return self.manners.backoff_base_s * (2 ** (attempt - 1))
+        if status not in (403, 429):
+            return None
+        retry_after = headers.get("retry-after")
+        if retry_after is not None:
+            try:
+                return max(0.0, float(retry_after))
+            except ValueError:
+                return self.manners.secondary_wait_s
+        if headers.get("x-ratelimit-remaining") == "0" and headers.get("x-ratelimit-reset"):
+            try:
+                reset = float(headers["x-ratelimit-reset"])
+            except ValueError:
+                return None
+            return max(1.0, reset - self.manners.clock.now().timestamp())
+        if "secondary rate limit" in str(exception).lower() or status == 429:
+            return self.manners.secondary_wait_s * (2 ** (attempt - 1))
+        return None

@@ -1,0 +1,144 @@
+"""The durable debounce scheduler: fires each gathering batch at its `due_at`, on the clock.
+
+Due times live in `review_batches`, not in memory: after a restart, `recover()` resumes the
+batches a stop left running or responding, and the loop fires every pending batch at its due
+time (at once when it is overdue). The loop sleeps on the injected clock until the next due
+time or until woken (a new comment, a submitted review, a command). One batch per pull request
+at a time: a batch that falls due while the previous one of its PR is worked waits for it.
+
+A batch whose work raises is retried: before pick-up by moving its due time back with a
+backoff; while responding, in place after a backoff (its writes are keyed, so nothing repeats).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import timedelta
+
+from bot.reviews import worker
+from bot.reviews.service import ReviewService
+from storage import reviews
+from storage.timestamps import from_text
+
+log = logging.getLogger(__name__)
+
+IDLE_POLL_S = 60.0
+RETRY_BASE_S = 10.0
+RETRY_CAP_S = 900.0
+MAX_ATTEMPTS = 6
+
+
+def retry_delay(attempt: int) -> float:
+    return min(RETRY_BASE_S * (2 ** max(0, attempt - 1)), RETRY_CAP_S)
+
+
+class ReviewScheduler:
+    def __init__(self, service: ReviewService, *, max_attempts: int = MAX_ATTEMPTS) -> None:
+        self.service = service
+        self.max_attempts = max_attempts
+        self._wakeup = asyncio.Event()
+        self._running: dict[int, asyncio.Task[None]] = {}
+        self.runs_started = 0
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._running)
+
+    async def recover(self) -> int:
+        """At start-up: go on with the batches a stop left in the middle of their work."""
+        unfinished = await reviews.unfinished_batches(self.service.db)
+        for batch in unfinished:
+            log.info("resuming review batch %d (%s)", batch.id, batch.status)
+            self._start(batch.id)
+        return len(unfinished)
+
+    async def run(self) -> None:
+        try:
+            while True:
+                await self.start_due()
+                await self._wait()
+        finally:
+            for task in self._running.values():
+                task.cancel()
+            with contextlib.suppress(Exception):
+                await asyncio.gather(*self._running.values(), return_exceptions=True)
+
+    async def start_due(self) -> int:
+        due = await reviews.due_batches(self.service.db, self.service.clock.now())
+        busy_prs = set()
+        for batch_id in self._running:
+            running = await reviews.get_batch(self.service.db, batch_id)
+            if running is not None:
+                busy_prs.add(running.pr_id)
+        started = 0
+        for batch in due:
+            if batch.id in self._running or batch.pr_id in busy_prs:
+                continue
+            busy_prs.add(batch.pr_id)
+            self._start(batch.id)
+            started += 1
+        return started
+
+    def _start(self, batch_id: int) -> None:
+        if batch_id in self._running:
+            return
+        self.runs_started += 1
+        task = asyncio.create_task(self._work(batch_id), name=f"review-batch-{batch_id}")
+        self._running[batch_id] = task
+        task.add_done_callback(lambda _task: self._finished(batch_id))
+
+    def _finished(self, batch_id: int) -> None:
+        self._running.pop(batch_id, None)
+        self._wakeup.set()
+
+    async def _work(self, batch_id: int) -> None:
+        service = self.service
+        attempt = 0
+        while True:
+            try:
+                await worker.work(service, batch_id)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                attempt += 1
+                log.exception("review batch %d: attempt %d failed", batch_id, attempt)
+                batch = await reviews.get_batch(service.db, batch_id)
+                if batch is None or attempt >= self.max_attempts:
+                    return
+                delay = retry_delay(attempt)
+                if batch.status == "gathering":
+                    await reviews.set_due(
+                        service.db, batch_id, service.clock.now() + timedelta(seconds=delay)
+                    )
+                    return
+                await service.clock.sleep(delay)
+
+    async def _wait(self) -> None:
+        self._wakeup.clear()
+        timeout = IDLE_POLL_S
+        next_due = await reviews.next_due_at(self.service.db)
+        if next_due is not None:
+            wait = (from_text(next_due) - self.service.clock.now()).total_seconds()
+            if wait > 0:
+                timeout = min(timeout, wait)
+        sleeper = asyncio.create_task(self.service.clock.sleep(timeout))
+        waker = asyncio.create_task(self._wakeup.wait())
+        try:
+            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (sleeper, waker):
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.gather(sleeper, waker, return_exceptions=True)
+
+    async def drain(self) -> None:
+        """Work every batch that is due now, and wait for it (tests, benchmarks, shutdown)."""
+        while await self.start_due() or self._running:
+            if self._running:
+                await asyncio.wait(set(self._running.values()))

@@ -1,0 +1,73 @@
+"""The review response service: what the review handlers, the scheduler and the API share.
+
+Built once by the app factory when the GitHub App is configured and handed around in
+`Services.reviews`. It holds the engine (None until one is configured: batches are then
+concluded `skipped`, see worker.py), the polite GitHub clients, the permission and rules
+caches, and a way to wake the scheduler.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from bot.clock import Clock
+from bot.config import Settings
+from bot.events.bus import EventBus
+from bot.github.app import GitHubApp
+from bot.github.manners import ApiManners, PoliteInstallationAPI
+from bot.reviews.engine import ReviewEngine
+from bot.reviews.permissions import PermissionCache
+from bot.reviews.rules import RepoRules, RulesCache
+from storage.database import Database
+
+
+@dataclass
+class ReviewService:
+    settings: Settings
+    db: Database
+    bus: EventBus
+    clock: Clock
+    github: GitHubApp
+    engine: ReviewEngine | None = None
+    manners: ApiManners | None = None
+    permissions: PermissionCache | None = None
+    rules_cache: RulesCache | None = None
+    wake_scheduler: Callable[[], None] = field(default=lambda: None)
+
+    def __post_init__(self) -> None:
+        if self.manners is None:
+            self.manners = ApiManners(
+                self.clock, write_spacing_s=self.settings.github_write_spacing_seconds
+            )
+        if self.permissions is None:
+            self.permissions = PermissionCache(self.clock)
+        if self.rules_cache is None:
+            self.rules_cache = RulesCache(self.settings, self.clock)
+
+    def client(self, installation_id: int) -> PoliteInstallationAPI:
+        assert self.manners is not None
+        return self.manners.client(self.github, installation_id)
+
+    async def rules(self, gh: PoliteInstallationAPI, repository: str) -> RepoRules:
+        assert self.rules_cache is not None
+        return await self.rules_cache.rules(gh, repository)
+
+    async def can_write(self, gh: PoliteInstallationAPI, repository: str, login: str) -> bool:
+        assert self.permissions is not None
+        return await self.permissions.can_write(gh, repository, login)
+
+    @property
+    def slug(self) -> str | None:
+        return self.github.identity.slug if self.github.identity else None
+
+    @property
+    def bot_login(self) -> str | None:
+        return self.github.identity.bot_login if self.github.identity else None
+
+    @property
+    def app_id(self) -> int | None:
+        return self.github.identity.app_id if self.github.identity else None
+
+    def wake(self) -> None:
+        self.wake_scheduler()

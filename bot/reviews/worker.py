@@ -1,0 +1,530 @@
+"""Working one batch: pick it up, run the engine, answer every comment, complete the check run.
+
+A batch moves gathering -> running -> responding -> done, and each step is stored before the
+next begins, so a restart resumes where the work stopped:
+
+- pick-up (gathering): the rules, the caps and the pull request's state decide whether it runs;
+  the head sha is read fresh from GitHub, the comment bodies are snapshotted (later edits go to
+  the next batch), an eyes reaction marks each comment, the check run goes in progress;
+- running: one iteration per batch; the engine gets the batch and its report is stored with
+  one checked outcome per comment (outcomes.py) before anything is posted. A restart here runs
+  the engine again for the same iteration (the real engine pushes with a lease, so a second
+  push cannot overwrite anything);
+- responding: one reply per diff comment in its thread, one summary comment, the check run
+  completed; each write is keyed (replies.py), so resuming never writes twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from bot.reviews import checks, replies
+from bot.reviews.caps import cap_reached
+from bot.reviews.engine import (
+    BatchComment,
+    EngineResult,
+    EngineStatus,
+    ReviewBatch,
+    ThreadMessage,
+)
+from bot.reviews.outcomes import check_outcomes
+from bot.reviews.service import ReviewService
+from storage import reviews
+from storage.reviews import Batch, BatchItem, Comment, PullRequest
+from storage.timestamps import to_text
+
+log = logging.getLogger(__name__)
+
+
+async def work(service: ReviewService, batch_id: int) -> None:
+    db = service.db
+    batch = await reviews.get_batch(db, batch_id)
+    if batch is None:
+        return
+    pr = await reviews.get_pull_request(db, batch.pr_id)
+    assert pr is not None
+    gh = service.client(pr.installation_id)
+    if batch.status == "gathering":
+        picked = await _pick_up(service, gh, pr, batch)
+        if picked is None:
+            return
+        batch = picked
+        pr = await reviews.get_pull_request(db, batch.pr_id) or pr
+    if batch.status == "running":
+        await _run_engine(service, gh, pr, batch)
+        batch = await reviews.get_batch(db, batch_id) or batch
+    if batch.status == "responding":
+        await _respond(service, gh, pr, batch)
+
+
+# -- pick-up ----------------------------------------------------------------------------------
+
+
+async def _pick_up(service: ReviewService, gh: Any, pr: PullRequest, batch: Batch) -> Batch | None:
+    db, now = service.db, service.clock.now()
+    items = await reviews.batch_items(db, batch.id)
+    if not items:
+        await conclude_unworked(
+            service, gh, pr, batch, status="dropped", note="nothing left to address"
+        )
+        return None
+    if pr.state != "open":
+        await conclude_unworked(
+            service, gh, pr, batch, status="dropped", note=f"the pull request is {pr.state}"
+        )
+        return None
+    rules = await service.rules(gh, pr.repository)
+    if not rules.enabled:
+        await conclude_unworked(
+            service, gh, pr, batch, status="skipped", note="reviews are off in .github/biagent.yml"
+        )
+        return None
+    reason = await cap_reached(db, pr, rules, now)
+    if reason is not None:
+        await pause_for_cap(service, gh, pr, batch, reason)
+        return None
+    if service.engine is None:
+        await conclude_unworked(
+            service,
+            gh,
+            pr,
+            batch,
+            status="skipped",
+            note="no review engine is configured on this biagent instance",
+        )
+        return None
+    fresh = await gh.getitem(f"/repos/{pr.repository}/pulls/{pr.number}")
+    head_sha = fresh["head"]["sha"]
+    if fresh.get("state") != "open":
+        state = "merged" if fresh.get("merged") else "closed"
+        await reviews.set_state(db, pr.id, state, now)
+        await conclude_unworked(
+            service, gh, pr, batch, status="dropped", note=f"the pull request is {state}"
+        )
+        return None
+    if head_sha != pr.head_sha:
+        own = await reviews.is_biagent_commit(db, pr.id, head_sha)
+        await reviews.set_head(db, pr.id, head_sha, pushed_by_biagent=own, now=now)
+    claimed = await reviews.claim(db, batch.id, head_sha=head_sha, now=now)
+    if claimed is None:
+        return None
+    log.info(
+        "%s: batch %d picked up (%d comments) at %s", pr.stream, batch.id, len(items), head_sha
+    )
+    for item in items:
+        await replies.react_eyes(gh, pr, item.comment_kind, item.comment_id)
+    check_run_id = claimed.check_run_id
+    if check_run_id is not None and claimed.check_run_sha != head_sha:
+        # The head moved while comments gathered: the queued check stays on the old commit.
+        await checks.complete(
+            gh,
+            pr,
+            check_run_id,
+            conclusion="neutral",
+            title="Superseded: the branch moved",
+            summary=f"These comments are worked on {head_sha[:7]}.",
+            text=None,
+            completed_at=github_time(service),
+        )
+        check_run_id = None
+    if check_run_id is None:
+        check_run_id = await checks.open_check(
+            gh,
+            pr,
+            batch_id=batch.id,
+            head_sha=head_sha,
+            title=f"{_count(len(items), 'comment')} to address",
+            summary="biagent is about to work these review comments.",
+        )
+        await reviews.set_check_run(db, batch.id, check_run_id, head_sha)
+    await checks.mark_in_progress(
+        gh,
+        pr,
+        check_run_id,
+        title=f"Working {_count(len(items), 'review comment')}",
+        summary="biagent is addressing the review comments on this commit.",
+        started_at=github_time(service),
+    )
+    return await reviews.get_batch(db, batch.id)
+
+
+async def conclude_unworked(
+    service: ReviewService,
+    gh: Any,
+    pr: PullRequest,
+    batch: Batch,
+    *,
+    status: str,
+    note: str,
+) -> None:
+    """A batch that will not be worked: recorded with why, its check run concluded neutral."""
+    db = service.db
+    await reviews.set_batch_status(
+        db, batch.id, status, now=service.clock.now(), outcome=status, note=note
+    )
+    if batch.check_run_id is not None:
+        await checks.complete(
+            gh,
+            pr,
+            batch.check_run_id,
+            conclusion="neutral",
+            title=f"{status.capitalize()}: {note}"[:250],
+            summary=f"biagent did not work this batch: {note}.",
+            text=None,
+            completed_at=github_time(service),
+        )
+    log.info("%s: batch %d %s: %s", pr.stream, batch.id, status, note)
+
+
+async def pause_for_cap(
+    service: ReviewService, gh: Any, pr: PullRequest, batch: Batch, reason: str
+) -> None:
+    """A cap is reached: pause the PR (one comment saying why and how to resume). The batch is
+    kept gathering and is worked after `/biagent resume`; its check run concludes neutral."""
+    db, now = service.db, service.clock.now()
+    pause_number = await reviews.pause(db, pr.id, f"cap reached: {reason}", now)
+    if pause_number is not None:
+        await replies.post_pr_comment(
+            service,
+            gh,
+            pr,
+            key=f"pause:{pr.id}:{pause_number}",
+            kind="pause",
+            body=(
+                f"biagent paused itself on this pull request: {reason}.\n\n"
+                "The pending review comments are kept. Comment `/biagent resume` to go on "
+                "(the per-pull-request caps then count afresh)."
+            ),
+            batch_id=batch.id,
+        )
+    await reviews.park(db, batch.id, note=f"paused: {reason}")
+    await finish_pending_check(service, gh, pr, batch, title="Paused", why=f"paused: {reason}")
+
+
+async def finish_pending_check(
+    service: ReviewService, gh: Any, pr: PullRequest, batch: Batch, *, title: str, why: str
+) -> None:
+    """Conclude (neutral) the queued check run of a batch that stays pending; a new one is
+    opened when the batch is worked later."""
+    if batch.check_run_id is None:
+        check_run_id = await checks.open_check(
+            gh,
+            pr,
+            batch_id=batch.id,
+            head_sha=pr.head_sha,
+            title=title,
+            summary=why,
+        )
+    else:
+        check_run_id = batch.check_run_id
+    await checks.complete(
+        gh,
+        pr,
+        check_run_id,
+        conclusion="neutral",
+        title=f"{title}: {why}"[:250],
+        summary=f"biagent is not working these comments now: {why}.",
+        text=None,
+        completed_at=github_time(service),
+    )
+    await reviews.set_check_run(service.db, batch.id, None, None)
+
+
+# -- the engine -------------------------------------------------------------------------------
+
+
+async def _run_engine(service: ReviewService, gh: Any, pr: PullRequest, batch: Batch) -> None:
+    db = service.db
+    assert batch.head_sha is not None
+    iteration = await reviews.start_iteration(
+        db, batch, head_sha=batch.head_sha, now=service.clock.now()
+    )
+    rules = await service.rules(gh, pr.repository)
+    review_batch = await build_review_batch(
+        service, pr, batch, iteration.number, rules.for_engine()
+    )
+    if service.engine is None:
+        result = EngineResult(EngineStatus.FAILED, error="no review engine is configured")
+    else:
+        try:
+            result = await service.engine.work(review_batch)
+        except Exception as error:
+            log.exception("%s: the engine failed on batch %d", pr.stream, batch.id)
+            result = EngineResult(EngineStatus.FAILED, error=f"{type(error).__name__}: {error}")
+    outcomes, strays = check_outcomes(review_batch, result)
+    report = [outcome.as_json() for outcome in result.outcomes]
+    await reviews.record_engine_report(
+        db,
+        iteration_id=iteration.id,
+        batch_id=batch.id,
+        status=str(result.status),
+        commit_sha=result.commit_sha,
+        tests_summary=result.tests_summary,
+        cost_usd=result.cost_usd,
+        error=result.error or (f"outcomes for unknown comments: {strays}" if strays else None),
+        report=report,
+        outcomes=outcomes,
+        now=service.clock.now(),
+    )
+    if result.commit_sha:
+        await reviews.count_biagent_commit(db, pr.id, result.commit_sha, service.clock.now())
+
+
+def thread_root(comment: Comment, by_id: dict[int, Comment]) -> int:
+    root, seen = comment, {comment.id}
+    while root.in_reply_to_id is not None and root.in_reply_to_id not in seen:
+        seen.add(root.in_reply_to_id)
+        parent = by_id.get(root.in_reply_to_id)
+        if parent is None:
+            return root.in_reply_to_id
+        root = parent
+    return root.id
+
+
+async def build_review_batch(
+    service: ReviewService,
+    pr: PullRequest,
+    batch: Batch,
+    iteration_number: int,
+    repo_config: dict[str, Any],
+) -> ReviewBatch:
+    items = await reviews.batch_items(service.db, batch.id)
+    all_comments = await reviews.list_comments(service.db, pr.id)
+    diff_comments = {c.id: c for c in all_comments if c.kind == "review_comment"}
+    by_key = {(c.kind, c.id): c for c in all_comments}
+    comments = []
+    for item in items:
+        comment = by_key[(item.comment_kind, item.comment_id)]
+        body = item.body if item.body is not None else comment.body
+        if comment.kind == "review_comment":
+            root_id = thread_root(comment, diff_comments)
+            thread = tuple(
+                ThreadMessage(
+                    other.id,
+                    other.author_login,
+                    item.body if other.id == comment.id and item.body is not None else other.body,
+                    other.created_at,
+                    other.own,
+                )
+                for other in diff_comments.values()
+                if thread_root(other, diff_comments) == root_id and not other.deleted
+            )
+            thread = tuple(sorted(thread, key=lambda m: (m.created_at, m.comment_id)))
+        else:
+            root_id = None
+            thread = (ThreadMessage(comment.id, comment.author_login, body, comment.created_at),)
+        comments.append(
+            BatchComment(
+                comment_id=comment.id,
+                kind=comment.kind,
+                author=comment.author_login,
+                body=body,
+                path=comment.path,
+                line=comment.line,
+                start_line=comment.start_line,
+                side=comment.side,
+                diff_hunk=comment.diff_hunk,
+                thread_root_id=root_id,
+                thread=thread,
+                url=comment.html_url,
+            )
+        )
+    return ReviewBatch(
+        batch_id=batch.id,
+        iteration=iteration_number,
+        repository=pr.repository,
+        clone_url=pr.clone_url,
+        pr_number=pr.number,
+        pr_title=pr.title,
+        head_ref=pr.head_ref,
+        head_sha=batch.head_sha or pr.head_sha,
+        base_ref=pr.base_ref,
+        installation_id=pr.installation_id,
+        comments=tuple(comments),
+        repo_config=repo_config,
+    )
+
+
+# -- responding -------------------------------------------------------------------------------
+
+
+async def _respond(service: ReviewService, gh: Any, pr: PullRequest, batch: Batch) -> None:
+    db = service.db
+    iteration = await reviews.iteration_for_batch(db, batch.id)
+    assert iteration is not None
+    items = await reviews.batch_items(db, batch.id)
+    all_comments = await reviews.list_comments(db, pr.id)
+    diff_comments = {c.id: c for c in all_comments if c.kind == "review_comment"}
+    by_key = {(c.kind, c.id): c for c in all_comments}
+    stopped_early = iteration.status != "completed"
+    for item in items:
+        if item.comment_kind != "review_comment" or item.outcome is None:
+            continue
+        comment = by_key[(item.comment_kind, item.comment_id)]
+        body = replies.thread_reply_body(
+            item.body or comment.body,
+            reviews.ItemOutcome(
+                item.comment_kind, item.comment_id, item.outcome, item.detail or "", item.commit_sha
+            ),
+            retry_hint=stopped_early,
+        )
+        await replies.post_thread_reply(
+            service,
+            gh,
+            pr,
+            root_id=thread_root(comment, diff_comments),
+            body=body,
+            batch_id=batch.id,
+            iteration_id=iteration.id,
+            comment_kind=item.comment_kind,
+            comment_id=item.comment_id,
+            outcome=item.outcome,
+        )
+    counts = _outcome_counts(items)
+    await replies.post_pr_comment(
+        service,
+        gh,
+        pr,
+        key=f"summary:{batch.id}",
+        kind="summary",
+        body=summary_text(pr, iteration, items, by_key),
+        batch_id=batch.id,
+        iteration_id=iteration.id,
+    )
+    if batch.check_run_id is not None:
+        all_answered = counts.get("not_addressed", 0) == 0
+        conclusion = "success" if iteration.status == "completed" and all_answered else "neutral"
+        await checks.complete(
+            gh,
+            pr,
+            batch.check_run_id,
+            conclusion=conclusion,
+            title=_check_title(iteration.status, counts),
+            summary=check_summary(iteration, items, by_key),
+            text=None,
+            completed_at=github_time(service),
+        )
+    now = service.clock.now()
+    await reviews.set_batch_status(db, batch.id, "done", now=now, outcome=iteration.status)
+    await service.bus.publish(
+        pr.stream,
+        "review_responded",
+        {
+            "pr": pr.id,
+            "batch_id": batch.id,
+            "iteration": iteration.number,
+            "status": iteration.status,
+            "outcomes": {f"{item.comment_kind}:{item.comment_id}": item.outcome for item in items},
+            "commit": iteration.commit_sha,
+            "cost_usd": iteration.cost_usd,
+        },
+    )
+    await service.bus.publish(
+        pr.stream,
+        "waiting_for_review",
+        {"pr": pr.id, "number": pr.number, "repository": pr.repository},
+    )
+    log.info("%s: batch %d answered (%s): %s", pr.stream, batch.id, iteration.status, dict(counts))
+    service.wake()
+
+
+def _outcome_counts(items: list[BatchItem]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for item in items:
+        counts[item.outcome or "not_addressed"] = counts.get(item.outcome or "not_addressed", 0) + 1
+    return counts
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def _check_title(status: str, counts: dict[str, int]) -> str:
+    parts = [f"{counts[key]} {label}" for key, label in _LABELS if counts.get(key)]
+    head = {
+        "completed": "Answered",
+        "budget_stopped": "Stopped at the budget",
+        "rate_limited": "Stopped: rate-limited",
+        "failed": "Failed",
+    }.get(status, status)
+    return f"{head}: {', '.join(parts) or 'nothing'}"
+
+
+_LABELS = (
+    ("fixed", "fixed"),
+    ("declined", "not changed"),
+    ("question", "questions"),
+    ("not_addressed", "not addressed"),
+)
+
+
+def _where(comment: Comment) -> str:
+    if comment.kind == "review_comment":
+        return f"`{comment.path}:{comment.line}`" if comment.line else f"`{comment.path}`"
+    return "review" if comment.kind == "review_body" else "conversation"
+
+
+def _run_lines(iteration: reviews.Iteration) -> list[str]:
+    lines = []
+    if iteration.commit_sha:
+        lines.append(f"Commit: {iteration.commit_sha[:7]}")
+    lines.append(f"Tests: {iteration.tests_summary or 'not reported'}")
+    lines.append(f"Cost: ${iteration.cost_usd:.2f}")
+    if iteration.status != "completed":
+        why = iteration.error or iteration.status.replace("_", " ")
+        lines.append(f"The run stopped early ({why}). `/biagent retry` works this batch again.")
+    return lines
+
+
+def check_summary(
+    iteration: reviews.Iteration,
+    items: list[BatchItem],
+    by_key: dict[tuple[str, int], Comment],
+) -> str:
+    rows = []
+    for item in items:
+        comment = by_key[(item.comment_kind, item.comment_id)]
+        detail = item.detail or ""
+        if item.outcome == "fixed":
+            detail = f"{(item.commit_sha or '')[:7]} {detail}".strip()
+        rows.append(
+            (
+                f"@{comment.author_login}: {(item.body or comment.body)[:80]}",
+                _where(comment),
+                replies.OUTCOME_TITLES.get(item.outcome or "", item.outcome or "?"),
+                detail,
+            )
+        )
+    return checks.outcomes_table(rows) + "\n\n" + "  \n".join(_run_lines(iteration))
+
+
+def summary_text(
+    pr: PullRequest,
+    iteration: reviews.Iteration,
+    items: list[BatchItem],
+    by_key: dict[tuple[str, int], Comment],
+) -> str:
+    counts = _outcome_counts(items)
+    parts = [f"{counts[key]} {label}" for key, label in _LABELS if counts.get(key)]
+    lines = [
+        f"biagent worked {_count(len(items), 'review comment')} "
+        f"(iteration {iteration.number}): {', '.join(parts)}.",
+        "",
+        *_run_lines(iteration),
+    ]
+    unthreaded = [item for item in items if item.comment_kind != "review_comment"]
+    if unthreaded:
+        lines.append("")
+        for item in unthreaded:
+            comment = by_key[(item.comment_kind, item.comment_id)]
+            lines.append(f"@{comment.author_login} wrote:")
+            lines.append(replies.quote(item.body or comment.body))
+            lines.append("")
+            lines.append(replies.outcome_sentence(item.outcome or "", item.detail, item.commit_sha))
+            lines.append("")
+    return "\n".join(lines).rstrip()
+
+
+def github_time(service: ReviewService) -> str:
+    return to_text(service.clock.now())[:19] + "Z"

@@ -1,0 +1,155 @@
+"""GitHub API manners through the real gidgethub client against the fake: waits and retries."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import aiohttp
+import gidgethub
+import pytest
+
+from bot.clock import ManualClock
+from bot.config import Secret
+from bot.github.app import GitHubApp
+from bot.github.manners import ApiManners, PoliteInstallationAPI, SelfApprovalRefused
+from tests.fakes.github import FakeGitHub
+
+REPO = "octo/repo"
+COMMENTS = r"/repos/octo/repo/issues/1/comments"
+
+
+class RecordingClock(ManualClock):
+    """Sleeping moves the clock at once, and is recorded: waits are seen, not spent."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.slept: list[float] = []
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(round(seconds, 3))
+        await self.advance(seconds)
+
+
+@pytest.fixture
+def clock() -> RecordingClock:
+    return RecordingClock()
+
+
+@pytest.fixture
+async def fake(app_key: tuple[str, str], clock: RecordingClock) -> AsyncIterator[FakeGitHub]:
+    github = FakeGitHub(app_id=4242, public_key_pem=app_key[1], now=clock.now)
+    await github.start()
+    github.add_pull_request(REPO, {"number": 1, "head": {"sha": "a" * 40}})
+    yield github
+    await github.close()
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as opened:
+        yield opened
+
+
+def polite(
+    fake: FakeGitHub, key: str, clock: RecordingClock, session: aiohttp.ClientSession, **kw: float
+) -> PoliteInstallationAPI:
+    app = GitHubApp(
+        app_id=str(fake.app_id),
+        private_key=Secret(key),
+        api_url=fake.base_url,
+        session=session,
+        clock=clock,
+    )
+    return ApiManners(clock, **kw).client(app, 7)
+
+
+async def test_secondary_rate_limit_waits_for_retry_after(
+    fake: FakeGitHub,
+    app_key: tuple[str, str],
+    clock: RecordingClock,
+    session: aiohttp.ClientSession,
+) -> None:
+    fake.script_failure("POST", COMMENTS, status=403, headers={"Retry-After": "7"})
+    gh = polite(fake, app_key[0], clock, session, write_spacing_s=0)
+    posted = await gh.post(f"/repos/{REPO}/issues/1/comments", data={"body": "hi"})
+    assert clock.slept == [7.0]
+    assert len(fake.calls_to("POST", COMMENTS)) == 2
+    assert len(fake.comments_on(REPO, 1)) == 1 and posted["body"] == "hi"
+
+
+async def test_primary_rate_limit_waits_until_the_reset(
+    fake: FakeGitHub,
+    app_key: tuple[str, str],
+    clock: RecordingClock,
+    session: aiohttp.ClientSession,
+) -> None:
+    reset = clock.now() + timedelta(seconds=120)
+    fake.script_failure(
+        "GET",
+        r"/repos/octo/repo/pulls/1",
+        status=403,
+        headers={
+            "x-ratelimit-limit": "5000",
+            "x-ratelimit-remaining": "0",
+            "x-ratelimit-reset": str(int(reset.timestamp())),
+        },
+        message="API rate limit exceeded",
+    )
+    gh = polite(fake, app_key[0], clock, session)
+    pull = await gh.getitem(f"/repos/{REPO}/pulls/1")
+    assert pull["number"] == 1
+    assert clock.slept == [120.0]
+
+
+async def test_server_errors_are_retried_with_backoff_then_given_up(
+    fake: FakeGitHub,
+    app_key: tuple[str, str],
+    clock: RecordingClock,
+    session: aiohttp.ClientSession,
+) -> None:
+    fake.script_failure("GET", r"/repos/octo/repo/pulls/1", status=502, times=2)
+    gh = polite(fake, app_key[0], clock, session)
+    await gh.getitem(f"/repos/{REPO}/pulls/1")
+    assert clock.slept == [1.0, 2.0]
+    fake.script_failure("GET", r"/repos/octo/repo/pulls/1", status=503, times=10)
+    with pytest.raises(gidgethub.GitHubBroken):
+        await gh.getitem(f"/repos/{REPO}/pulls/1")
+    assert clock.slept[2:] == [1.0, 2.0, 4.0, 8.0]
+
+
+async def test_client_errors_are_not_retried(
+    fake: FakeGitHub,
+    app_key: tuple[str, str],
+    clock: RecordingClock,
+    session: aiohttp.ClientSession,
+) -> None:
+    gh = polite(fake, app_key[0], clock, session)
+    with pytest.raises(gidgethub.BadRequest):
+        await gh.getitem(f"/repos/{REPO}/pulls/99")
+    assert clock.slept == []
+
+
+async def test_content_creating_calls_are_spaced_per_installation(
+    fake: FakeGitHub,
+    app_key: tuple[str, str],
+    clock: RecordingClock,
+    session: aiohttp.ClientSession,
+) -> None:
+    gh = polite(fake, app_key[0], clock, session, write_spacing_s=1.0)
+    for text in ("a", "b", "c"):
+        await gh.post(f"/repos/{REPO}/issues/1/comments", data={"body": text})
+    await gh.getitem(f"/repos/{REPO}/pulls/1")  # reads are not spaced
+    assert clock.slept == [1.0, 1.0]
+
+
+async def test_biagent_never_approves(
+    fake: FakeGitHub,
+    app_key: tuple[str, str],
+    clock: RecordingClock,
+    session: aiohttp.ClientSession,
+) -> None:
+    gh = polite(fake, app_key[0], clock, session)
+    with pytest.raises(SelfApprovalRefused):
+        await gh.post(f"/repos/{REPO}/pulls/1/reviews", data={"event": "APPROVE"})
+    assert fake.calls_to("POST", f"/repos/{REPO}/pulls/1/reviews") == []

@@ -1,0 +1,125 @@
+"""Slash commands and @-mentions on pull requests, end to end through the real app."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bot.clock import ManualClock
+from tests.conftest import StartApp
+from tests.fakes.github import FakeGitHub
+from tests.fakes.review_engine import ScriptedEngine
+from tests.reviews_scenario import REPO, Scenario, review_settings
+
+
+def answers(scenario: Scenario) -> list[str]:
+    return [c["body"] for c in scenario.pr_comments()]
+
+
+async def test_a_command_from_someone_without_write_access_is_refused_once(
+    scenario: Scenario,
+) -> None:
+    scenario.fake.set_permission(REPO, "visitor", "read")
+    await scenario.send("pull_request_review_comment", scenario.review_comment("pending"))
+    for command in ("/biagent address", "/biagent ignore"):
+        await scenario.send("issue_comment", scenario.issue_comment(command, author="visitor"))
+    (refusal,) = answers(scenario)
+    assert refusal.startswith("@visitor thanks for asking!") and "write access" in refusal
+    await scenario.advance(31)
+    assert len(scenario.engine.batches) == 1  # the pending batch was neither forced nor dropped
+    permission_calls = scenario.fake.calls_to("GET", f"/repos/{REPO}/collaborators/visitor")
+    assert len(permission_calls) == 1  # cached
+
+
+async def test_address_works_the_pending_batch_at_once(scenario: Scenario) -> None:
+    await scenario.send("pull_request_review_comment", scenario.review_comment("pending"))
+    await scenario.send("issue_comment", scenario.issue_comment("Thanks!\n/biagent address"))
+    await scenario.settle()
+    assert len(scenario.engine.batches) == 1
+    assert any("working the 1 pending review comment" in body for body in answers(scenario))
+
+
+async def test_commands_only_count_at_the_start_of_a_line(scenario: Scenario) -> None:
+    quoted = "> /biagent help\n\nplease run `/biagent help` and\n```\n/biagent help\n```"
+    await scenario.send("issue_comment", scenario.issue_comment(quoted))
+    assert answers(scenario) == []
+
+
+async def test_unknown_command_gets_the_help(scenario: Scenario) -> None:
+    await scenario.send("issue_comment", scenario.issue_comment("/biagent frobnicate"))
+    (answer,) = answers(scenario)
+    assert "I don't know `/biagent frobnicate`" in answer
+    assert "`/biagent pause`" in answer and "`/biagent cost`" in answer
+
+
+async def test_pause_keeps_pending_comments_until_resume(scenario: Scenario) -> None:
+    await scenario.send("pull_request_review_comment", scenario.review_comment("pending"))
+    await scenario.send("issue_comment", scenario.issue_comment("/biagent pause"))
+    await scenario.advance(400)
+    assert scenario.engine.batches == []
+    (check_run,) = scenario.check_runs()
+    assert check_run["conclusion"] == "neutral"
+    await scenario.send("issue_comment", scenario.issue_comment("/biagent resume"))
+    await scenario.settle()
+    assert len(scenario.engine.batches) == 1
+
+
+async def test_ignore_drops_the_pending_batch(scenario: Scenario) -> None:
+    await scenario.send("pull_request_review_comment", scenario.review_comment("pending"))
+    await scenario.send("issue_comment", scenario.issue_comment("/biagent ignore"))
+    await scenario.advance(400)
+    assert scenario.engine.batches == []
+    assert any("dropped the 1 pending" in body for body in answers(scenario))
+
+
+async def test_retry_status_and_cost(scenario: Scenario) -> None:
+    await scenario.send("pull_request_review_comment", scenario.review_comment("one"))
+    await scenario.advance(31)
+    await scenario.send("issue_comment", scenario.issue_comment("/biagent retry"))
+    await scenario.settle()
+    assert len(scenario.engine.batches) == 2
+    await scenario.send("issue_comment", scenario.issue_comment("/biagent status\n/biagent cost"))
+    status, cost = answers(scenario)[-2:]
+    assert "last batch" in status and "spent: $0.50" in status
+    assert "$0.50 on this pull request over 2 run(s)" in cost
+
+
+async def test_a_redelivered_command_is_answered_once(scenario: Scenario) -> None:
+    payload = scenario.issue_comment("/biagent help")
+    await scenario.send("issue_comment", payload)
+    await scenario.send("issue_comment", payload)  # same event, new delivery id
+    assert len(answers(scenario)) == 1
+
+
+async def test_a_mention_on_someone_elses_pr_asks_biagent_in(
+    start_app: StartApp,
+    tmp_path: Path,
+    fake_github: FakeGitHub,
+    app_key: tuple[str, str],
+    manual_clock: ManualClock,
+) -> None:
+    scenario = Scenario(
+        start_app=start_app,
+        settings=review_settings(tmp_path, fake_github, app_key),
+        fake=fake_github,
+        clock=manual_clock,
+        engine=ScriptedEngine(),
+        opened_by_biagent=False,
+    )
+    await scenario.start()
+    chatter = scenario.review_comment("Looks odd to me.")
+    await scenario.send("pull_request_review_comment", chatter)
+    await scenario.advance(400)
+    assert scenario.engine.batches == []  # not watched, nobody asked
+    scenario.fake.set_permission(REPO, "visitor", "read")
+    refused = scenario.review_comment("@biagent-test please fix", author="visitor")
+    await scenario.send("pull_request_review_comment", refused)
+    asked = scenario.review_comment("@biagent-test can you rename this?")
+    await scenario.send("pull_request_review_comment", asked)
+    unrelated = scenario.review_comment("human-to-human remark")
+    await scenario.send("pull_request_review_comment", unrelated)
+    await scenario.advance(31)
+    (batch,) = scenario.engine.batches
+    assert [c.body for c in batch.comments] == ["@biagent-test can you rename this?"]
+    detail: Any = await scenario.api("/api/pull-requests")
+    assert detail["pull_requests"][0]["watched_because"] == "requested"

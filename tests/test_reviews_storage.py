@@ -1,0 +1,137 @@
+"""Review storage on a real SQLite file: a comment joins one batch, replies are written once."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from storage import reviews
+from storage.database import Database
+from storage.reviews import NewComment
+
+NOW = datetime(2026, 11, 24, 15, 40, tzinfo=UTC)
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    database = await Database.open(f"sqlite:///{tmp_path / 'r.db'}")
+    await database.migrate()
+    yield database
+    await database.close()
+
+
+async def a_pr(db: Database) -> reviews.PullRequest:
+    return await reviews.upsert_pull_request(
+        db,
+        repository="o/r",
+        number=1,
+        installation_id=1,
+        github_id=None,
+        title="t",
+        author_login="a",
+        clone_url="file:///x",
+        head_ref="b",
+        head_sha="s" * 40,
+        base_ref="main",
+        state="open",
+        now=NOW,
+    )
+
+
+def comment(comment_id: int, body: str = "fix") -> NewComment:
+    return NewComment(
+        comment_id,
+        "review_comment",
+        9,
+        None,
+        "a.py",
+        1,
+        None,
+        "RIGHT",
+        "@@",
+        "s",
+        body,
+        "rev",
+        "User",
+        False,
+        None,
+        "2026-01-01T00:00:00Z",
+        "2026-01-01T00:00:00Z",
+    )
+
+
+async def test_concurrent_deliveries_of_one_comment_put_it_in_one_batch(db: Database) -> None:
+    pr = await a_pr(db)
+    await reviews.store_comment(db, pr.id, comment(1), NOW)
+    results = await asyncio.gather(
+        *[
+            reviews.gather(
+                db, pr.id, [("review_comment", 1)], now=NOW, debounce_s=30, max_wait_s=300
+            )
+            for _ in range(5)
+        ]
+    )
+    assert sorted(added for _, added in results) == [0, 0, 0, 0, 1]
+    assert await db.fetchval("SELECT COUNT(*) FROM review_batch_items") == 1
+    assert await db.fetchval("SELECT COUNT(*) FROM review_batches") == 1
+
+
+async def test_an_edit_is_a_new_version_for_the_next_batch(db: Database) -> None:
+    pr = await a_pr(db)
+    await reviews.store_comment(db, pr.id, comment(1), NOW)
+    batch, _ = await reviews.gather(
+        db, pr.id, [("review_comment", 1)], now=NOW, debounce_s=30, max_wait_s=300
+    )
+    assert batch is not None
+    await reviews.claim(db, batch.id, head_sha="s" * 40, now=NOW)
+    _, change = await reviews.store_comment(db, pr.id, comment(1, "fix it twice"), NOW)
+    assert change == "edited"
+    second, added = await reviews.gather(
+        db, pr.id, [("review_comment", 1)], now=NOW, debounce_s=30, max_wait_s=300
+    )
+    assert added == 1 and second is not None and second.id != batch.id
+    (snapshot,) = await reviews.batch_items(db, batch.id)
+    assert snapshot.body == "fix"  # taken when the first batch started
+
+
+async def test_a_reply_intent_is_kept_once_per_comment_and_iteration(db: Database) -> None:
+    pr = await a_pr(db)
+    first, new = await reviews.record_intent(
+        db,
+        pr_id=pr.id,
+        key="reply:1:review_comment:5",
+        kind="thread",
+        body="x",
+        now=NOW,
+        iteration_id=1,
+        comment_kind="review_comment",
+        comment_id=5,
+    )
+    again, new_again = await reviews.record_intent(
+        db,
+        pr_id=pr.id,
+        key="reply:1:review_comment:5",
+        kind="thread",
+        body="y",
+        now=NOW,
+        iteration_id=1,
+        comment_kind="review_comment",
+        comment_id=5,
+    )
+    assert new and not new_again and again.id == first.id and again.body == "x"
+    other_key, _ = await reviews.record_intent(
+        db,
+        pr_id=pr.id,
+        key="another-key",
+        kind="thread",
+        body="z",
+        now=NOW,
+        iteration_id=1,
+        comment_kind="review_comment",
+        comment_id=5,
+    )
+    assert other_key.id == first.id  # the (iteration, comment) key holds too

@@ -1,0 +1,38 @@
+"""/api/pull-requests: the pull requests biagent watches, their batches, outcomes and spend."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from bot.reviews import overview
+from storage import reviews
+from web.errors import ApiError
+from web.keys import SERVICES
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/api/pull-requests")
+async def list_pull_requests(request: web.Request) -> web.Response:
+    state = request.query.get("state", "all")
+    if state not in ("open", "all"):
+        raise ApiError(400, "bad_parameter", "state must be open or all")
+    services = request.app[SERVICES]
+    rows = await overview.list_pull_requests(
+        services.db, services.clock.now(), open_only=state == "open"
+    )
+    return web.json_response({"pull_requests": rows})
+
+
+@routes.get("/api/pull-requests/{id}")
+async def get_pull_request(request: web.Request) -> web.Response:
+    try:
+        pr_id = int(request.match_info["id"])
+    except ValueError:
+        raise ApiError(400, "bad_parameter", "pull request id must be a number") from None
+    services = request.app[SERVICES]
+    pr = await reviews.get_pull_request(services.db, pr_id)
+    if pr is None:
+        raise ApiError(404, "not_found", f"no pull request {pr_id}")
+    detail = await overview.pull_request_detail(services.db, pr, services.clock.now())
+    return web.json_response({"pull_request": detail})
