@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from bot.dispatcher import Concern
 from bot.github import installations
+from bot.worktrees import webhooks as worktree_webhooks
 
 
 def concerns() -> list[Concern]:
     return [
         Concern("installations", installations.router),
+        Concern("worktrees", worktree_webhooks.router),
     ]

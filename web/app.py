@@ -26,10 +26,13 @@ from bot.dispatcher import Dispatcher
 from bot.events.bus import EventBus
 from bot.github.app import GitHubApp
 from bot.services import Services
+from bot.worktrees import service as worktree_service
 from storage.database import Database
 from web import auth, status, webhooks_github, ws
 from web.api import deliveries as deliveries_api
 from web.api import events as events_api
+from web.api import repositories as repositories_api
+from web.api import worktrees as worktrees_api
 from web.errors import error_middleware
 from web.keys import DISPATCHER, GENERATED_TOKEN, SERVICES, TOKEN_CHECK
 
@@ -78,6 +81,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     app.router.add_routes(status.routes)
     app.router.add_routes(deliveries_api.routes)
     app.router.add_routes(events_api.routes)
+    app.router.add_routes(repositories_api.routes)
+    app.router.add_routes(worktrees_api.routes)
     app.router.add_static("/static", HERE / "static")
     app.cleanup_ctx.append(_lifecycle(settings, clock or SystemClock()))
     return app
@@ -110,6 +115,14 @@ def _lifecycle(settings: Settings, clock: Clock):  # type: ignore[no-untyped-def
                 tasks.append(asyncio.create_task(github.keep_loading_identity()))
             services = Services(settings=settings, db=db, bus=bus, clock=clock, github=github)
             app[SERVICES] = services
+            services.worktrees = worktree_service.build_manager(settings, db, bus, clock, github)
+            await services.worktrees.reconcile()
+            tasks.append(
+                asyncio.create_task(
+                    services.worktrees.run_sweeps(worktree_service.SWEEP_EVERY_S),
+                    name="worktree-sweeps",
+                )
+            )
             dispatcher = Dispatcher(
                 services,
                 routers.concerns(),
