@@ -383,3 +383,29 @@ async def test_git_sees_the_token_only_for_the_command(tmp_path: Path) -> None:
     assert shown.stdout.strip() == "********"  # scrubbed from what we keep
     plain = await run_git("config", "--get", "http.extraHeader", cwd=tmp_path, check=False)
     assert plain.returncode == 1 and expected not in plain.stdout
+
+
+async def test_a_spare_worktree_is_moved_into_place_and_refilled(
+    tmp_path: Path, remote: Remote
+) -> None:
+    async for world in open_world(tmp_path, spares_per_repository=1):
+        repository = await world.register("octo/app", remote)
+        await world.manager.create_session("PROJ-40", [repository])
+        assert await world.manager.spares_ready(repository) == 1
+        spare_root = world.manager.spares_dir / repository.slug
+        [spare] = list(spare_root.iterdir())
+        newer = remote.commit({"src/app.py": "print(2)\n"}, "newer")
+        view = await world.manager.create_session("PROJ-41", [repository])
+        worktree = Path(view.repos[0].path)
+        assert not spare.exists() and worktree.parent.parent == world.manager.sessions_dir
+        assert git("branch", "--show-current", cwd=worktree) == "biagent/PROJ-41"
+        assert git("rev-parse", "HEAD", cwd=worktree) == newer
+        assert (worktree / "src/app.py").read_text() == "print(2)\n"
+        assert git("status", "--porcelain", cwd=worktree) == ""
+        assert "locked biagent session" in git(
+            "worktree", "list", "--porcelain", cwd=world.manager.mirror_path(repository)
+        )
+        assert await world.manager.spares_ready(repository) == 1
+        await world.manager.reconcile()
+        assert not spare_root.exists()
+        await world.manager.close()

@@ -140,6 +140,8 @@ def _lifecycle(settings: Settings, clock: Clock):  # type: ignore[no-untyped-def
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+            if SERVICES in app and app[SERVICES].worktrees is not None:
+                await app[SERVICES].worktrees.close()
             await session.close()
             await db.close()
 

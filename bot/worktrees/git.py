@@ -104,6 +104,11 @@ async def run_git(
         process.kill()
         await process.wait()
         raise GitError(args, None, f"timed out after {timeout_s:.0f}s") from None
+    except asyncio.CancelledError:
+        # A cancelled caller (shutdown) must not leave git running behind it.
+        process.kill()
+        await asyncio.shield(process.wait())
+        raise
     stdout = _scrub(stdout_bytes.decode("utf-8", errors="replace"), token)
     stderr = _scrub(stderr_bytes.decode("utf-8", errors="replace"), token)
     returncode = process.returncode if process.returncode is not None else -1

@@ -7,6 +7,7 @@ Layout under WORKTREE_ROOT:
     sessions/<session>/<owner>__<name>   one worktree per repository of a session
     store/<owner>__<name>/          gitignored files (.env ...) copied into each new worktree
     cache/{uv,pip,npm,pnpm,yarn,go,cargo}   package caches shared by every worktree
+    spares/<owner>__<name>/<id>     worktrees checked out ahead of time (WORKTREE_SPARES)
 
 A session is one job (a ticket's pipeline or a PR review) and holds a worktree of each of its
 repositories, all on the branch `biagent/<owner>`. The row of a worktree is written before
@@ -187,6 +188,7 @@ class WorktreeManager:
         port_block: int = DEFAULT_PORT_BLOCK,
         hidden_paths: Sequence[Path] = (),
         isolation: sandbox.Isolation = "auto",
+        spares_per_repository: int = 0,
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex[:12],
     ) -> None:
         self.db = db
@@ -208,6 +210,12 @@ class WorktreeManager:
         self.new_id = new_id
         self._mirror_locks: dict[int, asyncio.Lock] = {}
         self._answers: dict[int, asyncio.Event] = {}
+        self.spares_per_repository = spares_per_repository
+        self._ready_spares: dict[int, list[tuple[Path, str]]] = {}  # (path, checked-out sha)
+        self._spare_sizes: dict[str, int] = {}  # measured in the background at refill
+        self._taken_sizes: dict[str, int | None] = {}
+        self._refills: dict[int, asyncio.Task[None]] = {}
+        self._refill_locks: dict[int, asyncio.Lock] = {}
 
     # -- paths ----------------------------------------------------------------------------
 
@@ -286,7 +294,8 @@ class WorktreeManager:
             await run_git(
                 "fetch", "--quiet", "--prune", "--no-tags", "origin", cwd=mirror, token=token
             )
-        if repository.default_branch is None:
+        known = await repository_store.get(self.db, repository.id)
+        if known is not None and known.default_branch is None:
             remote_head = await run_git(
                 "ls-remote", "--symref", "origin", "HEAD", cwd=mirror, token=token
             )
@@ -373,8 +382,13 @@ class WorktreeManager:
         await worktree_store.set_session_status(
             self.db, session_id, "created", now=self.clock.now()
         )
-        if run_setup:
-            await self.run_setup(session_id, wait_for_input=wait_for_input)
+        try:
+            if run_setup:
+                await self.run_setup(session_id, wait_for_input=wait_for_input)
+        finally:
+            # After the job's own work, so the refill's checkout does not compete with it.
+            for repository in repositories:
+                self._schedule_refill(repository)
         view = await self.get(session_id)
         assert view is not None
         return view
@@ -478,11 +492,16 @@ class WorktreeManager:
                 branch = base_ref or (fresh.default_branch if fresh else None) or "main"
                 start = f"refs/remotes/origin/{branch}"
             base = await run_git("rev-parse", "--verify", f"{start}^{{commit}}", cwd=mirror)
-            await self._git_worktree_add(mirror, session, path, start)
+            await self._git_worktree_add(mirror, repository, session, path, start)
         return base.stdout.strip(), recorded_sha
 
     async def _git_worktree_add(
-        self, mirror: Path, session: WorktreeSession, path: Path, start: str
+        self,
+        mirror: Path,
+        repository: Repository,
+        session: WorktreeSession,
+        path: Path,
+        start: str,
     ) -> None:
         branch_ref = f"refs/heads/{session.branch}"
         exists = await run_git(
@@ -500,6 +519,9 @@ class WorktreeManager:
                 raise WorktreeBusy(
                     f"{session.branch} is checked out in {in_use[0].path}; one job per branch"
                 )
+        if await self._take_spare(mirror, repository, session, path, start, exists.returncode == 0):
+            return
+        if exists.returncode == 0:
             # The branch survives from an earlier job of the same owner: continue its work.
             await run_git(
                 "worktree", "add", "--quiet", "--lock", "--reason", reason, str(path),
@@ -510,6 +532,143 @@ class WorktreeManager:
                 "worktree", "add", "--quiet", "--lock", "--reason", reason, "--no-track",
                 "-b", session.branch, str(path), start, cwd=mirror,
             )  # fmt: skip
+
+    # -- spares ---------------------------------------------------------------------------
+    #
+    # Writing thousands of files is most of the cost of a new worktree. A spare is a worktree
+    # checked out ahead of time (detached, locked) at the default branch's tip; a new session
+    # moves it into place and switches it to its branch, which rewrites only the files that
+    # differ. It is refilled in the background after each hand-out; when none is ready a
+    # session falls back to a plain `git worktree add`.
+
+    @property
+    def spares_dir(self) -> Path:
+        return self.root / "spares"
+
+    async def _take_spare(
+        self,
+        mirror: Path,
+        repository: Repository,
+        session: WorktreeSession,
+        path: Path,
+        start: str,
+        branch_exists: bool,
+    ) -> bool:
+        """Move a ready spare to `path` on the session's branch (mirror lock held)."""
+        ready = self._ready_spares.get(repository.id)
+        if not ready:
+            return False
+        spare, spare_sha = ready.pop(0)
+        reason = f"biagent session {session.id} ({session.owner})"
+        try:
+            start_sha = (await run_git("rev-parse", f"{start}^{{commit}}", cwd=mirror)).stdout
+            await run_git("worktree", "unlock", str(spare), cwd=mirror)
+            await run_git("worktree", "move", str(spare), str(path), cwd=mirror)
+            await run_git("worktree", "lock", "--reason", reason, str(path), cwd=mirror)
+            if branch_exists:
+                await run_git("switch", "--quiet", session.branch, cwd=path)
+            elif start_sha.strip() == spare_sha:
+                # Same commit: what `switch -c` would do, without re-reading every file.
+                await run_git("branch", "--no-track", session.branch, spare_sha, cwd=mirror)
+                await run_git("symbolic-ref", "HEAD", f"refs/heads/{session.branch}", cwd=path)
+            else:
+                await run_git(
+                    "switch", "--quiet", "--no-track", "-c", session.branch, start, cwd=path
+                )
+            self._taken_sizes[str(path)] = self._spare_sizes.pop(str(spare), None)
+        except GitError as error:
+            log.warning("%s: spare unusable (%s); adding a worktree", repository.full_name, error)
+            for leftover in (spare, path):
+                await run_git("worktree", "unlock", str(leftover), cwd=mirror, check=False)
+                await run_git(
+                    "worktree", "remove", "--force", str(leftover), cwd=mirror, check=False
+                )
+                await asyncio.to_thread(shutil.rmtree, leftover, True)
+            await run_git("worktree", "prune", cwd=mirror, check=False)
+            return False
+        return True
+
+    def _schedule_refill(self, repository: Repository) -> None:
+        if self.spares_per_repository <= 0:
+            return
+        running = self._refills.get(repository.id)
+        if running is None or running.done():
+            self._refills[repository.id] = asyncio.create_task(
+                self._refill_logged(repository), name=f"worktree-spare-{repository.slug}"
+            )
+
+    async def _refill_logged(self, repository: Repository) -> None:
+        try:
+            await self.prepare_spares(repository)
+        except Exception:
+            log.exception("%s: spare worktree not prepared", repository.full_name)
+
+    async def prepare_spares(self, repository: Repository) -> int:
+        """Check spares out until the repository has its count ready; returns how many."""
+        ready = self._ready_spares.setdefault(repository.id, [])
+        mirror = self.mirror_path(repository)
+        refill_lock = self._refill_locks.setdefault(repository.id, asyncio.Lock())
+        async with refill_lock:
+            while len(ready) < self.spares_per_repository:
+                await self._add_spare(repository, mirror, ready)
+        return len(ready)
+
+    async def spares_ready(self, repository: Repository) -> int:
+        """Wait for the background refill (if one runs), then make sure spares are ready."""
+        running = self._refills.get(repository.id)
+        if running is not None:
+            await asyncio.shield(running)
+        return await self.prepare_spares(repository)
+
+    async def _add_spare(
+        self, repository: Repository, mirror: Path, ready: list[tuple[Path, str]]
+    ) -> None:
+        path = self.spares_dir / repository.slug / self.new_id()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        async with self._lock(repository):
+            fresh = await repository_store.get(self.db, repository.id) or repository
+            start = f"refs/remotes/origin/{fresh.default_branch or 'main'}"
+            # Registered without files under the lock; the slow checkout runs outside it,
+            # in the spare's own index, so it never delays another job's git operations.
+            await run_git(
+                "worktree", "add", "--quiet", "--no-checkout", "--detach", "--lock",
+                "--reason", "biagent spare", str(path), start, cwd=mirror,
+            )  # fmt: skip
+        await run_git("reset", "--quiet", "--hard", cwd=path)
+        sha = (await run_git("rev-parse", "HEAD", cwd=path)).stdout.strip()
+        self._spare_sizes[str(path)] = await asyncio.to_thread(disk.allocated_bytes, path)
+        ready.append((path, sha))
+
+    async def _discard_spares(self, repository: Repository | None = None) -> None:
+        """Remove spare worktrees (all of them, or one repository's)."""
+        for current in await repository_store.list_all(self.db):
+            if repository is not None and current.id != repository.id:
+                continue
+            self._ready_spares.pop(current.id, None)
+            mirror = self.mirror_path(current)
+            spare_root = self.spares_dir / current.slug
+            if (mirror / "HEAD").is_file():
+                async with self._lock(current):
+                    for entry in await list_worktrees(mirror):
+                        if entry.path.parent == spare_root:
+                            await run_git(
+                                "worktree", "unlock", str(entry.path), cwd=mirror, check=False
+                            )
+                            await run_git(
+                                "worktree", "remove", "--force", str(entry.path), cwd=mirror,
+                                check=False,
+                            )  # fmt: skip
+                    await run_git("worktree", "prune", cwd=mirror, check=False)
+            await asyncio.to_thread(shutil.rmtree, spare_root, True)
+
+    async def close(self) -> None:
+        """Stop background spare refills (the app's shutdown)."""
+        for task in self._refills.values():
+            task.cancel()
+        for task in self._refills.values():
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._refills.clear()
 
     # -- pull requests --------------------------------------------------------------------
 
@@ -586,8 +745,11 @@ class WorktreeManager:
         await worktree_store.set_session_status(
             self.db, session_id, "created", now=self.clock.now()
         )
-        if run_setup:
-            await self.run_setup(session_id, wait_for_input=wait_for_input)
+        try:
+            if run_setup:
+                await self.run_setup(session_id, wait_for_input=wait_for_input)
+        finally:
+            self._schedule_refill(repository)
         view = await self.get(session_id)
         assert view is not None
         return view
@@ -876,7 +1038,7 @@ class WorktreeManager:
                 message = f"{repository.full_name}: setup `{command}` {why}"
                 await self._fail_setup(session, row, repository, message, result, command)
                 raise WorktreeSetupError(message)
-        changed = await self._tracked_changes(worktree)
+        changed = [] if command is None else await self._tracked_changes(worktree)
         if changed:
             message = (
                 f"{repository.full_name}: setup changed tracked files, which would end up in"
@@ -884,7 +1046,9 @@ class WorktreeManager:
             )
             await self._fail_setup(session, row, repository, message, result, command)
             raise WorktreeSetupError(message)
-        size = await asyncio.to_thread(disk.allocated_bytes, worktree)
+        size = self._taken_sizes.pop(row.path, None) if command is None else None
+        if size is None:
+            size = await asyncio.to_thread(disk.allocated_bytes, worktree)
         await worktree_store.update_repo(
             self.db,
             row.id,
@@ -1302,6 +1466,12 @@ class WorktreeManager:
             )
         for view in live:
             await self.cleanup_session(view.id, f"{repository.full_name} unregistered", force=True)
+        running = self._refills.pop(repository.id, None)
+        if running is not None:
+            running.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await running
+        await self._discard_spares(repository)
         async with self._lock(repository):
             await asyncio.to_thread(shutil.rmtree, self.mirror_path(repository), True)
 
@@ -1347,6 +1517,8 @@ class WorktreeManager:
         repaired: list[str] = []
         cleaned: list[str] = []
         now = self.clock.now()
+        # Spares are not in the tables; whatever a crash left of them is rebuilt on demand.
+        await self._discard_spares()
         for view in await self.list_sessions():
             session = view.session
             if session.status in ("creating", "cleaning"):

@@ -48,4 +48,5 @@ def build_manager(
         default_idle_ttl_s=settings.worktree_idle_ttl,
         port_first=settings.worktree_port_base,
         hidden_paths=hidden_from_commands(settings),
+        spares_per_repository=settings.worktree_spares,
     )
