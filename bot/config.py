@@ -75,6 +75,11 @@ class Settings:
     review_max_usd_per_installation_day: float = 100.0
     github_write_spacing_seconds: float = 1.0
     worktree_root: Path = Path("worktrees")
+    worktree_quota_gb: float = 50.0
+    worktree_idle_ttl: float = 3 * 86400.0
+    worktree_setup_timeout: float = 1200.0
+    worktree_port_base: int = 20000
+    worktree_spares: int = 1
     dispatch_concurrency: int = 4
     delivery_max_attempts: int = 8
     events_kept: int = 100_000
@@ -304,6 +309,11 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         ),
         github_write_spacing_seconds=reader.duration("GITHUB_WRITE_SPACING_SECONDS", 1.0),
         worktree_root=Path(reader.text("WORKTREE_ROOT") or "worktrees"),
+        worktree_quota_gb=float(reader.integer("WORKTREE_QUOTA_GB", 50, low=1, high=100_000)),
+        worktree_idle_ttl=reader.duration("WORKTREE_IDLE_TTL", 3 * 86400.0, low=60.0),
+        worktree_setup_timeout=reader.duration("WORKTREE_SETUP_TIMEOUT", 1200.0, low=1.0),
+        worktree_port_base=reader.integer("WORKTREE_PORT_BASE", 20000, low=1024, high=60000),
+        worktree_spares=reader.integer("WORKTREE_SPARES", 1, low=0, high=8),
         dispatch_concurrency=reader.integer("DISPATCH_CONCURRENCY", 4, low=1, high=64),
         delivery_max_attempts=reader.integer("DELIVERY_MAX_ATTEMPTS", 8, low=1, high=100),
         events_kept=reader.integer("EVENTS_KEPT", 100_000, low=100, high=100_000_000),

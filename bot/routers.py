@@ -10,10 +10,12 @@ from __future__ import annotations
 from bot.dispatcher import Concern
 from bot.github import installations
 from bot.reviews import router as reviews
+from bot.worktrees import webhooks as worktree_webhooks
 
 
 def concerns() -> list[Concern]:
     return [
         Concern("installations", installations.router),
         Concern("reviews", reviews.router),
+        Concern("worktrees", worktree_webhooks.router),
     ]

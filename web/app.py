@@ -30,6 +30,7 @@ from bot.reviews.engine import ReviewEngine
 from bot.reviews.scheduler import ReviewScheduler
 from bot.reviews.service import ReviewService
 from bot.services import Services
+from bot.worktrees import service as worktree_service
 from storage import token_buffer
 from storage.database import Database
 from web import auth, status, webhooks_github, ws
@@ -37,6 +38,8 @@ from web.api import agents as agents_api
 from web.api import deliveries as deliveries_api
 from web.api import events as events_api
 from web.api import pull_requests as pull_requests_api
+from web.api import repositories as repositories_api
+from web.api import worktrees as worktrees_api
 from web.errors import error_middleware
 from web.keys import DISPATCHER, GENERATED_TOKEN, REVIEW_SCHEDULER, SERVICES, TOKEN_CHECK
 
@@ -97,6 +100,8 @@ def create_app(
     app.router.add_routes(events_api.routes)
     app.router.add_routes(agents_api.routes)
     app.router.add_routes(pull_requests_api.routes)
+    app.router.add_routes(repositories_api.routes)
+    app.router.add_routes(worktrees_api.routes)
     app.router.add_static("/static", HERE / "static")
     app.cleanup_ctx.append(_lifecycle(settings, clock or SystemClock(), review_engine))
     return app
@@ -150,6 +155,14 @@ def _lifecycle(  # type: ignore[no-untyped-def]
                 review_scheduler = ReviewScheduler(services.reviews)
                 services.reviews.wake_scheduler = review_scheduler.wake
                 app[REVIEW_SCHEDULER] = review_scheduler
+            services.worktrees = worktree_service.build_manager(settings, db, bus, clock, github)
+            await services.worktrees.reconcile()
+            tasks.append(
+                asyncio.create_task(
+                    services.worktrees.run_sweeps(worktree_service.SWEEP_EVERY_S),
+                    name="worktree-sweeps",
+                )
+            )
             dispatcher = Dispatcher(
                 services,
                 routers.concerns(),
@@ -172,6 +185,8 @@ def _lifecycle(  # type: ignore[no-untyped-def]
                     await task
             if agents is not None:
                 await agents.close()
+            if SERVICES in app and app[SERVICES].worktrees is not None:
+                await app[SERVICES].worktrees.close()
             await session.close()
             await db.close()
 

@@ -1,0 +1,297 @@
+"""The sandboxed command runner: one way to run an untrusted command in a directory.
+
+Worktree setup (bot/worktrees/) and the agents' bash tool both run commands that come from a
+repository or a model, so both go through `run_command`: a wall-clock timeout that kills the
+whole process tree, an output cap (the head and the tail are kept, the middle is cut), a
+scrubbed environment built from an allow-list (the service's own variables, tokens and keys
+never reach the command), output streamed line by line to a callback, and, when `bwrap`
+(bubblewrap) is installed, a mount/pid/ipc namespace: the file system is read-only except the
+working directory and the paths the caller lists, chosen paths are hidden (the database, the
+GitHub private key, other worktrees), /tmp is private, capabilities are dropped, and the network
+can be switched off. Without bwrap the same limits apply except the namespaces; the result says
+which one ran (`isolated`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import contextlib
+import inspect
+import logging
+import os
+import shutil
+import signal
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT_S = 600.0
+DEFAULT_OUTPUT_CAP_BYTES = 256 * 1024
+KILL_GRACE_S = 2.0
+READ_CHUNK = 64 * 1024
+
+# Host variables a command may see; everything else (tokens, keys, our settings) is dropped.
+PASSED_THROUGH = ("PATH", "LANG", "LC_ALL", "TZ")
+BASE_ENVIRONMENT = {
+    "LANG": "C.UTF-8",
+    "TERM": "dumb",
+    "CI": "1",
+    "NO_COLOR": "1",
+    "PYTHONUNBUFFERED": "1",
+    "GIT_TERMINAL_PROMPT": "0",
+    "HOME": "/tmp",
+}
+
+LineCallback = Callable[[str], Awaitable[None] | None]
+Isolation = Literal["auto", "bwrap", "none"]
+
+
+class SandboxUnavailable(RuntimeError):
+    """`isolation="bwrap"` was asked for and bubblewrap is not installed."""
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxResult:
+    exit_code: int | None  # None when the command was killed at its timeout
+    output: str  # stdout and stderr interleaved, capped
+    truncated: bool
+    timed_out: bool
+    duration_s: float
+    isolated: bool  # ran inside bubblewrap namespaces
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not self.timed_out
+
+
+def bwrap_path() -> str | None:
+    """Where bubblewrap is, or None."""
+    return shutil.which("bwrap")
+
+
+def scrubbed_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The allow-listed environment a sandboxed command gets, plus `extra`."""
+    environment = dict(BASE_ENVIRONMENT)
+    for name in PASSED_THROUGH:
+        if name in os.environ:
+            environment[name] = os.environ[name]
+    environment.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+    environment.update(extra or {})
+    return environment
+
+
+def bwrap_arguments(
+    bwrap: str,
+    cwd: Path,
+    *,
+    network: bool,
+    writable_paths: Sequence[Path],
+    hidden_paths: Sequence[Path],
+) -> list[str]:
+    """The bubblewrap prefix: read-only root, private /tmp, hidden and writable paths."""
+    arguments = [
+        bwrap,
+        "--die-with-parent",
+        "--new-session",
+        "--unshare-pid",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--ro-bind",
+        "/",
+        "/",
+        "--dev",
+        "/dev",
+        "--proc",
+        "/proc",
+        "--tmpfs",
+        "/tmp",
+    ]
+    if not network:
+        arguments.append("--unshare-net")
+    if os.geteuid() == 0:
+        # As root bwrap keeps capabilities, which would let the command remount / writable.
+        arguments += ["--cap-drop", "ALL"]
+    for hidden in (path.resolve() for path in hidden_paths):
+        if hidden.is_dir():
+            arguments += ["--tmpfs", str(hidden)]
+        elif hidden.exists():
+            arguments += ["--ro-bind", "/dev/null", str(hidden)]
+    # Binds come after the hiding so a worktree inside a hidden root is visible again.
+    for path in (cwd, *(path.resolve() for path in writable_paths)):
+        if path.exists():
+            arguments += ["--bind", str(path), str(path)]
+    arguments += ["--chdir", str(cwd), "--"]
+    return arguments
+
+
+class _OutputCollector:
+    """Keeps the head and the tail of the output within the cap; streams lines until the cap."""
+
+    def __init__(self, cap_bytes: int, on_line: LineCallback | None) -> None:
+        self.half = max(1, cap_bytes // 2)
+        self.cap_bytes = cap_bytes
+        self.on_line = on_line
+        self.head: list[str] = []
+        self.head_bytes = 0
+        self.tail: deque[str] = deque()
+        self.tail_bytes = 0
+        self.cut_bytes = 0
+        self.streamed_bytes = 0
+        self.stream_closed = False
+        self.partial = ""
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    @property
+    def truncated(self) -> bool:
+        return self.cut_bytes > 0
+
+    async def feed(self, chunk: bytes, *, final: bool = False) -> None:
+        text = self.partial + self.decoder.decode(chunk, final=final)
+        lines = text.split("\n")
+        if final:
+            self.partial = ""
+            if lines[-1] == "":
+                lines.pop()
+        else:
+            self.partial = lines.pop()
+            if len(self.partial) > self.half:  # one endless line: keep it bounded
+                lines.append(self.partial)
+                self.partial = ""
+        for line in lines:
+            await self._line(line)
+
+    async def _line(self, line: str) -> None:
+        size = len(line.encode("utf-8", errors="replace")) + 1
+        if self.head_bytes + size <= self.half and not self.tail:
+            self.head.append(line)
+            self.head_bytes += size
+        else:
+            self.tail.append(line)
+            self.tail_bytes += size
+            while self.tail_bytes > self.half and len(self.tail) > 1:
+                dropped = self.tail.popleft()
+                dropped_size = len(dropped.encode("utf-8", errors="replace")) + 1
+                self.tail_bytes -= dropped_size
+                self.cut_bytes += dropped_size
+        await self._stream(line, size)
+
+    async def _stream(self, line: str, size: int) -> None:
+        if self.on_line is None or self.stream_closed:
+            return
+        self.streamed_bytes += size
+        if self.streamed_bytes > self.cap_bytes:
+            self.stream_closed = True
+            line = f"[output capped at {self.cap_bytes} bytes; the rest is not streamed]"
+        outcome = self.on_line(line)
+        if inspect.isawaitable(outcome):
+            await outcome
+
+    def text(self) -> str:
+        parts = list(self.head)
+        if self.cut_bytes:
+            parts.append(f"[... {self.cut_bytes} bytes of output cut ...]")
+        parts += list(self.tail)
+        return "\n".join(parts)
+
+
+async def run_command(
+    command: str | Sequence[str],
+    cwd: Path,
+    *,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    output_cap_bytes: int = DEFAULT_OUTPUT_CAP_BYTES,
+    env: Mapping[str, str] | None = None,
+    network: bool = True,
+    writable_paths: Sequence[Path] = (),
+    hidden_paths: Sequence[Path] = (),
+    on_line: LineCallback | None = None,
+    isolation: Isolation = "auto",
+) -> SandboxResult:
+    """Run `command` (a shell string, or an argv list) in `cwd` under the sandbox.
+
+    `env` is added to the scrubbed environment. `writable_paths` are writable besides `cwd`;
+    `hidden_paths` are replaced by an empty directory (or /dev/null for a file). `network=False`
+    and the path rules need bubblewrap; `isolation="bwrap"` refuses to run without it,
+    `"none"` never uses it, `"auto"` uses it when installed.
+    """
+    argv = ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
+    bwrap = None if isolation == "none" else bwrap_path()
+    if isolation == "bwrap" and bwrap is None:
+        raise SandboxUnavailable("bubblewrap (bwrap) is not installed")
+    cwd = await asyncio.to_thread(Path.resolve, cwd)
+    if bwrap is not None:
+        prefix = await asyncio.to_thread(
+            bwrap_arguments,
+            bwrap,
+            cwd,
+            network=network,
+            writable_paths=writable_paths,
+            hidden_paths=hidden_paths,
+        )
+        argv = [*prefix, *argv]
+    elif not network:
+        log.warning("network cannot be switched off without bubblewrap; running with it")
+    collector = _OutputCollector(output_cap_bytes, on_line)
+    started = time.monotonic()
+    process = await asyncio.create_subprocess_exec(
+        *argv,
+        cwd=str(cwd),
+        env=scrubbed_environment(env),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        start_new_session=True,
+    )
+    assert process.stdout is not None
+    stdout = process.stdout
+
+    async def pump() -> None:
+        while chunk := await stdout.read(READ_CHUNK):
+            await collector.feed(chunk)
+        await collector.feed(b"", final=True)
+
+    timed_out = False
+    pumping = asyncio.create_task(pump())
+    try:
+        await asyncio.wait_for(asyncio.shield(pumping), timeout_s)
+        await process.wait()
+    except TimeoutError:
+        timed_out = True
+        await _kill_tree(process)
+        # A descendant that left the process group may still hold the pipe: stop reading.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(pumping), KILL_GRACE_S)
+    except BaseException:
+        await _kill_tree(process)
+        raise
+    finally:
+        if not pumping.done():
+            pumping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pumping
+    return SandboxResult(
+        exit_code=None if timed_out else process.returncode,
+        output=collector.text(),
+        truncated=collector.truncated,
+        timed_out=timed_out,
+        duration_s=time.monotonic() - started,
+        isolated=bwrap is not None,
+    )
+
+
+async def _kill_tree(process: asyncio.subprocess.Process) -> None:
+    """SIGTERM the command's process group, then SIGKILL what is left after a grace period."""
+    if process.returncode is not None:
+        return
+    for signal_number, grace in ((signal.SIGTERM, KILL_GRACE_S), (signal.SIGKILL, KILL_GRACE_S)):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal_number)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(process.wait(), grace)
+            return

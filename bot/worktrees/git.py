@@ -1,0 +1,158 @@
+"""Git as asyncio subprocesses, with the installation token passed per command only.
+
+The token reaches git as command-scoped configuration (`GIT_CONFIG_COUNT`/`GIT_CONFIG_KEY_n`/
+`GIT_CONFIG_VALUE_n`, the environment form of `git -c http.extraHeader=...`): it is never in a
+remote URL, `.git/config`, the argument list (which `ps` shows to every local user), a log line
+or an error message. Credential helpers are switched off for the same command, so no helper
+stores it either.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from bot.config import Secret
+
+log = logging.getLogger(__name__)
+
+GIT_TIMEOUT_S = 900.0
+# Git reads these from the service's environment; none of them may steer our commands.
+_DROPPED_PREFIXES = ("GIT_",)
+
+
+class GitError(RuntimeError):
+    """A git command failed; the message has its arguments and stderr, never a credential."""
+
+    def __init__(self, args: Sequence[str], returncode: int | None, stderr: str) -> None:
+        self.args_run = tuple(args)
+        self.returncode = returncode
+        self.stderr = stderr
+        super().__init__(f"git {' '.join(args)} exited {returncode}: {stderr.strip()[-2000:]}")
+
+
+@dataclass(frozen=True, slots=True)
+class GitOutput:
+    stdout: str
+    stderr: str
+    returncode: int
+
+
+def auth_header(token: Secret) -> str:
+    """The header GitHub accepts for an installation token over HTTPS (as actions/checkout)."""
+    basic = base64.b64encode(f"x-access-token:{token.reveal()}".encode()).decode()
+    return f"Authorization: Basic {basic}"
+
+
+def git_environment(token: Secret | None = None) -> dict[str, str]:
+    """The service's environment without GIT_* steering, plus command-scoped configuration."""
+    environment = {
+        name: value for name, value in os.environ.items() if not name.startswith(_DROPPED_PREFIXES)
+    }
+    config: list[tuple[str, str]] = [("credential.helper", ""), ("core.askPass", "")]
+    if token is not None:
+        config.append(("http.extraHeader", auth_header(token)))
+    environment["GIT_CONFIG_COUNT"] = str(len(config))
+    for index, (key, value) in enumerate(config):
+        environment[f"GIT_CONFIG_KEY_{index}"] = key
+        environment[f"GIT_CONFIG_VALUE_{index}"] = value
+    environment["GIT_TERMINAL_PROMPT"] = "0"
+    environment.setdefault("GIT_AUTHOR_NAME", "biagent")
+    environment.setdefault("GIT_AUTHOR_EMAIL", "biagent@localhost")
+    environment.setdefault("GIT_COMMITTER_NAME", "biagent")
+    environment.setdefault("GIT_COMMITTER_EMAIL", "biagent@localhost")
+    return environment
+
+
+def _scrub(text: str, token: Secret | None) -> str:
+    if token is None:
+        return text
+    for secret_form in (token.reveal(), auth_header(token)):
+        text = text.replace(secret_form, "********")
+    return text
+
+
+async def run_git(
+    *args: str,
+    cwd: Path | None = None,
+    token: Secret | None = None,
+    check: bool = True,
+    optional_locks: bool = True,
+    timeout_s: float = GIT_TIMEOUT_S,
+) -> GitOutput:
+    """Run one git command. `optional_locks=False` is for polling: it never takes index.lock."""
+    argv = ["git"]
+    if not optional_locks:
+        argv.append("--no-optional-locks")
+    argv += args
+    process = await asyncio.create_subprocess_exec(
+        *argv,
+        cwd=None if cwd is None else str(cwd),
+        env=git_environment(token),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        stdout_bytes, stderr_bytes = await asyncio.wait_for(process.communicate(), timeout_s)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise GitError(args, None, f"timed out after {timeout_s:.0f}s") from None
+    except asyncio.CancelledError:
+        # A cancelled caller (shutdown) must not leave git running behind it.
+        process.kill()
+        await asyncio.shield(process.wait())
+        raise
+    stdout = _scrub(stdout_bytes.decode("utf-8", errors="replace"), token)
+    stderr = _scrub(stderr_bytes.decode("utf-8", errors="replace"), token)
+    returncode = process.returncode if process.returncode is not None else -1
+    if check and returncode != 0:
+        raise GitError(args, returncode, stderr)
+    return GitOutput(stdout, stderr, returncode)
+
+
+@dataclass(frozen=True, slots=True)
+class ListedWorktree:
+    """One entry of `git worktree list --porcelain`."""
+
+    path: Path
+    head: str | None
+    branch: str | None  # refs/heads/...
+    bare: bool
+    locked: bool
+    lock_reason: str | None
+    prunable: bool
+
+
+def parse_worktree_list(porcelain: str) -> list[ListedWorktree]:
+    entries: list[ListedWorktree] = []
+    for block in porcelain.strip().split("\n\n"):
+        if not block.strip():
+            continue
+        fields: dict[str, str | None] = {}
+        for line in block.splitlines():
+            name, _, value = line.partition(" ")
+            fields[name] = value if value else None
+        entries.append(
+            ListedWorktree(
+                path=Path(fields.get("worktree") or ""),
+                head=fields.get("HEAD"),
+                branch=fields.get("branch"),
+                bare="bare" in fields,
+                locked="locked" in fields,
+                lock_reason=fields.get("locked"),
+                prunable="prunable" in fields,
+            )
+        )
+    return entries
+
+
+async def list_worktrees(mirror: Path) -> list[ListedWorktree]:
+    output = await run_git("worktree", "list", "--porcelain", cwd=mirror, optional_locks=False)
+    return [entry for entry in parse_worktree_list(output.stdout) if not entry.bare]

@@ -1,0 +1,52 @@
+"""Builds the WorktreeManager from the settings, for the app factory (web/app.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bot.clock import Clock
+from bot.config import Secret, Settings
+from bot.events.bus import EventBus
+from bot.github.app import GitHubApp
+from bot.worktrees.cleanup import github_pull_request_state
+from bot.worktrees.manager import TokenSource, WorktreeManager
+from storage.database import Database, sqlite_path_from_url
+from storage.repositories import Repository
+
+SWEEP_EVERY_S = 600.0
+
+
+def installation_tokens(github: GitHubApp) -> TokenSource:
+    """The repository's installation token (cached by the GitHub App client), or None."""
+
+    async def token_for(repository: Repository) -> Secret | None:
+        if repository.installation_id is None:
+            return None
+        return (await github.installation_token(repository.installation_id)).token
+
+    return token_for
+
+
+def hidden_from_commands(settings: Settings) -> list[Path]:
+    """Files a sandboxed command must not read: the database and its journals."""
+    database = Path(sqlite_path_from_url(settings.database_url))
+    return [database, Path(f"{database}-wal"), Path(f"{database}-shm")]
+
+
+def build_manager(
+    settings: Settings, db: Database, bus: EventBus, clock: Clock, github: GitHubApp | None
+) -> WorktreeManager:
+    return WorktreeManager(
+        db=db,
+        bus=bus,
+        clock=clock,
+        root=settings.worktree_root,
+        token_source=installation_tokens(github) if github is not None else None,
+        pull_request_state=github_pull_request_state(github) if github is not None else None,
+        setup_timeout_s=settings.worktree_setup_timeout,
+        default_quota_bytes=int(settings.worktree_quota_gb * 1024**3),
+        default_idle_ttl_s=settings.worktree_idle_ttl,
+        port_first=settings.worktree_port_base,
+        hidden_paths=hidden_from_commands(settings),
+        spares_per_repository=settings.worktree_spares,
+    )

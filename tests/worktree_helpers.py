@@ -1,0 +1,114 @@
+"""Real git for the worktree tests: bare repositories on disk stand in for GitHub remotes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bot.clock import ManualClock
+from bot.events.bus import EventBus
+from bot.worktrees.manager import WorktreeManager
+from storage import events as event_store
+from storage import repositories as repository_store
+from storage.database import Database
+from storage.repositories import Repository
+
+GIT_ENV = {
+    **{name: value for name, value in os.environ.items() if not name.startswith("GIT_")},
+    "GIT_AUTHOR_NAME": "Test Author",
+    "GIT_AUTHOR_EMAIL": "author@example.com",
+    "GIT_COMMITTER_NAME": "Test Author",
+    "GIT_COMMITTER_EMAIL": "author@example.com",
+}
+
+
+def git(*args: str, cwd: Path) -> str:
+    done = subprocess.run(
+        ["git", *args], cwd=cwd, env=GIT_ENV, check=True, capture_output=True, text=True
+    )
+    return done.stdout.strip()
+
+
+@dataclass
+class Remote:
+    """A bare repository standing for GitHub, and a working clone to push new commits from."""
+
+    bare: Path
+    work: Path
+
+    @property
+    def url(self) -> str:
+        return f"file://{self.bare}"
+
+    def commit(self, files: dict[str, str], message: str = "change", branch: str = "main") -> str:
+        git("checkout", "-q", "-B", branch, cwd=self.work)
+        for name, text in files.items():
+            target = self.work / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text, encoding="utf-8")
+        git("add", "-A", cwd=self.work)
+        git("commit", "-q", "-m", message, cwd=self.work)
+        git("push", "-q", "origin", f"{branch}:{branch}", cwd=self.work)
+        return git("rev-parse", "HEAD", cwd=self.work)
+
+    def sha(self, ref: str) -> str:
+        return git("rev-parse", ref, cwd=self.bare)
+
+    def branches(self) -> set[str]:
+        return set(
+            git("for-each-ref", "--format=%(refname:short)", "refs/heads", cwd=self.bare).split()
+        )
+
+
+def make_remote(base: Path, name: str, files: dict[str, str]) -> Remote:
+    bare = base / "remotes" / f"{name}.git"
+    bare.parent.mkdir(parents=True, exist_ok=True)
+    git("init", "-q", "--bare", "-b", "main", str(bare), cwd=base)
+    work = base / "seeds" / name
+    work.mkdir(parents=True)
+    git("init", "-q", "-b", "main", cwd=work)
+    git("remote", "add", "origin", str(bare), cwd=work)
+    remote = Remote(bare, work)
+    remote.commit({".gitignore": ".env\n.venv/\nbuilt.txt\n", **files}, "initial")
+    return remote
+
+
+@dataclass
+class World:
+    db: Database
+    bus: EventBus
+    clock: ManualClock
+    manager: WorktreeManager
+    base: Path
+
+    async def register(self, full_name: str, remote: Remote, **kwargs: Any) -> Repository:
+        return await repository_store.upsert(
+            self.db, full_name=full_name, clone_url=remote.url, now=self.clock.now(), **kwargs
+        )
+
+    async def events(self, type_name: str | None = None) -> list[dict[str, Any]]:
+        stored = await event_store.read_since(self.db, 0, limit=100_000)
+        return [
+            {"type": event.type, "stream": event.stream, **event.data}
+            for event in stored
+            if type_name is None or event.type == type_name
+        ]
+
+
+async def open_world(base: Path, **manager_options: Any) -> AsyncIterator[World]:
+    db = await Database.open(f"sqlite:///{base / 'biagent.db'}")
+    await db.migrate()
+    clock = ManualClock()
+    bus = EventBus(db, clock)
+    await bus.start()
+    options: dict[str, Any] = {"setup_timeout_s": 30.0, "input_timeout_s": 10.0}
+    options.update(manager_options)
+    manager = WorktreeManager(db=db, bus=bus, clock=clock, root=base / "wt", **options)
+    try:
+        yield World(db, bus, clock, manager, base)
+    finally:
+        await db.close()
