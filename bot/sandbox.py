@@ -10,6 +10,13 @@ working directory and the paths the caller lists, chosen paths are hidden (the d
 GitHub private key, other worktrees), /tmp is private, capabilities are dropped, and the network
 can be switched off. Without bwrap the same limits apply except the namespaces; the result says
 which one ran (`isolated`).
+
+The two callers differ in three choices, all parameters here: what of the host is visible (setup:
+the whole file system read-only; the agents' bash: only the system directories, `SYSTEM_PATHS`),
+what happens at the output cap (setup: head and tail kept, the command runs on; the agents' bash:
+the first bytes kept and the command stopped, `stop_at_cap`), and the network (setup: on; bash:
+off). A `SandboxScope` carries what one workspace adds: its variables (ports, caches) and its
+writable and hidden paths (WorktreeManager.command_sandbox builds it for a worktree).
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ import signal
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -37,7 +44,11 @@ KILL_GRACE_S = 2.0
 READ_CHUNK = 64 * 1024
 
 # Host variables a command may see; everything else (tokens, keys, our settings) is dropped.
-PASSED_THROUGH = ("PATH", "LANG", "LC_ALL", "TZ")
+PASSED_THROUGH = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ")
+# What a command sees of the host when the caller narrows it to the system (`visible_paths`).
+SYSTEM_PATHS = tuple(
+    Path(name) for name in ("/usr", "/bin", "/lib", "/lib32", "/lib64", "/sbin", "/etc", "/opt")
+)
 BASE_ENVIRONMENT = {
     "LANG": "C.UTF-8",
     "TERM": "dumb",
@@ -54,6 +65,15 @@ Isolation = Literal["auto", "bwrap", "none"]
 
 class SandboxUnavailable(RuntimeError):
     """`isolation="bwrap"` was asked for and bubblewrap is not installed."""
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxScope:
+    """What commands run in one workspace get beyond its directory: variables and paths."""
+
+    env: Mapping[str, str] = field(default_factory=dict)
+    writable_paths: tuple[Path, ...] = ()
+    hidden_paths: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,8 +113,10 @@ def bwrap_arguments(
     network: bool,
     writable_paths: Sequence[Path],
     hidden_paths: Sequence[Path],
+    visible_paths: Sequence[Path] | None = None,
 ) -> list[str]:
-    """The bubblewrap prefix: read-only root, private /tmp, hidden and writable paths."""
+    """The bubblewrap prefix: read-only root (or only `visible_paths`), private /tmp, hidden
+    and writable paths."""
     arguments = [
         bwrap,
         "--die-with-parent",
@@ -102,9 +124,15 @@ def bwrap_arguments(
         "--unshare-pid",
         "--unshare-ipc",
         "--unshare-uts",
-        "--ro-bind",
-        "/",
-        "/",
+    ]
+    writable = list(dict.fromkeys((cwd, *(path.resolve() for path in writable_paths))))
+    if visible_paths is None:
+        arguments += ["--ro-bind", "/", "/"]
+    else:
+        for visible in visible_paths:
+            if visible.exists():
+                arguments += ["--ro-bind", str(visible), str(visible)]
+    arguments += [
         "--dev",
         "/dev",
         "--proc",
@@ -118,12 +146,16 @@ def bwrap_arguments(
         # As root bwrap keeps capabilities, which would let the command remount / writable.
         arguments += ["--cap-drop", "ALL"]
     for hidden in (path.resolve() for path in hidden_paths):
+        if visible_paths is not None and not any(
+            hidden.is_relative_to(shown) for shown in (*visible_paths, *writable)
+        ):
+            continue  # outside everything the command sees: nothing to hide
         if hidden.is_dir():
             arguments += ["--tmpfs", str(hidden)]
         elif hidden.exists():
             arguments += ["--ro-bind", "/dev/null", str(hidden)]
     # Binds come after the hiding so a worktree inside a hidden root is visible again.
-    for path in (cwd, *(path.resolve() for path in writable_paths)):
+    for path in writable:
         if path.exists():
             arguments += ["--bind", str(path), str(path)]
     arguments += ["--chdir", str(cwd), "--"]
@@ -131,12 +163,20 @@ def bwrap_arguments(
 
 
 class _OutputCollector:
-    """Keeps the head and the tail of the output within the cap; streams lines until the cap."""
+    """Keeps the output within the cap and streams lines until the cap.
 
-    def __init__(self, cap_bytes: int, on_line: LineCallback | None) -> None:
+    By default the head and the tail are kept and the middle is cut; with `stop_at_cap`, the
+    first `cap_bytes` bytes exactly, and `full` tells the caller to stop the command.
+    """
+
+    def __init__(
+        self, cap_bytes: int, on_line: LineCallback | None, *, stop_at_cap: bool = False
+    ) -> None:
         self.half = max(1, cap_bytes // 2)
         self.cap_bytes = cap_bytes
         self.on_line = on_line
+        self.stop_at_cap = stop_at_cap
+        self.first_bytes = bytearray()
         self.head: list[str] = []
         self.head_bytes = 0
         self.tail: deque[str] = deque()
@@ -151,7 +191,17 @@ class _OutputCollector:
     def truncated(self) -> bool:
         return self.cut_bytes > 0
 
+    @property
+    def full(self) -> bool:
+        return self.stop_at_cap and self.truncated
+
     async def feed(self, chunk: bytes, *, final: bool = False) -> None:
+        if self.stop_at_cap:
+            room = self.cap_bytes - len(self.first_bytes)
+            if len(chunk) > room:
+                self.cut_bytes += len(chunk) - room
+                chunk = chunk[:room]
+            self.first_bytes += chunk
         text = self.partial + self.decoder.decode(chunk, final=final)
         lines = text.split("\n")
         if final:
@@ -168,18 +218,22 @@ class _OutputCollector:
 
     async def _line(self, line: str) -> None:
         size = len(line.encode("utf-8", errors="replace")) + 1
+        if not self.stop_at_cap:  # with stop_at_cap, feed keeps the first bytes as they are
+            self._keep_head_or_tail(line, size)
+        await self._stream(line, size)
+
+    def _keep_head_or_tail(self, line: str, size: int) -> None:
         if self.head_bytes + size <= self.half and not self.tail:
             self.head.append(line)
             self.head_bytes += size
-        else:
-            self.tail.append(line)
-            self.tail_bytes += size
-            while self.tail_bytes > self.half and len(self.tail) > 1:
-                dropped = self.tail.popleft()
-                dropped_size = len(dropped.encode("utf-8", errors="replace")) + 1
-                self.tail_bytes -= dropped_size
-                self.cut_bytes += dropped_size
-        await self._stream(line, size)
+            return
+        self.tail.append(line)
+        self.tail_bytes += size
+        while self.tail_bytes > self.half and len(self.tail) > 1:
+            dropped = self.tail.popleft()
+            dropped_size = len(dropped.encode("utf-8", errors="replace")) + 1
+            self.tail_bytes -= dropped_size
+            self.cut_bytes += dropped_size
 
     async def _stream(self, line: str, size: int) -> None:
         if self.on_line is None or self.stream_closed:
@@ -193,6 +247,8 @@ class _OutputCollector:
             await outcome
 
     def text(self) -> str:
+        if self.stop_at_cap:
+            return self.first_bytes.decode("utf-8", errors="replace")
         parts = list(self.head)
         if self.cut_bytes:
             parts.append(f"[... {self.cut_bytes} bytes of output cut ...]")
@@ -210,15 +266,20 @@ async def run_command(
     network: bool = True,
     writable_paths: Sequence[Path] = (),
     hidden_paths: Sequence[Path] = (),
+    visible_paths: Sequence[Path] | None = None,
     on_line: LineCallback | None = None,
+    stop_at_cap: bool = False,
     isolation: Isolation = "auto",
 ) -> SandboxResult:
     """Run `command` (a shell string, or an argv list) in `cwd` under the sandbox.
 
     `env` is added to the scrubbed environment. `writable_paths` are writable besides `cwd`;
-    `hidden_paths` are replaced by an empty directory (or /dev/null for a file). `network=False`
-    and the path rules need bubblewrap; `isolation="bwrap"` refuses to run without it,
-    `"none"` never uses it, `"auto"` uses it when installed.
+    `hidden_paths` are replaced by an empty directory (or /dev/null for a file);
+    `visible_paths`, when given, are all the command sees of the host (read-only) besides those.
+    `stop_at_cap` keeps the first `output_cap_bytes` and stops the command once it writes more,
+    instead of keeping the head and the tail and letting it run. `network=False` and the path
+    rules need bubblewrap; `isolation="bwrap"` refuses to run without it, `"none"` never uses
+    it, `"auto"` uses it when installed.
     """
     argv = ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
     bwrap = None if isolation == "none" else bwrap_path()
@@ -233,11 +294,12 @@ async def run_command(
             network=network,
             writable_paths=writable_paths,
             hidden_paths=hidden_paths,
+            visible_paths=visible_paths,
         )
         argv = [*prefix, *argv]
     elif not network:
         log.warning("network cannot be switched off without bubblewrap; running with it")
-    collector = _OutputCollector(output_cap_bytes, on_line)
+    collector = _OutputCollector(output_cap_bytes, on_line, stop_at_cap=stop_at_cap)
     started = time.monotonic()
     process = await asyncio.create_subprocess_exec(
         *argv,
@@ -252,8 +314,13 @@ async def run_command(
     stdout = process.stdout
 
     async def pump() -> None:
+        stopping = False
         while chunk := await stdout.read(READ_CHUNK):
             await collector.feed(chunk)
+            if collector.full and not stopping:
+                # Stopped at the cap: what it writes while dying is read to the end and dropped.
+                stopping = True
+                await _kill_tree(process)
         await collector.feed(b"", final=True)
 
     timed_out = False

@@ -108,3 +108,24 @@ async def test_bwrap_can_switch_the_network_off(tmp_path: Path) -> None:
         server.close()
     assert online.ok
     assert not offline.ok and "refused" in offline.output.lower()
+
+
+async def test_stop_at_cap_stops_an_endless_writer_and_keeps_the_first_bytes(
+    tmp_path: Path,
+) -> None:
+    result = await sandbox.run_command(
+        "yes biagent", tmp_path, output_cap_bytes=1000, stop_at_cap=True, timeout_s=30
+    )
+    assert not result.timed_out and result.truncated
+    assert result.output == "biagent\n" * 125
+
+
+@needs_bwrap
+async def test_bwrap_can_narrow_the_host_to_the_system_directories(tmp_path: Path) -> None:
+    probe = "test -d /var/lib && echo seen"
+    whole = await sandbox.run_command(probe, tmp_path, isolation="bwrap")
+    narrowed = await sandbox.run_command(
+        probe, tmp_path, visible_paths=sandbox.SYSTEM_PATHS, isolation="bwrap"
+    )
+    assert whole.ok and "seen" in whole.output
+    assert not narrowed.ok and "seen" not in narrowed.output

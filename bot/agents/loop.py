@@ -40,6 +40,7 @@ from bot.agents.tokens import TokenCoalescer, TokenSequence
 from bot.agents.tools import Tool, ToolContext, ToolRegistry, ToolResult
 from bot.clock import Clock
 from bot.events.bus import EventBus
+from bot.sandbox import SandboxScope
 from storage import agent_runs, clarifications, tool_calls
 from storage.database import Database
 
@@ -75,6 +76,9 @@ class AgentContext:
     budget_usd: float | None = None  # replaces the agent's max_cost_usd for this step
     pipeline_budget_usd: float | None = None
     extra_tools: tuple[Tool, ...] = ()
+    # The worktree's ports, caches and sandbox paths for bash, when the WorktreeManager made
+    # the worktree: `await manager.command_sandbox(row)`.
+    sandbox: SandboxScope | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -580,6 +584,7 @@ class _Step:
             worktree=self.context.worktree,
             bash_policy=self.rt.bash_policy,
             file_changed=file_changed,
+            sandbox=self.context.sandbox,
         )
         try:
             return await tool.handler(arguments, tool_context)

@@ -21,13 +21,14 @@ import os
 
 import anthropic
 
+from bot import sandbox
 from bot.agents.clarifications import answer_clarification
 from bot.agents.client import build_client
 from bot.agents.costs import CostTracker
 from bot.agents.definitions import AgentsConfig, load_agents_config
 from bot.agents.loop import AgentContext, AgentRuntime, BaseAgent, StepResult
 from bot.agents.mcp_bridge import McpBridge
-from bot.agents.sandbox import BashPolicy, bwrap_path
+from bot.agents.sandbox import BashPolicy
 from bot.agents.tokens import TokenSequence
 from bot.agents.tools import ToolRegistry, builtin_registry
 from bot.clock import Clock
@@ -92,7 +93,7 @@ class AgentRunner:
             len(self.config.agents),
             " + ".join(self.config.sources),
             "bubblewrap, no network"
-            if bwrap_path() and self.runtime.bash_policy.use_bwrap
+            if sandbox.bwrap_path() and self.runtime.bash_policy.use_bwrap
             else "NO SANDBOX (bwrap not found): commands run without network isolation",
         )
         if self.config.mcp_servers:

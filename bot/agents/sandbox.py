@@ -1,33 +1,26 @@
-"""The sandbox: every path an agent names stays inside its worktree; bash runs fenced in.
+"""What an agent may touch: every path it names stays inside its worktree; bash runs fenced in.
 
-Paths: relative to the worktree, never with a `..` component, absolute only when inside the
-worktree, and resolved through symlinks before the check, so a link pointing out is refused too.
-The worktree's `.git` is off limits to the file tools (git itself, run from bash, may use it).
+Paths (the file tools): relative to the worktree, never with a `..` component, absolute only
+when inside the worktree, and resolved through symlinks before the check, so a link pointing out
+is refused too. The worktree's `.git` is off limits to the file tools (git itself, run from
+bash, may use it).
 
-bash: a scrubbed environment (an allow-list, so no API key or token of the service leaks in),
-a timeout that kills the whole process group, an output cap, and where `bwrap` (Debian package
-bubblewrap) exists, a bubblewrap jail: the system read-only, the worktree (and its git
-directory) writable, a private /tmp, no network. Without bwrap the command runs unjailed and
-the result says so plainly.
+bash: the agents' policy over the one command runner, bot/sandbox.py: a scrubbed environment
+(an allow-list, so no API key or token of the service leaks in), a timeout that kills the whole
+process group, an output cap at which the command is stopped, and where `bwrap` (Debian package
+bubblewrap) exists, a jail: only the system directories visible and read-only, the worktree and
+its git directories writable, a private /tmp, no network. When the step runs in a worktree of
+the WorktreeManager, its `SandboxScope` adds the worktree's ports and caches and its writable
+and hidden paths. Without bwrap the command runs unjailed and the tool result says so plainly.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
-import os
-import shutil
-import signal
 from dataclasses import dataclass
 from pathlib import Path
 
-log = logging.getLogger(__name__)
-
-# Variables a command may inherit; everything else (API keys, tokens, DATABASE_URL...) is dropped.
-ENV_ALLOW = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TERM")
-DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
-SYSTEM_DIRS = ("/usr", "/bin", "/lib", "/lib32", "/lib64", "/sbin", "/etc", "/opt")
+from bot import sandbox
 
 
 class PathRefused(ValueError):
@@ -62,24 +55,8 @@ def resolve_inside(worktree: Path, path: str) -> Path:
     return resolved
 
 
-def real_path(path: Path) -> Path:
-    return path.resolve()
-
-
 def relative_name(worktree: Path, resolved: Path) -> str:
     return resolved.relative_to(worktree.resolve()).as_posix()
-
-
-def scrubbed_environment(home: Path) -> dict[str, str]:
-    environment = {name: os.environ[name] for name in ENV_ALLOW if name in os.environ}
-    environment.setdefault("PATH", DEFAULT_PATH)
-    environment["HOME"] = str(home)
-    environment["GIT_TERMINAL_PROMPT"] = "0"
-    return environment
-
-
-def bwrap_path() -> str | None:
-    return shutil.which("bwrap")
 
 
 def git_dirs_outside(worktree: Path) -> list[Path]:
@@ -100,111 +77,54 @@ def git_dirs_outside(worktree: Path) -> list[Path]:
 
 
 @dataclass(frozen=True, slots=True)
-class CommandResult:
-    exit_code: int | None
-    output: str
-    timed_out: bool
-    truncated: bool
-    sandboxed: bool
-
-    def as_tool_text(self, timeout_s: float, cap: int) -> str:
-        lines = []
-        if not self.sandboxed:
-            lines.append("note: no sandbox (bwrap not found): ran without network isolation")
-        lines.append(self.output.rstrip("\n"))
-        if self.truncated:
-            lines.append(f"[output cut at {cap} bytes; the command was stopped]")
-        if self.timed_out:
-            lines.append(f"[timed out after {timeout_s:g}s; the command was killed]")
-        else:
-            lines.append(f"[exit code {self.exit_code}]")
-        return "\n".join(line for line in lines if line)
-
-
-@dataclass(frozen=True, slots=True)
 class BashPolicy:
     timeout_s: float = 120.0
     output_cap_bytes: int = 30_000
     use_bwrap: bool = True
     network: bool = False
 
-
-def _bwrap_argv(bwrap: str, worktree: Path, command: str, policy: BashPolicy) -> list[str]:
-    root = worktree.resolve()
-    argv = [bwrap, "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc"]
-    if not policy.network:
-        argv.append("--unshare-net")
-    for system_dir in SYSTEM_DIRS:
-        if Path(system_dir).exists():
-            argv += ["--ro-bind", system_dir, system_dir]
-    argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
-    for git_dir in git_dirs_outside(root):
-        argv += ["--bind", str(git_dir), str(git_dir)]
-    argv += ["--bind", str(root), str(root), "--chdir", str(root)]
-    return [*argv, "/bin/sh", "-c", command]
+    def timeout_for(self, requested_s: float | None) -> float:
+        """The model may ask for a shorter timeout than the policy's, never a longer one."""
+        return min(requested_s or self.timeout_s, self.timeout_s)
 
 
-async def run_command(
-    worktree: Path, command: str, policy: BashPolicy, *, timeout_s: float | None = None
-) -> CommandResult:
-    """Run `command` with /bin/sh in the worktree under the policy."""
-    timeout = min(timeout_s or policy.timeout_s, policy.timeout_s)
-    bwrap = bwrap_path() if policy.use_bwrap else None
-    root = real_path(worktree)
-    if bwrap is not None:
-        argv = _bwrap_argv(bwrap, root, command, policy)
+async def run_bash(
+    worktree: Path,
+    command: str,
+    policy: BashPolicy,
+    *,
+    timeout_s: float | None = None,
+    scope: sandbox.SandboxScope | None = None,
+) -> sandbox.SandboxResult:
+    """Run `command` with /bin/sh in the worktree under the policy (and the worktree's scope)."""
+    scope = scope or sandbox.SandboxScope()
+    root = await asyncio.to_thread(worktree.resolve)
+    git_dirs = await asyncio.to_thread(git_dirs_outside, root)
+    return await sandbox.run_command(
+        command,
+        root,
+        timeout_s=policy.timeout_for(timeout_s),
+        output_cap_bytes=policy.output_cap_bytes,
+        env={**scope.env, "HOME": str(root)},
+        network=policy.network,
+        writable_paths=[*git_dirs, *scope.writable_paths],
+        hidden_paths=scope.hidden_paths,
+        visible_paths=sandbox.SYSTEM_PATHS,
+        stop_at_cap=True,
+        isolation="auto" if policy.use_bwrap else "none",
+    )
+
+
+def bash_tool_text(result: sandbox.SandboxResult, timeout_s: float, cap: int) -> str:
+    """The bash tool's answer to the model: the output, then how the command ended."""
+    lines = []
+    if not result.isolated:
+        lines.append("note: no sandbox (bwrap not found): ran without network isolation")
+    lines.append(result.output.rstrip("\n"))
+    if result.truncated:
+        lines.append(f"[output cut at {cap} bytes; the command was stopped]")
+    if result.timed_out:
+        lines.append(f"[timed out after {timeout_s:g}s; the command was killed]")
     else:
-        argv = ["/bin/sh", "-c", command]
-    process = await asyncio.create_subprocess_exec(
-        *argv,
-        cwd=root,
-        env=scrubbed_environment(root),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        start_new_session=True,
-    )
-    assert process.stdout is not None
-    collected = bytearray()
-    truncated = False
-    timed_out = False
-
-    async def read_all() -> None:
-        nonlocal truncated
-        assert process.stdout is not None
-        while True:
-            chunk = await process.stdout.read(65536)
-            if not chunk:
-                return
-            collected.extend(chunk)
-            if len(collected) > policy.output_cap_bytes:
-                truncated = True
-                del collected[policy.output_cap_bytes :]
-                return
-
-    try:
-        await asyncio.wait_for(read_all(), timeout)
-    except TimeoutError:
-        timed_out = True
-    if truncated or timed_out:
-        _kill_group(process)
-    try:
-        exit_code = await asyncio.wait_for(process.wait(), 5)
-    except TimeoutError:
-        _kill_group(process)
-        exit_code = await process.wait()
-    # Read the pipe to its end so that its transport closes now, not at garbage collection.
-    with contextlib.suppress(TimeoutError, ConnectionError):
-        await asyncio.wait_for(process.stdout.read(), 2)
-    return CommandResult(
-        exit_code=exit_code,
-        output=collected.decode("utf-8", errors="replace"),
-        timed_out=timed_out,
-        truncated=truncated,
-        sandboxed=bwrap is not None,
-    )
-
-
-def _kill_group(process: asyncio.subprocess.Process) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
+        lines.append(f"[exit code {result.exit_code}]")
+    return "\n".join(line for line in lines if line)

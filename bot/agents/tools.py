@@ -35,10 +35,12 @@ import jsonschema
 from bot.agents.sandbox import (
     BashPolicy,
     PathRefused,
+    bash_tool_text,
     relative_name,
     resolve_inside,
-    run_command,
+    run_bash,
 )
+from bot.sandbox import SandboxScope
 
 MAX_READ_BYTES = 200_000
 MAX_DIFF_BYTES = 100_000
@@ -74,11 +76,13 @@ async def _ignore_change(path: str, change_type: str, diff: str) -> None:
 
 @dataclass(frozen=True, slots=True)
 class ToolContext:
-    """What a handler may use: the worktree, the bash policy, the file-change recorder."""
+    """What a handler may use: the worktree, the bash policy, the file-change recorder, and
+    the worktree's sandbox scope (ports, caches, paths) when the WorktreeManager made it."""
 
     worktree: Path
     bash_policy: BashPolicy = field(default_factory=BashPolicy)
     file_changed: FileChangedCallback = _ignore_change
+    sandbox: SandboxScope | None = None
 
 
 ToolHandler = Callable[[dict[str, Any], ToolContext], Awaitable[ToolResult]]
@@ -357,24 +361,21 @@ def changes_between(
 
 async def bash(arguments: dict[str, Any], context: ToolContext) -> ToolResult:
     before = await asyncio.to_thread(worktree_state, context.worktree)
-    result = await run_command(
+    policy = context.bash_policy
+    timeout_s = policy.timeout_for(arguments.get("timeout_s"))
+    result = await run_bash(
         context.worktree,
         arguments["command"],
-        context.bash_policy,
-        timeout_s=arguments.get("timeout_s"),
+        policy,
+        timeout_s=timeout_s,
+        scope=context.sandbox,
     )
     if before is not None:
         after = await asyncio.to_thread(worktree_state, context.worktree)
         if after is not None:
             for name, change_type, diff in changes_between(context.worktree, before, after):
                 await context.file_changed(name, change_type, diff)
-    text = result.as_tool_text(
-        min(
-            arguments.get("timeout_s") or context.bash_policy.timeout_s,
-            context.bash_policy.timeout_s,
-        ),
-        context.bash_policy.output_cap_bytes,
-    )
+    text = bash_tool_text(result, timeout_s, policy.output_cap_bytes)
     return ToolResult(text, is_error=result.timed_out or result.exit_code != 0)
 
 

@@ -888,6 +888,17 @@ class WorktreeManager:
         hidden = [self.sessions_dir, self.store_dir, *self.hidden_paths]
         return writable, hidden
 
+    async def command_sandbox(self, row: WorktreeRepo) -> sandbox.SandboxScope:
+        """What any command run in this worktree gets from bot/sandbox.py: the environment
+        (ports, caches) and the writable and hidden paths. Setup uses it; so does the agents'
+        bash, through `AgentContext.sandbox`. The writable paths exist when this returns."""
+        writable, hidden = await self.sandbox_paths(row)
+        for path in writable:
+            path.mkdir(parents=True, exist_ok=True)
+        return sandbox.SandboxScope(
+            env=self.environment(row), writable_paths=tuple(writable), hidden_paths=tuple(hidden)
+        )
+
     # -- setup ----------------------------------------------------------------------------
 
     async def answer_setup(
@@ -1013,18 +1024,16 @@ class WorktreeManager:
         if command is None:
             result = None
         else:
-            writable, hidden = await self.sandbox_paths(row)
-            for path in writable:
-                path.mkdir(parents=True, exist_ok=True)
+            scope = await self.command_sandbox(row)
             output = _StatusStream(self, session, repository)
             result = await sandbox.run_command(
                 command,
                 worktree,
                 timeout_s=self.setup_timeout_s,
                 output_cap_bytes=self.output_cap_bytes,
-                env=self.environment(row),
-                writable_paths=writable,
-                hidden_paths=hidden,
+                env=scope.env,
+                writable_paths=scope.writable_paths,
+                hidden_paths=scope.hidden_paths,
                 on_line=output.line,
                 isolation=self.isolation,
             )

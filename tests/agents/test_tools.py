@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from bot.agents import tools
-from bot.agents.sandbox import BashPolicy, PathRefused, bwrap_path, resolve_inside, run_command
+from bot.agents.sandbox import BashPolicy, PathRefused, bash_tool_text, resolve_inside, run_bash
 from bot.agents.tools import ToolContext, ToolResult
+from bot.sandbox import bwrap_path
 from tests.fakes.anthropic import FakeAnthropic
 
 needs_bwrap = pytest.mark.skipif(
@@ -126,19 +127,19 @@ def test_schema_validation_names_the_bad_argument() -> None:
 
 async def test_bash_is_killed_at_its_timeout(worktree: Path) -> None:
     started = time.monotonic()
-    result = await run_command(worktree, "sleep 20; echo late", BashPolicy(timeout_s=0.5))
+    result = await run_bash(worktree, "sleep 20; echo late", BashPolicy(timeout_s=0.5))
     assert result.timed_out
     assert time.monotonic() - started < 5
     assert "late" not in result.output
-    assert "[timed out after 0.5s" in result.as_tool_text(0.5, 1000)
+    assert "[timed out after 0.5s" in bash_tool_text(result, 0.5, 1000)
 
 
 async def test_bash_output_is_capped(worktree: Path) -> None:
-    result = await run_command(
+    result = await run_bash(
         worktree, "yes biagent | head -c 500000", BashPolicy(output_cap_bytes=1000)
     )
     assert result.truncated and len(result.output) == 1000
-    assert "[output cut at 1000 bytes" in result.as_tool_text(120, 1000)
+    assert "[output cut at 1000 bytes" in bash_tool_text(result, 120, 1000)
 
 
 async def test_bash_sees_no_secret_of_the_service(
@@ -181,9 +182,9 @@ async def test_bash_under_bubblewrap_has_no_network(worktree: Path, fake: FakeAn
         + port
         + "), timeout=2); print('connected')\""
     )
-    jailed = await run_command(worktree, probe, BashPolicy())
-    assert jailed.sandboxed and jailed.exit_code != 0 and "connected" not in jailed.output
-    free = await run_command(worktree, probe, BashPolicy(use_bwrap=False))
+    jailed = await run_bash(worktree, probe, BashPolicy())
+    assert jailed.isolated and jailed.exit_code != 0 and "connected" not in jailed.output
+    free = await run_bash(worktree, probe, BashPolicy(use_bwrap=False))
     assert free.exit_code == 0 and "connected" in free.output
 
 
@@ -192,15 +193,15 @@ async def test_bash_under_bubblewrap_cannot_write_outside_the_worktree(
     worktree: Path, tmp_path: Path
 ) -> None:
     outside = tmp_path / "outside.txt"
-    result = await run_command(worktree, f"echo x > {outside}; echo ok > inside.txt", BashPolicy())
+    result = await run_bash(worktree, f"echo x > {outside}; echo ok > inside.txt", BashPolicy())
     assert not outside.exists()
     assert (worktree / "inside.txt").read_text() == "ok\n"
-    assert result.sandboxed
+    assert result.isolated
 
 
 async def test_bash_without_bubblewrap_says_so(worktree: Path) -> None:
-    result = await run_command(worktree, "echo hi", BashPolicy(use_bwrap=False))
-    text = result.as_tool_text(120, 1000)
+    result = await run_bash(worktree, "echo hi", BashPolicy(use_bwrap=False))
+    text = bash_tool_text(result, 120, 1000)
     assert text.startswith("note: no sandbox (bwrap not found)")
     assert "hi\n[exit code 0]" in text
 
