@@ -56,6 +56,7 @@ class Settings:
     public_url: str | None = None
     github_app_id: str | None = None
     github_private_key: Secret | None = None
+    github_private_key_path: Path | None = None
     github_webhook_secret: Secret | None = None
     github_api_url: str = "https://api.github.com"
     anthropic_configured: bool = False
@@ -286,6 +287,9 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         public_url=reader.url("BIAGENT_PUBLIC_URL"),
         github_app_id=app_id,
         github_private_key=private_key,
+        github_private_key_path=Path(key_path)
+        if (key_path := reader.text("GITHUB_PRIVATE_KEY_PATH"))
+        else None,
         github_webhook_secret=reader.secret("GITHUB_WEBHOOK_SECRET"),
         github_api_url=reader.url("GITHUB_API_URL", "https://api.github.com") or "",
         anthropic_configured=reader.text("ANTHROPIC_API_KEY") is not None,

@@ -129,3 +129,27 @@ async def test_bwrap_can_narrow_the_host_to_the_system_directories(tmp_path: Pat
     )
     assert whole.ok and "seen" in whole.output
     assert not narrowed.ok and "seen" not in narrowed.output
+
+
+@needs_bwrap
+async def test_commands_cannot_read_the_database_or_the_app_key(tmp_path: Path) -> None:
+    from bot.config import load_settings
+    from bot.worktrees.service import hidden_from_commands
+
+    key = tmp_path / "app.pem"
+    key.write_text("-----BEGIN PRIVATE KEY-----\nSECRETKEY\n-----END PRIVATE KEY-----\n")
+    database = tmp_path / "biagent.db"
+    database.write_text("api token hash")
+    settings = load_settings(
+        {
+            "GITHUB_APP_ID": "1",
+            "GITHUB_PRIVATE_KEY_PATH": str(key),
+            "DATABASE_URL": f"sqlite:///{database}",
+        }
+    )
+    work = tmp_path / "work"
+    work.mkdir()
+    result = await sandbox.run_command(
+        f"cat {key} {database}", work, hidden_paths=hidden_from_commands(settings)
+    )
+    assert "SECRETKEY" not in result.output and "api token hash" not in result.output

@@ -28,9 +28,12 @@ def installation_tokens(github: GitHubApp) -> TokenSource:
 
 
 def hidden_from_commands(settings: Settings) -> list[Path]:
-    """Files a sandboxed command must not read: the database and its journals."""
+    """Files a sandboxed command must not read: the database, its journals, the app's key."""
     database = Path(sqlite_path_from_url(settings.database_url))
-    return [database, Path(f"{database}-wal"), Path(f"{database}-shm")]
+    hidden = [database, Path(f"{database}-wal"), Path(f"{database}-shm")]
+    if settings.github_private_key_path is not None:
+        hidden.append(settings.github_private_key_path)
+    return hidden
 
 
 def build_manager(
