@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from bot.dispatcher import Concern
 from bot.github import installations
+from bot.jira import webhooks as jira_webhooks
 
 
 def concerns() -> list[Concern]:
     return [
         Concern("installations", installations.router),
+        Concern("jira", jira_webhooks.router, sources=frozenset({"jira"})),
     ]

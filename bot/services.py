@@ -12,6 +12,7 @@ from bot.clock import Clock
 from bot.config import Settings
 from bot.events.bus import EventBus
 from bot.github.app import GitHubApp
+from bot.jira.service import JiraService
 from storage.database import Database
 
 
@@ -22,3 +23,4 @@ class Services:
     bus: EventBus
     clock: Clock
     github: GitHubApp | None = None
+    jira: JiraService | None = None

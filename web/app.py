@@ -25,11 +25,13 @@ from bot.config import Settings
 from bot.dispatcher import Dispatcher
 from bot.events.bus import EventBus
 from bot.github.app import GitHubApp
+from bot.jira.service import JiraService
 from bot.services import Services
 from storage.database import Database
-from web import auth, status, webhooks_github, ws
+from web import auth, status, webhooks_github, webhooks_jira, ws
 from web.api import deliveries as deliveries_api
 from web.api import events as events_api
+from web.api import tickets as tickets_api
 from web.errors import error_middleware
 from web.keys import DISPATCHER, GENERATED_TOKEN, SERVICES, TOKEN_CHECK
 
@@ -74,10 +76,12 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/login", auth.login)
     app.router.add_routes(webhooks_github.routes)
+    app.router.add_routes(webhooks_jira.routes)
     app.router.add_routes(ws.routes)
     app.router.add_routes(status.routes)
     app.router.add_routes(deliveries_api.routes)
     app.router.add_routes(events_api.routes)
+    app.router.add_routes(tickets_api.routes)
     app.router.add_static("/static", HERE / "static")
     app.cleanup_ctx.append(_lifecycle(settings, clock or SystemClock()))
     return app
@@ -87,6 +91,7 @@ def _lifecycle(settings: Settings, clock: Clock):  # type: ignore[no-untyped-def
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         db = await Database.open(settings.database_url, synchronous=settings.database_synchronous)
         tasks: list[asyncio.Task[None]] = []
+        jira: JiraService | None = None
         session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
         try:
             version = await db.migrate()
@@ -109,6 +114,9 @@ def _lifecycle(settings: Settings, clock: Clock):  # type: ignore[no-untyped-def
                 )
                 tasks.append(asyncio.create_task(github.keep_loading_identity()))
             services = Services(settings=settings, db=db, bus=bus, clock=clock, github=github)
+            if settings.jira_enabled:
+                jira = JiraService(settings=settings, db=db, bus=bus, clock=clock)
+                services.jira = jira
             app[SERVICES] = services
             dispatcher = Dispatcher(
                 services,
@@ -120,8 +128,12 @@ def _lifecycle(settings: Settings, clock: Clock):  # type: ignore[no-untyped-def
             await dispatcher.recover()
             tasks.append(asyncio.create_task(dispatcher.run(), name="dispatcher"))
             tasks.append(asyncio.create_task(_housekeeping(services), name="housekeeping"))
+            if jira is not None:
+                await jira.start(sync_at_start=settings.jira_sync_at_start)
             yield
         finally:
+            if jira is not None:
+                await jira.close()
             for task in tasks:
                 task.cancel()
             for task in tasks:
