@@ -163,6 +163,7 @@ class JiraSync:
         self.page_size = page_size
         self.overlap_ms = overlap_ms
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._running: set[str] = set()  # the lease is per process; this is per instance
 
     # -- scope -----------------------------------------------------------------------------
 
@@ -191,23 +192,33 @@ class JiraSync:
         project = project.upper()
         if not _PROJECT_KEY.match(project):
             raise ValueError(f"not a Jira project key: {project!r}")
-        now = self.clock.now()
-        acquired = await jira_sync.acquire_lease(
-            self.db, project, holder=self.holder, now=now, ttl_s=LEASE_TTL_S
-        )
-        if not acquired:
-            holder = await jira_sync.lease_holder(self.db, project, now=now)
-            raise SyncAlreadyRunning(project, holder)
+        if project in self._running:
+            raise SyncAlreadyRunning(project, self.holder)
+        self._running.add(project)  # before any await: two callers here cannot both pass
         try:
-            jql = self.scope_jql(project)
-            cursor = await jira_sync.get_cursor(self.db, project)
-            stale = cursor is not None and now - from_text(cursor.full_synced_at) > FULL_SYNC_EVERY
-            kind = "full" if full or cursor is None or cursor.jql != jql or stale else "incremental"
-            run_id = await jira_sync.start_run(
-                self.db, project=project, kind=kind, trigger=trigger, now=now
+            now = self.clock.now()
+            acquired = await jira_sync.acquire_lease(
+                self.db, project, holder=self.holder, now=now, ttl_s=LEASE_TTL_S
             )
+            if not acquired:
+                holder = await jira_sync.lease_holder(self.db, project, now=now)
+                raise SyncAlreadyRunning(project, holder)
+            try:
+                jql = self.scope_jql(project)
+                cursor = await jira_sync.get_cursor(self.db, project)
+                stale = (
+                    cursor is not None and now - from_text(cursor.full_synced_at) > FULL_SYNC_EVERY
+                )
+                full = full or cursor is None or cursor.jql != jql or stale
+                kind = "full" if full else "incremental"
+                run_id = await jira_sync.start_run(
+                    self.db, project=project, kind=kind, trigger=trigger, now=now
+                )
+            except BaseException:
+                await jira_sync.release_lease(self.db, project, holder=self.holder)
+                raise
         except BaseException:
-            await jira_sync.release_lease(self.db, project, holder=self.holder)
+            self._running.discard(project)
             raise
         return SyncJob(self, project, kind, trigger, run_id, jql, cursor, on_progress)
 
@@ -274,6 +285,7 @@ class JiraSync:
             log.error("JIRA sync of %s (run %d) failed: %s", job.project, job.run_id, message)
             raise
         finally:
+            self._running.discard(job.project)
             await jira_sync.release_lease(self.db, job.project, holder=self.holder)
         duration_s = self.clock.monotonic() - started
         requests = await self._finish(job, tally, requests_before, status="complete", error=None)
