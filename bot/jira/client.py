@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 import requests
 from jira import JIRA, JIRAError
+from jira.resilientsession import ResilientSession
 
 from bot.clock import Clock
 from bot.config import Secret
@@ -413,8 +414,21 @@ class JiraClient:
                         return False
 
         def download() -> None:
+            session = jira._session
             try:
-                response = jira._session.get(url, stream=True, headers={"Accept": "*/*"})
+                # Past ResilientSession.request on purpose: it reads `response.content` (the
+                # whole body) to look for a login error, which would defeat streaming.
+                response = super(ResilientSession, session).request(
+                    "GET", url, stream=True, headers={"Accept": "*/*"}, timeout=self.timeout_s
+                )
+                if not response.ok:
+                    response.close()
+                    raise JIRAError(
+                        f"attachment download answered {response.status_code}",
+                        status_code=response.status_code,
+                        url=url,
+                        response=response,
+                    )
             except Exception as error:
                 loop.call_soon_threadsafe(_set_exception, opened, error)
                 return
