@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
@@ -359,6 +360,13 @@ def to_adf(text: str | None) -> dict[str, Any] | None:
 
 
 @dataclass
+class _Index:
+    links: defaultdict[str, list[FakeLink]]
+    attachments: defaultdict[str, list[FakeAttachment]]
+    children: defaultdict[str, list[FakeIssue]]
+
+
+@dataclass
 class Recorded:
     method: str
     path: str
@@ -392,8 +400,11 @@ class FakeJira:
         self.throttle_queue: list[float] = []
         self.now_ms = BASE_MS
         self._next_id = 10000
+        self._numbers: dict[str, int] = {}
+        self._history_ids = 20000
         self._query_cache: dict[str, list[str]] = {}
         self._version = 0
+        self._by_issue: _Index | None = None
         self.server: TestServer | None = None
         self.app = self._build_app()
 
@@ -426,6 +437,23 @@ class FakeJira:
     def _changed(self) -> None:
         self._version += 1
         self._query_cache.clear()
+        self._by_issue = None
+
+    def _index(self) -> _Index:
+        """Links, attachments and sub-tasks by issue id, rebuilt after a change."""
+        if self._by_issue is None:
+            index = _Index(defaultdict(list), defaultdict(list), defaultdict(list))
+            for link in self.links.values():
+                index.links[link.inward_issue].append(link)
+                index.links[link.outward_issue].append(link)
+            for attachment in self.attachments.values():
+                index.attachments[attachment.issue_id].append(attachment)
+            for other in self.issues.values():
+                parent_id = (other.fields.get("parent") or {}).get("id")
+                if parent_id:
+                    index.children[parent_id].append(other)
+            self._by_issue = index
+        return self._by_issue
 
     def add_issue(
         self,
@@ -444,7 +472,7 @@ class FakeJira:
     ) -> str:
         self.projects.setdefault(project, f"Project {project}")
         issue_id = self._id()
-        number = 1 + sum(1 for issue in self.issues.values() if issue.project == project)
+        number = self._numbers.get(project, 0) + 1
         key = f"{project}-{number}"
         while key in self.by_key:
             number += 1
@@ -472,6 +500,7 @@ class FakeJira:
         if parent is not None:
             parent_issue = self.issues[self.by_key[parent]]
             fields["parent"] = {"id": parent_issue.id, "key": parent}
+        self._numbers[project] = int(key.rsplit("-", 1)[1])
         issue = FakeIssue(issue_id, key, project, fields, stamp, stamp)
         for number in range(histories):
             issue.histories.append(self._history(number, f"v{number}", f"v{number + 1}", stamp))
@@ -496,7 +525,7 @@ class FakeJira:
 
     def _history(self, number: int, old: str, new: str, stamp: int) -> dict[str, Any]:
         return {
-            "id": str(20000 + len(self.issues) * 1000 + number),
+            "id": str(self._next_history_id()),
             "author": {"displayName": "Mia Krystof", "name": "mia"},
             "created": jira_time(stamp),
             "items": [
@@ -510,6 +539,10 @@ class FakeJira:
                 }
             ],
         }
+
+    def _next_history_id(self) -> int:
+        self._history_ids += 1
+        return self._history_ids
 
     def issue(self, key: str) -> FakeIssue:
         return self.issues[self.by_key[key]]
@@ -525,7 +558,7 @@ class FakeJira:
             issue.fields[name] = value
             issue.histories.append(
                 {
-                    "id": str(30000 + sum(len(i.histories) for i in self.issues.values())),
+                    "id": str(self._next_history_id()),
                     "author": {"displayName": "Mia Krystof", "name": "mia"},
                     "created": jira_time(stamp),
                     "items": [
@@ -615,20 +648,17 @@ class FakeJira:
         }
         fields["updated"] = jira_time(issue.updated_ms)
         fields["created"] = jira_time(issue.created_ms)
+        index = self._index()
         fields["issuelinks"] = [
-            self._link_json(base, version, link, issue.id)
-            for link in self.links.values()
-            if issue.id in (link.inward_issue, link.outward_issue)
+            self._link_json(base, version, link, issue.id) for link in index.links[issue.id]
         ]
         fields["attachment"] = [
             self._attachment_json(base, version, attachment)
-            for attachment in self.attachments.values()
-            if attachment.issue_id == issue.id
+            for attachment in index.attachments[issue.id]
         ]
         fields["subtasks"] = [
             {"id": other.id, "key": other.key, "fields": {"summary": other.fields["summary"]}}
-            for other in self.issues.values()
-            if (other.fields.get("parent") or {}).get("id") == issue.id
+            for other in index.children[issue.id]
         ]
         fields["comment"] = {
             "comments": [self._comment_json(base, version, issue, c) for c in issue.comments],

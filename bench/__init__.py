@@ -1,0 +1,1 @@
+"""Benchmarks (DESIGN.md, Benchmarks): each module runs as `python -m bench.NAME`."""
