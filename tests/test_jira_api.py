@@ -182,3 +182,24 @@ async def test_an_attachment_over_the_limit_is_413(
     )
     assert response.status == 413
     assert not [r for r in fake_jira.requests if "/secure/attachment/" in r.path]
+
+
+async def test_the_scheduled_sync_runs_every_interval_over_the_projects_in_scope(
+    start_app: StartApp, tmp_path: Path, fake_jira: FakeJira
+) -> None:
+    fake_jira.add_issue("PROJ", "in scope")
+    fake_jira.add_issue("OPS", "not in scope")
+    client = await start_app(
+        jira_settings(tmp_path, fake_jira, jira_jql="project = PROJ", jira_sync_interval=120.0)
+    )
+    jira = client.app[SERVICES].jira
+    assert jira is not None and jira.scheduler is not None
+    job = jira.scheduler.get_job("jira-sync")
+    assert job is not None and job.trigger.interval.total_seconds() == 120
+    assert (job.max_instances, job.coalesce) == (1, True)
+    results = await jira.scheduled_sync()
+    assert [(r.project, r.kind, r.created) for r in results] == [("PROJ", "full", 1)]
+    listed = await (await client.get("/api/tickets", headers=auth_headers())).json()
+    assert [t["key"] for t in listed["tickets"]] == ["PROJ-1"]
+    stats = await (await client.get("/api/tickets/stats", headers=auth_headers())).json()
+    assert stats["sync"]["latest"]["PROJ"]["trigger"] == "schedule"
