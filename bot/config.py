@@ -68,6 +68,7 @@ class Settings:
     jira_jql: str | None = None
     jira_webhook_secret: Secret | None = None
     jira_sync_interval: float = 300.0
+    jira_sync_at_start: bool = True  # extension: JIRA_SYNC_AT_START=0 waits one interval
     review_debounce_seconds: float = 30.0
     review_max_wait_seconds: float = 300.0
     review_max_runs_per_hour: int = 6
@@ -301,6 +302,8 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         jira_jql=reader.text("JIRA_JQL"),
         jira_webhook_secret=reader.secret("JIRA_WEBHOOK_SECRET"),
         jira_sync_interval=reader.duration("JIRA_SYNC_INTERVAL", 300.0, low=10.0),
+        jira_sync_at_start=(reader.text("JIRA_SYNC_AT_START") or "1").lower()
+        not in ("0", "false", "no", "off"),
         review_debounce_seconds=debounce,
         review_max_wait_seconds=max_wait,
         review_max_runs_per_hour=reader.integer("REVIEW_MAX_RUNS_PER_HOUR", 6, low=1, high=1000),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from bot.dispatcher import Concern
 from bot.github import installations
+from bot.jira import webhooks as jira_webhooks
 from bot.reviews import router as reviews
 from bot.worktrees import webhooks as worktree_webhooks
 
@@ -18,4 +19,5 @@ def concerns() -> list[Concern]:
         Concern("installations", installations.router),
         Concern("reviews", reviews.router),
         Concern("worktrees", worktree_webhooks.router),
+        Concern("jira", jira_webhooks.router, sources=frozenset({"jira"})),
     ]

@@ -14,6 +14,7 @@ from bot.clock import Clock
 from bot.config import Settings
 from bot.events.bus import EventBus
 from bot.github.app import GitHubApp
+from bot.jira.service import JiraService
 from bot.worktrees.manager import WorktreeManager
 from storage.database import Database
 
@@ -31,3 +32,4 @@ class Services:
     agents: AgentRunner | None = None
     reviews: ReviewService | None = None  # review response, when the GitHub App is on
     worktrees: WorktreeManager | None = None
+    jira: JiraService | None = None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestClient
 
 from bot.clock import ManualClock
 from bot.config import Settings
+from tests.fakes.jira import FakeJira
 from tests.helpers import auth_headers, make_settings
 from web.app import create_app
 
@@ -71,6 +72,15 @@ async def fake_github(app_key: tuple[str, str], manual_clock: ManualClock) -> An
 
 
 @pytest.fixture
+async def fake_jira() -> AsyncIterator[FakeJira]:
+    """A Jira Server protocol fake on loopback."""
+    fake = FakeJira(deployment="Server")
+    await fake.start()
+    yield fake
+    await fake.close()
+
+
+@pytest.fixture
 def review_engine() -> Any:
     """The scripted review engine (a test double until the real engine lands)."""
     from tests.fakes.review_engine import ScriptedEngine
@@ -101,3 +111,12 @@ async def scenario(
     await review.start()
     await review.send("pull_request", review.opened())
     return review
+
+
+@pytest.fixture
+async def fake_jira_cloud() -> AsyncIterator[FakeJira]:
+    """A Jira Cloud protocol fake on loopback (search/jql, token paging, /search is 410)."""
+    fake = FakeJira(deployment="Cloud")
+    await fake.start()
+    yield fake
+    await fake.close()

@@ -53,3 +53,30 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
 
 def auth_headers() -> dict[str, str]:
     return {"Authorization": f"Bearer {API_TOKEN}"}
+
+
+JIRA_WEBHOOK_SECRET = "test-jira-webhook-secret"
+
+
+def jira_settings(tmp_path: Path, fake: Any, **overrides: Any) -> Settings:
+    """Settings pointing JIRA at a protocol fake (tests/fakes/jira.py), no sync at start-up."""
+    values: dict[str, Any] = {
+        "jira_url": fake.url,
+        "jira_email": fake.email,
+        "jira_api_token": Secret(fake.token),
+        "jira_webhook_secret": Secret(JIRA_WEBHOOK_SECRET),
+        "jira_sync_at_start": False,
+    }
+    values.update(overrides)
+    return make_settings(tmp_path, **values)
+
+
+def jira_headers(
+    body: bytes, *, identifier: str | None = None, secret: str = JIRA_WEBHOOK_SECRET
+) -> dict[str, str]:
+    return {
+        "X-Hub-Signature": sign(body, secret),
+        "X-Atlassian-Webhook-Identifier": identifier or str(uuid.uuid4()),
+        "Content-Type": "application/json",
+        "User-Agent": "Atlassian Webhook HTTP Client",
+    }

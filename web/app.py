@@ -26,6 +26,7 @@ from bot.config import Settings
 from bot.dispatcher import Dispatcher
 from bot.events.bus import EventBus
 from bot.github.app import GitHubApp
+from bot.jira.service import JiraService
 from bot.reviews.engine import ReviewEngine
 from bot.reviews.scheduler import ReviewScheduler
 from bot.reviews.service import ReviewService
@@ -33,12 +34,13 @@ from bot.services import Services
 from bot.worktrees import service as worktree_service
 from storage import token_buffer
 from storage.database import Database
-from web import auth, status, webhooks_github, ws
+from web import auth, status, webhooks_github, webhooks_jira, ws
 from web.api import agents as agents_api
 from web.api import deliveries as deliveries_api
 from web.api import events as events_api
 from web.api import pull_requests as pull_requests_api
 from web.api import repositories as repositories_api
+from web.api import tickets as tickets_api
 from web.api import worktrees as worktrees_api
 from web.errors import error_middleware
 from web.keys import DISPATCHER, GENERATED_TOKEN, REVIEW_SCHEDULER, SERVICES, TOKEN_CHECK
@@ -94,6 +96,7 @@ def create_app(
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/login", auth.login)
     app.router.add_routes(webhooks_github.routes)
+    app.router.add_routes(webhooks_jira.routes)
     app.router.add_routes(ws.routes)
     app.router.add_routes(status.routes)
     app.router.add_routes(deliveries_api.routes)
@@ -102,6 +105,7 @@ def create_app(
     app.router.add_routes(pull_requests_api.routes)
     app.router.add_routes(repositories_api.routes)
     app.router.add_routes(worktrees_api.routes)
+    app.router.add_routes(tickets_api.routes)
     app.router.add_static("/static", HERE / "static")
     app.cleanup_ctx.append(_lifecycle(settings, clock or SystemClock(), review_engine))
     return app
@@ -113,6 +117,7 @@ def _lifecycle(  # type: ignore[no-untyped-def]
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         db = await Database.open(settings.database_url, synchronous=settings.database_synchronous)
         tasks: list[asyncio.Task[None]] = []
+        jira: JiraService | None = None
         session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
         agents: AgentRunner | None = None
         try:
@@ -141,6 +146,9 @@ def _lifecycle(  # type: ignore[no-untyped-def]
             services = Services(
                 settings=settings, db=db, bus=bus, clock=clock, github=github, agents=agents
             )
+            if settings.jira_enabled:
+                jira = JiraService(settings=settings, db=db, bus=bus, clock=clock)
+                services.jira = jira
             app[SERVICES] = services
             review_scheduler = None
             if github is not None:
@@ -176,8 +184,12 @@ def _lifecycle(  # type: ignore[no-untyped-def]
             if review_scheduler is not None:
                 await review_scheduler.recover()
                 tasks.append(asyncio.create_task(review_scheduler.run(), name="review-scheduler"))
+            if jira is not None:
+                await jira.start(sync_at_start=settings.jira_sync_at_start)
             yield
         finally:
+            if jira is not None:
+                await jira.close()
             for task in tasks:
                 task.cancel()
             for task in tasks:

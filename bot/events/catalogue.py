@@ -42,16 +42,31 @@ CATALOGUE: tuple[MessageType, ...] = (
         "The app was installed, removed, suspended, or its repositories changed.",
     ),
     # JIRA
-    _m("sync_progress", "jira", "project done total?", "A JIRA sync made progress."),
+    _m(
+        "sync_progress",
+        "jira",
+        "project done total? run_id?",
+        "A JIRA sync stored another page (done: issues seen so far).",
+    ),
     _m(
         "sync_complete",
         "jira",
-        "project created updated deleted duration_s",
+        "project created updated deleted duration_s run_id? kind? seen? requests?",
         "A JIRA sync finished.",
     ),
-    _m("sync_error", "jira", "project error", "A JIRA sync failed."),
-    _m("ticket_updated", "jira", "key fields?", "One mirrored ticket changed."),
-    _m("tickets_updated", "jira", "keys", "A batch of mirrored tickets changed."),
+    _m("sync_error", "jira", "project error run_id? kind?", "A JIRA sync failed."),
+    _m(
+        "ticket_updated",
+        "jira",
+        "key fields? project? created? deleted?",
+        "One mirrored ticket changed (a webhook), was created or deleted.",
+    ),
+    _m(
+        "tickets_updated",
+        "jira",
+        "keys project? created? deleted?",
+        "A batch of mirrored tickets changed (a sync page), with those created or deleted.",
+    ),
     # pipelines
     _m(
         "pipeline_started",
