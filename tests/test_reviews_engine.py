@@ -10,6 +10,9 @@ from typing import Any
 
 import pytest
 
+from bot.reviews.agent_engine import summarize_tests
+from bot.reviews.worker import build_review_batch
+from bot.sandbox import SandboxResult
 from storage import reviews
 from tests.conftest import StartApp
 from tests.fakes import anthropic as scripted
@@ -24,7 +27,8 @@ from tests.reviews_agent_scenario import (
     report,
     run_tests,
 )
-from tests.reviews_scenario import BOT, NUMBER, REPO
+from tests.reviews_scenario import BOT, NUMBER, REPO, Scenario, review_settings
+from web.keys import SERVICES
 
 COMMENTS = ("Please greet with a comma.", "Rename greet to salute.", "Why not f-strings?")
 
@@ -264,3 +268,70 @@ async def test_a_budget_stop_pushes_nothing_and_concludes_the_check_run_neutral(
     (check_run,) = scenario.check_runs()
     assert scenario.fake.check_run_history[check_run["id"]][-1] == ("completed", "neutral")
     assert "Stopped at the budget" in check_run["output"]["title"]
+
+
+async def test_the_same_batch_worked_again_after_a_stop_asks_nothing_and_pushes_nothing_new(
+    scenario: AgentScenario,
+) -> None:
+    """A stop after the push but before the report was stored: the worker calls the engine
+    again for the same batch; the stored conversation is complete and the commit is there."""
+    ids, payloads = await three_comments(scenario)
+    scenario.model.add(*fix_and_report([(i, "fixed", "Done.") for i in ids]))
+    await deliver(scenario, ids, payloads)
+    head, requests = scenario.head(), len(scenario.model.requests)
+    service = scenario.client.app[SERVICES].reviews  # type: ignore[union-attr]
+    pr = await reviews.find_pull_request(scenario.db, REPO, NUMBER)
+    assert pr is not None and service is not None and service.engine is not None
+    (batch,) = await reviews.list_batches(scenario.db, pr.id)
+    again = await build_review_batch(service, pr, batch, 1, {})
+    result = await service.engine.work(again)
+    assert result.status == "completed" and result.commit_sha == head
+    assert [outcome.commit_sha for outcome in result.outcomes] == [head] * 3
+    assert scenario.head() == head and len(scenario.model.requests) == requests
+
+
+async def test_without_the_agents_configured_a_batch_is_skipped_with_a_neutral_check_run(
+    start_app: StartApp,
+    tmp_path: Path,
+    fake_github: Any,
+    app_key: tuple[str, str],
+    manual_clock: Any,
+) -> None:
+    scenario = Scenario(
+        start_app=start_app,
+        settings=review_settings(tmp_path, fake_github, app_key),  # no ANTHROPIC_API_KEY
+        fake=fake_github,
+        clock=manual_clock,
+        engine=None,  # type: ignore[arg-type]
+    )
+    await scenario.start()
+    await scenario.send("pull_request", scenario.opened())
+    comment = scenario.review_comment("Please greet with a comma.")
+    await scenario.send("pull_request_review_comment", comment)
+    await scenario.send(
+        "pull_request_review",
+        scenario.review("changes_requested", comment_ids=[comment["comment"]["id"]]),
+    )
+    await scenario.settle()
+    assert scenario.replies() == []
+    (check_run,) = scenario.check_runs()
+    assert scenario.fake.check_run_history[check_run["id"]][-1] == ("completed", "neutral")
+    assert "no review engine" in check_run["output"]["title"]
+
+
+def sandbox_result(output: str, exit_code: int | None, timed_out: bool = False) -> SandboxResult:
+    return SandboxResult(exit_code, output, False, timed_out, 0.1, True)
+
+
+def test_the_tests_line_is_the_command_its_verdict_and_its_own_summary() -> None:
+    pytest_output = "....F\nFAILED test_x.py::test_y\n==== 1 failed, 4 passed in 0.12s ====\n"
+    assert summarize_tests("pytest -q", sandbox_result(pytest_output, 1)) == (
+        "`pytest -q` FAILED (exit 1): 1 failed, 4 passed in 0.12s"
+    )
+    unittest_output = "..\n------\nRan 2 tests in 0.001s\n\nOK\n"
+    assert summarize_tests("python3 -m unittest", sandbox_result(unittest_output, 0)) == (
+        "`python3 -m unittest` passed: OK"
+    )
+    assert summarize_tests("make test", sandbox_result("", None, timed_out=True)) == (
+        "`make test` timed out"
+    )

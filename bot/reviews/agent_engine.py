@@ -384,7 +384,7 @@ class _Run:
             hidden_paths=hidden,
             isolation=self.worktrees.isolation,
         )
-        return tests_summary(test_command, result)
+        return summarize_tests(test_command, result)
 
 
 # -- pure helpers -----------------------------------------------------------------------------
@@ -457,7 +457,7 @@ def commit_message(batch: ReviewBatch, entries: list[dict[str, Any]], summary: s
     return "\n".join(lines)
 
 
-def tests_summary(command: str, result: sandbox.SandboxResult) -> str:
+def summarize_tests(command: str, result: sandbox.SandboxResult) -> str:
     """One line: the command, passed/failed, and its own summary line (e.g. `3 passed`)."""
     lines = [line.strip() for line in result.output.splitlines() if line.strip()]
     counts = [line for line in lines if _TEST_COUNTS.search(line)]

@@ -25,6 +25,7 @@ import itertools
 import json
 import re
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -61,6 +62,7 @@ class Call:
     query: dict[str, str]
     body: Any
     installation_id: int | None
+    at: float = 0.0  # time.monotonic() when it arrived (bench/review_latency.py)
 
 
 @dataclass
@@ -177,7 +179,14 @@ class FakeGitHub:
             issued = self.tokens.get(value)
             installation_id = issued.installation_id if issued else None
         self.calls.append(
-            Call(request.method, request.path, dict(request.query), body, installation_id)
+            Call(
+                request.method,
+                request.path,
+                dict(request.query),
+                body,
+                installation_id,
+                time.monotonic(),
+            )
         )
         for failure in self.failures:
             if (
