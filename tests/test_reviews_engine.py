@@ -28,6 +28,7 @@ from tests.reviews_agent_scenario import (
     run_tests,
 )
 from tests.reviews_scenario import BOT, NUMBER, REPO, Scenario, review_settings
+from tests.worktree_helpers import git
 from web.keys import SERVICES
 
 COMMENTS = ("Please greet with a comma.", "Rename greet to salute.", "Why not f-strings?")
@@ -77,12 +78,19 @@ async def scenario(
     return await open_scenario(start_app, tmp_path, fake_github, app_key, manual_clock, model)
 
 
-async def deliver(scenario: AgentScenario, ids: list[int], payloads: list[dict[str, Any]]) -> None:
+async def deliver(
+    scenario: AgentScenario,
+    ids: list[int],
+    payloads: list[dict[str, Any]],
+    *,
+    review_id: int = 900,
+) -> None:
     for payload in payloads:
         await scenario.send("pull_request_review_comment", payload)
         await scenario.advance(5)
     await scenario.send(
-        "pull_request_review", scenario.review("changes_requested", comment_ids=ids)
+        "pull_request_review",
+        scenario.review("changes_requested", review_id=review_id, comment_ids=ids),
     )
     await scenario.settle()
 
@@ -335,3 +343,49 @@ def test_the_tests_line_is_the_command_its_verdict_and_its_own_summary() -> None
     assert summarize_tests("make test", sandbox_result("", None, timed_out=True)) == (
         "`make test` timed out"
     )
+
+
+async def test_a_run_that_repoints_the_worktrees_git_links_commits_nothing(
+    scenario: AgentScenario,
+) -> None:
+    """biagent's own git runs outside the agent's jail: a git dir redirected by the agent (to a
+    config of its own, with filter drivers) must never be used."""
+    ids, payloads = await three_comments(scenario)
+    redirect = 'echo /tmp >> "$(sed -n "s/^gitdir: //p" .git)/commondir"'
+    scenario.model.add(
+        edit_greeting(),
+        scripted.tool_use("bash", {"command": redirect}),
+        report([(i, "fixed", "Done.") for i in ids]),
+        scripted.text("Done."),
+    )
+    await deliver(scenario, ids, payloads)
+    assert scenario.commits_since_start() == []
+    replies = replies_by_comment(scenario)
+    assert all("git links were changed" in body for body in replies.values())
+    assert (await scenario.api("/api/worktrees"))["worktrees"] == []
+
+
+async def test_a_worktree_standing_off_the_fetched_head_is_reset_before_the_agent_runs(
+    scenario: AgentScenario,
+) -> None:
+    """A branch kept from an earlier job can hold a commit that was never pushed: the next
+    push, leased on the real head, must not carry it over anyone's commits."""
+    ids, payloads = await three_comments(scenario)
+    scenario.model.add(*fix_and_report([(i, "fixed", "Done.") for i in ids]))
+    await deliver(scenario, ids, payloads)
+    first = scenario.head()
+    (session,) = (await scenario.api("/api/worktrees"))["worktrees"]
+    worktree = Path(session["repositories"][0]["path"])
+    (worktree / "stray.txt").write_text("never pushed\n")
+    git("add", "stray.txt", cwd=worktree)
+    git("commit", "-q", "-m", "Stray", cwd=worktree)
+    comment = scenario.review_comment("One more: a docstring, please.", review_id=901)
+    scenario.model.add(
+        scripted.tool_use("file_write", {"path": "NOTES.md", "content": "Documented\n"}),
+        report([(comment["comment"]["id"], "fixed", "Added.")]),
+        scripted.text("Done."),
+    )
+    await deliver(scenario, [comment["comment"]["id"]], [comment], review_id=901)
+    assert scenario.commits_since_start() == ["Address review comments on #2"] * 2
+    assert scenario.remote.sha(f"{scenario.head()}~1") == first
+    assert "Stray" not in git("log", "--format=%s", "changes", cwd=scenario.remote.bare)
