@@ -72,7 +72,7 @@ async def fake_github(app_key: tuple[str, str], manual_clock: ManualClock) -> An
 
 @pytest.fixture
 def review_engine() -> Any:
-    """The scripted review engine (a test double until the real engine lands)."""
+    """The scripted review engine (no git, no model) for the review machinery's tests."""
     from tests.fakes.review_engine import ScriptedEngine
 
     return ScriptedEngine()
