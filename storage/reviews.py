@@ -1096,6 +1096,15 @@ async def installation_cost(db: Database, installation_id: int, *, since: dateti
     return float(value or 0.0)
 
 
+async def note_pushed_commit(db: Database, batch_id: int, sha: str) -> None:
+    """The commit the engine is about to push for a batch. Recorded before the push, so the
+    `synchronize` it causes is known as biagent's own however fast it arrives; the engine's
+    report later stores what was really pushed."""
+    await db.write(
+        "UPDATE review_iterations SET commit_sha = ? WHERE batch_id = ?", (sha, batch_id)
+    )
+
+
 async def is_biagent_commit(db: Database, pr_id: int, sha: str) -> bool:
     found = await db.fetchval(
         "SELECT 1 FROM review_iterations WHERE pr_id = ? AND commit_sha = ?", (pr_id, sha)

@@ -82,7 +82,7 @@ async def fake_jira() -> AsyncIterator[FakeJira]:
 
 @pytest.fixture
 def review_engine() -> Any:
-    """The scripted review engine (a test double until the real engine lands)."""
+    """The scripted review engine (no git, no model) for the review machinery's tests."""
     from tests.fakes.review_engine import ScriptedEngine
 
     return ScriptedEngine()

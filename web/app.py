@@ -27,6 +27,7 @@ from bot.dispatcher import Dispatcher
 from bot.events.bus import EventBus
 from bot.github.app import GitHubApp
 from bot.jira.service import JiraService
+from bot.reviews.agent_engine import build_agent_review_engine
 from bot.reviews.engine import ReviewEngine
 from bot.reviews.scheduler import ReviewScheduler
 from bot.reviews.service import ReviewService
@@ -78,13 +79,33 @@ async def _housekeeping(services: Services) -> None:
             log.exception("token buffer pruning failed")
 
 
+def _wire_review_engine(services: Services, override: ReviewEngine | None) -> None:
+    """The engine that works review batches: the given one (tests), else the agent engine when
+    the agents are configured too, else none (batches conclude skipped, check run neutral)."""
+    assert services.reviews is not None and services.github is not None
+    if override is not None:
+        services.reviews.engine = override
+    elif services.agents is not None and services.worktrees is not None:
+        services.reviews.engine = build_agent_review_engine(
+            db=services.db,
+            agents=services.agents,
+            worktrees=services.worktrees,
+            github=services.github,
+            github_client=services.reviews.client,
+        )
+        log.info("reviews: batches are worked by the review_response agent")
+    else:
+        log.warning("reviews: no engine (ANTHROPIC_API_KEY is not set): batches are skipped")
+
+
 def create_app(
     settings: Settings,
     *,
     clock: Clock | None = None,
     review_engine: ReviewEngine | None = None,
 ) -> web.Application:
-    """The application; `review_engine` works review batches (none yet: batches are skipped)."""
+    """The application; `review_engine` replaces the agent engine that works review batches
+    (tests pass a scripted one)."""
     app = web.Application(
         middlewares=[error_middleware, auth.auth_middleware], client_max_size=MAX_WEBHOOK_BYTES
     )
@@ -158,13 +179,14 @@ def _lifecycle(  # type: ignore[no-untyped-def]
                     bus=bus,
                     clock=clock,
                     github=github,
-                    engine=review_engine,
                 )
                 review_scheduler = ReviewScheduler(services.reviews)
                 services.reviews.wake_scheduler = review_scheduler.wake
                 app[REVIEW_SCHEDULER] = review_scheduler
             services.worktrees = worktree_service.build_manager(settings, db, bus, clock, github)
             await services.worktrees.reconcile()
+            if services.reviews is not None:
+                _wire_review_engine(services, review_engine)
             tasks.append(
                 asyncio.create_task(
                     services.worktrees.run_sweeps(worktree_service.SWEEP_EVERY_S),

@@ -71,7 +71,8 @@ class ReviewScheduler:
     async def start_due(self) -> int:
         due = await reviews.due_batches(self.service.db, self.service.clock.now())
         busy_prs = set()
-        for batch_id in self._running:
+        # A copy: a run finishing during the awaits below removes itself from _running.
+        for batch_id in list(self._running):
             running = await reviews.get_batch(self.service.db, batch_id)
             if running is not None:
                 busy_prs.add(running.pr_id)

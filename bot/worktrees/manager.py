@@ -54,6 +54,11 @@ from storage.worktrees import WorktreeRepo, WorktreeSession
 log = logging.getLogger(__name__)
 
 BRANCH_PREFIX = "biagent/"
+# For git commands biagent runs in a worktree an agent wrote to: no hooks, no fsmonitor, no
+# external diff driver, whatever the repository's files or the agent configured.
+_NO_REPOSITORY_CODE = (
+    "-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false", "-c", "diff.external=",
+)  # fmt: skip
 STATUS_BATCH_LINES = 20
 DEFAULT_PORT_FIRST = 20000
 DEFAULT_PORT_BLOCK = 10
@@ -125,6 +130,16 @@ class PushResult:
     sha: str
     ref: str
     updated: bool  # False when the remote already had this commit
+
+
+@dataclass(frozen=True, slots=True)
+class FollowResult:
+    """What `follow_pull_request` found and did."""
+
+    head_sha: str  # the remote branch's head now: the new lease
+    moved: bool  # the branch had moved since the recorded sha
+    rebased: bool  # our commits were replayed on top of it
+    conflicted: bool  # they could not be: the worktree now stands on the new head, ours dropped
 
 
 @dataclass(frozen=True, slots=True)
@@ -834,6 +849,88 @@ class WorktreeManager:
         await worktree_store.update_repo(self.db, row.id, now=self.clock.now(), recorded_sha=head)
         await worktree_store.touch_session(self.db, session_id, now=self.clock.now())
         return PushResult(head, row.push_ref, True)
+
+    async def _pull_request_row(
+        self, session_id: str, repository_id: int | None
+    ) -> tuple[WorktreeRepo, Repository]:
+        view = await self.get(session_id)
+        if view is None:
+            raise WorktreeError(f"no session {session_id}")
+        rows = [r for r in view.repos if repository_id in (None, r.repository_id)]
+        if len(rows) != 1:
+            raise WorktreeError("name the repository (the session has several)")
+        repository = await repository_store.get(self.db, rows[0].repository_id)
+        assert repository is not None
+        if rows[0].push_url is None or rows[0].push_ref is None or rows[0].pr_number is None:
+            raise WorktreeError(f"{repository.full_name}: this worktree is not a PR checkout")
+        return rows[0], repository
+
+    async def follow_pull_request(
+        self,
+        session_id: str,
+        *,
+        repository_id: int | None = None,
+        installation_token: Secret | str | None = None,
+    ) -> FollowResult:
+        """The PR branch moved under us (a push was refused): fetch its new head and replay our
+        commits (recorded sha..HEAD) on top of it, so their commits stay and ours follow.
+
+        When the replay conflicts it is aborted and the worktree is reset to the new head (our
+        commits dropped, nothing of theirs touched): the caller starts its work over there. The
+        new head becomes the recorded sha, the lease of the next `push`. Commit first: a
+        worktree with uncommitted changes is refused by git's rebase.
+        """
+        row, repository = await self._pull_request_row(session_id, repository_id)
+        assert row.push_url is not None and row.push_ref is not None
+        token = await self._token(repository, installation_token)
+        mirror = self.mirror_path(repository)
+        local_ref = f"refs/biagent/pull/{row.pr_number}/head"
+        async with self._lock(repository):
+            await run_git(
+                "fetch", "--quiet", "--no-tags", row.push_url,
+                f"+refs/heads/{row.push_ref}:{local_ref}", cwd=mirror, token=token,
+            )  # fmt: skip
+            fetched = (await run_git("rev-parse", local_ref, cwd=mirror)).stdout.strip()
+        if fetched == row.recorded_sha:
+            return FollowResult(fetched, moved=False, rebased=False, conflicted=False)
+        worktree = Path(row.path)
+        rebased = False
+        if row.recorded_sha:
+            replay = await run_git(
+                *_NO_REPOSITORY_CODE, "rebase", "--quiet", "--onto", fetched, row.recorded_sha,
+                cwd=worktree, check=False,
+            )  # fmt: skip
+            rebased = replay.returncode == 0
+            if not rebased:
+                log.info(
+                    "%s#%s: our commits do not replay onto %s: starting over there (%s)",
+                    repository.full_name,
+                    row.pr_number,
+                    fetched[:12],
+                    replay.stderr.strip()[-300:],
+                )
+                await run_git(*_NO_REPOSITORY_CODE, "rebase", "--abort", cwd=worktree, check=False)
+        if not rebased:
+            await self._reset_worktree(worktree, fetched)
+        await worktree_store.update_repo(
+            self.db, row.id, now=self.clock.now(), recorded_sha=fetched
+        )
+        await worktree_store.touch_session(self.db, session_id, now=self.clock.now())
+        return FollowResult(fetched, moved=True, rebased=rebased, conflicted=not rebased)
+
+    async def discard_changes(self, session_id: str, *, repository_id: int | None = None) -> str:
+        """Put a PR worktree back on its recorded sha (edits and unpushed commits dropped), so a
+        failed job leaves nothing that blocks the next checkout of the PR; returns that sha."""
+        row, _ = await self._pull_request_row(session_id, repository_id)
+        assert row.recorded_sha is not None
+        await self._reset_worktree(Path(row.path), row.recorded_sha)
+        await worktree_store.touch_session(self.db, session_id, now=self.clock.now())
+        return row.recorded_sha
+
+    async def _reset_worktree(self, worktree: Path, sha: str) -> None:
+        # Untracked files go too, ignored ones (a set-up .venv, node_modules) stay.
+        await run_git(*_NO_REPOSITORY_CODE, "reset", "--quiet", "--hard", sha, cwd=worktree)
+        await run_git(*_NO_REPOSITORY_CODE, "clean", "--quiet", "-fd", cwd=worktree)
 
     async def attach_pull_request(
         self, session_id: str, repository_id: int, pr_number: int

@@ -118,6 +118,7 @@ class RecordedRequest:
     headers: dict[str, str]
     body: dict[str, Any]
     received_at: float
+    answered_at: float | None = None  # when the reply was fully written (the model's time)
     total_bytes: int = 0
     cache_read_bytes: int = 0
     cache_write_bytes: int = 0
@@ -286,7 +287,10 @@ class FakeAnthropic:
         input_tokens, write_tokens, read_tokens = self._account(recorded)
         message = self._message(reply, body, input_tokens, write_tokens, read_tokens)
         if body.get("stream"):
-            return await self._stream(request, reply, message)
+            streamed = await self._stream(request, reply, message)
+            recorded.answered_at = time.monotonic()
+            return streamed
+        recorded.answered_at = time.monotonic()
         return web.json_response(message, headers={"request-id": f"req_fake_{next(self._ids)}"})
 
     def _error(

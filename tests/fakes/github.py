@@ -6,22 +6,26 @@ tokens with 401 as GitHub does, and records every call. Later features add their
 `FakeGitHub.routes()`; state lives in plain dicts on the instance so tests can seed and inspect it.
 
 Review response (issue 5) adds pulls, review comments and replies, reviews and their comments,
-issue comments, reactions, check runs, collaborator permission and contents. Answers are built
-from GitHub's own examples in tests/fixtures/github-api (same keys, our values). Lists paginate
-with `per_page`/`page` and a `Link` header, as GitHub does. `script_failure()` makes the next
-matching calls answer a 403 secondary rate limit (with `Retry-After`), a 5xx, or anything else.
-One strictness beyond GitHub: a reply addressed to a comment that is itself a reply is refused
-(422), so a test proves biagent addresses the thread's root.
+issue comments, reactions, check runs, collaborator permission and contents. A pull request can
+follow a local bare repository (`follow_git`): its head sha is then what the branch holds there.
+Answers are built from GitHub's own examples in tests/fixtures/github-api (same keys, our
+values). Lists paginate with `per_page`/`page` and a `Link` header, as GitHub does.
+`script_failure()` makes the next matching calls answer a 403 secondary rate limit (with
+`Retry-After`), a 5xx, or anything else. One strictness beyond GitHub: a reply addressed to a
+comment that is itself a reply is refused (422), so a test proves biagent addresses the
+thread's root.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import copy
 import itertools
 import json
 import re
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -58,6 +62,7 @@ class Call:
     query: dict[str, str]
     body: Any
     installation_id: int | None
+    at: float = 0.0  # time.monotonic() when it arrived (bench/review_latency.py)
 
 
 @dataclass
@@ -111,6 +116,7 @@ class FakeGitHub:
     permissions: dict[tuple[str, str], str] = field(default_factory=dict)
     contents: dict[tuple[str, str], str] = field(default_factory=dict)
     failures: list[ScriptedFailure] = field(default_factory=list)
+    git_remotes: dict[tuple[str, int], Path] = field(default_factory=dict)
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -173,7 +179,14 @@ class FakeGitHub:
             issued = self.tokens.get(value)
             installation_id = issued.installation_id if issued else None
         self.calls.append(
-            Call(request.method, request.path, dict(request.query), body, installation_id)
+            Call(
+                request.method,
+                request.path,
+                dict(request.query),
+                body,
+                installation_id,
+                time.monotonic(),
+            )
         )
         for failure in self.failures:
             if (
@@ -298,6 +311,11 @@ class FakeGitHub:
     def move_head(self, repository: str, number: int, sha: str) -> None:
         self.pulls[(repository, number)]["head"]["sha"] = sha
 
+    def follow_git(self, repository: str, number: int, bare: Path) -> None:
+        """Serve the pull request's head sha from a local bare repository standing for the
+        remote (its `head.ref` branch), as GitHub follows pushes to the head branch."""
+        self.git_remotes[(repository, number)] = bare
+
     def add_review_comment(self, repository: str, number: int, comment: dict[str, Any]) -> None:
         self.review_comments[int(comment["id"])] = {
             **copy.deepcopy(comment),
@@ -359,7 +377,16 @@ class FakeGitHub:
 
     async def get_pull(self, request: web.Request) -> web.Response:
         self.check_token(request)
-        return web.json_response(self._pull(request))
+        pull = self._pull(request)
+        bare = self.git_remotes.get((self._repo(request), int(request.match_info["number"])))
+        if bare is not None:
+            git = await asyncio.create_subprocess_exec(
+                "git", "rev-parse", f"refs/heads/{pull['head']['ref']}",
+                cwd=bare, stdout=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            head, _ = await git.communicate()
+            pull["head"]["sha"] = head.decode().strip()
+        return web.json_response(pull)
 
     async def list_pull_review_comments(self, request: web.Request) -> web.Response:
         self.check_token(request)

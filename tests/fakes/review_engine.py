@@ -1,5 +1,6 @@
-"""`ScriptedEngine`: a ReviewEngine test double, until the real engine (issue 5's integration
-of the agent runtime and worktrees) lands.
+"""`ScriptedEngine`: a ReviewEngine test double for the review machinery's own tests (batches,
+replies, check runs, commands, caps), and the floor of bench/review_latency.py. The real engine,
+bot/reviews/agent_engine.py, is tested end to end in tests/test_reviews_engine.py.
 
 It records every batch it is given and answers from a script: a function of the batch returning
 an `EngineResult`. By default every comment is reported `fixed` in one made-up commit. A test can

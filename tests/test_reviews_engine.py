@@ -1,0 +1,391 @@
+"""The real review engine end to end: signed real payloads into the real app, the
+review_response agent on the real SDK against the Anthropic fake, a real worktree, tests run,
+commit and push with a lease to a local bare repository standing for GitHub."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.reviews.agent_engine import summarize_tests
+from bot.reviews.worker import build_review_batch
+from bot.sandbox import SandboxResult
+from storage import reviews
+from tests.conftest import StartApp
+from tests.fakes import anthropic as scripted
+from tests.fakes.anthropic import FakeAnthropic, RecordedRequest, Reply
+from tests.reviews_agent_scenario import (
+    AgentScenario,
+    agent_settings,
+    edit_greeting,
+    fix_and_report,
+    make_pr_remote,
+    push_as_someone_else,
+    report,
+    run_tests,
+)
+from tests.reviews_scenario import BOT, NUMBER, REPO, Scenario, review_settings
+from tests.worktree_helpers import git
+from web.keys import SERVICES
+
+COMMENTS = ("Please greet with a comma.", "Rename greet to salute.", "Why not f-strings?")
+
+
+@pytest.fixture
+async def model() -> AsyncIterator[FakeAnthropic]:
+    fake = FakeAnthropic()
+    await fake.start()
+    yield fake
+    await fake.close()
+
+
+async def open_scenario(
+    start_app: StartApp,
+    tmp_path: Path,
+    fake_github: Any,
+    app_key: tuple[str, str],
+    manual_clock: Any,
+    model: FakeAnthropic,
+    **settings: Any,
+) -> AgentScenario:
+    scenario = AgentScenario(
+        start_app=start_app,
+        settings=agent_settings(tmp_path, fake_github, app_key, model, **settings),
+        fake=fake_github,
+        clock=manual_clock,
+        model=model,
+        remote=make_pr_remote(tmp_path),
+    )
+    await scenario.start()
+    await scenario.send("pull_request", scenario.opened())
+    return scenario
+
+
+@pytest.fixture
+async def scenario(
+    start_app: StartApp,
+    tmp_path: Path,
+    fake_github: Any,
+    app_key: tuple[str, str],
+    manual_clock: Any,
+    model: FakeAnthropic,
+    monkeypatch: pytest.MonkeyPatch,
+) -> AgentScenario:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
+    return await open_scenario(start_app, tmp_path, fake_github, app_key, manual_clock, model)
+
+
+async def deliver(
+    scenario: AgentScenario,
+    ids: list[int],
+    payloads: list[dict[str, Any]],
+    *,
+    review_id: int = 900,
+) -> None:
+    for payload in payloads:
+        await scenario.send("pull_request_review_comment", payload)
+        await scenario.advance(5)
+    await scenario.send(
+        "pull_request_review",
+        scenario.review("changes_requested", review_id=review_id, comment_ids=ids),
+    )
+    await scenario.settle()
+
+
+async def three_comments(scenario: AgentScenario) -> tuple[list[int], list[dict[str, Any]]]:
+    payloads = [scenario.review_comment(text) for text in COMMENTS]
+    return [payload["comment"]["id"] for payload in payloads], payloads
+
+
+def agent_runs(scenario: AgentScenario) -> set[str]:
+    """Distinct agent conversations the model saw (one per run of the review_response step)."""
+    return {request.messages[0]["content"][0]["text"] for request in scenario.model.requests}
+
+
+def replies_by_comment(scenario: AgentScenario) -> dict[int, str]:
+    return {reply["in_reply_to_id"]: reply["body"] for reply in scenario.replies()}
+
+
+async def test_three_comments_and_a_review_make_one_run_one_pushed_commit_and_three_replies(
+    scenario: AgentScenario,
+) -> None:
+    ids, payloads = await three_comments(scenario)
+    scenario.model.add(
+        *fix_and_report(
+            [
+                (ids[0], "fixed", "Added the comma."),
+                (ids[1], "declined", "greet is the public name; renaming breaks callers."),
+                (ids[2], "question", "Which Python versions must this support?"),
+            ]
+        )
+    )
+    await deliver(scenario, ids, payloads)
+
+    assert len(agent_runs(scenario)) == 1 and len(scenario.model.requests) == 4
+    task = scenario.model.requests[0].messages[0]["content"][0]["text"]
+    assert all(f"Comment {i}" in task for i in ids) and "Diff hunk:" in task
+    assert "python3 -m unittest -q" in task
+    assert scenario.commits_since_start() == ["Address review comments on #2"]
+    head = scenario.head()
+    message = scenario.message(head)
+    assert "Please greet with a comma." in message and "Rename greet" not in message
+    assert "Biagent-Batch: " in message
+    assert scenario.file_at_head("greet.py").count('"Hello, "') == 1
+    replies = replies_by_comment(scenario)
+    assert sorted(replies) == sorted(ids)
+    assert f"**Fixed** in {head[:7]}" in replies[ids[0]]
+    assert "renaming breaks callers" in replies[ids[1]]
+    assert "Which Python versions" in replies[ids[2]]
+    (summary,) = scenario.pr_comments()
+    assert "1 fixed" in summary["body"] and "passed" in summary["body"]
+    (check_run,) = scenario.check_runs()
+    assert scenario.fake.check_run_history[check_run["id"]][-1] == ("completed", "success")
+    assert "`python3 -m unittest -q` passed" in check_run["output"]["summary"]
+
+
+async def test_replayed_deliveries_run_nothing_and_push_nothing(scenario: AgentScenario) -> None:
+    ids, payloads = await three_comments(scenario)
+    scenario.model.add(*fix_and_report([(i, "fixed", "Done.") for i in ids]))
+    await deliver(scenario, ids, payloads)
+    head, requests, calls = scenario.head(), len(scenario.model.requests), len(scenario.fake.calls)
+    for payload in payloads:
+        await scenario.send("pull_request_review_comment", payload)
+    await scenario.send(
+        "pull_request_review", scenario.review("changes_requested", comment_ids=ids)
+    )
+    await scenario.advance(600)
+    assert scenario.head() == head and len(scenario.model.requests) == requests
+    writes = [c for c in scenario.fake.calls[calls:] if c.method in ("POST", "PATCH")]
+    assert writes == []
+    assert len(scenario.replies()) == 3 and len(scenario.pr_comments()) == 1
+
+
+async def test_a_comment_the_model_left_out_is_answered_not_addressed(
+    scenario: AgentScenario,
+) -> None:
+    ids, payloads = await three_comments(scenario)
+    scenario.model.add(
+        *fix_and_report([(ids[0], "fixed", "Comma added."), (ids[1], "declined", "Public API.")])
+    )
+    await deliver(scenario, ids, payloads)
+    replies = replies_by_comment(scenario)
+    assert "**Not addressed**" in replies[ids[2]]
+    assert "without reporting on this comment" in replies[ids[2]]
+    assert "**Fixed**" in replies[ids[0]]
+    (check_run,) = scenario.check_runs()
+    assert scenario.fake.check_run_history[check_run["id"]][-1] == ("completed", "neutral")
+
+
+async def test_a_push_by_someone_else_during_the_run_is_kept_and_ours_goes_on_top(
+    scenario: AgentScenario,
+) -> None:
+    ids, payloads = await three_comments(scenario)
+    theirs: list[str] = []
+
+    def tests_while_a_person_pushes(request: RecordedRequest) -> Reply:
+        theirs.append(push_as_someone_else(scenario.remote, {"NOTES.md": "Theirs\n"}, "Notes"))
+        return run_tests()  # type: ignore[return-value]
+
+    scenario.model.add(
+        edit_greeting(),
+        tests_while_a_person_pushes,
+        report([(i, "fixed", "Done.") for i in ids]),
+        scripted.text("Done."),
+    )
+    await deliver(scenario, ids, payloads)
+    assert scenario.commits_since_start() == ["Address review comments on #2", "Notes"]
+    head = scenario.head()
+    assert scenario.remote.sha(f"{head}~1") == theirs[0]
+    assert scenario.file_at_head("NOTES.md") == "Theirs"
+    assert '"Hello, "' in scenario.file_at_head("greet.py")
+    assert all(f"**Fixed** in {head[:7]}" in body for body in replies_by_comment(scenario).values())
+
+
+async def test_a_conflicting_push_meanwhile_makes_the_agent_start_over_on_their_head(
+    scenario: AgentScenario,
+) -> None:
+    ids, payloads = await three_comments(scenario)
+    theirs: list[str] = []
+
+    def report_after_a_conflicting_push(request: RecordedRequest) -> Reply:
+        mine = 'def greet(name):\n    return "Hello there " + name\n'
+        theirs.append(push_as_someone_else(scenario.remote, {"greet.py": mine}, "Their greeting"))
+        return report([(i, "fixed", "Done.") for i in ids])  # type: ignore[return-value]
+
+    scenario.model.add(
+        edit_greeting(),
+        report_after_a_conflicting_push,
+        scripted.text("Done."),
+        scripted.tool_use(
+            "edit_file",
+            {"path": "greet.py", "old_text": '"Hello there "', "new_text": '"Hello there, "'},
+        ),
+        report([(i, "fixed", "Done again.") for i in ids]),
+        scripted.text("Done."),
+    )
+    await deliver(scenario, ids, payloads)
+    restarted = scenario.model.requests[3].messages[0]["content"][0]["text"]
+    assert "the branch moved" in restarted
+    assert len(agent_runs(scenario)) == 2
+    assert scenario.commits_since_start() == ["Address review comments on #2", "Their greeting"]
+    assert scenario.remote.sha(f"{scenario.head()}~1") == theirs[0]
+    assert '"Hello there, "' in scenario.file_at_head("greet.py")
+
+
+async def test_the_synchronize_caused_by_its_own_push_is_ignored(scenario: AgentScenario) -> None:
+    ids, payloads = await three_comments(scenario)
+    scenario.model.add(*fix_and_report([(i, "fixed", "Done.") for i in ids]))
+    await deliver(scenario, ids, payloads)
+    pr = await reviews.find_pull_request(scenario.db, REPO, NUMBER)
+    assert pr is not None and pr.consecutive_commits == 1
+    pushed = scenario.head()
+    # Recognised by the pushed sha itself, not only by the sender's login.
+    await scenario.send("pull_request", scenario.synchronize(pushed, sender="Codertocat"))
+    await scenario.send("pull_request", scenario.synchronize(pushed, sender=BOT))
+    await scenario.advance(600)
+    pr = await reviews.find_pull_request(scenario.db, REPO, NUMBER)
+    assert pr is not None and pr.consecutive_commits == 1 and pr.head_sha == pushed
+    assert len(agent_runs(scenario)) == 1 and len(scenario.check_runs()) == 1
+
+
+async def test_a_budget_stop_pushes_nothing_and_concludes_the_check_run_neutral(
+    start_app: StartApp,
+    tmp_path: Path,
+    fake_github: Any,
+    app_key: tuple[str, str],
+    manual_clock: Any,
+    model: FakeAnthropic,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
+    agents_file = tmp_path / "agents.yml"
+    agents_file.write_text("agents:\n  review_response:\n    max_cost_usd: 0.000001\n")
+    scenario = await open_scenario(
+        start_app, tmp_path, fake_github, app_key, manual_clock, model, agents_file=agents_file
+    )
+    ids, payloads = await three_comments(scenario)
+    scenario.model.add(*fix_and_report([(i, "fixed", "Done.") for i in ids]))
+    await deliver(scenario, ids, payloads)
+    assert len(scenario.model.requests) == 1
+    assert scenario.commits_since_start() == []
+    replies = replies_by_comment(scenario)
+    assert all("**Not addressed**" in body and "budget" in body for body in replies.values())
+    (check_run,) = scenario.check_runs()
+    assert scenario.fake.check_run_history[check_run["id"]][-1] == ("completed", "neutral")
+    assert "Stopped at the budget" in check_run["output"]["title"]
+
+
+async def test_the_same_batch_worked_again_after_a_stop_asks_nothing_and_pushes_nothing_new(
+    scenario: AgentScenario,
+) -> None:
+    """A stop after the push but before the report was stored: the worker calls the engine
+    again for the same batch; the stored conversation is complete and the commit is there."""
+    ids, payloads = await three_comments(scenario)
+    scenario.model.add(*fix_and_report([(i, "fixed", "Done.") for i in ids]))
+    await deliver(scenario, ids, payloads)
+    head, requests = scenario.head(), len(scenario.model.requests)
+    service = scenario.client.app[SERVICES].reviews  # type: ignore[union-attr]
+    pr = await reviews.find_pull_request(scenario.db, REPO, NUMBER)
+    assert pr is not None and service is not None and service.engine is not None
+    (batch,) = await reviews.list_batches(scenario.db, pr.id)
+    again = await build_review_batch(service, pr, batch, 1, {})
+    result = await service.engine.work(again)
+    assert result.status == "completed" and result.commit_sha == head
+    assert [outcome.commit_sha for outcome in result.outcomes] == [head] * 3
+    assert scenario.head() == head and len(scenario.model.requests) == requests
+
+
+async def test_without_the_agents_configured_a_batch_is_skipped_with_a_neutral_check_run(
+    start_app: StartApp,
+    tmp_path: Path,
+    fake_github: Any,
+    app_key: tuple[str, str],
+    manual_clock: Any,
+) -> None:
+    scenario = Scenario(
+        start_app=start_app,
+        settings=review_settings(tmp_path, fake_github, app_key),  # no ANTHROPIC_API_KEY
+        fake=fake_github,
+        clock=manual_clock,
+        engine=None,  # type: ignore[arg-type]
+    )
+    await scenario.start()
+    await scenario.send("pull_request", scenario.opened())
+    comment = scenario.review_comment("Please greet with a comma.")
+    await scenario.send("pull_request_review_comment", comment)
+    await scenario.send(
+        "pull_request_review",
+        scenario.review("changes_requested", comment_ids=[comment["comment"]["id"]]),
+    )
+    await scenario.settle()
+    assert scenario.replies() == []
+    (check_run,) = scenario.check_runs()
+    assert scenario.fake.check_run_history[check_run["id"]][-1] == ("completed", "neutral")
+    assert "no review engine" in check_run["output"]["title"]
+
+
+def sandbox_result(output: str, exit_code: int | None, timed_out: bool = False) -> SandboxResult:
+    return SandboxResult(exit_code, output, False, timed_out, 0.1, True)
+
+
+def test_the_tests_line_is_the_command_its_verdict_and_its_own_summary() -> None:
+    pytest_output = "....F\nFAILED test_x.py::test_y\n==== 1 failed, 4 passed in 0.12s ====\n"
+    assert summarize_tests("pytest -q", sandbox_result(pytest_output, 1)) == (
+        "`pytest -q` FAILED (exit 1): 1 failed, 4 passed in 0.12s"
+    )
+    unittest_output = "..\n------\nRan 2 tests in 0.001s\n\nOK\n"
+    assert summarize_tests("python3 -m unittest", sandbox_result(unittest_output, 0)) == (
+        "`python3 -m unittest` passed: OK"
+    )
+    assert summarize_tests("make test", sandbox_result("", None, timed_out=True)) == (
+        "`make test` timed out"
+    )
+
+
+async def test_a_run_that_repoints_the_worktrees_git_links_commits_nothing(
+    scenario: AgentScenario,
+) -> None:
+    """biagent's own git runs outside the agent's jail: a git dir redirected by the agent (to a
+    config of its own, with filter drivers) must never be used."""
+    ids, payloads = await three_comments(scenario)
+    redirect = 'echo /tmp >> "$(sed -n "s/^gitdir: //p" .git)/commondir"'
+    scenario.model.add(
+        edit_greeting(),
+        scripted.tool_use("bash", {"command": redirect}),
+        report([(i, "fixed", "Done.") for i in ids]),
+        scripted.text("Done."),
+    )
+    await deliver(scenario, ids, payloads)
+    assert scenario.commits_since_start() == []
+    replies = replies_by_comment(scenario)
+    assert all("git links were changed" in body for body in replies.values())
+    assert (await scenario.api("/api/worktrees"))["worktrees"] == []
+
+
+async def test_a_worktree_standing_off_the_fetched_head_is_reset_before_the_agent_runs(
+    scenario: AgentScenario,
+) -> None:
+    """A branch kept from an earlier job can hold a commit that was never pushed: the next
+    push, leased on the real head, must not carry it over anyone's commits."""
+    ids, payloads = await three_comments(scenario)
+    scenario.model.add(*fix_and_report([(i, "fixed", "Done.") for i in ids]))
+    await deliver(scenario, ids, payloads)
+    first = scenario.head()
+    (session,) = (await scenario.api("/api/worktrees"))["worktrees"]
+    worktree = Path(session["repositories"][0]["path"])
+    (worktree / "stray.txt").write_text("never pushed\n")
+    git("add", "stray.txt", cwd=worktree)
+    git("commit", "-q", "-m", "Stray", cwd=worktree)
+    comment = scenario.review_comment("One more: a docstring, please.", review_id=901)
+    scenario.model.add(
+        scripted.tool_use("file_write", {"path": "NOTES.md", "content": "Documented\n"}),
+        report([(comment["comment"]["id"], "fixed", "Added.")]),
+        scripted.text("Done."),
+    )
+    await deliver(scenario, [comment["comment"]["id"]], [comment], review_id=901)
+    assert scenario.commits_since_start() == ["Address review comments on #2"] * 2
+    assert scenario.remote.sha(f"{scenario.head()}~1") == first
+    assert "Stray" not in git("log", "--format=%s", "changes", cwd=scenario.remote.bare)
