@@ -68,6 +68,11 @@ _BATCH_COLUMNS = (
 )
 
 
+_SELECT_GATHERING = (
+    f"SELECT {_BATCH_COLUMNS} FROM review_batches WHERE pr_id = ? AND status = 'gathering'"
+)
+
+
 def _batch(row: Any) -> Batch:
     return Batch(*row)
 
@@ -112,7 +117,7 @@ async def gather(
     stamp = to_text(now)
     added = 0
     async with db.transaction() as connection:
-        batch_row = await _gathering_row(connection, pr_id)
+        pending = await _gathering_batch_in(connection, pr_id)
         for kind, comment_id in items:
             async with connection.execute(
                 """
@@ -127,58 +132,70 @@ async def gather(
                 row = await cursor.fetchone()
             if row is None:
                 continue
-            if batch_row is None:
-                cursor = await connection.execute(
-                    """
-                    INSERT INTO review_batches
-                        (pr_id, status, trigger, first_comment_at, last_comment_at, due_at,
-                         created_at)
-                    VALUES (?, 'gathering', ?, ?, ?, ?, ?)
-                    """,
-                    (pr_id, trigger, stamp, stamp, stamp, stamp),
+            if pending is None:
+                pending = await _open_gathering_batch(
+                    connection, pr_id, trigger=trigger, stamp=stamp
                 )
-                batch_row = await _gathering_row(connection, pr_id)
-                assert batch_row is not None
             # A newer version of a comment replaces an older one still gathering.
             await connection.execute(
                 "DELETE FROM review_batch_items WHERE batch_id = ? AND comment_kind = ?"
                 " AND comment_id = ?",
-                (batch_row[0], kind, comment_id),
+                (pending.id, kind, comment_id),
             )
             await connection.execute(
                 "INSERT INTO review_batch_items"
                 " (batch_id, comment_kind, comment_id, comment_version, added_at)"
                 " VALUES (?, ?, ?, ?, ?)",
-                (batch_row[0], kind, comment_id, row[0], stamp),
+                (pending.id, kind, comment_id, row[0], stamp),
             )
             added += 1
-        if batch_row is None:
+        if pending is None:
             return None, 0
         if added:
-            first = batch_row[5]
-            cap = _plus(first, max_wait_s)
+            cap = _plus(pending.first_comment_at, max_wait_s)
             quiet_end = to_text(now + timedelta(seconds=debounce_s))
             due = min(quiet_end, cap)
-            if batch_row[8] is not None:  # closed by a review: stays due now
-                due = min(due, batch_row[7])
+            if pending.closed_by_review is not None:  # closed by a review: stays due now
+                due = min(due, pending.due_at)
             await connection.execute(
                 "UPDATE review_batches SET last_comment_at = ?, due_at = ? WHERE id = ?",
-                (stamp, due, batch_row[0]),
+                (stamp, due, pending.id),
             )
-    batch = await get_batch(db, int(batch_row[0]))
-    return batch, added
+    return await get_batch(db, pending.id), added
 
 
 def _plus(stamp: str, seconds: float) -> str:
     return to_text(from_text(stamp) + timedelta(seconds=seconds))
 
 
-async def _gathering_row(connection: aiosqlite.Connection, pr_id: int) -> Any:
-    async with connection.execute(
-        f"SELECT {_BATCH_COLUMNS} FROM review_batches WHERE pr_id = ? AND status = 'gathering'",
-        (pr_id,),
-    ) as cursor:
-        return await cursor.fetchone()
+async def _gathering_batch_in(connection: aiosqlite.Connection, pr_id: int) -> Batch | None:
+    """The gathering batch, read inside a transaction (`gathering_batch` reads outside one)."""
+    async with connection.execute(_SELECT_GATHERING, (pr_id,)) as cursor:
+        row = await cursor.fetchone()
+    return None if row is None else _batch(row)
+
+
+async def _open_gathering_batch(
+    connection: aiosqlite.Connection,
+    pr_id: int,
+    *,
+    trigger: str,
+    stamp: str,
+    retry_of: int | None = None,
+) -> Batch:
+    """A new gathering batch, due at once until its comments set a debounce."""
+    await connection.execute(
+        """
+        INSERT INTO review_batches
+            (pr_id, status, trigger, retry_of, first_comment_at, last_comment_at, due_at,
+             created_at)
+        VALUES (?, 'gathering', ?, ?, ?, ?, ?, ?)
+        """,
+        (pr_id, trigger, retry_of, stamp, stamp, stamp, stamp),
+    )
+    opened = await _gathering_batch_in(connection, pr_id)
+    assert opened is not None
+    return opened
 
 
 async def close_gathering_batch(
@@ -200,10 +217,7 @@ async def close_gathering_batch(
 
 
 async def gathering_batch(db: Database, pr_id: int) -> Batch | None:
-    row = await db.fetchone(
-        f"SELECT {_BATCH_COLUMNS} FROM review_batches WHERE pr_id = ? AND status = 'gathering'",
-        (pr_id,),
-    )
+    row = await db.fetchone(_SELECT_GATHERING, (pr_id,))
     return None if row is None else _batch(row)
 
 
@@ -362,23 +376,15 @@ async def copy_for_retry(db: Database, batch_id: int, *, now: datetime) -> Batch
         return None
     stamp = to_text(now)
     async with db.transaction() as connection:
-        existing = await _gathering_row(connection, old.pr_id)
-        if existing is None:
-            cursor = await connection.execute(
-                """
-                INSERT INTO review_batches
-                    (pr_id, status, trigger, retry_of, first_comment_at, last_comment_at, due_at,
-                     created_at)
-                VALUES (?, 'gathering', 'retry', ?, ?, ?, ?, ?)
-                """,
-                (old.pr_id, batch_id, stamp, stamp, stamp, stamp),
+        pending = await _gathering_batch_in(connection, old.pr_id)
+        if pending is None:
+            pending = await _open_gathering_batch(
+                connection, old.pr_id, trigger="retry", stamp=stamp, retry_of=batch_id
             )
-            new_id = cursor.lastrowid
         else:
-            new_id = existing[0]
             await connection.execute(
                 "UPDATE review_batches SET due_at = ?, retry_of = ? WHERE id = ?",
-                (stamp, batch_id, new_id),
+                (stamp, batch_id, pending.id),
             )
         await connection.execute(
             """
@@ -390,10 +396,9 @@ async def copy_for_retry(db: Database, batch_id: int, *, now: datetime) -> Batch
             WHERE i.batch_id = ? AND c.deleted = 0
             ON CONFLICT (batch_id, comment_kind, comment_id) DO NOTHING
             """,
-            (new_id, stamp, batch_id),
+            (pending.id, stamp, batch_id),
         )
-    assert new_id is not None
-    return await get_batch(db, int(new_id))
+    return await get_batch(db, pending.id)
 
 
 async def batch_for_check_run(db: Database, check_run_id: int) -> Batch | None:
