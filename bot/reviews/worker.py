@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from bot.reviews import checks, replies
+from bot.reviews import checks, replies, summaries
 from bot.reviews.caps import cap_reached
 from bot.reviews.engine import (
     BatchComment,
@@ -32,7 +32,7 @@ from bot.reviews.outcomes import check_outcomes
 from bot.reviews.service import ReviewService
 from storage import pull_requests, review_batches, review_comments, review_iterations
 from storage.pull_requests import PullRequest
-from storage.review_batches import Batch, BatchItem
+from storage.review_batches import Batch
 from storage.review_comments import Comment
 from storage.timestamps import to_text
 
@@ -136,7 +136,7 @@ async def _pick_up(service: ReviewService, gh: Any, pr: PullRequest, batch: Batc
             pr,
             batch_id=batch.id,
             head_sha=head_sha,
-            title=f"{_count(len(items), 'comment')} to address",
+            title=f"{summaries.counted(len(items), 'comment')} to address",
             summary="biagent is about to work these review comments.",
         )
         await review_batches.set_check_run(db, batch.id, check_run_id, head_sha)
@@ -144,7 +144,7 @@ async def _pick_up(service: ReviewService, gh: Any, pr: PullRequest, batch: Batc
         gh,
         pr,
         check_run_id,
-        title=f"Working {_count(len(items), 'review comment')}",
+        title=f"Working {summaries.counted(len(items), 'review comment')}",
         summary="biagent is addressing the review comments on this commit.",
         started_at=github_time(service),
     )
@@ -383,14 +383,14 @@ async def _respond(service: ReviewService, gh: Any, pr: PullRequest, batch: Batc
             comment_id=item.comment_id,
             outcome=item.outcome,
         )
-    counts = _outcome_counts(items)
+    counts = summaries.outcome_counts(items)
     await replies.post_pr_comment(
         service,
         gh,
         pr,
         key=f"summary:{batch.id}",
         kind="summary",
-        body=summary_text(pr, iteration, items, by_key),
+        body=summaries.summary_text(pr, iteration, items, by_key),
         batch_id=batch.id,
         iteration_id=iteration.id,
     )
@@ -402,8 +402,8 @@ async def _respond(service: ReviewService, gh: Any, pr: PullRequest, batch: Batc
             pr,
             batch.check_run_id,
             conclusion=conclusion,
-            title=_check_title(iteration.status, counts),
-            summary=check_summary(iteration, items, by_key),
+            title=summaries.check_title(iteration.status, counts),
+            summary=summaries.check_summary(iteration, items, by_key),
             text=None,
             completed_at=github_time(service),
         )
@@ -429,103 +429,6 @@ async def _respond(service: ReviewService, gh: Any, pr: PullRequest, batch: Batc
     )
     log.info("%s: batch %d answered (%s): %s", pr.stream, batch.id, iteration.status, dict(counts))
     service.wake()
-
-
-def _outcome_counts(items: list[BatchItem]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for item in items:
-        counts[item.outcome or "not_addressed"] = counts.get(item.outcome or "not_addressed", 0) + 1
-    return counts
-
-
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}{'' if number == 1 else 's'}"
-
-
-def _check_title(status: str, counts: dict[str, int]) -> str:
-    parts = [f"{counts[key]} {label}" for key, label in _LABELS if counts.get(key)]
-    head = {
-        "completed": "Answered",
-        "budget_stopped": "Stopped at the budget",
-        "rate_limited": "Stopped: rate-limited",
-        "failed": "Failed",
-    }.get(status, status)
-    return f"{head}: {', '.join(parts) or 'nothing'}"
-
-
-_LABELS = (
-    ("fixed", "fixed"),
-    ("declined", "not changed"),
-    ("question", "questions"),
-    ("not_addressed", "not addressed"),
-)
-
-
-def _where(comment: Comment) -> str:
-    if comment.kind == "review_comment":
-        return f"`{comment.path}:{comment.line}`" if comment.line else f"`{comment.path}`"
-    return "review" if comment.kind == "review_body" else "conversation"
-
-
-def _run_lines(iteration: review_iterations.Iteration) -> list[str]:
-    lines = []
-    if iteration.commit_sha:
-        lines.append(f"Commit: {iteration.commit_sha[:7]}")
-    lines.append(f"Tests: {iteration.tests_summary or 'not reported'}")
-    lines.append(f"Cost: ${iteration.cost_usd:.2f}")
-    if iteration.status != "completed":
-        why = iteration.error or iteration.status.replace("_", " ")
-        lines.append(f"The run stopped early ({why}). `/biagent retry` works this batch again.")
-    return lines
-
-
-def check_summary(
-    iteration: review_iterations.Iteration,
-    items: list[BatchItem],
-    by_key: dict[tuple[str, int], Comment],
-) -> str:
-    rows = []
-    for item in items:
-        comment = by_key[(item.comment_kind, item.comment_id)]
-        detail = item.detail or ""
-        if item.outcome == "fixed":
-            detail = f"{(item.commit_sha or '')[:7]} {detail}".strip()
-        rows.append(
-            (
-                f"@{comment.author_login}: {(item.body or comment.body)[:80]}",
-                _where(comment),
-                replies.OUTCOME_TITLES.get(item.outcome or "", item.outcome or "?"),
-                detail,
-            )
-        )
-    return checks.outcomes_table(rows) + "\n\n" + "  \n".join(_run_lines(iteration))
-
-
-def summary_text(
-    pr: PullRequest,
-    iteration: review_iterations.Iteration,
-    items: list[BatchItem],
-    by_key: dict[tuple[str, int], Comment],
-) -> str:
-    counts = _outcome_counts(items)
-    parts = [f"{counts[key]} {label}" for key, label in _LABELS if counts.get(key)]
-    lines = [
-        f"biagent worked {_count(len(items), 'review comment')} "
-        f"(iteration {iteration.number}): {', '.join(parts)}.",
-        "",
-        *_run_lines(iteration),
-    ]
-    unthreaded = [item for item in items if item.comment_kind != "review_comment"]
-    if unthreaded:
-        lines.append("")
-        for item in unthreaded:
-            comment = by_key[(item.comment_kind, item.comment_id)]
-            lines.append(f"@{comment.author_login} wrote:")
-            lines.append(replies.quote(item.body or comment.body))
-            lines.append("")
-            lines.append(replies.outcome_sentence(item.outcome or "", item.detail, item.commit_sha))
-            lines.append("")
-    return "\n".join(lines).rstrip()
 
 
 def github_time(service: ReviewService) -> str:
