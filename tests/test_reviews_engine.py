@@ -13,7 +13,7 @@ import pytest
 from bot.reviews.agent_engine import summarize_tests
 from bot.reviews.worker import build_review_batch
 from bot.sandbox import SandboxResult
-from storage import reviews
+from storage import pull_requests, review_batches
 from tests.conftest import StartApp
 from tests.fakes import anthropic as scripted
 from tests.fakes.anthropic import FakeAnthropic, RecordedRequest, Reply
@@ -239,14 +239,14 @@ async def test_the_synchronize_caused_by_its_own_push_is_ignored(scenario: Agent
     ids, payloads = await three_comments(scenario)
     scenario.model.add(*fix_and_report([(i, "fixed", "Done.") for i in ids]))
     await deliver(scenario, ids, payloads)
-    pr = await reviews.find_pull_request(scenario.db, REPO, NUMBER)
+    pr = await pull_requests.find_pull_request(scenario.db, REPO, NUMBER)
     assert pr is not None and pr.consecutive_commits == 1
     pushed = scenario.head()
     # Recognised by the pushed sha itself, not only by the sender's login.
     await scenario.send("pull_request", scenario.synchronize(pushed, sender="Codertocat"))
     await scenario.send("pull_request", scenario.synchronize(pushed, sender=BOT))
     await scenario.advance(600)
-    pr = await reviews.find_pull_request(scenario.db, REPO, NUMBER)
+    pr = await pull_requests.find_pull_request(scenario.db, REPO, NUMBER)
     assert pr is not None and pr.consecutive_commits == 1 and pr.head_sha == pushed
     assert len(agent_runs(scenario)) == 1 and len(scenario.check_runs()) == 1
 
@@ -288,9 +288,9 @@ async def test_the_same_batch_worked_again_after_a_stop_asks_nothing_and_pushes_
     await deliver(scenario, ids, payloads)
     head, requests = scenario.head(), len(scenario.model.requests)
     service = scenario.client.app[SERVICES].reviews  # type: ignore[union-attr]
-    pr = await reviews.find_pull_request(scenario.db, REPO, NUMBER)
+    pr = await pull_requests.find_pull_request(scenario.db, REPO, NUMBER)
     assert pr is not None and service is not None and service.engine is not None
-    (batch,) = await reviews.list_batches(scenario.db, pr.id)
+    (batch,) = await review_batches.list_batches(scenario.db, pr.id)
     again = await build_review_batch(service, pr, batch, 1, {})
     result = await service.engine.work(again)
     assert result.status == "completed" and result.commit_sha == head

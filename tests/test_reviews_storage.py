@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from storage import reviews
+from storage import pull_requests, review_batches, review_comments, review_replies
 from storage.database import Database
-from storage.reviews import NewComment
+from storage.review_comments import NewComment
 
 NOW = datetime(2026, 11, 24, 15, 40, tzinfo=UTC)
 
@@ -24,8 +24,8 @@ async def db(tmp_path: Path) -> AsyncIterator[Database]:
     await database.close()
 
 
-async def a_pr(db: Database) -> reviews.PullRequest:
-    return await reviews.upsert_pull_request(
+async def a_pr(db: Database) -> pull_requests.PullRequest:
+    return await pull_requests.upsert_pull_request(
         db,
         repository="o/r",
         number=1,
@@ -66,10 +66,10 @@ def comment(comment_id: int, body: str = "fix") -> NewComment:
 
 async def test_concurrent_deliveries_of_one_comment_put_it_in_one_batch(db: Database) -> None:
     pr = await a_pr(db)
-    await reviews.store_comment(db, pr.id, comment(1), NOW)
+    await review_comments.store_comment(db, pr.id, comment(1), NOW)
     results = await asyncio.gather(
         *[
-            reviews.gather(
+            review_batches.gather(
                 db, pr.id, [("review_comment", 1)], now=NOW, debounce_s=30, max_wait_s=300
             )
             for _ in range(5)
@@ -82,25 +82,25 @@ async def test_concurrent_deliveries_of_one_comment_put_it_in_one_batch(db: Data
 
 async def test_an_edit_is_a_new_version_for_the_next_batch(db: Database) -> None:
     pr = await a_pr(db)
-    await reviews.store_comment(db, pr.id, comment(1), NOW)
-    batch, _ = await reviews.gather(
+    await review_comments.store_comment(db, pr.id, comment(1), NOW)
+    batch, _ = await review_batches.gather(
         db, pr.id, [("review_comment", 1)], now=NOW, debounce_s=30, max_wait_s=300
     )
     assert batch is not None
-    await reviews.claim(db, batch.id, head_sha="s" * 40, now=NOW)
-    _, change = await reviews.store_comment(db, pr.id, comment(1, "fix it twice"), NOW)
+    await review_batches.claim(db, batch.id, head_sha="s" * 40, now=NOW)
+    _, change = await review_comments.store_comment(db, pr.id, comment(1, "fix it twice"), NOW)
     assert change == "edited"
-    second, added = await reviews.gather(
+    second, added = await review_batches.gather(
         db, pr.id, [("review_comment", 1)], now=NOW, debounce_s=30, max_wait_s=300
     )
     assert added == 1 and second is not None and second.id != batch.id
-    (snapshot,) = await reviews.batch_items(db, batch.id)
+    (snapshot,) = await review_batches.batch_items(db, batch.id)
     assert snapshot.body == "fix"  # taken when the first batch started
 
 
 async def test_a_reply_intent_is_kept_once_per_comment_and_iteration(db: Database) -> None:
     pr = await a_pr(db)
-    first, new = await reviews.record_intent(
+    first, new = await review_replies.record_intent(
         db,
         pr_id=pr.id,
         key="reply:1:review_comment:5",
@@ -111,7 +111,7 @@ async def test_a_reply_intent_is_kept_once_per_comment_and_iteration(db: Databas
         comment_kind="review_comment",
         comment_id=5,
     )
-    again, new_again = await reviews.record_intent(
+    again, new_again = await review_replies.record_intent(
         db,
         pr_id=pr.id,
         key="reply:1:review_comment:5",
@@ -123,7 +123,7 @@ async def test_a_reply_intent_is_kept_once_per_comment_and_iteration(db: Databas
         comment_id=5,
     )
     assert new and not new_again and again.id == first.id and again.body == "x"
-    other_key, _ = await reviews.record_intent(
+    other_key, _ = await review_replies.record_intent(
         db,
         pr_id=pr.id,
         key="another-key",

@@ -58,7 +58,7 @@ from bot.worktrees.manager import (
     WorktreeSetupError,
 )
 from storage import repositories as repository_store
-from storage import reviews
+from storage import review_iterations as reviews
 from storage.database import Database
 from storage.repositories import Repository
 from storage.worktrees import WorktreeRepo

@@ -11,9 +11,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from bot.reviews.rules import RepoRules
-from storage import reviews
+from storage import review_costs
 from storage.database import Database
-from storage.reviews import PullRequest
+from storage.pull_requests import PullRequest
 from storage.timestamps import from_text
 
 
@@ -22,7 +22,7 @@ async def cap_reached(db: Database, pr: PullRequest, rules: RepoRules, now: date
     reset_at = from_text(pr.caps_reset_at) if pr.caps_reset_at else None
     hour_ago = now - timedelta(hours=1)
     since = max(hour_ago, reset_at) if reset_at else hour_ago
-    runs = await reviews.runs_since(db, pr.id, since)
+    runs = await review_costs.runs_since(db, pr.id, since)
     if runs >= rules.max_runs_per_hour:
         return (
             f"it has run {runs} times on this pull request in the last hour"
@@ -33,14 +33,14 @@ async def cap_reached(db: Database, pr: PullRequest, rules: RepoRules, now: date
             f"it has pushed {pr.consecutive_commits} commits in a row without a person pushing"
             f" (cap: {rules.max_consecutive_commits})"
         )
-    spent = await reviews.pr_cost(db, pr.id, since=reset_at)
+    spent = await review_costs.pr_cost(db, pr.id, since=reset_at)
     if spent >= rules.max_usd_per_pr:
         return (
             f"it has spent ${spent:.2f} on this pull request"
             f" (cap: ${rules.max_usd_per_pr:.2f} per pull request)"
         )
     day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    spent_today = await reviews.installation_cost(db, pr.installation_id, since=day_start)
+    spent_today = await review_costs.installation_cost(db, pr.installation_id, since=day_start)
     if spent_today >= rules.max_usd_per_installation_day:
         return (
             f"this installation has spent ${spent_today:.2f} today"

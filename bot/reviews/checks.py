@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from storage.reviews import PullRequest
+from storage.pull_requests import PullRequest
 
 CHECK_NAME = "biagent/review"
 RERUN_ACTION = {

@@ -12,8 +12,8 @@ from typing import Any
 from bot.reviews import checks, replies, worker
 from bot.reviews.commands import Command, help_text
 from bot.reviews.service import ReviewService
-from storage import reviews
-from storage.reviews import PullRequest
+from storage import pull_requests, review_batches, review_costs, review_iterations
+from storage.pull_requests import PullRequest
 from storage.timestamps import from_text
 
 log = logging.getLogger(__name__)
@@ -52,20 +52,21 @@ async def _help(service: ReviewService, gh: Any, pr: PullRequest, author: str) -
 async def _address(service: ReviewService, gh: Any, pr: PullRequest, author: str) -> str:
     if pr.paused:
         return "biagent is paused on this pull request; `/biagent resume` first."
-    pending = await reviews.close_gathering_batch(
+    pending = await review_batches.close_gathering_batch(
         service.db, pr.id, now=service.clock.now(), review_id=None
     )
     if pending is None:
         return "there are no pending review comments to work."
-    count = len(await reviews.batch_items(service.db, pending.id))
+    count = len(await review_batches.batch_items(service.db, pending.id))
     service.wake()
     return f"working the {count} pending review comment(s) now."
 
 
 async def _pause(service: ReviewService, gh: Any, pr: PullRequest, author: str) -> str:
-    if await reviews.pause(service.db, pr.id, f"paused by @{author}", service.clock.now()) is None:
+    now = service.clock.now()
+    if await pull_requests.pause(service.db, pr.id, f"paused by @{author}", now) is None:
         return "biagent was already paused here."
-    pending = await reviews.gathering_batch(service.db, pr.id)
+    pending = await review_batches.gathering_batch(service.db, pr.id)
     if pending is not None and pending.check_run_id is not None:
         await worker.finish_pending_check(
             service, gh, pr, pending, title="Paused", why=f"paused by @{author}"
@@ -74,10 +75,10 @@ async def _pause(service: ReviewService, gh: Any, pr: PullRequest, author: str) 
 
 
 async def _resume(service: ReviewService, gh: Any, pr: PullRequest, author: str) -> str:
-    if not await reviews.resume(service.db, pr.id, service.clock.now()):
+    if not await pull_requests.resume(service.db, pr.id, service.clock.now()):
         return "biagent was not paused here."
     service.wake()
-    pending = await reviews.gathering_batch(service.db, pr.id)
+    pending = await review_batches.gathering_batch(service.db, pr.id)
     if pending is None:
         return "resumed."
     return "resumed; the pending review comments will be worked now."
@@ -86,20 +87,20 @@ async def _resume(service: ReviewService, gh: Any, pr: PullRequest, author: str)
 async def _retry(service: ReviewService, gh: Any, pr: PullRequest, author: str) -> str:
     if pr.paused:
         return "biagent is paused on this pull request; `/biagent resume` first."
-    last = await reviews.latest_batch(service.db, pr.id)
+    last = await review_batches.latest_batch(service.db, pr.id)
     if last is None:
         return "there is no earlier batch to retry."
     if last.status in ("running", "responding"):
         return "a batch is being worked right now; retry once it is answered."
-    retried = await reviews.copy_for_retry(service.db, last.id, now=service.clock.now())
-    if retried is None or not await reviews.batch_items(service.db, retried.id):
+    retried = await review_batches.copy_for_retry(service.db, last.id, now=service.clock.now())
+    if retried is None or not await review_batches.batch_items(service.db, retried.id):
         return "the last batch has no comments left to work."
     service.wake()
     return f"working the comments of batch {last.id} again."
 
 
 async def _ignore(service: ReviewService, gh: Any, pr: PullRequest, author: str) -> str:
-    dropped = await reviews.drop_gathering(
+    dropped = await review_batches.drop_gathering(
         service.db, pr.id, note=f"ignored by @{author}", now=service.clock.now()
     )
     if dropped is None:
@@ -115,7 +116,7 @@ async def _ignore(service: ReviewService, gh: Any, pr: PullRequest, author: str)
             text=None,
             completed_at=worker.github_time(service),
         )
-    count = len(await reviews.batch_items(service.db, dropped.id))
+    count = len(await review_batches.batch_items(service.db, dropped.id))
     return f"dropped the {count} pending review comment(s)."
 
 
@@ -123,22 +124,22 @@ async def _status(service: ReviewService, gh: Any, pr: PullRequest, author: str)
     lines = [f"review state: {pr.review_state.replace('_', ' ')}"]
     if pr.paused:
         lines.append(f"paused ({pr.pause_reason})")
-    pending = await reviews.gathering_batch(service.db, pr.id)
+    pending = await review_batches.gathering_batch(service.db, pr.id)
     if pending is not None:
-        count = len(await reviews.batch_items(service.db, pending.id))
+        count = len(await review_batches.batch_items(service.db, pending.id))
         wait = (from_text(pending.due_at) - service.clock.now()).total_seconds()
         when = "now" if wait <= 0 else f"in {wait:.0f}s"
         lines.append(f"{count} pending comment(s), to be worked {when}")
-    last = await reviews.latest_batch(service.db, pr.id)
+    last = await review_batches.latest_batch(service.db, pr.id)
     if last is not None:
         lines.append(f"last batch: #{last.id}, {last.status} ({last.outcome or 'no outcome'})")
-    cost = await reviews.pr_cost(service.db, pr.id)
+    cost = await review_costs.pr_cost(service.db, pr.id)
     lines.append(f"spent: ${cost:.2f}")
     return "here is where things stand:\n\n" + "\n".join(f"- {line}" for line in lines)
 
 
 async def _cost(service: ReviewService, gh: Any, pr: PullRequest, author: str) -> str:
-    iterations = await reviews.list_iterations(service.db, pr.id)
+    iterations = await review_iterations.list_iterations(service.db, pr.id)
     total = sum(iteration.cost_usd for iteration in iterations)
     return f"biagent has spent ${total:.2f} on this pull request over {len(iterations)} run(s)."
 

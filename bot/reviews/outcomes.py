@@ -17,7 +17,7 @@ from bot.reviews.engine import (
     OutcomeKind,
     ReviewBatch,
 )
-from storage.reviews import ItemOutcome
+from storage.review_iterations import ItemOutcome
 
 log = logging.getLogger(__name__)
 

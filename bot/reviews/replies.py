@@ -19,8 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 import gidgethub
 
-from storage import reviews
-from storage.reviews import ItemOutcome, NewComment, PullRequest, Reply
+from storage import review_comments, review_replies
+from storage.pull_requests import PullRequest
+from storage.review_comments import NewComment
+from storage.review_iterations import ItemOutcome
+from storage.review_replies import Reply
 
 if TYPE_CHECKING:
     from bot.reviews.service import ReviewService
@@ -92,7 +95,7 @@ async def post_thread_reply(
     outcome: str,
 ) -> Reply:
     key = f"reply:{iteration_id}:{comment_kind}:{comment_id}"
-    reply, new = await reviews.record_intent(
+    reply, new = await review_replies.record_intent(
         service.db,
         pr_id=pr.id,
         key=key,
@@ -111,7 +114,7 @@ async def post_thread_reply(
     if not new:
         found = await _find_marked(gh, f"/repos/{pr.repository}/pulls/{pr.number}/comments", key)
         if found is not None:
-            await reviews.mark_posted(service.db, reply.id, found, service.clock.now())
+            await review_replies.mark_posted(service.db, reply.id, found, service.clock.now())
             return reply
     try:
         posted = await gh.post(
@@ -121,10 +124,10 @@ async def post_thread_reply(
     except gidgethub.BadRequest as error:
         if int(error.status_code) == 404:  # the thread was deleted meanwhile
             log.info("%s: thread %s is gone; reply not posted", pr.stream, root_id)
-            await reviews.mark_gone(service.db, reply.id, service.clock.now())
+            await review_replies.mark_gone(service.db, reply.id, service.clock.now())
             return reply
         raise
-    await reviews.mark_posted(service.db, reply.id, int(posted["id"]), service.clock.now())
+    await review_replies.mark_posted(service.db, reply.id, int(posted["id"]), service.clock.now())
     await _remember_own_review_comment(service, pr, posted)
     return reply
 
@@ -141,7 +144,7 @@ async def post_pr_comment(
     iteration_id: int | None = None,
 ) -> Reply:
     """One comment in the PR conversation, once for `key` (summaries, notes, command answers)."""
-    reply, new = await reviews.record_intent(
+    reply, new = await review_replies.record_intent(
         service.db,
         pr_id=pr.id,
         key=key,
@@ -156,13 +159,13 @@ async def post_pr_comment(
     if not new:
         found = await _find_marked(gh, f"/repos/{pr.repository}/issues/{pr.number}/comments", key)
         if found is not None:
-            await reviews.mark_posted(service.db, reply.id, found, service.clock.now())
+            await review_replies.mark_posted(service.db, reply.id, found, service.clock.now())
             return reply
     posted = await gh.post(
         f"/repos/{pr.repository}/issues/{pr.number}/comments",
         data={"body": with_marker(reply.body, key)},
     )
-    await reviews.mark_posted(service.db, reply.id, int(posted["id"]), service.clock.now())
+    await review_replies.mark_posted(service.db, reply.id, int(posted["id"]), service.clock.now())
     return reply
 
 
@@ -193,7 +196,7 @@ async def _remember_own_review_comment(
     service: ReviewService, pr: PullRequest, posted: dict[str, Any]
 ) -> None:
     """Keep biagent's reply in the thread, so the next run sees the whole conversation."""
-    await reviews.store_comment(
+    await review_comments.store_comment(
         service.db,
         pr.id,
         review_comment_record(posted, own=True),

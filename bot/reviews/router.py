@@ -26,8 +26,9 @@ from bot.dispatcher import HandlerContext
 from bot.reviews import checks, control, replies, worker
 from bot.reviews.commands import mentions, parse_commands
 from bot.reviews.service import ReviewService
-from storage import reviews
-from storage.reviews import NewComment, PullRequest, Subscription
+from storage import pull_requests, review_batches, review_comments, review_iterations, review_states
+from storage.pull_requests import PullRequest, Subscription
+from storage.review_comments import NewComment
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ async def _upsert_pr(
     head = pr_json.get("head") or {}
     base = pr_json.get("base") or {}
     head_repo = head.get("repo") or repository
-    pr = await reviews.upsert_pull_request(
+    pr = await pull_requests.upsert_pull_request(
         service.db,
         repository=repository["full_name"],
         number=int(pr_json["number"]),
@@ -90,7 +91,7 @@ async def _upsert_pr(
         now=service.clock.now(),
     )
     if service.bot_login and pr.author_login.lower() == service.bot_login.lower():
-        if await reviews.subscribe(
+        if await pull_requests.subscribe(
             service.db,
             pr.id,
             reason="opened_by_biagent",
@@ -122,7 +123,7 @@ async def on_pull_request_opened(event: sansio.Event, context: HandlerContext) -
     installation = _installation(event.data)
     if service is None or installation is None:
         return
-    existing = await reviews.find_pull_request(
+    existing = await pull_requests.find_pull_request(
         service.db, event.data["repository"]["full_name"], int(event.data["pull_request"]["number"])
     )
     author = (event.data["pull_request"].get("user") or {}).get("login", "")
@@ -136,7 +137,7 @@ async def on_pull_request_synchronize(event: sansio.Event, context: HandlerConte
     service = _service(context)
     if service is None:
         return
-    pr = await reviews.find_pull_request(
+    pr = await pull_requests.find_pull_request(
         service.db, event.data["repository"]["full_name"], int(event.data["pull_request"]["number"])
     )
     if pr is None:
@@ -144,9 +145,11 @@ async def on_pull_request_synchronize(event: sansio.Event, context: HandlerConte
     after = event.data.get("after") or event.data["pull_request"]["head"]["sha"]
     sender = str((event.data.get("sender") or {}).get("login", ""))
     own = (service.bot_login is not None and sender.lower() == service.bot_login.lower()) or (
-        await reviews.is_biagent_commit(service.db, pr.id, after)
+        await review_iterations.is_biagent_commit(service.db, pr.id, after)
     )
-    await reviews.set_head(service.db, pr.id, after, pushed_by_biagent=own, now=service.clock.now())
+    await pull_requests.set_head(
+        service.db, pr.id, after, pushed_by_biagent=own, now=service.clock.now()
+    )
     if own:
         log.info("%s: synchronize by biagent's own push %s: ignored", pr.stream, after[:7])
     else:
@@ -158,14 +161,14 @@ async def on_pull_request_closed(event: sansio.Event, context: HandlerContext) -
     service = _service(context)
     if service is None:
         return
-    pr = await reviews.find_pull_request(
+    pr = await pull_requests.find_pull_request(
         service.db, event.data["repository"]["full_name"], int(event.data["pull_request"]["number"])
     )
     if pr is None:
         return
     state = "merged" if event.data["pull_request"].get("merged") else "closed"
-    await reviews.set_state(service.db, pr.id, state, service.clock.now())
-    await reviews.drop_gathering(
+    await pull_requests.set_state(service.db, pr.id, state, service.clock.now())
+    await review_batches.drop_gathering(
         service.db, pr.id, note=f"the pull request was {state}", now=service.clock.now()
     )
 
@@ -180,7 +183,7 @@ async def on_review_comment(event: sansio.Event, context: HandlerContext) -> Non
     if service is None or installation is None:
         return
     pr_json = event.data["pull_request"]
-    pr = await reviews.find_pull_request(
+    pr = await pull_requests.find_pull_request(
         service.db, event.data["repository"]["full_name"], int(pr_json["number"])
     )
     comment = event.data["comment"]
@@ -205,7 +208,9 @@ async def on_issue_comment(event: sansio.Event, context: HandlerContext) -> None
     if service is None or installation is None or "pull_request" not in issue:
         return
     repository = event.data["repository"]
-    pr = await reviews.find_pull_request(service.db, repository["full_name"], int(issue["number"]))
+    pr = await pull_requests.find_pull_request(
+        service.db, repository["full_name"], int(issue["number"])
+    )
     comment = event.data["comment"]
     if pr is None:
         if not _is_request(service, comment):
@@ -237,17 +242,17 @@ async def _intake(
     action: str,
 ) -> None:
     db, now = service.db, service.clock.now()
-    subscription = await reviews.get_subscription(db, pr.id)
+    subscription = await pull_requests.get_subscription(db, pr.id)
     if record.own:
         if subscription is not None and action != "deleted":
-            await reviews.store_comment(db, pr.id, record, now)  # thread context only
+            await review_comments.store_comment(db, pr.id, record, now)  # thread context only
         return
     gh = service.client(pr.installation_id)
     user = comment_json.get("user") or {}
     if _is_bot(user) and not await _bot_allowed(service, gh, pr, record.author_login):
         return
     if action == "deleted":
-        await reviews.mark_comment_deleted(db, record.kind, record.id)
+        await review_comments.mark_comment_deleted(db, record.kind, record.id)
         return
     commands = parse_commands(record.body) if action == "created" else []
     mentioned = mentions(record.body, service.slug)
@@ -256,10 +261,10 @@ async def _intake(
             await _refuse(service, gh, pr, record.author_login)
             return
         if subscription is None:
-            await reviews.subscribe(
+            await pull_requests.subscribe(
                 db, pr.id, reason="requested", requested_by=record.author_login, now=now
             )
-            subscription = await reviews.get_subscription(db, pr.id)
+            subscription = await pull_requests.get_subscription(db, pr.id)
     if commands:
         for position, command in enumerate(commands):
             await control.run_command(
@@ -274,7 +279,7 @@ async def _intake(
         return  # a command is an instruction to biagent, not review feedback
     if subscription is None:
         return
-    await reviews.store_comment(db, pr.id, record, now)
+    await review_comments.store_comment(db, pr.id, record, now)
     if await _worth_working(service, pr, subscription, record, mentioned):
         await _gather(service, gh, pr, [(record.kind, record.id)])
 
@@ -319,7 +324,7 @@ async def _worth_working(
         return True
     comments = {
         c.id: c
-        for c in await reviews.list_comments(service.db, pr.id)
+        for c in await review_comments.list_comments(service.db, pr.id)
         if c.kind == "review_comment"
     }
     stored = comments.get(record.id)
@@ -336,9 +341,9 @@ async def _gather(
     items: list[tuple[str, int]],
     *,
     trigger: str = "comments",
-) -> reviews.Batch | None:
+) -> review_batches.Batch | None:
     rules = await service.rules(gh, pr.repository)
-    batch, added = await reviews.gather(
+    batch, added = await review_batches.gather(
         service.db,
         pr.id,
         items,
@@ -349,7 +354,7 @@ async def _gather(
     )
     if batch is None or not added:
         return batch
-    count = len(await reviews.batch_items(service.db, batch.id))
+    count = len(await review_batches.batch_items(service.db, batch.id))
     await service.bus.publish(
         pr.stream,
         "review_received",
@@ -367,7 +372,7 @@ async def _gather(
                 f"(due {batch.due_at[:19]}Z, sooner when a review is submitted)."
             ),
         )
-        await reviews.set_check_run(service.db, batch.id, check_run_id, pr.head_sha)
+        await review_batches.set_check_run(service.db, batch.id, check_run_id, pr.head_sha)
     service.wake()
     return batch
 
@@ -383,7 +388,7 @@ async def on_review(event: sansio.Event, context: HandlerContext) -> None:
         return
     review = event.data["review"]
     action = event.data.get("action", "")
-    pr = await reviews.find_pull_request(
+    pr = await pull_requests.find_pull_request(
         service.db,
         event.data["repository"]["full_name"],
         int(event.data["pull_request"]["number"]),
@@ -400,21 +405,21 @@ async def on_review(event: sansio.Event, context: HandlerContext) -> None:
     gh = service.client(pr.installation_id)
     reviewer = str((review.get("user") or {}).get("login", ""))
     if action == "dismissed":
-        await reviews.dismiss_review(db, pr.id, int(review["id"]))
+        await review_states.dismiss_review(db, pr.id, int(review["id"]))
         await _recompute_review_state(service, pr)
         return
     if _is_bot(review.get("user") or {}) and not await _bot_allowed(service, gh, pr, reviewer):
         return
     record = replies.review_body_record(review)
     if action == "edited":
-        if await reviews.get_comment(db, "review_body", record.id) is not None:
-            await reviews.store_comment(db, pr.id, record, now)
+        if await review_comments.get_comment(db, "review_body", record.id) is not None:
+            await review_comments.store_comment(db, pr.id, record, now)
             await _gather(service, gh, pr, [("review_body", record.id)])
         return
     if action != "submitted":
         return
     state = str(review.get("state", "")).lower()
-    await reviews.record_reviewer_state(
+    await review_states.record_reviewer_state(
         db,
         pr.id,
         reviewer=reviewer,
@@ -428,13 +433,13 @@ async def on_review(event: sansio.Event, context: HandlerContext) -> None:
     if body and parse_commands(body):
         await _intake(service, pr, review, record, "created")
         body, mentioned = "", False
-    subscription = await reviews.get_subscription(db, pr.id)
+    subscription = await pull_requests.get_subscription(db, pr.id)
     if subscription is None and mentioned:
         if not await _may_command(service, gh, pr, reviewer):
             await _refuse(service, gh, pr, reviewer)
             return
-        await reviews.subscribe(db, pr.id, reason="requested", requested_by=reviewer, now=now)
-        subscription = await reviews.get_subscription(db, pr.id)
+        await pull_requests.subscribe(db, pr.id, reason="requested", requested_by=reviewer, now=now)
+        subscription = await pull_requests.get_subscription(db, pr.id)
     if subscription is None:
         return
     if state == "approved":
@@ -447,7 +452,7 @@ async def on_review(event: sansio.Event, context: HandlerContext) -> None:
             and not await _bot_allowed(service, gh, pr, comment["user"]["login"])
         ):
             continue
-        stored, _ = await reviews.store_comment(
+        stored, _ = await review_comments.store_comment(
             db, pr.id, replies.review_comment_record(comment, own=False), now
         )
         if stored.resolved or stored.deleted:
@@ -462,11 +467,13 @@ async def on_review(event: sansio.Event, context: HandlerContext) -> None:
         if wanted:
             items.append(("review_comment", stored.id))
     if body and (state == "changes_requested" or mentioned):
-        await reviews.store_comment(db, pr.id, record, now)
+        await review_comments.store_comment(db, pr.id, record, now)
         items.append(("review_body", record.id))
     batch = await _gather(service, gh, pr, items, trigger="review") if items else None
     # A submitted review is GitHub's own batch boundary: the batch is due at once.
-    closed = await reviews.close_gathering_batch(db, pr.id, now=now, review_id=int(review["id"]))
+    closed = await review_batches.close_gathering_batch(
+        db, pr.id, now=now, review_id=int(review["id"])
+    )
     batch = closed or batch
     if state == "changes_requested":
         data: dict[str, Any] = {"pr": pr.id, "reviewer": reviewer}
@@ -487,10 +494,10 @@ async def _on_approved(
     """Approved: no run; pending work is dropped with a note saying so."""
     db = service.db
     await service.bus.publish(pr.stream, "pr_approved", {"pr": pr.id, "reviewer": reviewer})
-    pending = await reviews.gathering_batch(db, pr.id)
+    pending = await review_batches.gathering_batch(db, pr.id)
     if pending is None:
         return
-    count = len(await reviews.batch_items(db, pending.id))
+    count = len(await review_batches.batch_items(db, pending.id))
     await worker.conclude_unworked(
         service, gh, pr, pending, status="dropped", note=f"approved by @{reviewer}"
     )
@@ -510,7 +517,7 @@ async def _on_approved(
 
 
 async def _recompute_review_state(service: ReviewService, pr: PullRequest) -> str:
-    states = {s.state for s in await reviews.reviewer_states(service.db, pr.id)}
+    states = {s.state for s in await review_states.reviewer_states(service.db, pr.id)}
     if "changes_requested" in states:
         overall = "changes_requested"
     elif "approved" in states:
@@ -518,8 +525,8 @@ async def _recompute_review_state(service: ReviewService, pr: PullRequest) -> st
     else:
         overall = "waiting"
     if overall != pr.review_state:
-        await reviews.set_review_state(service.db, pr.id, overall, service.clock.now())
-        if overall == "waiting" and await reviews.get_subscription(service.db, pr.id):
+        await pull_requests.set_review_state(service.db, pr.id, overall, service.clock.now())
+        if overall == "waiting" and await pull_requests.get_subscription(service.db, pr.id):
             await service.bus.publish(
                 pr.stream,
                 "waiting_for_review",
@@ -533,7 +540,7 @@ async def on_review_thread(event: sansio.Event, context: HandlerContext) -> None
     service = _service(context)
     if service is None:
         return
-    pr = await reviews.find_pull_request(
+    pr = await pull_requests.find_pull_request(
         service.db,
         event.data["repository"]["full_name"],
         int(event.data["pull_request"]["number"]),
@@ -542,7 +549,7 @@ async def on_review_thread(event: sansio.Event, context: HandlerContext) -> None
         return
     thread = event.data.get("thread") or {}
     ids = [int(c["id"]) for c in thread.get("comments") or [] if "id" in c]
-    await reviews.set_thread_resolved(
+    await review_comments.set_thread_resolved(
         service.db, pr.id, ids, event.data.get("action") == "resolved"
     )
 
@@ -566,12 +573,12 @@ async def on_check_run_rerun(event: sansio.Event, context: HandlerContext) -> No
         identifier = (event.data.get("requested_action") or {}).get("identifier")
         if identifier != checks.RERUN_ACTION["identifier"]:
             return
-    batch = await reviews.batch_for_check_run(service.db, int(check_run["id"]))
+    batch = await review_batches.batch_for_check_run(service.db, int(check_run["id"]))
     if batch is None:
         return
     if batch.status in ("gathering", "running", "responding"):
         return  # still pending or being worked: nothing to re-run yet
-    retried = await reviews.copy_for_retry(service.db, batch.id, now=service.clock.now())
+    retried = await review_batches.copy_for_retry(service.db, batch.id, now=service.clock.now())
     if retried is not None:
         log.info("batch %d: re-run requested; batch %d is due now", batch.id, retried.id)
         service.wake()

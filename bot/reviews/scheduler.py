@@ -19,7 +19,7 @@ from datetime import timedelta
 
 from bot.reviews import worker
 from bot.reviews.service import ReviewService
-from storage import reviews
+from storage import review_batches
 from storage.timestamps import from_text
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ class ReviewScheduler:
 
     async def recover(self) -> int:
         """At start-up: go on with the batches a stop left in the middle of their work."""
-        unfinished = await reviews.unfinished_batches(self.service.db)
+        unfinished = await review_batches.unfinished_batches(self.service.db)
         for batch in unfinished:
             log.info("resuming review batch %d (%s)", batch.id, batch.status)
             self._start(batch.id)
@@ -69,11 +69,11 @@ class ReviewScheduler:
                 await asyncio.gather(*self._running.values(), return_exceptions=True)
 
     async def start_due(self) -> int:
-        due = await reviews.due_batches(self.service.db, self.service.clock.now())
+        due = await review_batches.due_batches(self.service.db, self.service.clock.now())
         busy_prs = set()
         # A copy: a run finishing during the awaits below removes itself from _running.
         for batch_id in list(self._running):
-            running = await reviews.get_batch(self.service.db, batch_id)
+            running = await review_batches.get_batch(self.service.db, batch_id)
             if running is not None:
                 busy_prs.add(running.pr_id)
         started = 0
@@ -109,12 +109,12 @@ class ReviewScheduler:
             except Exception:
                 attempt += 1
                 log.exception("review batch %d: attempt %d failed", batch_id, attempt)
-                batch = await reviews.get_batch(service.db, batch_id)
+                batch = await review_batches.get_batch(service.db, batch_id)
                 if batch is None or attempt >= self.max_attempts:
                     return
                 delay = retry_delay(attempt)
                 if batch.status == "gathering":
-                    await reviews.set_due(
+                    await review_batches.set_due(
                         service.db, batch_id, service.clock.now() + timedelta(seconds=delay)
                     )
                     return
@@ -123,7 +123,7 @@ class ReviewScheduler:
     async def _wait(self) -> None:
         self._wakeup.clear()
         timeout = IDLE_POLL_S
-        next_due = await reviews.next_due_at(self.service.db)
+        next_due = await review_batches.next_due_at(self.service.db)
         if next_due is not None:
             wait = (from_text(next_due) - self.service.clock.now()).total_seconds()
             if wait > 0:

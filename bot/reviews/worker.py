@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from bot.reviews import checks, replies
+from bot.reviews import checks, replies, summaries
 from bot.reviews.caps import cap_reached
 from bot.reviews.engine import (
     BatchComment,
@@ -30,8 +30,10 @@ from bot.reviews.engine import (
 )
 from bot.reviews.outcomes import check_outcomes
 from bot.reviews.service import ReviewService
-from storage import reviews
-from storage.reviews import Batch, BatchItem, Comment, PullRequest
+from storage import pull_requests, review_batches, review_comments, review_iterations
+from storage.pull_requests import PullRequest
+from storage.review_batches import Batch
+from storage.review_comments import Comment
 from storage.timestamps import to_text
 
 log = logging.getLogger(__name__)
@@ -39,10 +41,10 @@ log = logging.getLogger(__name__)
 
 async def work(service: ReviewService, batch_id: int) -> None:
     db = service.db
-    batch = await reviews.get_batch(db, batch_id)
+    batch = await review_batches.get_batch(db, batch_id)
     if batch is None:
         return
-    pr = await reviews.get_pull_request(db, batch.pr_id)
+    pr = await pull_requests.get_pull_request(db, batch.pr_id)
     assert pr is not None
     gh = service.client(pr.installation_id)
     if batch.status == "gathering":
@@ -50,10 +52,10 @@ async def work(service: ReviewService, batch_id: int) -> None:
         if picked is None:
             return
         batch = picked
-        pr = await reviews.get_pull_request(db, batch.pr_id) or pr
+        pr = await pull_requests.get_pull_request(db, batch.pr_id) or pr
     if batch.status == "running":
         await _run_engine(service, gh, pr, batch)
-        batch = await reviews.get_batch(db, batch_id) or batch
+        batch = await review_batches.get_batch(db, batch_id) or batch
     if batch.status == "responding":
         await _respond(service, gh, pr, batch)
 
@@ -63,7 +65,7 @@ async def work(service: ReviewService, batch_id: int) -> None:
 
 async def _pick_up(service: ReviewService, gh: Any, pr: PullRequest, batch: Batch) -> Batch | None:
     db, now = service.db, service.clock.now()
-    items = await reviews.batch_items(db, batch.id)
+    items = await review_batches.batch_items(db, batch.id)
     if not items:
         await conclude_unworked(
             service, gh, pr, batch, status="dropped", note="nothing left to address"
@@ -98,15 +100,15 @@ async def _pick_up(service: ReviewService, gh: Any, pr: PullRequest, batch: Batc
     head_sha = fresh["head"]["sha"]
     if fresh.get("state") != "open":
         state = "merged" if fresh.get("merged") else "closed"
-        await reviews.set_state(db, pr.id, state, now)
+        await pull_requests.set_state(db, pr.id, state, now)
         await conclude_unworked(
             service, gh, pr, batch, status="dropped", note=f"the pull request is {state}"
         )
         return None
     if head_sha != pr.head_sha:
-        own = await reviews.is_biagent_commit(db, pr.id, head_sha)
-        await reviews.set_head(db, pr.id, head_sha, pushed_by_biagent=own, now=now)
-    claimed = await reviews.claim(db, batch.id, head_sha=head_sha, now=now)
+        own = await review_iterations.is_biagent_commit(db, pr.id, head_sha)
+        await pull_requests.set_head(db, pr.id, head_sha, pushed_by_biagent=own, now=now)
+    claimed = await review_batches.claim(db, batch.id, head_sha=head_sha, now=now)
     if claimed is None:
         return None
     log.info(
@@ -134,19 +136,19 @@ async def _pick_up(service: ReviewService, gh: Any, pr: PullRequest, batch: Batc
             pr,
             batch_id=batch.id,
             head_sha=head_sha,
-            title=f"{_count(len(items), 'comment')} to address",
+            title=f"{summaries.counted(len(items), 'comment')} to address",
             summary="biagent is about to work these review comments.",
         )
-        await reviews.set_check_run(db, batch.id, check_run_id, head_sha)
+        await review_batches.set_check_run(db, batch.id, check_run_id, head_sha)
     await checks.mark_in_progress(
         gh,
         pr,
         check_run_id,
-        title=f"Working {_count(len(items), 'review comment')}",
+        title=f"Working {summaries.counted(len(items), 'review comment')}",
         summary="biagent is addressing the review comments on this commit.",
         started_at=github_time(service),
     )
-    return await reviews.get_batch(db, batch.id)
+    return await review_batches.get_batch(db, batch.id)
 
 
 async def conclude_unworked(
@@ -160,7 +162,7 @@ async def conclude_unworked(
 ) -> None:
     """A batch that will not be worked: recorded with why, its check run concluded neutral."""
     db = service.db
-    await reviews.set_batch_status(
+    await review_batches.set_batch_status(
         db, batch.id, status, now=service.clock.now(), outcome=status, note=note
     )
     if batch.check_run_id is not None:
@@ -183,7 +185,7 @@ async def pause_for_cap(
     """A cap is reached: pause the PR (one comment saying why and how to resume). The batch is
     kept gathering and is worked after `/biagent resume`; its check run concludes neutral."""
     db, now = service.db, service.clock.now()
-    pause_number = await reviews.pause(db, pr.id, f"cap reached: {reason}", now)
+    pause_number = await pull_requests.pause(db, pr.id, f"cap reached: {reason}", now)
     if pause_number is not None:
         await replies.post_pr_comment(
             service,
@@ -198,7 +200,7 @@ async def pause_for_cap(
             ),
             batch_id=batch.id,
         )
-    await reviews.park(db, batch.id, note=f"paused: {reason}")
+    await review_batches.park(db, batch.id, note=f"paused: {reason}")
     await finish_pending_check(service, gh, pr, batch, title="Paused", why=f"paused: {reason}")
 
 
@@ -228,7 +230,7 @@ async def finish_pending_check(
         text=None,
         completed_at=github_time(service),
     )
-    await reviews.set_check_run(service.db, batch.id, None, None)
+    await review_batches.set_check_run(service.db, batch.id, None, None)
 
 
 # -- the engine -------------------------------------------------------------------------------
@@ -237,7 +239,7 @@ async def finish_pending_check(
 async def _run_engine(service: ReviewService, gh: Any, pr: PullRequest, batch: Batch) -> None:
     db = service.db
     assert batch.head_sha is not None
-    iteration = await reviews.start_iteration(
+    iteration = await review_iterations.start_iteration(
         db, batch, head_sha=batch.head_sha, now=service.clock.now()
     )
     rules = await service.rules(gh, pr.repository)
@@ -254,7 +256,7 @@ async def _run_engine(service: ReviewService, gh: Any, pr: PullRequest, batch: B
             result = EngineResult(EngineStatus.FAILED, error=f"{type(error).__name__}: {error}")
     outcomes, strays = check_outcomes(review_batch, result)
     report = [outcome.as_json() for outcome in result.outcomes]
-    await reviews.record_engine_report(
+    await review_iterations.record_engine_report(
         db,
         iteration_id=iteration.id,
         batch_id=batch.id,
@@ -268,7 +270,7 @@ async def _run_engine(service: ReviewService, gh: Any, pr: PullRequest, batch: B
         now=service.clock.now(),
     )
     if result.commit_sha:
-        await reviews.count_biagent_commit(db, pr.id, result.commit_sha, service.clock.now())
+        await pull_requests.count_biagent_commit(db, pr.id, result.commit_sha, service.clock.now())
 
 
 def thread_root(comment: Comment, by_id: dict[int, Comment]) -> int:
@@ -289,8 +291,8 @@ async def build_review_batch(
     iteration_number: int,
     repo_config: dict[str, Any],
 ) -> ReviewBatch:
-    items = await reviews.batch_items(service.db, batch.id)
-    all_comments = await reviews.list_comments(service.db, pr.id)
+    items = await review_batches.batch_items(service.db, batch.id)
+    all_comments = await review_comments.list_comments(service.db, pr.id)
     diff_comments = {c.id: c for c in all_comments if c.kind == "review_comment"}
     by_key = {(c.kind, c.id): c for c in all_comments}
     comments = []
@@ -351,10 +353,10 @@ async def build_review_batch(
 
 async def _respond(service: ReviewService, gh: Any, pr: PullRequest, batch: Batch) -> None:
     db = service.db
-    iteration = await reviews.iteration_for_batch(db, batch.id)
+    iteration = await review_iterations.iteration_for_batch(db, batch.id)
     assert iteration is not None
-    items = await reviews.batch_items(db, batch.id)
-    all_comments = await reviews.list_comments(db, pr.id)
+    items = await review_batches.batch_items(db, batch.id)
+    all_comments = await review_comments.list_comments(db, pr.id)
     diff_comments = {c.id: c for c in all_comments if c.kind == "review_comment"}
     by_key = {(c.kind, c.id): c for c in all_comments}
     stopped_early = iteration.status != "completed"
@@ -364,7 +366,7 @@ async def _respond(service: ReviewService, gh: Any, pr: PullRequest, batch: Batc
         comment = by_key[(item.comment_kind, item.comment_id)]
         body = replies.thread_reply_body(
             item.body or comment.body,
-            reviews.ItemOutcome(
+            review_iterations.ItemOutcome(
                 item.comment_kind, item.comment_id, item.outcome, item.detail or "", item.commit_sha
             ),
             retry_hint=stopped_early,
@@ -381,14 +383,14 @@ async def _respond(service: ReviewService, gh: Any, pr: PullRequest, batch: Batc
             comment_id=item.comment_id,
             outcome=item.outcome,
         )
-    counts = _outcome_counts(items)
+    counts = summaries.outcome_counts(items)
     await replies.post_pr_comment(
         service,
         gh,
         pr,
         key=f"summary:{batch.id}",
         kind="summary",
-        body=summary_text(pr, iteration, items, by_key),
+        body=summaries.summary_text(pr, iteration, items, by_key),
         batch_id=batch.id,
         iteration_id=iteration.id,
     )
@@ -400,13 +402,13 @@ async def _respond(service: ReviewService, gh: Any, pr: PullRequest, batch: Batc
             pr,
             batch.check_run_id,
             conclusion=conclusion,
-            title=_check_title(iteration.status, counts),
-            summary=check_summary(iteration, items, by_key),
+            title=summaries.check_title(iteration.status, counts),
+            summary=summaries.check_summary(iteration, items, by_key),
             text=None,
             completed_at=github_time(service),
         )
     now = service.clock.now()
-    await reviews.set_batch_status(db, batch.id, "done", now=now, outcome=iteration.status)
+    await review_batches.set_batch_status(db, batch.id, "done", now=now, outcome=iteration.status)
     await service.bus.publish(
         pr.stream,
         "review_responded",
@@ -427,103 +429,6 @@ async def _respond(service: ReviewService, gh: Any, pr: PullRequest, batch: Batc
     )
     log.info("%s: batch %d answered (%s): %s", pr.stream, batch.id, iteration.status, dict(counts))
     service.wake()
-
-
-def _outcome_counts(items: list[BatchItem]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for item in items:
-        counts[item.outcome or "not_addressed"] = counts.get(item.outcome or "not_addressed", 0) + 1
-    return counts
-
-
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}{'' if number == 1 else 's'}"
-
-
-def _check_title(status: str, counts: dict[str, int]) -> str:
-    parts = [f"{counts[key]} {label}" for key, label in _LABELS if counts.get(key)]
-    head = {
-        "completed": "Answered",
-        "budget_stopped": "Stopped at the budget",
-        "rate_limited": "Stopped: rate-limited",
-        "failed": "Failed",
-    }.get(status, status)
-    return f"{head}: {', '.join(parts) or 'nothing'}"
-
-
-_LABELS = (
-    ("fixed", "fixed"),
-    ("declined", "not changed"),
-    ("question", "questions"),
-    ("not_addressed", "not addressed"),
-)
-
-
-def _where(comment: Comment) -> str:
-    if comment.kind == "review_comment":
-        return f"`{comment.path}:{comment.line}`" if comment.line else f"`{comment.path}`"
-    return "review" if comment.kind == "review_body" else "conversation"
-
-
-def _run_lines(iteration: reviews.Iteration) -> list[str]:
-    lines = []
-    if iteration.commit_sha:
-        lines.append(f"Commit: {iteration.commit_sha[:7]}")
-    lines.append(f"Tests: {iteration.tests_summary or 'not reported'}")
-    lines.append(f"Cost: ${iteration.cost_usd:.2f}")
-    if iteration.status != "completed":
-        why = iteration.error or iteration.status.replace("_", " ")
-        lines.append(f"The run stopped early ({why}). `/biagent retry` works this batch again.")
-    return lines
-
-
-def check_summary(
-    iteration: reviews.Iteration,
-    items: list[BatchItem],
-    by_key: dict[tuple[str, int], Comment],
-) -> str:
-    rows = []
-    for item in items:
-        comment = by_key[(item.comment_kind, item.comment_id)]
-        detail = item.detail or ""
-        if item.outcome == "fixed":
-            detail = f"{(item.commit_sha or '')[:7]} {detail}".strip()
-        rows.append(
-            (
-                f"@{comment.author_login}: {(item.body or comment.body)[:80]}",
-                _where(comment),
-                replies.OUTCOME_TITLES.get(item.outcome or "", item.outcome or "?"),
-                detail,
-            )
-        )
-    return checks.outcomes_table(rows) + "\n\n" + "  \n".join(_run_lines(iteration))
-
-
-def summary_text(
-    pr: PullRequest,
-    iteration: reviews.Iteration,
-    items: list[BatchItem],
-    by_key: dict[tuple[str, int], Comment],
-) -> str:
-    counts = _outcome_counts(items)
-    parts = [f"{counts[key]} {label}" for key, label in _LABELS if counts.get(key)]
-    lines = [
-        f"biagent worked {_count(len(items), 'review comment')} "
-        f"(iteration {iteration.number}): {', '.join(parts)}.",
-        "",
-        *_run_lines(iteration),
-    ]
-    unthreaded = [item for item in items if item.comment_kind != "review_comment"]
-    if unthreaded:
-        lines.append("")
-        for item in unthreaded:
-            comment = by_key[(item.comment_kind, item.comment_id)]
-            lines.append(f"@{comment.author_login} wrote:")
-            lines.append(replies.quote(item.body or comment.body))
-            lines.append("")
-            lines.append(replies.outcome_sentence(item.outcome or "", item.detail, item.commit_sha))
-            lines.append("")
-    return "\n".join(lines).rstrip()
 
 
 def github_time(service: ReviewService) -> str:

@@ -105,7 +105,7 @@ CREATE TABLE review_batch_items (
     PRIMARY KEY (batch_id, comment_kind, comment_id)
 );
 -- Not UNIQUE: a retry puts the same versions in a new batch on purpose. Events add a version
--- only when no batch holds it yet (storage/reviews.py, inside one transaction).
+-- only when no batch holds it yet (storage/review_batches.py, inside one transaction).
 CREATE INDEX review_batch_items_by_comment
     ON review_batch_items (comment_kind, comment_id, comment_version);
 

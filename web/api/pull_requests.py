@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from bot.reviews import overview
-from storage import reviews
+from storage import pull_requests
 from web.errors import ApiError
 from web.keys import SERVICES
 
@@ -31,7 +31,7 @@ async def get_pull_request(request: web.Request) -> web.Response:
     except ValueError:
         raise ApiError(400, "bad_parameter", "pull request id must be a number") from None
     services = request.app[SERVICES]
-    pr = await reviews.get_pull_request(services.db, pr_id)
+    pr = await pull_requests.get_pull_request(services.db, pr_id)
     if pr is None:
         raise ApiError(404, "not_found", f"no pull request {pr_id}")
     detail = await overview.pull_request_detail(services.db, pr, services.clock.now())

@@ -1,0 +1,111 @@
+"""What a worked batch says on GitHub: the summary comment and the check run's title and table.
+
+Pure text from the stored iteration and batch items (the worker posts it, replies.py writes it
+once); one line per comment's outcome, then the commit, the tests and the cost of the run.
+"""
+
+from __future__ import annotations
+
+from bot.reviews import checks, replies
+from storage.pull_requests import PullRequest
+from storage.review_batches import BatchItem
+from storage.review_comments import Comment
+from storage.review_iterations import Iteration
+
+
+def outcome_counts(items: list[BatchItem]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for item in items:
+        counts[item.outcome or "not_addressed"] = counts.get(item.outcome or "not_addressed", 0) + 1
+    return counts
+
+
+def counted(number: int, noun: str) -> str:
+    """`1 comment`, `3 comments`."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def check_title(status: str, counts: dict[str, int]) -> str:
+    parts = [f"{counts[key]} {label}" for key, label in _LABELS if counts.get(key)]
+    head = {
+        "completed": "Answered",
+        "budget_stopped": "Stopped at the budget",
+        "rate_limited": "Stopped: rate-limited",
+        "failed": "Failed",
+    }.get(status, status)
+    return f"{head}: {', '.join(parts) or 'nothing'}"
+
+
+_LABELS = (
+    ("fixed", "fixed"),
+    ("declined", "not changed"),
+    ("question", "questions"),
+    ("not_addressed", "not addressed"),
+)
+
+
+def _where(comment: Comment) -> str:
+    if comment.kind == "review_comment":
+        return f"`{comment.path}:{comment.line}`" if comment.line else f"`{comment.path}`"
+    return "review" if comment.kind == "review_body" else "conversation"
+
+
+def _run_lines(iteration: Iteration) -> list[str]:
+    lines = []
+    if iteration.commit_sha:
+        lines.append(f"Commit: {iteration.commit_sha[:7]}")
+    lines.append(f"Tests: {iteration.tests_summary or 'not reported'}")
+    lines.append(f"Cost: ${iteration.cost_usd:.2f}")
+    if iteration.status != "completed":
+        why = iteration.error or iteration.status.replace("_", " ")
+        lines.append(f"The run stopped early ({why}). `/biagent retry` works this batch again.")
+    return lines
+
+
+def check_summary(
+    iteration: Iteration,
+    items: list[BatchItem],
+    by_key: dict[tuple[str, int], Comment],
+) -> str:
+    rows = []
+    for item in items:
+        comment = by_key[(item.comment_kind, item.comment_id)]
+        detail = item.detail or ""
+        if item.outcome == "fixed":
+            detail = f"{(item.commit_sha or '')[:7]} {detail}".strip()
+        rows.append(
+            (
+                f"@{comment.author_login}: {(item.body or comment.body)[:80]}",
+                _where(comment),
+                replies.OUTCOME_TITLES.get(item.outcome or "", item.outcome or "?"),
+                detail,
+            )
+        )
+    return checks.outcomes_table(rows) + "\n\n" + "  \n".join(_run_lines(iteration))
+
+
+def summary_text(
+    pr: PullRequest,
+    iteration: Iteration,
+    items: list[BatchItem],
+    by_key: dict[tuple[str, int], Comment],
+) -> str:
+    counts = outcome_counts(items)
+    parts = [f"{counts[key]} {label}" for key, label in _LABELS if counts.get(key)]
+    lines = [
+        f"biagent worked {counted(len(items), 'review comment')} "
+        f"(iteration {iteration.number}): {', '.join(parts)}.",
+        "",
+        *_run_lines(iteration),
+    ]
+    unthreaded = [item for item in items if item.comment_kind != "review_comment"]
+    if unthreaded:
+        lines.append("")
+        for item in unthreaded:
+            comment = by_key[(item.comment_kind, item.comment_id)]
+            lines.append(f"@{comment.author_login} wrote:")
+            lines.append(replies.quote(item.body or comment.body))
+            lines.append("")
+            lines.append(replies.outcome_sentence(item.outcome or "", item.detail, item.commit_sha))
+            lines.append("")
+    return "\n".join(lines).rstrip()
