@@ -42,7 +42,7 @@ from bot.worktrees.cleanup import (
     PullRequestState,
     decide_cleanup,
 )
-from bot.worktrees.git import GitError, list_worktrees, run_git
+from bot.worktrees.git import ORIGIN_UPLOAD_PACK, GitError, list_worktrees, run_git
 from bot.worktrees.setup_detector import RepositoryConfigError, SetupDetector, SetupPlan
 from storage import repositories as repository_store
 from storage import worktrees as worktree_store
@@ -54,11 +54,6 @@ from storage.worktrees import WorktreeRepo, WorktreeSession
 log = logging.getLogger(__name__)
 
 BRANCH_PREFIX = "biagent/"
-# For git commands biagent runs in a worktree an agent wrote to: no hooks, no fsmonitor, no
-# external diff driver, whatever the repository's files or the agent configured.
-_NO_REPOSITORY_CODE = (
-    "-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false", "-c", "diff.external=",
-)  # fmt: skip
 STATUS_BATCH_LINES = 20
 DEFAULT_PORT_FIRST = 20000
 DEFAULT_PORT_BLOCK = 10
@@ -299,21 +294,24 @@ class WorktreeManager:
             )
             await run_git("config", "gc.autoDetach", "false", cwd=partial)
             await run_git(
-                "fetch", "--quiet", "--prune", "--no-tags", "origin", cwd=partial, token=token
-            )
+                "fetch", "--quiet", "--prune", "--no-tags", ORIGIN_UPLOAD_PACK, "origin",
+                cwd=partial, token=token,
+            )  # fmt: skip
             partial.rename(mirror)
             log.info("%s: mirror cloned into %s", repository.full_name, mirror)
         else:
             # The URL GitHub reports can change (a renamed repository); follow it.
             await run_git("config", "remote.origin.url", repository.clone_url, cwd=mirror)
             await run_git(
-                "fetch", "--quiet", "--prune", "--no-tags", "origin", cwd=mirror, token=token
-            )
+                "fetch", "--quiet", "--prune", "--no-tags", ORIGIN_UPLOAD_PACK, "origin",
+                cwd=mirror, token=token,
+            )  # fmt: skip
         known = await repository_store.get(self.db, repository.id)
         if known is not None and known.default_branch is None:
             remote_head = await run_git(
-                "ls-remote", "--symref", "origin", "HEAD", cwd=mirror, token=token
-            )
+                "ls-remote", ORIGIN_UPLOAD_PACK, "--symref", "origin", "HEAD", cwd=mirror,
+                token=token,
+            )  # fmt: skip
             match = re.search(r"^ref: refs/heads/(\S+)\s+HEAD", remote_head.stdout, re.MULTILINE)
             if match:
                 await repository_store.set_default_branch(self.db, repository.id, match.group(1))
@@ -897,7 +895,7 @@ class WorktreeManager:
         rebased = False
         if row.recorded_sha:
             replay = await run_git(
-                *_NO_REPOSITORY_CODE, "rebase", "--quiet", "--onto", fetched, row.recorded_sha,
+                "rebase", "--quiet", "--onto", fetched, row.recorded_sha,
                 cwd=worktree, check=False,
             )  # fmt: skip
             rebased = replay.returncode == 0
@@ -909,7 +907,7 @@ class WorktreeManager:
                     fetched[:12],
                     replay.stderr.strip()[-300:],
                 )
-                await run_git(*_NO_REPOSITORY_CODE, "rebase", "--abort", cwd=worktree, check=False)
+                await run_git("rebase", "--abort", cwd=worktree, check=False)
         if not rebased:
             await self._reset_worktree(worktree, fetched)
         await worktree_store.update_repo(
@@ -929,8 +927,8 @@ class WorktreeManager:
 
     async def _reset_worktree(self, worktree: Path, sha: str) -> None:
         # Untracked files go too, ignored ones (a set-up .venv, node_modules) stay.
-        await run_git(*_NO_REPOSITORY_CODE, "reset", "--quiet", "--hard", sha, cwd=worktree)
-        await run_git(*_NO_REPOSITORY_CODE, "clean", "--quiet", "-fd", cwd=worktree)
+        await run_git("reset", "--quiet", "--hard", sha, cwd=worktree)
+        await run_git("clean", "--quiet", "-fd", cwd=worktree)
 
     async def attach_pull_request(
         self, session_id: str, repository_id: int, pr_number: int
