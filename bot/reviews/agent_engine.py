@@ -316,28 +316,22 @@ class _Run:
     async def pushed_before(self, start_sha: str) -> bool:
         """This batch's commit is already the head (pushed before a restart cut the run)."""
         head = await self.git("rev-parse", "HEAD")
-        if head != start_sha:
-            return True
-        message = await self.git("log", "-1", "--format=%B", head)
+        return head != start_sha or await self.made_by_this_batch(head)
+
+    async def made_by_this_batch(self, commit: str) -> bool:
+        message = await self.git("log", "-1", "--format=%B", commit)
         return f"{TRAILER}: {self.batch.batch_id}" in message.splitlines()
 
     async def stand_on_recorded_head(self) -> None:
-        """Start from the head the lease names. A worktree whose branch survived from an earlier
-        job can stand elsewhere: pushing that with a lease on the new head would replace the
-        commits in between. Only this batch's own unpushed commit (a stop between commit and
-        push) is kept."""
+        """Start from the head the lease names. A new PR worktree starts there; a reused one can
+        hold what a stopped run left on top of it: this batch's own unpushed commit (a stop
+        between commit and push) is kept, anything else is dropped."""
         recorded = (await self.row()).recorded_sha
         head = await self.git("rev-parse", "HEAD")
-        if head == recorded:
-            return
-        on_top = await run_git(
-            "merge-base", "--is-ancestor", recorded or head, head, cwd=self.worktree, check=False
-        )
-        message = await self.git("log", "-1", "--format=%B", head)
-        if on_top.returncode == 0 and f"{TRAILER}: {self.batch.batch_id}" in message.splitlines():
+        if head == recorded or await self.made_by_this_batch(head):
             return
         log.warning(
-            "%s: worktree stood at %s, not on the fetched head %s: reset",
+            "%s: worktree stood at %s, not on the recorded head %s: reset",
             self.stream,
             head[:12],
             (recorded or "?")[:12],

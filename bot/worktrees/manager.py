@@ -505,7 +505,9 @@ class WorktreeManager:
                 branch = base_ref or (fresh.default_branch if fresh else None) or "main"
                 start = f"refs/remotes/origin/{branch}"
             base = await run_git("rev-parse", "--verify", f"{start}^{{commit}}", cwd=mirror)
-            await self._git_worktree_add(mirror, repository, session, path, start)
+            await self._git_worktree_add(
+                mirror, repository, session, path, start, move_branch=fetch_from is not None
+            )
         return base.stdout.strip(), recorded_sha
 
     async def _git_worktree_add(
@@ -515,7 +517,11 @@ class WorktreeManager:
         session: WorktreeSession,
         path: Path,
         start: str,
+        *,
+        move_branch: bool = False,
     ) -> None:
+        """Add the worktree on the session's branch. An existing branch is continued, or with
+        `move_branch` (a pull request's checkout) moved to `start` first."""
         branch_ref = f"refs/heads/{session.branch}"
         exists = await run_git(
             "rev-parse", "--verify", "--quiet", branch_ref, cwd=mirror, check=False
@@ -532,6 +538,8 @@ class WorktreeManager:
                 raise WorktreeBusy(
                     f"{session.branch} is checked out in {in_use[0].path}; one job per branch"
                 )
+            if move_branch:
+                await self._move_branch(mirror, session.branch, start)
         if await self._take_spare(mirror, repository, session, path, start, exists.returncode == 0):
             return
         if exists.returncode == 0:
@@ -545,6 +553,23 @@ class WorktreeManager:
                 "worktree", "add", "--quiet", "--lock", "--reason", reason, "--no-track",
                 "-b", session.branch, str(path), start, cwd=mirror,
             )  # fmt: skip
+
+    async def _move_branch(self, mirror: Path, branch: str, start: str) -> None:
+        """Point a branch no worktree has checked out at `start`.
+
+        A pull request's session must start from the head just fetched, because that sha is
+        the lease of its push: a branch kept from an earlier session (its unpushed commits on
+        an older head) pushed with a lease on the new head would replace the commits in
+        between. `git branch --force` refuses a branch checked out anywhere, and the caller
+        has made sure none is. The old tip is logged: its objects stay in the mirror.
+        """
+        old_tip = (await run_git("rev-parse", f"refs/heads/{branch}", cwd=mirror)).stdout.strip()
+        new_tip = (await run_git("rev-parse", f"{start}^{{commit}}", cwd=mirror)).stdout.strip()
+        if old_tip == new_tip:
+            return
+        log.info("%s: %s moved from %s to the fetched head %s", mirror.name, branch,
+                 old_tip[:12], new_tip[:12])  # fmt: skip
+        await run_git("branch", "--quiet", "--force", "--no-track", branch, new_tip, cwd=mirror)
 
     # -- spares ---------------------------------------------------------------------------
     #
