@@ -17,6 +17,16 @@ what happens at the output cap (setup: head and tail kept, the command runs on; 
 the first bytes kept and the command stopped, `stop_at_cap`), and the network (setup: on; bash:
 off). A `SandboxScope` carries what one workspace adds: its variables (ports, caches) and its
 writable and hidden paths (WorktreeManager.command_sandbox builds it for a worktree).
+
+A command that runs in a git worktree may commit (its git directories are writable when the
+caller says so), but biagent's own git commands run later outside the jail in the same
+repository, so nothing the command writes may change how git runs: whatever the caller opened,
+`guard_git_dirs` keeps read-only the worktree's `.git` link, its private git dir's `commondir`,
+`gitdir` and `config.worktree`, and the top of the shared git dir (its `config`, `hooks/`,
+`info/`, and any file a command would add there, such as a `commondir` of its own), with only
+`objects/`, `refs/` and `logs/` writable again beneath it. Without bwrap none of this holds;
+bot/worktrees/git.py switches off what a repository's configuration could run for biagent's
+own commands either way.
 """
 
 from __future__ import annotations
@@ -106,6 +116,79 @@ def scrubbed_environment(extra: Mapping[str, str] | None = None) -> dict[str, st
     return environment
 
 
+@dataclass(frozen=True, slots=True)
+class GitGuard:
+    """Binds that let a command in a git worktree commit without steering git afterwards."""
+
+    readonly: tuple[Path, ...] = ()
+    reopened: tuple[Path, ...] = ()  # writable again beneath a read-only one
+
+
+_PRIVATE_LINKS = ("commondir", "gitdir", "config.worktree", "locked")
+_COMMON_WRITABLE = ("objects", "refs", "logs")  # what a commit writes in the shared git dir
+_PLAIN_PROTECTED = ("config", "hooks", "info", "commondir", "config.worktree")
+
+
+def _find_dot_git(directory: Path) -> Path | None:
+    for candidate in (directory, *directory.parents):
+        if (candidate / ".git").exists():
+            return candidate / ".git"
+    return None
+
+
+def guard_git_dirs(cwd: Path, writable_paths: Sequence[Path]) -> GitGuard:
+    """What must stay read-only in the git repository `cwd` belongs to, given what is writable.
+
+    A linked worktree (`.git` is a file): the `.git` file and the private git dir's links
+    (`config.worktree` is created empty so that the bind has a target); when the shared git dir
+    is writable, its top stays read-only (config, hooks, info, and no new file such as a
+    `commondir` of its own) and `objects/`, `refs/`, `logs/` and the private git dir are opened
+    again, which is what `git commit` writes. A plain repository (`.git` is a directory): its
+    `config`, `hooks/` and `info/`; the directory is bound onto itself so it cannot be swapped.
+    Bind targets are mount points inside the jail: they cannot be removed or renamed either.
+    """
+    writable = [path.resolve() for path in (cwd, *writable_paths)]
+
+    def is_writable(path: Path) -> bool:
+        return any(path.is_relative_to(root) for root in writable)
+
+    dot_git = _find_dot_git(cwd)
+    if dot_git is None or not is_writable(dot_git.parent):
+        return GitGuard()
+    try:
+        if dot_git.is_dir():
+            return GitGuard(
+                tuple(dot_git / name for name in _PLAIN_PROTECTED if (dot_git / name).exists()),
+                (dot_git,),
+            )
+        text = dot_git.read_text(encoding="utf-8").strip()
+        private = (dot_git.parent / text.removeprefix("gitdir:").strip()).resolve()
+        if not private.is_dir():
+            return GitGuard((dot_git,))
+        common_link = private / "commondir"
+        common = (
+            (private / common_link.read_text(encoding="utf-8").strip()).resolve()
+            if common_link.is_file()
+            else private
+        )
+        readonly = [dot_git]
+        reopened: list[Path] = []
+        if is_writable(private):
+            (private / "config.worktree").touch(exist_ok=True)
+        readonly += [private / name for name in _PRIVATE_LINKS if (private / name).exists()]
+        if common != private and is_writable(common):
+            readonly.insert(0, common)
+            for name in _COMMON_WRITABLE:
+                (common / name).mkdir(exist_ok=True)
+                reopened.append(common / name)
+            reopened.append(private)
+    except (OSError, UnicodeDecodeError) as error:
+        # A repository too broken to read: let git fail inside; it cannot be guarded.
+        log.warning("%s: git dirs not guarded (%s)", dot_git, error)
+        return GitGuard()
+    return GitGuard(tuple(readonly), tuple(reopened))
+
+
 def bwrap_arguments(
     bwrap: str,
     cwd: Path,
@@ -114,9 +197,10 @@ def bwrap_arguments(
     writable_paths: Sequence[Path],
     hidden_paths: Sequence[Path],
     visible_paths: Sequence[Path] | None = None,
+    readonly_paths: Sequence[Path] = (),
 ) -> list[str]:
-    """The bubblewrap prefix: read-only root (or only `visible_paths`), private /tmp, hidden
-    and writable paths."""
+    """The bubblewrap prefix: read-only root (or only `visible_paths`), private /tmp, and the
+    hidden, writable and read-only paths, each mount after those above it (the deeper wins)."""
     arguments = [
         bwrap,
         "--die-with-parent",
@@ -145,19 +229,24 @@ def bwrap_arguments(
     if os.geteuid() == 0:
         # As root bwrap keeps capabilities, which would let the command remount / writable.
         arguments += ["--cap-drop", "ALL"]
+    mounts: list[tuple[Path, str]] = []
     for hidden in (path.resolve() for path in hidden_paths):
         if visible_paths is not None and not any(
             hidden.is_relative_to(shown) for shown in (*visible_paths, *writable)
         ):
             continue  # outside everything the command sees: nothing to hide
-        if hidden.is_dir():
-            arguments += ["--tmpfs", str(hidden)]
-        elif hidden.exists():
-            arguments += ["--ro-bind", "/dev/null", str(hidden)]
-    # Binds come after the hiding so a worktree inside a hidden root is visible again.
-    for path in writable:
-        if path.exists():
-            arguments += ["--bind", str(path), str(path)]
+        mounts.append((hidden, "hide"))
+    mounts += [(path, "bind") for path in writable]
+    mounts += [(path.resolve(), "ro-bind") for path in readonly_paths]
+    # Shallow first, so a worktree inside a hidden root is visible again and a read-only file
+    # inside a writable directory stays read-only; at equal depth the later kind wins.
+    for path, kind in sorted(mounts, key=lambda mount: len(mount[0].parts)):
+        if kind == "hide" and path.is_dir():
+            arguments += ["--tmpfs", str(path)]
+        elif kind == "hide" and path.exists():
+            arguments += ["--ro-bind", "/dev/null", str(path)]
+        elif kind != "hide" and path.exists():
+            arguments += [f"--{kind}", str(path), str(path)]
     arguments += ["--chdir", str(cwd), "--"]
     return arguments
 
@@ -279,7 +368,8 @@ async def run_command(
     `stop_at_cap` keeps the first `output_cap_bytes` and stops the command once it writes more,
     instead of keeping the head and the tail and letting it run. `network=False` and the path
     rules need bubblewrap; `isolation="bwrap"` refuses to run without it, `"none"` never uses
-    it, `"auto"` uses it when installed.
+    it, `"auto"` uses it when installed. Under bwrap, the git repository `cwd` is in stays
+    unable to steer git whatever is writable (`guard_git_dirs`).
     """
     argv = ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
     bwrap = None if isolation == "none" else bwrap_path()
@@ -287,14 +377,16 @@ async def run_command(
         raise SandboxUnavailable("bubblewrap (bwrap) is not installed")
     cwd = await asyncio.to_thread(Path.resolve, cwd)
     if bwrap is not None:
+        guard = await asyncio.to_thread(guard_git_dirs, cwd, writable_paths)
         prefix = await asyncio.to_thread(
             bwrap_arguments,
             bwrap,
             cwd,
             network=network,
-            writable_paths=writable_paths,
+            writable_paths=[*writable_paths, *guard.reopened],
             hidden_paths=hidden_paths,
             visible_paths=visible_paths,
+            readonly_paths=guard.readonly,
         )
         argv = [*prefix, *argv]
     elif not network:

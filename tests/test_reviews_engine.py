@@ -12,7 +12,7 @@ import pytest
 
 from bot.reviews.agent_engine import summarize_tests
 from bot.reviews.worker import build_review_batch
-from bot.sandbox import SandboxResult
+from bot.sandbox import SandboxResult, bwrap_path
 from storage import pull_requests, review_batches
 from tests.conftest import StartApp
 from tests.fakes import anthropic as scripted
@@ -345,24 +345,58 @@ def test_the_tests_line_is_the_command_its_verdict_and_its_own_summary() -> None
     )
 
 
-async def test_a_run_that_repoints_the_worktrees_git_links_commits_nothing(
-    scenario: AgentScenario,
+def plant_git_payloads(marker: Path) -> str:
+    """An agent's bash trying every way to make biagent's own git (outside the jail) run
+    `touch <marker>`: hooks, a hooks path, fsmonitor, a filter driver, redirected links."""
+    payload = f"#!/bin/sh\ntouch {marker}\ncat\n"
+    return "; ".join(
+        [
+            'G="$(sed -n "s/^gitdir: //p" .git)"',
+            'C="$(cd "$G" && cd "$(cat commondir)" && pwd)"',
+            f"printf '{payload}' > .cache-hook && chmod +x .cache-hook",
+            "for h in pre-commit post-commit pre-push reference-transaction post-checkout; do"
+            ' cp .cache-hook "$C/hooks/$h"; done',
+            'git config core.hooksPath "$PWD"',
+            'git config core.fsmonitor "$PWD/.cache-hook"',
+            'git config filter.evil.clean "$PWD/.cache-hook"',
+            "echo '* filter=evil' > .gitattributes",
+            'echo "[core]\n\thooksPath = $PWD" > "$G/config.worktree"',
+            'echo "$PWD" > "$G/commondir"',
+            'echo "$PWD" > "$C/commondir"',
+            "echo 'gitdir: /tmp' > .git",
+            "echo planted",
+        ]
+    )
+
+
+@pytest.mark.skipif(bwrap_path() is None, reason="bwrap not installed (Debian package bubblewrap)")
+async def test_what_the_agent_plants_in_the_git_dirs_never_runs_when_biagent_commits_and_pushes(
+    scenario: AgentScenario, tmp_path: Path
 ) -> None:
-    """biagent's own git runs outside the agent's jail: a git dir redirected by the agent (to a
-    config of its own, with filter drivers) must never be used."""
+    """biagent's own git runs outside the agent's jail: the jail keeps everything that steers
+    git read-only, and the run commits and pushes as usual without running any payload."""
     ids, payloads = await three_comments(scenario)
-    redirect = 'echo /tmp >> "$(sed -n "s/^gitdir: //p" .git)/commondir"'
+    marker = tmp_path / "payload-ran"
     scenario.model.add(
         edit_greeting(),
-        scripted.tool_use("bash", {"command": redirect}),
+        scripted.tool_use("bash", {"command": plant_git_payloads(marker)}),
         report([(i, "fixed", "Done.") for i in ids]),
         scripted.text("Done."),
     )
     await deliver(scenario, ids, payloads)
-    assert scenario.commits_since_start() == []
-    replies = replies_by_comment(scenario)
-    assert all("git links were changed" in body for body in replies.values())
-    assert (await scenario.api("/api/worktrees"))["worktrees"] == []
+    shown = scenario.model.requests[2].tool_results()[0]["content"]
+    assert shown.count("Read-only file system") >= 5 and "planted" in shown
+    assert "could not lock config file" in shown
+    assert scenario.commits_since_start() == ["Address review comments on #2"]
+    assert '"Hello, "' in scenario.file_at_head("greet.py")
+    assert not marker.exists()
+    (session,) = (await scenario.api("/api/worktrees"))["worktrees"]
+    worktree = Path(session["repositories"][0]["path"])
+    private = Path((worktree / ".git").read_text().removeprefix("gitdir:").strip())
+    assert (private / "commondir").read_text().strip() == "../.."
+    assert (private / "config.worktree").read_text() == ""
+    mirror_config = (private / "../../config").resolve().read_text()
+    assert not any(key in mirror_config for key in ("hooksPath", "fsmonitor", "evil"))
 
 
 async def test_a_worktree_standing_off_the_fetched_head_is_reset_before_the_agent_runs(

@@ -351,6 +351,43 @@ async def test_reused_pull_request_session_follows_a_new_head(world: World, remo
     assert git("rev-parse", "HEAD", cwd=Path(second.repos[0].path)) == newer
 
 
+@pytest.mark.parametrize("spares", [0, 1])
+async def test_a_new_pull_request_session_starts_from_the_fetched_head_not_a_kept_branch(
+    tmp_path: Path, remote: Remote, spares: int
+) -> None:
+    """A branch kept from an earlier session (unpushed work on an older head) must not be
+    checked out: pushed with a lease on the new head, it would replace the commits between."""
+    remote.commit({"f.py": "1\n"}, "one", branch="feature")
+    async for world in open_world(tmp_path / "w", spares_per_repository=spares):
+        repository = await world.register("octo/app", remote)
+        first = await world.manager.checkout_pull_request(
+            repository, pr_number=24, head_ref="feature", run_setup=False
+        )
+        old = Path(first.repos[0].path)
+        (old / "stale.py").write_text("never pushed\n")
+        git("add", "stale.py", cwd=old)
+        git("commit", "-qm", "never pushed", cwd=old)
+        await world.manager.cleanup_session(first.id, "done")
+        mirror = world.manager.mirror_path(repository)
+        assert "biagent/pr-24" in git("branch", "--list", cwd=mirror)  # kept: unpushed work
+        theirs = remote.commit({"f.py": "2\n"}, "two", branch="feature")
+        if spares:
+            assert await world.manager.spares_ready(repository) == 1
+        second = await world.manager.checkout_pull_request(
+            repository, pr_number=24, head_ref="feature", run_setup=False
+        )
+        worktree = Path(second.repos[0].path)
+        assert second.repos[0].recorded_sha == theirs
+        assert git("rev-parse", "HEAD", cwd=worktree) == theirs
+        assert git("branch", "--show-current", cwd=worktree) == "biagent/pr-24"
+        (worktree / "f.py").write_text("3\n")
+        git("commit", "-qam", "ours", cwd=worktree)
+        await world.manager.push(second.id)
+        assert remote.sha("feature~1") == theirs
+        assert "never pushed" not in git("log", "--format=%s", "feature", cwd=remote.bare)
+        await world.manager.close()
+
+
 async def test_the_token_is_found_nowhere_on_disk(world: World, remote: Remote) -> None:
     remote.commit({"feature.py": "one\n"}, "feature", branch="feature")
     repository = await world.register("octo/app", remote)

@@ -9,7 +9,8 @@ bash: the agents' policy over the one command runner, bot/sandbox.py: a scrubbed
 (an allow-list, so no API key or token of the service leaks in), a timeout that kills the whole
 process group, an output cap at which the command is stopped, and where `bwrap` (Debian package
 bubblewrap) exists, a jail: only the system directories visible and read-only, the worktree and
-its git directories writable, a private /tmp, no network. When the step runs in a worktree of
+its git directories writable (except what steers git, which bot/sandbox.py keeps read-only), a
+private /tmp, no network. When the step runs in a worktree of
 the WorktreeManager, its `SandboxScope` adds the worktree's ports and caches and its writable
 and hidden paths. Without bwrap the command runs unjailed and the tool result says so plainly.
 """

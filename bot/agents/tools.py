@@ -41,6 +41,7 @@ from bot.agents.sandbox import (
     run_bash,
 )
 from bot.sandbox import SandboxScope
+from bot.worktrees.git import git_environment
 
 MAX_READ_BYTES = 200_000
 MAX_DIFF_BYTES = 100_000
@@ -48,17 +49,6 @@ MAX_LISTED = 500
 MAX_GREP_LINES = 300
 CLARIFICATION_TOOL = "request_clarification"
 REPORT_TOOL = "report_output"
-
-# Never let a git config the agent wrote run a program outside the sandbox.
-SAFE_GIT = (
-    "git",
-    "-c",
-    "core.fsmonitor=false",
-    "-c",
-    "core.hooksPath=/dev/null",
-    "-c",
-    "diff.external=",
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,8 +292,14 @@ async def grep_files(arguments: dict[str, Any], context: ToolContext) -> ToolRes
 
 def _git(worktree: Path, *args: str) -> bytes | None:
     try:
+        # Outside the sandbox: with the repository's code switched off (bot/worktrees/git.py).
         completed = subprocess.run(
-            [*SAFE_GIT, *args], cwd=worktree, capture_output=True, timeout=30, check=False
+            ["git", *args],
+            cwd=worktree,
+            env=git_environment(),
+            capture_output=True,
+            timeout=30,
+            check=False,
         )
     except (OSError, subprocess.TimeoutExpired):
         return None

@@ -30,10 +30,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-import shutil
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from bot import sandbox
@@ -68,8 +66,6 @@ log = logging.getLogger(__name__)
 AGENT = "review_response"
 DEFAULT_TEST_TIMEOUT_S = 900.0
 TRAILER = "Biagent-Batch"
-# Git without the repository's or the agent's code: no hooks, fsmonitor or external diff.
-SAFE_GIT = ("-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false", "-c", "diff.external=")
 # What tools leave in a worktree that is also their HOME; never part of a review commit.
 NOT_COMMITTED = (
     ":(exclude,glob).cache/**",
@@ -223,23 +219,10 @@ class _Run:
     async def work(self) -> EngineResult:
         await self.stand_on_recorded_head()
         test_command = await self.test_command()
-        links = git_links(self.worktree)
         for attempt in range(1, self.engine.restarts + 2):
             start_sha = (await self.row()).recorded_sha
             assert start_sha is not None
             step = await self.run_agent(attempt, test_command, start_sha)
-            if git_links(self.worktree) != links:
-                # Put the links back (git itself chokes on them) and remove the worktree.
-                restore_git_links(self.worktree, links)
-                await self.engine._remove_pr_sessions(self.batch, self.repository, "git links")
-                raise _Stop(
-                    EngineResult(
-                        EngineStatus.FAILED,
-                        cost_usd=self.cost_usd,
-                        error="the worktree's git links were changed during the run;"
-                        " nothing was committed and the worktree was removed",
-                    )
-                )
             status, stop_reason = _status_of(step)
             entries = _reported(step.output)
             if entries is None:
@@ -289,6 +272,8 @@ class _Run:
             stream=self.stream,
             repository_context=f"Test command: {test_command or 'unknown'}",
             pr=f"{batch.repository}#{batch.pr_number}",
+            # Its ports and caches, and the database, the app's key and other worktrees hidden.
+            sandbox=await self.worktrees.command_sandbox(await self.row()),
         )
         step = await self.engine.agents.run_step(AGENT, context)
         self.cost_usd += step.cost_usd
@@ -313,14 +298,14 @@ class _Run:
     # -- git --------------------------------------------------------------------------------
 
     async def git(self, *args: str, check: bool = True) -> str:
-        output = await run_git(*SAFE_GIT, *args, cwd=self.worktree, check=check)
+        output = await run_git(*args, cwd=self.worktree, check=check)
         return output.stdout.strip()
 
     async def commit(self, entries: list[dict[str, Any]], summary: Any) -> bool:
         """Commit what the agent changed; False when it changed nothing."""
         await self.git("add", "--all", "--", ".", *NOT_COMMITTED)
         staged = await run_git(
-            *SAFE_GIT, "diff", "--cached", "--quiet", cwd=self.worktree, check=False
+            "diff", "--cached", "--quiet", "--no-ext-diff", cwd=self.worktree, check=False
         )
         if staged.returncode == 0:
             return False
@@ -331,28 +316,22 @@ class _Run:
     async def pushed_before(self, start_sha: str) -> bool:
         """This batch's commit is already the head (pushed before a restart cut the run)."""
         head = await self.git("rev-parse", "HEAD")
-        if head != start_sha:
-            return True
-        message = await self.git("log", "-1", "--format=%B", head)
+        return head != start_sha or await self.made_by_this_batch(head)
+
+    async def made_by_this_batch(self, commit: str) -> bool:
+        message = await self.git("log", "-1", "--format=%B", commit)
         return f"{TRAILER}: {self.batch.batch_id}" in message.splitlines()
 
     async def stand_on_recorded_head(self) -> None:
-        """Start from the head the lease names. A worktree whose branch survived from an earlier
-        job can stand elsewhere: pushing that with a lease on the new head would replace the
-        commits in between. Only this batch's own unpushed commit (a stop between commit and
-        push) is kept."""
+        """Start from the head the lease names. A new PR worktree starts there; a reused one can
+        hold what a stopped run left on top of it: this batch's own unpushed commit (a stop
+        between commit and push) is kept, anything else is dropped."""
         recorded = (await self.row()).recorded_sha
         head = await self.git("rev-parse", "HEAD")
-        if head == recorded:
-            return
-        on_top = await run_git(
-            "merge-base", "--is-ancestor", recorded or head, head, cwd=self.worktree, check=False
-        )
-        message = await self.git("log", "-1", "--format=%B", head)
-        if on_top.returncode == 0 and f"{TRAILER}: {self.batch.batch_id}" in message.splitlines():
+        if head == recorded or await self.made_by_this_batch(head):
             return
         log.warning(
-            "%s: worktree stood at %s, not on the fetched head %s: reset",
+            "%s: worktree stood at %s, not on the recorded head %s: reset",
             self.stream,
             head[:12],
             (recorded or "?")[:12],
@@ -427,49 +406,6 @@ class _Run:
 
 
 # -- pure helpers -----------------------------------------------------------------------------
-
-
-_LINK_FILES = ("commondir", "gitdir", "config.worktree")
-
-
-def _private_git_dir(worktree: Path, dot_git: str) -> Path:
-    private = Path(dot_git.removeprefix("gitdir:").strip())
-    return private if private.is_absolute() else worktree / private
-
-
-def git_links(worktree: Path) -> dict[str, str]:
-    """The files that tie a worktree to its repository: `.git` (-> its private git dir) and,
-    there, `commondir` and `gitdir`. The agent's jail can write the private git dir; pointing
-    these elsewhere would make biagent's own git commands (outside the jail) read a config the
-    agent wrote (filter drivers, signing programs). Compared before and after the agent runs."""
-    links: dict[str, str] = {}
-    dot_git = worktree / ".git"
-    try:
-        links[".git"] = dot_git.read_text(encoding="utf-8")
-        private = _private_git_dir(worktree, links[".git"])
-        for name in _LINK_FILES:
-            if (private / name).exists():
-                links[name] = (private / name).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        links["error"] = type(error).__name__
-    return links
-
-
-def restore_git_links(worktree: Path, links: dict[str, str]) -> None:
-    """Write back the links `git_links` read (and drop a link file that was not there)."""
-    dot_git = worktree / ".git"
-    if dot_git.is_dir() and not dot_git.is_symlink():
-        shutil.rmtree(dot_git)
-    else:
-        dot_git.unlink(missing_ok=True)
-    dot_git.write_text(links[".git"], encoding="utf-8")
-    private = _private_git_dir(worktree, links[".git"])
-    for name in _LINK_FILES:
-        if name in links:
-            (private / name).unlink(missing_ok=True)
-            (private / name).write_text(links[name], encoding="utf-8")
-        else:
-            (private / name).unlink(missing_ok=True)
 
 
 def _status_of(step: StepResult) -> tuple[EngineStatus, str | None]:

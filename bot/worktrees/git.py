@@ -5,6 +5,11 @@ The token reaches git as command-scoped configuration (`GIT_CONFIG_COUNT`/`GIT_C
 remote URL, `.git/config`, the argument list (which `ps` shows to every local user), a log line
 or an error message. Credential helpers are switched off for the same command, so no helper
 stores it either.
+
+Every git command biagent runs (here, and the agents' change listing in bot/agents/tools.py)
+also switches off what a repository's configuration could make it run: `NO_REPOSITORY_CODE`
+below is the one list. Those commands run outside any jail, in worktrees and a mirror that an
+agent's bash or a setup command wrote to.
 """
 
 from __future__ import annotations
@@ -24,6 +29,37 @@ log = logging.getLogger(__name__)
 GIT_TIMEOUT_S = 900.0
 # Git reads these from the service's environment; none of them may steer our commands.
 _DROPPED_PREFIXES = ("GIT_",)
+
+# Command-scoped configuration outranks every configuration file, so these hold whatever a
+# repository's `config` (or a file it includes) says. What has no single key to switch off,
+# filter/textconv/merge drivers (`filter.<name>.clean`...), `include.path`, `core.worktree`,
+# `url.<base>.insteadOf`, a `commondir` pointing at another repository, can only come from
+# files the jail keeps read-only (bot/sandbox.py, `guard_git_dirs`); diff commands of ours also
+# pass `--no-ext-diff --no-textconv` (an empty `diff.external` would not switch it off), and
+# fetches from a named remote pass `ORIGIN_UPLOAD_PACK` (`remote.<name>.uploadpack` takes the
+# file's value first, whatever the command line says).
+NO_REPOSITORY_CODE: tuple[tuple[str, str], ...] = (
+    ("core.hooksPath", "/dev/null"),  # every hook: post-checkout, reference-transaction, ...
+    ("core.fsmonitor", "false"),  # a program run before status, add, reset, switch
+    ("core.sshCommand", "ssh"),  # the plain ssh client, not one the repository names
+    ("core.pager", "cat"),
+    ("core.editor", ":"),
+    ("sequence.editor", ":"),
+    ("commit.gpgSign", "false"),  # signing or verifying runs gpg.program
+    ("tag.gpgSign", "false"),
+    ("push.gpgSign", "false"),
+    ("log.showSignature", "false"),
+    ("gpg.program", "gpg"),
+    ("gpg.ssh.program", "ssh-keygen"),
+    ("gpg.x509.program", "gpgsm"),
+    ("protocol.ext.allow", "never"),  # `ext::<command>` URLs run a command
+    ("submodule.recurse", "false"),
+    ("fetch.recurseSubmodules", "false"),
+    ("push.recurseSubmodules", "no"),
+    ("credential.helper", ""),  # and no helper ever stores the token
+    ("core.askPass", ""),
+)
+ORIGIN_UPLOAD_PACK = "--upload-pack=git-upload-pack"
 
 
 class GitError(RuntimeError):
@@ -50,11 +86,12 @@ def auth_header(token: Secret) -> str:
 
 
 def git_environment(token: Secret | None = None) -> dict[str, str]:
-    """The service's environment without GIT_* steering, plus command-scoped configuration."""
+    """The service's environment without GIT_* steering, plus command-scoped configuration:
+    `NO_REPOSITORY_CODE` and, with a token, its `http.extraHeader`."""
     environment = {
         name: value for name, value in os.environ.items() if not name.startswith(_DROPPED_PREFIXES)
     }
-    config: list[tuple[str, str]] = [("credential.helper", ""), ("core.askPass", "")]
+    config = list(NO_REPOSITORY_CODE)
     if token is not None:
         config.append(("http.extraHeader", auth_header(token)))
     environment["GIT_CONFIG_COUNT"] = str(len(config))
