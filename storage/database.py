@@ -120,14 +120,18 @@ class Database:
     # -- reads ---------------------------------------------------------------------------
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
+        """Run a query and fetch every row in one hop to the reader's thread.
+
+        Executing and fetching in separate hops would let another coroutine's query run while
+        this statement is still open, inside the same implicit read transaction, and so see a
+        snapshot older than writes already committed (a delivery claimed but "not there").
+        """
         assert self._reader is not None, "database is not open"
-        async with self._reader.execute(sql, params) as cursor:
-            return list(await cursor.fetchall())
+        return list(await self._reader.execute_fetchall(sql, params))
 
     async def fetchone(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
-        assert self._reader is not None, "database is not open"
-        async with self._reader.execute(sql, params) as cursor:
-            return await cursor.fetchone()
+        rows = await self.fetchall(sql, params)
+        return rows[0] if rows else None
 
     async def fetchval(self, sql: str, params: Params = ()) -> Any:
         row = await self.fetchone(sql, params)
