@@ -109,13 +109,9 @@ async def post_thread_reply(
         root_id=root_id,
         outcome=outcome,
     )
-    if reply.status != "intent":
+    listed_at = f"/repos/{pr.repository}/pulls/{pr.number}/comments"
+    if await _settled(service, gh, reply, new=new, listed_at=listed_at):
         return reply
-    if not new:
-        found = await _find_marked(gh, f"/repos/{pr.repository}/pulls/{pr.number}/comments", key)
-        if found is not None:
-            await review_replies.mark_posted(service.db, reply.id, found, service.clock.now())
-            return reply
     try:
         posted = await gh.post(
             f"/repos/{pr.repository}/pulls/{pr.number}/comments/{root_id}/replies",
@@ -130,6 +126,22 @@ async def post_thread_reply(
     await review_replies.mark_posted(service.db, reply.id, int(posted["id"]), service.clock.now())
     await _remember_own_review_comment(service, pr, posted)
     return reply
+
+
+async def _settled(
+    service: ReviewService, gh: Any, reply: Reply, *, new: bool, listed_at: str
+) -> bool:
+    """True when the reply needs no POST: it was posted (or gone) already, or an earlier
+    attempt posted it but stopped before recording that (found on GitHub by its marker)."""
+    if reply.status != "intent":
+        return True
+    if new:
+        return False
+    found = await _find_marked(gh, listed_at, reply.idempotency_key)
+    if found is None:
+        return False
+    await review_replies.mark_posted(service.db, reply.id, found, service.clock.now())
+    return True
 
 
 async def post_pr_comment(
@@ -154,15 +166,11 @@ async def post_pr_comment(
         batch_id=batch_id,
         iteration_id=iteration_id,
     )
-    if reply.status != "intent":
+    listed_at = f"/repos/{pr.repository}/issues/{pr.number}/comments"
+    if await _settled(service, gh, reply, new=new, listed_at=listed_at):
         return reply
-    if not new:
-        found = await _find_marked(gh, f"/repos/{pr.repository}/issues/{pr.number}/comments", key)
-        if found is not None:
-            await review_replies.mark_posted(service.db, reply.id, found, service.clock.now())
-            return reply
     posted = await gh.post(
-        f"/repos/{pr.repository}/issues/{pr.number}/comments",
+        listed_at,
         data={"body": with_marker(reply.body, key)},
     )
     await review_replies.mark_posted(service.db, reply.id, int(posted["id"]), service.clock.now())
