@@ -162,7 +162,7 @@ class Dispatcher:
             await self._announce(delivery, "done", None, done)
             return
         message = "; ".join(errors)
-        attempts = delivery.attempts + 1
+        attempts = delivery.attempts  # claim_due counted this attempt
         retry_at = None
         if attempts < self.max_attempts:
             retry_at = clock.now() + timedelta(seconds=backoff_delay(attempts))

@@ -42,6 +42,7 @@ class DatabaseError(Exception):
 class WriteResult:
     lastrowid: int | None
     rowcount: int
+    rows: tuple[sqlite3.Row, ...] = ()  # what a statement with RETURNING gave back
 
 
 @dataclass(slots=True)
@@ -73,7 +74,8 @@ def _commit_groups(connection: sqlite3.Connection, groups: _Groups) -> _Outcomes
             results = []
             for sql, params in statements:
                 cursor = connection.execute(sql, params)
-                results.append(WriteResult(cursor.lastrowid, cursor.rowcount))
+                rows = tuple(cursor.fetchall()) if cursor.description else ()
+                results.append(WriteResult(cursor.lastrowid, cursor.rowcount, rows))
             outcomes.append(results)
         connection.execute("COMMIT")
     except BaseException:
