@@ -15,10 +15,12 @@ import json
 import math
 import os
 import resource
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -186,6 +188,19 @@ def running(*servers: ServerProcess) -> Iterator[None]:
     finally:
         for server in servers:
             server.stop()
+
+
+@contextlib.contextmanager
+def scratch_directory(prefix: str, *, keep: bool) -> Iterator[Path]:
+    """A temporary directory for databases and logs, removed afterwards unless `keep`."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield path
+    finally:
+        if keep:
+            print(f"  logs and database kept in {path}")
+        else:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def python_module(module: str, *args: str) -> list[str]:

@@ -44,7 +44,6 @@ import json
 import os
 import re
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -61,6 +60,7 @@ from bench.common import (
     print_table,
     python_module,
     raise_open_files_limit,
+    scratch_directory,
 )
 
 TARGET_RATIO = 0.6
@@ -388,7 +388,7 @@ class Measured:
     frames: int = 0
     elapsed_s: float = 0.0
     server_cpu_s: float = 0.0
-    latency_reports: list[dict[str, Any]] | None = None
+    report: dict[str, Any] | None = None  # the clients' figures over all measured rounds
 
     @property
     def per_s(self) -> float:
@@ -414,7 +414,11 @@ async def publish_window(
 
 async def run_bench(args: argparse.Namespace) -> dict[str, object]:
     raise_open_files_limit(2 * args.clients + 512)
-    workdir = Path(tempfile.mkdtemp(prefix="biagent-bench-fanout-"))
+    with scratch_directory("biagent-bench-fanout-", keep=args.keep) as workdir:
+        return await measure(args, workdir)
+
+
+async def measure(args: argparse.Namespace, workdir: Path) -> dict[str, object]:
     ours_port, bare_port = free_port(), free_port()
     ours_runner, ours_publish = await start_ours(workdir, ours_port)
     bare_runner, bare_publish = await start_bare(bare_port)
@@ -430,7 +434,7 @@ async def run_bench(args: argparse.Namespace) -> dict[str, object]:
             ),
         ),
     }
-    measured = {name: Measured(latency_reports=[]) for name in targets}
+    measured = {name: Measured() for name in targets}
     per_round = max(1, args.events // args.rounds)
     print(
         f"fanout: {args.clients} WebSocket clients per server, {per_round * args.rounds} events"
@@ -444,7 +448,6 @@ async def run_bench(args: argparse.Namespace) -> dict[str, object]:
         for round_number in range(-1, args.rounds):
             count = args.warmup if round_number < 0 else per_round
             for name, (publish, clients) in targets.items():
-                await clients.ask("reset")
                 cpu_before = time.process_time()
                 elapsed = await publish_window(
                     publish, clients, first_seq=next_seq[name], events=count, window=args.window
@@ -453,29 +456,29 @@ async def run_bench(args: argparse.Namespace) -> dict[str, object]:
                 next_seq[name] += count
                 report = json.loads((await clients.ask("report")).removeprefix("report "))
                 if round_number < 0:
+                    await clients.ask("reset")  # the warm-up does not count
                     continue
                 figures = measured[name]
                 figures.events += count
-                figures.frames += int(report["frames"])
+                figures.frames = int(report["frames"])  # the clients count since the reset
                 figures.elapsed_s += elapsed
                 figures.server_cpu_s += cpu_used
-                assert figures.latency_reports is not None
-                figures.latency_reports.append(report)
+                figures.report = report
     finally:
         for _, clients in targets.values():
             await clients.stop()
         await ours_runner.cleanup()
         await bare_runner.cleanup()
 
-    def worst(name: str, key: str) -> float:
-        reports = measured[name].latency_reports or []
-        return max(float(report[key]) for report in reports)
+    def latency(name: str, key: str) -> float:
+        report = measured[name].report
+        return float(report[key]) if report else float("nan")
 
     ours_figures, bare_figures = measured["ours"], measured["bare"]
     ratio = ours_figures.per_s / bare_figures.per_s if bare_figures.per_s else 0.0
-    ours_p99 = worst("ours", "p99_ms")
+    ours_p99 = latency("ours", "p99_ms")
     complete = all(figures.frames == figures.events * args.clients for figures in measured.values())
-    closed = sum(int(report["closed_count"]) for report in measured["ours"].latency_reports or [])
+    closed = int((ours_figures.report or {}).get("closed_count", 0))
     ok = ratio >= TARGET_RATIO and ours_p99 < TARGET_P99_MS and complete
 
     print()
@@ -496,10 +499,10 @@ async def run_bench(args: argparse.Namespace) -> dict[str, object]:
                     label,
                     f"{figures.per_s:.0f}",
                     f"{figures.events_per_s:.1f}",
-                    worst(name, "p50_ms"),
-                    worst(name, "p90_ms"),
-                    worst(name, "p99_ms"),
-                    worst(name, "max_ms"),
+                    latency(name, "p50_ms"),
+                    latency(name, "p90_ms"),
+                    latency(name, "p99_ms"),
+                    latency(name, "max_ms"),
                     f"{figures.server_cpu_s / figures.frames * 1e6:.1f}" if figures.frames else "-",
                 )
                 for name, label, figures in (
@@ -516,18 +519,18 @@ async def run_bench(args: argparse.Namespace) -> dict[str, object]:
         f"  every client got every event: {'yes' if complete else 'NO'};"
         f" connections closed by biagent: {closed}"
     )
-    print("  (percentiles: the worst round's; CPU: this process, servers and publisher)")
+    print("  (CPU: of this process, which runs the servers and the publisher)")
     return {
         "bench": "fanout",
         "ratio": round(ratio, 3),
         "target": TARGET_RATIO,
-        "p50_ms": worst("ours", "p50_ms"),
+        "p50_ms": latency("ours", "p50_ms"),
         "p99_ms": ours_p99,
         "target_p99_ms": TARGET_P99_MS,
         "per_s": round(ours_figures.per_s, 1),
         "events_per_s": round(ours_figures.events_per_s, 1),
         "bare_per_s": round(bare_figures.per_s, 1),
-        "bare_p99_ms": worst("bare", "p99_ms"),
+        "bare_p99_ms": latency("bare", "p99_ms"),
         "clients": args.clients,
         "events": ours_figures.events,
         "window": args.window,
@@ -545,8 +548,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per server")
     parser.add_argument("--warmup", type=int, default=50, help="unmeasured events per server")
     parser.add_argument(
-        "--window", type=int, default=8, help="events in flight (not yet received by all)"
+        "--window", type=int, default=4, help="events in flight (not yet received by all)"
     )
+    parser.add_argument("--keep", action="store_true", help="keep the database")
     parser.add_argument("--clients-for", metavar="URL", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -558,6 +562,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     figures = asyncio.run(run_bench(args))
     emit_result(figures)
+    # A missed speed target is reported in the JSON; a lost event is a failure.
     return 0 if figures["complete"] else 1
 
 
