@@ -18,9 +18,13 @@ The two servers, each a subprocess on its own loopback port, started before and 
   (no signature check, no storage, no access log): the ceiling for this client on this machine.
 
 Both are measured in the same run, in alternating rounds (bare, ours, bare, ours, ...) after a
-warm-up of each, so drift of the machine hits both alike. On a 2-core machine the client takes
-one core and the server the other. `ratio` is ours/bare throughput. Afterwards the server is
-stopped and the bench counts the deliveries in the SQLite file: every 202 must be a stored row.
+warm-up of each, so drift of the machine hits both alike. After each round of ours the bench
+waits (GET /api/deliveries) until the dispatcher has worked the burst off, so that its
+background work does not slow the next bare round; that time is reported too. On a 2-core
+machine the client takes about one core and the server the other. `ratio` is ours/bare
+throughput; the server CPU per delivery (all threads, from /proc) is shown beside it. At the
+end the server is stopped and the bench counts the deliveries in the SQLite file: every 202
+must be a stored row.
 
 Target: ratio >= 0.5 and p99 < 25 ms at 50 senders. Run: `.venv/bin/python -m bench.webhooks`
 (`--help` for sizes). The last line is one JSON object with the figures.
