@@ -115,8 +115,11 @@ class Dispatcher:
             timeout = min(timeout, max(wait, 0.0))
             if timeout == 0.0:
                 return
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation
+        # that arrives as the wake-up is set, and shutdown then hangs for IDLE_POLL_S.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wakeup.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._wakeup.wait()
 
     async def drain(self) -> None:
         """Work everything that is due now, and wait for it (tests and shutdown)."""
@@ -159,7 +162,7 @@ class Dispatcher:
             await self._announce(delivery, "done", None, done)
             return
         message = "; ".join(errors)
-        attempts = delivery.attempts + 1
+        attempts = delivery.attempts  # claim_due counted this attempt
         retry_at = None
         if attempts < self.max_attempts:
             retry_at = clock.now() + timedelta(seconds=backoff_delay(attempts))

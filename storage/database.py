@@ -42,6 +42,7 @@ class DatabaseError(Exception):
 class WriteResult:
     lastrowid: int | None
     rowcount: int
+    rows: tuple[sqlite3.Row, ...] = ()  # what a statement with RETURNING gave back
 
 
 @dataclass(slots=True)
@@ -55,6 +56,33 @@ class _PendingWrite:
 class _WriterState:
     queue: asyncio.Queue[_PendingWrite] = field(default_factory=asyncio.Queue)
     task: asyncio.Task[None] | None = None
+
+
+_Groups = list[list[tuple[str, Params]]]
+_Outcomes = list[list[WriteResult]]
+
+
+def _commit_groups(connection: sqlite3.Connection, groups: _Groups) -> _Outcomes:
+    """In the writer's thread: every group's statements in one transaction, then COMMIT.
+
+    On any error the whole transaction is rolled back and the error raised.
+    """
+    outcomes: _Outcomes = []
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        for statements in groups:
+            results = []
+            for sql, params in statements:
+                cursor = connection.execute(sql, params)
+                rows = tuple(cursor.fetchall()) if cursor.description else ()
+                results.append(WriteResult(cursor.lastrowid, cursor.rowcount, rows))
+            outcomes.append(results)
+        connection.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            connection.execute("ROLLBACK")
+        raise
+    return outcomes
 
 
 def sqlite_path_from_url(url: str) -> str:
@@ -189,17 +217,11 @@ class Database:
                 await self._commit_batch(batch)
 
     async def _commit_batch(self, batch: list[_PendingWrite]) -> None:
-        assert self._writer is not None
-        writer = self._writer
         try:
-            await writer.execute("BEGIN IMMEDIATE")
-            outcomes = [await self._execute_all(writer, item) for item in batch]
-            await writer.execute("COMMIT")
+            outcomes = await self._in_writer_thread([item.statements for item in batch])
         except Exception:
-            # One statement failed (or the commit did): undo the group and retry each write
-            # alone, so only the faulty caller sees the error.
-            with contextlib.suppress(Exception):
-                await writer.execute("ROLLBACK")
+            # One statement failed (or the commit did): the group was rolled back; retry
+            # each write alone, so only the faulty caller sees the error.
             if len(batch) == 1:
                 await self._commit_alone(batch[0])
                 return
@@ -210,27 +232,27 @@ class Database:
             self._resolve(item, results)
 
     async def _commit_alone(self, item: _PendingWrite) -> None:
-        assert self._writer is not None
-        writer = self._writer
         try:
-            await writer.execute("BEGIN IMMEDIATE")
-            results = await self._execute_all(writer, item)
-            await writer.execute("COMMIT")
+            (results,) = await self._in_writer_thread([item.statements])
         except Exception as error:
-            with contextlib.suppress(Exception):
-                await writer.execute("ROLLBACK")
             if not item.future.done():
                 item.future.set_exception(error)
             return
         self._resolve(item, results)
 
-    @staticmethod
-    async def _execute_all(writer: aiosqlite.Connection, item: _PendingWrite) -> list[WriteResult]:
-        results = []
-        for sql, params in item.statements:
-            cursor = await writer.execute(sql, params)
-            results.append(WriteResult(cursor.lastrowid, cursor.rowcount))
-        return results
+    async def _in_writer_thread(self, groups: _Groups) -> _Outcomes:
+        """Commit `groups` in the writer connection's own thread, in one round trip.
+
+        Done statement by statement through aiosqlite, a group commit costs one hand-off
+        between the event loop and the writer thread per statement, and under load each
+        hand-off waits for a turn of a busy loop, so the batch crawls (bench/webhooks.py
+        measured it). aiosqlite has no public call for "run this function in your thread";
+        `_execute` is the one internal all its public calls are built on.
+        """
+        assert self._writer is not None, "database is not open"
+        writer = self._writer
+        outcomes: _Outcomes = await writer._execute(_commit_groups, writer._conn, groups)
+        return outcomes
 
     @staticmethod
     def _resolve(item: _PendingWrite, results: list[WriteResult]) -> None:

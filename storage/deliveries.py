@@ -87,26 +87,28 @@ async def requeue_interrupted(db: Database) -> int:
 
 
 async def claim_due(db: Database, *, now: datetime, limit: int) -> list[Delivery]:
-    """Mark up to `limit` due deliveries `processing` and return them, oldest first."""
-    stamp = to_text(now)
-    async with db.transaction() as connection:
-        async with connection.execute(
-            f"""
-            SELECT {_COLUMNS} FROM deliveries
+    """Mark up to `limit` due deliveries `processing` and return them as claimed, oldest first.
+
+    A claimed delivery's `attempts` counts the attempt it was claimed for. One statement
+    through the group commit: a read-then-update transaction would hold the writer across
+    several turns of the event loop, with every webhook ack queued behind it
+    (bench/webhooks.py measured 1 ms per claim under load, up to 24 ms).
+    """
+    result = await db.write(
+        f"""
+        UPDATE deliveries SET status = 'processing', attempts = attempts + 1
+        WHERE id IN (
+            SELECT id FROM deliveries
             WHERE status IN ('pending', 'failed') AND next_attempt_at <= ?
             ORDER BY next_attempt_at, id
             LIMIT ?
-            """,
-            (stamp, limit),
-        ) as cursor:
-            rows = await cursor.fetchall()
-        claimed = [_delivery(row) for row in rows]
-        for delivery in claimed:
-            await connection.execute(
-                "UPDATE deliveries SET status = 'processing', attempts = attempts + 1 WHERE id = ?",
-                (delivery.id,),
-            )
-    return claimed
+        )
+        RETURNING {_COLUMNS}
+        """,
+        (to_text(now), limit),
+    )
+    claimed = [_delivery(row) for row in result.rows]
+    return sorted(claimed, key=lambda delivery: (delivery.next_attempt_at, delivery.id))
 
 
 async def next_due_at(db: Database) -> str | None:

@@ -3,6 +3,12 @@
 No secret configured -> 503; missing or bad X-Hub-Signature-256 -> 401; missing event or
 delivery headers, or a body that is not a JSON object -> 400; otherwise the delivery is stored
 (committed) and answered 202, a redelivery included.
+
+The body is checked to be one well-formed JSON object, but only the two fields the delivery
+log keeps (`action`, `installation.id`) are built into Python objects: msgspec skips the rest
+in C. A 30 KB payload then costs about 11 µs instead of json.loads' 70 µs, which is most of
+what separated the intake from a bare handler (bench/webhooks.py); the dispatcher parses the
+whole payload later, off the request path.
 """
 
 from __future__ import annotations
@@ -11,25 +17,48 @@ import re
 from typing import Any
 from urllib.parse import parse_qs
 
+import msgspec
 from aiohttp import web
 
 from web.errors import ApiError
-from web.intake import parse_json_object, signature_matches, store_delivery
+from web.intake import signature_matches, store_delivery
 from web.keys import SERVICES
 
 routes = web.RouteTableDef()
+
+
+class _LoggedFields(msgspec.Struct):
+    """The fields of a GitHub payload that the delivery log keeps in columns of their own."""
+
+    action: Any = None
+    installation: Any = None
+
+
+_LOGGED_FIELDS = msgspec.json.Decoder(_LoggedFields)
 
 _EVENT_NAME = re.compile(r"^[a-z_]{1,64}$")
 _DELIVERY_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
-def _payload(request: web.Request, body: bytes) -> tuple[dict[str, Any], str]:
+def _json_body(request: web.Request, body: bytes) -> bytes:
     if request.content_type == "application/x-www-form-urlencoded":
         form = parse_qs(body.decode("utf-8", errors="replace"))
         if "payload" not in form:
             raise ApiError(400, "malformed_body", "form body without a payload field")
-        return parse_json_object(form["payload"][0].encode("utf-8"))
-    return parse_json_object(body)
+        return form["payload"][0].encode("utf-8")
+    return body
+
+
+def _logged_fields(payload: bytes) -> tuple[_LoggedFields, str]:
+    """The logged fields and the payload as text; ApiError 400 unless it is a JSON object."""
+    try:
+        fields = _LOGGED_FIELDS.decode(payload)
+        text = payload.decode("utf-8")
+    except msgspec.ValidationError as error:
+        raise ApiError(400, "malformed_body", f"body must be a JSON object: {error}") from None
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as error:
+        raise ApiError(400, "malformed_body", f"body is not valid JSON: {error}") from None
+    return fields, text
 
 
 @routes.post("/webhooks/github")
@@ -48,9 +77,9 @@ async def github_webhook(request: web.Request) -> web.Response:
         raise ApiError(400, "bad_header", "X-GitHub-Event is missing or malformed")
     if not _DELIVERY_ID.match(delivery_id):
         raise ApiError(400, "bad_header", "X-GitHub-Delivery is missing or malformed")
-    payload, payload_text = _payload(request, body)
-    action = payload.get("action")
-    installation = payload.get("installation")
+    fields, payload_text = _logged_fields(_json_body(request, body))
+    action = fields.action
+    installation = fields.installation
     installation_id = installation.get("id") if isinstance(installation, dict) else None
     return await store_delivery(
         request,

@@ -17,6 +17,7 @@ import contextlib
 import logging
 from datetime import timedelta
 
+from bot.clock import Clock
 from bot.reviews import worker
 from bot.reviews.service import ReviewService
 from storage import review_batches
@@ -32,6 +33,11 @@ MAX_ATTEMPTS = 6
 
 def retry_delay(attempt: int) -> float:
     return min(RETRY_BASE_S * (2 ** max(0, attempt - 1)), RETRY_CAP_S)
+
+
+async def _sleep_until(clock: Clock, deadline: float) -> None:
+    """Sleep until the clock's monotonic time reaches `deadline` (at once if it has)."""
+    await clock.sleep(deadline - clock.monotonic())
 
 
 class ReviewScheduler:
@@ -124,11 +130,19 @@ class ReviewScheduler:
         self._wakeup.clear()
         timeout = IDLE_POLL_S
         next_due = await review_batches.next_due_at(self.service.db)
+        clock = self.service.clock
+        # The deadline is fixed now: the sleeper task starts later, and the clock may have
+        # moved by then (a test's ManualClock.advance does, in between).
+        waited_from = clock.monotonic()
         if next_due is not None:
-            wait = (from_text(next_due) - self.service.clock.now()).total_seconds()
+            wait = (from_text(next_due) - clock.now()).total_seconds()
             if wait > 0:
                 timeout = min(timeout, wait)
-        sleeper = asyncio.create_task(self.service.clock.sleep(timeout))
+            elif not self._running:
+                # It fell due since start_due() looked: look again now, not in IDLE_POLL_S.
+                # (While a batch runs, its end wakes the loop.)
+                return
+        sleeper = asyncio.create_task(_sleep_until(clock, waited_from + timeout))
         waker = asyncio.create_task(self._wakeup.wait())
         try:
             await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)

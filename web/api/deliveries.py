@@ -42,7 +42,8 @@ async def redeliver(request: web.Request) -> web.Response:
         raise ApiError(404, "not_found", f"no delivery {delivery_pk}")
     if not await deliveries.redeliver(services.db, delivery_pk, now=services.clock.now()):
         raise ApiError(409, "busy", f"delivery {delivery_pk} is being processed right now")
-    request.app[DISPATCHER].wake()
     again = await deliveries.get(services.db, delivery_pk)
     assert again is not None
+    # Woken only now, so the answer shows the redelivery, not a claim that raced it.
+    request.app[DISPATCHER].wake()
     return web.json_response({"delivery": again.as_json()}, status=202)
