@@ -26,3 +26,17 @@ def test_every_setting_read_by_config_is_documented() -> None:
 def test_the_events_table_is_the_catalogue() -> None:
     assert with_table(README) == README, "run: python -m bot.events.catalogue --write-readme"
     assert all(f"| `{m.name}` |" in README for m in CATALOGUE)
+
+
+def test_every_api_route_is_in_the_readme(tmp_path: Path) -> None:
+    from tests.helpers import make_settings
+    from web.app import create_app
+
+    app = create_app(make_settings(tmp_path))
+    for route in app.router.routes():
+        info = route.resource.get_info() if route.resource else {}
+        path = str(info.get("path") or info.get("formatter") or "")
+        if path.startswith("/api/"):
+            shown = re.sub(r"\{[^}]+\}", "{id}", path)
+            readme = re.sub(r"\{[^}]+\}", "{id}", README)
+            assert shown in readme, f"{route.method} {path} is not in the README"
