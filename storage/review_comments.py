@@ -78,14 +78,6 @@ class NewComment:
 
     id: int
     kind: str
-    review_id: int | None
-    in_reply_to_id: int | None
-    path: str | None
-    line: int | None
-    start_line: int | None
-    side: str | None
-    diff_hunk: str | None
-    commit_id: str | None
     body: str
     author_login: str
     author_type: str
@@ -93,6 +85,15 @@ class NewComment:
     html_url: str | None
     created_at: str
     updated_at: str
+    # Where it sits: only review comments (diff comments) have all of these.
+    review_id: int | None = None
+    in_reply_to_id: int | None = None
+    path: str | None = None
+    line: int | None = None
+    start_line: int | None = None
+    side: str | None = None
+    diff_hunk: str | None = None
+    commit_id: str | None = None
 
 
 async def store_comment(

@@ -44,23 +44,21 @@ async def a_pr(db: Database) -> pull_requests.PullRequest:
 
 def comment(comment_id: int, body: str = "fix") -> NewComment:
     return NewComment(
-        comment_id,
-        "review_comment",
-        9,
-        None,
-        "a.py",
-        1,
-        None,
-        "RIGHT",
-        "@@",
-        "s",
-        body,
-        "rev",
-        "User",
-        False,
-        None,
-        "2026-01-01T00:00:00Z",
-        "2026-01-01T00:00:00Z",
+        id=comment_id,
+        kind="review_comment",
+        body=body,
+        author_login="rev",
+        author_type="User",
+        own=False,
+        html_url=None,
+        created_at="2026-01-01T00:00:00Z",
+        updated_at="2026-01-01T00:00:00Z",
+        review_id=9,
+        path="a.py",
+        line=1,
+        side="RIGHT",
+        diff_hunk="@@",
+        commit_id="s",
     )
 
 
