@@ -32,6 +32,7 @@ Params = Sequence[Any] | dict[str, Any]
 SYNCHRONOUS_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
 BUSY_TIMEOUT_MS = 5000
 MAX_BATCH = 256
+CHECKPOINT_EVERY_S = 0.5
 
 
 class DatabaseError(Exception):
@@ -99,17 +100,36 @@ def sqlite_path_from_url(url: str) -> str:
 class Database:
     """A SQLite database opened for the service: WAL, foreign keys, busy timeout."""
 
-    def __init__(self, path: str, *, synchronous: str = "NORMAL") -> None:
+    def __init__(
+        self,
+        path: str,
+        *,
+        synchronous: str = "NORMAL",
+        checkpoint_every_s: float = CHECKPOINT_EVERY_S,
+    ) -> None:
         self.path = path
         self.synchronous = synchronous.upper()
+        self.checkpoint_every_s = checkpoint_every_s
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._state = _WriterState()
         self._write_lock = asyncio.Lock()
+        self._checkpointer: aiosqlite.Connection | None = None
+        self._checkpoint_task: asyncio.Task[None] | None = None
 
     @classmethod
-    async def open(cls, url: str, *, synchronous: str = "NORMAL") -> Database:
-        database = cls(sqlite_path_from_url(url), synchronous=synchronous)
+    async def open(
+        cls,
+        url: str,
+        *,
+        synchronous: str = "NORMAL",
+        checkpoint_every_s: float = CHECKPOINT_EVERY_S,
+    ) -> Database:
+        database = cls(
+            sqlite_path_from_url(url),
+            synchronous=synchronous,
+            checkpoint_every_s=checkpoint_every_s,
+        )
         await database.connect()
         return database
 
@@ -119,6 +139,12 @@ class Database:
         self._writer = await self._connect_one()
         self._reader = await self._connect_one()
         await self._reader.execute("PRAGMA query_only=ON")
+        # Checkpoints copy the WAL into the database file. Left to the writer, one commit in a
+        # few hundred pays for the copy while its callers wait for their 202s; a connection of
+        # its own does it in its own thread, beside the commits.
+        await self._writer.execute("PRAGMA wal_autocheckpoint=0")
+        self._checkpointer = await self._connect_one()
+        self._checkpoint_task = asyncio.create_task(self._run_checkpoints(), name="db-checkpoint")
         self._state.task = asyncio.create_task(self._run_writer(), name="db-group-commit")
 
     async def _connect_one(self) -> aiosqlite.Connection:
@@ -130,20 +156,38 @@ class Database:
         await connection.execute("PRAGMA foreign_keys=ON")
         return connection
 
+    async def checkpoint(self) -> None:
+        """Copy committed WAL pages into the database file, without blocking anyone."""
+        assert self._checkpointer is not None, "database is not open"
+        await self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+    async def _run_checkpoints(self) -> None:
+        while True:
+            await asyncio.sleep(self.checkpoint_every_s)
+            try:
+                await self.checkpoint()
+            except sqlite3.Error as error:
+                log.warning("WAL checkpoint failed: %s", error)
+
     async def close(self) -> None:
         if self._state.task is not None:
             self._state.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._state.task
             self._state.task = None
+        if self._checkpoint_task is not None:
+            self._checkpoint_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._checkpoint_task
+            self._checkpoint_task = None
         while not self._state.queue.empty():
             pending = self._state.queue.get_nowait()
             if not pending.future.done():
                 pending.future.set_exception(DatabaseError("database closed before the write"))
-        for connection in (self._writer, self._reader):
+        for connection in (self._writer, self._reader, self._checkpointer):
             if connection is not None:
                 await connection.close()
-        self._writer = self._reader = None
+        self._writer = self._reader = self._checkpointer = None
 
     # -- reads ---------------------------------------------------------------------------
 

@@ -10,8 +10,10 @@ import pytest
 from storage.database import Database
 
 
-async def open_db(tmp_path: Path) -> Database:
-    db = await Database.open(f"sqlite:///{tmp_path / 'x.db'}")
+async def open_db(tmp_path: Path, checkpoint_every_s: float = 0.5) -> Database:
+    db = await Database.open(
+        f"sqlite:///{tmp_path / 'x.db'}", checkpoint_every_s=checkpoint_every_s
+    )
     await db.migrate()
     return db
 
@@ -70,4 +72,22 @@ async def test_migrations_are_applied_once(tmp_path: Path) -> None:
     version = await db.migrate()
     assert version >= 1
     assert await db.fetchval("SELECT COUNT(*) FROM schema_migrations") == version
+    await db.close()
+
+
+async def test_commits_leave_checkpoints_to_their_own_connection(tmp_path: Path) -> None:
+    db = await open_db(tmp_path, checkpoint_every_s=3600)
+    main_file = tmp_path / "x.db"
+    before = main_file.stat().st_size
+    payload = "x" * 30_000
+    await asyncio.gather(
+        *(
+            db.write("INSERT INTO meta (key, value) VALUES (?, ?)", (f"k{n}", payload))
+            for n in range(300)
+        )
+    )
+    # 9 MB committed: past SQLite's default autocheckpoint, yet none ran in a commit.
+    assert main_file.stat().st_size == before
+    await db.checkpoint()
+    assert main_file.stat().st_size > 300 * 30_000
     await db.close()
