@@ -3,9 +3,10 @@
 It claims due deliveries from the log (pending ones, failed ones whose retry time came, and at
 start-up the ones a crash left `processing`), runs each concern's gidgethub Router on its own,
 records each concern's result separately, and marks the delivery done, failed with a backoff,
-or dead after `max_attempts`. A concern that already succeeded for a delivery is not run again
-on a retry; every handler is idempotent anyway, so a crash between a handler's effect and the
-`done` mark repeats nothing visible.
+or dead after `max_attempts`. Only the concerns with a handler for the event (`Router.fetch`)
+run and get a result; the last one's result commits with the delivery's new state. A concern
+that already succeeded for a delivery is not run again on a retry; every handler is idempotent
+anyway, so a crash between a handler's effect and the `done` mark repeats nothing visible.
 """
 
 from __future__ import annotations
@@ -138,15 +139,26 @@ class Dispatcher:
             if services.github is not None and delivery.installation_id is not None:
                 gh = services.github.client(delivery.installation_id)
             context = HandlerContext(services, delivery, gh)
-            already_done = await deliveries.done_concerns(db, delivery.id)
+            # Only the concerns with a handler for this event run and get a result recorded.
+            interested = [
+                concern
+                for concern in self.concerns
+                if delivery.source in concern.sources and concern.router.fetch(event)
+            ]
+            if delivery.attempts > 1 and interested:
+                already_done = await deliveries.done_concerns(db, delivery.id)
+                interested = [c for c in interested if c.name not in already_done]
             errors = []
-            for concern in self.concerns:
-                if delivery.source not in concern.sources or concern.name in already_done:
-                    continue
+            last_result: list[tuple[str, Params]] = []
+            for position, concern in enumerate(interested, start=1):
                 error = await self._run_concern(concern, event, context, context_line)
-                await deliveries.record_concern(
-                    db, delivery.id, concern.name, error=error, now=clock.now()
+                result = deliveries.record_concern_statement(
+                    delivery.id, concern.name, error=error, now=clock.now()
                 )
+                if position == len(interested):
+                    last_result = [result]  # commits with the delivery's own new state
+                else:
+                    await db.write(*result)
                 if error:
                     errors.append(f"{concern.name}: {error}")
         except Exception as error:  # the payload itself is unusable: retrying will not help
@@ -155,11 +167,11 @@ class Dispatcher:
             dead = deliveries.mark_failed_statement(
                 delivery.id, error=message, retry_at=None, now=clock.now()
             )
-            await self._announce(delivery, "dead", message, dead)
+            await self._announce(delivery, "dead", message, [dead])
             return
         if not errors:
             done = deliveries.mark_done_statement(delivery.id, now=clock.now())
-            await self._announce(delivery, "done", None, done)
+            await self._announce(delivery, "done", None, [*last_result, done])
             return
         message = "; ".join(errors)
         attempts = delivery.attempts  # claim_due counted this attempt
@@ -171,7 +183,7 @@ class Dispatcher:
         )
         status = "failed" if retry_at else "dead"
         log.warning("%s: %s after attempt %d: %s", context_line, status, attempts, message)
-        await self._announce(delivery, status, message, failed)
+        await self._announce(delivery, status, message, [*last_result, failed])
 
     async def _run_concern(
         self, concern: Concern, event: sansio.Event, context: HandlerContext, context_line: str
@@ -190,7 +202,11 @@ class Dispatcher:
         return None
 
     async def _announce(
-        self, delivery: Delivery, status: str, error: str | None, change: tuple[str, Params]
+        self,
+        delivery: Delivery,
+        status: str,
+        error: str | None,
+        changes: list[tuple[str, Params]],
     ) -> None:
         """Record the delivery's new state and publish it, in one commit."""
         data: dict[str, Any] = {
@@ -203,7 +219,7 @@ class Dispatcher:
         if error:
             data["error"] = error
         await self.services.bus.publish(
-            "deliveries", "delivery_processed", data, together_with=[change]
+            "deliveries", "delivery_processed", data, together_with=changes
         )
         if self.on_processed is not None:
             self.on_processed(delivery, status)

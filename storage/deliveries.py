@@ -132,10 +132,11 @@ async def done_concerns(db: Database, delivery_pk: int) -> set[str]:
     return {row[0] for row in rows}
 
 
-async def record_concern(
-    db: Database, delivery_pk: int, concern: str, *, error: str | None, now: datetime
-) -> None:
-    await db.write(
+def record_concern_statement(
+    delivery_pk: int, concern: str, *, error: str | None, now: datetime
+) -> tuple[str, Params]:
+    """The statement that records one concern's result for a delivery (done or failed)."""
+    return (
         """
         INSERT INTO delivery_results (delivery_pk, concern, status, error, updated_at)
         VALUES (?, ?, ?, ?, ?)
@@ -144,6 +145,12 @@ async def record_concern(
         """,
         (delivery_pk, concern, "failed" if error else "done", error, to_text(now)),
     )
+
+
+async def record_concern(
+    db: Database, delivery_pk: int, concern: str, *, error: str | None, now: datetime
+) -> None:
+    await db.write(*record_concern_statement(delivery_pk, concern, error=error, now=now))
 
 
 def mark_done_statement(delivery_pk: int, *, now: datetime) -> tuple[str, Params]:

@@ -140,3 +140,34 @@ async def test_unparseable_stored_payload_goes_dead_without_retry(
 async def test_backoff_grows_and_is_capped() -> None:
     assert [backoff_delay(n) for n in (1, 2, 3)] == [5.0, 10.0, 20.0]
     assert backoff_delay(30) == 3600.0
+
+
+async def test_only_concerns_with_a_handler_run_and_get_a_result(
+    tmp_path: Path, manual_clock: ManualClock
+) -> None:
+    calls.clear()
+    deaf = routing.Router()
+
+    @deaf.register("issues", action="opened")
+    async def never(event: sansio.Event, context: HandlerContext) -> None:
+        calls.append("deaf")
+
+    dispatcher = await make_dispatcher(
+        tmp_path,
+        manual_clock,
+        [Concern("deaf", deaf), Concern("flaky", failing_router(1)), Concern("s", steady_router())],
+    )
+    await store_ping(dispatcher, manual_clock)
+    await dispatcher.drain()
+    db = dispatcher.services.db
+    results = {
+        row[0]: row[1] for row in await db.fetchall("SELECT concern, status FROM delivery_results")
+    }
+    # The last concern's result is committed with the delivery's `failed` mark.
+    assert results == {"flaky": "failed", "s": "done"}
+    assert calls == ["flaky", "steady"]
+    await manual_clock.advance(backoff_delay(1))
+    await dispatcher.drain()
+    assert calls == ["flaky", "steady", "flaky"]  # the retry skips what already succeeded
+    assert (await deliveries.list_recent(db))[0].status == "done"
+    await db.close()
