@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from pathlib import Path
 
@@ -98,9 +99,10 @@ async def test_bwrap_hides_listed_paths_and_opens_writable_ones(tmp_path: Path) 
 async def test_bwrap_can_switch_the_network_off(tmp_path: Path) -> None:
     server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    probe = (
-        f"{sys.executable} -c \"import socket; socket.create_connection(('127.0.0.1', {port}), 2)\""
-    )
+    # The real interpreter, not the venv's link to it: the sandbox's /tmp is private, and a
+    # checkout under /tmp (as CI may use) would hide the venv from the command.
+    python = os.path.realpath(sys.executable)
+    probe = f"{python} -c \"import socket; socket.create_connection(('127.0.0.1', {port}), 2)\""
     try:
         online = await sandbox.run_command(probe, tmp_path, isolation="bwrap")
         offline = await sandbox.run_command(probe, tmp_path, network=False, isolation="bwrap")
