@@ -100,7 +100,7 @@ async def _stream(
                     if frame.id <= last_sent:
                         continue
                     last_sent = frame.id
-                await ws.send_str(frame.text)
+                await ws.send_frame(frame.utf8, WSMsgType.TEXT)
     finally:
         bus.unsubscribe(subscription)
 

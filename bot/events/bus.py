@@ -34,12 +34,18 @@ DEFAULT_QUEUE_SIZE = 2000
 
 @dataclass(frozen=True, slots=True)
 class Frame:
-    """One event as subscribers get it: its id (None for transient frames) and its JSON text."""
+    """One event as subscribers get it: its id (None for transient frames) and its JSON text,
+    also UTF-8 encoded once for every WebSocket that sends it (`utf8`)."""
 
     id: int | None
     stream: str
     type: str
     text: str
+    utf8: bytes = b""
+
+    @classmethod
+    def of(cls, event_id: int | None, stream: str, type_name: str, text: str) -> Frame:
+        return cls(event_id, stream, type_name, text, text.encode("utf-8"))
 
 
 @dataclass(eq=False)
@@ -117,7 +123,7 @@ class EventBus:
                 f'{{"id":{result.lastrowid},"type":{json.dumps(type_name)},'
                 f'"stream":{json.dumps(stream)},"ts":"{ts}","data":{data_text}}}'
             )
-            self._offer(Frame(result.lastrowid, stream, type_name, text))
+            self._offer(Frame.of(result.lastrowid, stream, type_name, text))
 
         results = await self.db.write_many(
             [*together_with, (event_store.INSERT_EVENT, (stream, type_name, ts, data_text))],
@@ -137,7 +143,7 @@ class EventBus:
             "ts": to_text(self.clock.now()),
             "data": data,
         }
-        self._offer(Frame(None, stream, type_name, json.dumps(envelope, default=str)))
+        self._offer(Frame.of(None, stream, type_name, json.dumps(envelope, default=str)))
 
     def _offer(self, frame: Frame) -> None:
         for subscription in tuple(self._subscriptions):
