@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
+from typing import Any
 
+import pytest
+
+from bot.config import Settings
 from tests.conftest import AppClient
 from tests.helpers import auth_headers, github_headers, load_json
+from web.app import AccessLogger, create_app
 from web.keys import DISPATCHER, SERVICES
 
 
@@ -72,3 +78,28 @@ async def test_healthz_is_open(client: AppClient) -> None:
     response = await client.get("/healthz")
     assert response.status == 200
     assert await response.json() == {"status": "ok"}
+
+
+async def test_access_log_keeps_accepted_webhooks_at_debug(
+    aiohttp_server: Any, aiohttp_client: Any, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = await aiohttp_server(create_app(settings), access_log_class=AccessLogger)
+    client = await aiohttp_client(server)
+    with caplog.at_level(logging.INFO, logger="aiohttp.access"):
+        await deliver_ping(client, "logged")
+        refused = await client.post(
+            "/webhooks/github", data=b"{}", headers={"X-GitHub-Event": "ping"}
+        )
+        assert refused.status == 401
+        assert (await client.get("/healthz")).status == 200
+    lines = [record.getMessage() for record in caplog.records if record.name == "aiohttp.access"]
+    assert [line.rsplit(" ", 1)[0] for line in lines] == [
+        "POST /webhooks/github 401",
+        "GET /healthz 200",
+    ]
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="aiohttp.access"):
+        await deliver_ping(client, "logged-too")
+    assert [r.getMessage().rsplit(" ", 1)[0] for r in caplog.records] == [
+        "POST /webhooks/github 202"
+    ]
