@@ -20,7 +20,8 @@ TOKEN_HASH_KEY = "api_token_sha256"
 
 
 def digest(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+    # surrogateescape: a header with raw non-UTF-8 bytes is a wrong token (401), not a crash.
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-DEFAULT_MODEL = "claude-sonnet-5-5"
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+
+SHORT_TOKEN = 16  # an API token shorter than this is accepted, with a warning at start-up
+DEFAULT_MODEL = "claude-sonnet-4-5"
 
 
 class ConfigError(Exception):
@@ -123,7 +127,14 @@ class Settings:
             else "off (set ANTHROPIC_API_KEY)"
         )
         jira = f"on ({self.jira_url})" if self.jira_enabled else "off (set JIRA_URL)"
+        warnings = []
+        if self.api_token is not None and len(self.api_token.reveal()) < SHORT_TOKEN:
+            warnings.append(
+                f"warning: BIAGENT_API_TOKEN is shorter than {SHORT_TOKEN} characters:"
+                " easy to guess on anything but a test machine"
+            )
         return [
+            *warnings,
             f"database: {self.database_url} (synchronous={self.database_synchronous})",
             f"GitHub App: {github}",
             f"GitHub webhooks: {webhooks}",
@@ -222,10 +233,17 @@ def _private_key(reader: _Reader) -> Secret | None:
             return None
     if not inline:
         return None
-    pem = inline.replace("\\n", "\n")
+    pem = inline.replace("\\r", "").replace("\\n", "\n").replace("\r\n", "\n")
+    source = "GITHUB_PRIVATE_KEY_PATH" if path else "GITHUB_PRIVATE_KEY"
     if "-----BEGIN" not in pem or "PRIVATE KEY-----" not in pem:
-        source = "GITHUB_PRIVATE_KEY_PATH" if path else "GITHUB_PRIVATE_KEY"
         reader.problems.append(f"{source}: not a PEM private key (no BEGIN ... PRIVATE KEY line)")
+        return None
+    try:  # the App's JWTs are signed with it: a key that cannot be read fails here, not later
+        serialization.load_pem_private_key(pem.encode("utf-8"), password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        reader.problems.append(
+            f"{source}: the PEM private key cannot be read (damaged, or protected by a password)"
+        )
         return None
     return Secret(pem)
 
@@ -257,8 +275,6 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         )
         synchronous = "NORMAL"
     api_token = reader.secret("BIAGENT_API_TOKEN")
-    if api_token is not None and len(api_token.reveal()) < 16:
-        reader.problems.append("BIAGENT_API_TOKEN: use at least 16 characters")
     app_id = reader.text("GITHUB_APP_ID")
     if app_id is not None and not app_id.isdigit():
         reader.problems.append(f"GITHUB_APP_ID: expected the app's numeric id, got {app_id!r}")

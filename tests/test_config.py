@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from bot.config import ConfigError, load_settings
+from tests.fakes.github import generate_app_key
 
 
 def test_defaults_match_the_design() -> None:
@@ -27,7 +28,7 @@ def test_each_bad_value_gives_one_line() -> None:
                 "GITHUB_APP_ID": "abc",
                 "REVIEW_DEBOUNCE_SECONDS": "soon",
                 "JIRA_URL": "jira.example.com",
-                "BIAGENT_API_TOKEN": "short",
+                "DATABASE_SYNCHRONOUS": "sometimes",
             }
         )
     problems = error.value.problems
@@ -35,12 +36,13 @@ def test_each_bad_value_gives_one_line() -> None:
     assert any(p.startswith("GITHUB_APP_ID:") for p in problems)
     assert any(p.startswith("REVIEW_DEBOUNCE_SECONDS:") for p in problems)
     assert any(p.startswith("JIRA_URL:") for p in problems)
-    assert any(p.startswith("BIAGENT_API_TOKEN:") for p in problems)
-    assert "short" not in str(error.value)
+    assert any(p.startswith("DATABASE_SYNCHRONOUS:") for p in problems)
+    assert len(problems) == 5
 
 
 def test_private_key_with_escaped_newlines_and_secrets_never_print(tmp_path: Path) -> None:
-    pem = "-----BEGIN PRIVATE KEY-----\\nAAAA\\n-----END PRIVATE KEY-----"
+    private_pem, _ = generate_app_key()
+    pem = private_pem.strip().replace("\n", "\\n")  # as one line in an env file
     settings = load_settings(
         {"GITHUB_APP_ID": "12", "GITHUB_PRIVATE_KEY": pem, "GITHUB_WEBHOOK_SECRET": "topsecret"}
     )
@@ -48,14 +50,32 @@ def test_private_key_with_escaped_newlines_and_secrets_never_print(tmp_path: Pat
     assert settings.github_private_key is not None
     assert "\n" in settings.github_private_key.reveal()
     shown = repr(settings) + "\n".join(settings.summary())
-    assert "AAAA" not in shown and "topsecret" not in shown
+    assert private_pem.splitlines()[1] not in shown and "topsecret" not in shown
 
 
 def test_private_key_path_is_read(tmp_path: Path) -> None:
     key = tmp_path / "key.pem"
-    key.write_text("-----BEGIN RSA PRIVATE KEY-----\nBBBB\n-----END RSA PRIVATE KEY-----\n")
+    key.write_text(generate_app_key()[0].replace("\n", "\r\n"))  # written on Windows
     settings = load_settings({"GITHUB_APP_ID": "12", "GITHUB_PRIVATE_KEY_PATH": str(key)})
     assert settings.github_private_key is not None
+
+
+def test_damaged_private_key_is_refused_at_start() -> None:
+    damaged = "-----BEGIN RSA PRIVATE KEY-----\nBBBB\n-----END RSA PRIVATE KEY-----\n"
+    with pytest.raises(ConfigError) as error:
+        load_settings({"GITHUB_APP_ID": "12", "GITHUB_PRIVATE_KEY": damaged})
+    assert error.value.problems == [
+        "GITHUB_PRIVATE_KEY: the PEM private key cannot be read"
+        " (damaged, or protected by a password)"
+    ]
+    assert "BBBB" not in str(error.value)
+
+
+def test_short_api_token_is_accepted_with_a_warning() -> None:
+    settings = load_settings({"BIAGENT_API_TOKEN": "test-token"})
+    assert settings.api_token is not None and settings.api_token.reveal() == "test-token"
+    assert any("warning: BIAGENT_API_TOKEN is shorter" in line for line in settings.summary())
+    assert not any("test-token" in line for line in settings.summary())
 
 
 def test_missing_key_file_is_a_clear_error(tmp_path: Path) -> None:

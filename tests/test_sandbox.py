@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from bot import sandbox
+from tests.fakes.github import generate_app_key
 
 needs_bwrap = pytest.mark.skipif(sandbox.bwrap_path() is None, reason="bubblewrap not installed")
 
@@ -139,7 +140,8 @@ async def test_commands_cannot_read_the_database_or_the_app_key(tmp_path: Path) 
     from bot.worktrees.service import hidden_from_commands
 
     key = tmp_path / "app.pem"
-    key.write_text("-----BEGIN PRIVATE KEY-----\nSECRETKEY\n-----END PRIVATE KEY-----\n")
+    private_pem, _ = generate_app_key()
+    key.write_text(private_pem)
     database = tmp_path / "biagent.db"
     database.write_text("api token hash")
     settings = load_settings(
@@ -154,4 +156,4 @@ async def test_commands_cannot_read_the_database_or_the_app_key(tmp_path: Path) 
     result = await sandbox.run_command(
         f"cat {key} {database}", work, hidden_paths=hidden_from_commands(settings)
     )
-    assert "SECRETKEY" not in result.output and "api token hash" not in result.output
+    assert "PRIVATE KEY" not in result.output and "api token hash" not in result.output

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import ContentEncodingError
 
 log = logging.getLogger(__name__)
 
@@ -18,15 +20,24 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
+    """An error answered as `{"error": {"code", "message"}}`, with `extra` top-level fields a
+    client acts on (for example where to resume from)."""
+
+    def __init__(
+        self, status: int, code: str, message: str, *, extra: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.extra = extra or {}
 
 
-def error_response(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+def error_response(
+    status: int, code: str, message: str, extra: dict[str, Any] | None = None
+) -> web.Response:
+    body = {"error": {"code": code, "message": message}, **(extra or {})}
+    return web.json_response(body, status=status)
 
 
 @web.middleware
@@ -34,7 +45,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except ApiError as error:
-        return error_response(error.status, error.code, error.message)
+        return error_response(error.status, error.code, error.message, error.extra)
+    except (web.RequestPayloadError, ContentEncodingError) as error:
+        # A body that cannot be read as sent (bad gzip/deflate, a broken chunked stream).
+        return error_response(400, "malformed_body", f"the request body cannot be read: {error}")
     except web.HTTPException as error:
         if error.status < 400 or error.content_type == "application/json":
             raise
@@ -43,6 +57,14 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, "internal_error", "internal error; see the server log")
+
+
+def path_int(request: web.Request, name: str, what: str) -> int:
+    """A numeric id from the path, as the database keeps them (1 to 2**63 - 1), or 400."""
+    raw = request.match_info[name]
+    if not (raw.isascii() and raw.isdigit()) or not 0 < int(raw) < 2**63:
+        raise ApiError(400, "bad_parameter", f"{what} must be a positive whole number")
+    return int(raw)
 
 
 def query_int(request: web.Request, name: str, default: int, *, low: int, high: int) -> int:

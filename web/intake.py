@@ -23,8 +23,9 @@ def signature_matches(secret: str, body: bytes, header: str | None) -> bool:
     """`sha256=<hex>` HMAC-SHA256 of the raw body, compared in constant time."""
     if not header or not header.startswith("sha256="):
         return False
-    expected = hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, header[7:].strip().lower())
+    expected = hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest().encode()
+    presented = header[7:].strip().lower().encode("utf-8", "surrogateescape")
+    return hmac.compare_digest(expected, presented)  # bytes: a non-ASCII header is just wrong
 
 
 def parse_json_object(body: bytes) -> tuple[dict[str, Any], str]:
@@ -32,7 +33,7 @@ def parse_json_object(body: bytes) -> tuple[dict[str, Any], str]:
     try:
         text = body.decode("utf-8")
         payload = json.loads(text)
-    except (UnicodeDecodeError, ValueError) as error:
+    except (UnicodeDecodeError, ValueError, RecursionError) as error:
         raise ApiError(400, "malformed_body", f"body is not valid JSON: {error}") from None
     if not isinstance(payload, dict):
         raise ApiError(400, "malformed_body", "body must be a JSON object")

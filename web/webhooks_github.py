@@ -81,12 +81,14 @@ async def github_webhook(request: web.Request) -> web.Response:
     action = fields.action
     installation = fields.installation
     installation_id = installation.get("id") if isinstance(installation, dict) else None
+    if type(installation_id) is not int or not 0 < installation_id < 2**63:
+        installation_id = None  # not an id GitHub would send (bool, float, out of range)
     return await store_delivery(
         request,
         source="github",
         delivery_id=delivery_id,
         event=event,
         action=action if isinstance(action, str) else None,
-        installation_id=installation_id if isinstance(installation_id, int) else None,
+        installation_id=installation_id,
         payload_text=payload_text,
     )

@@ -54,12 +54,16 @@ def _streams(value: Any) -> frozenset[str] | None:
 
 
 def _since(value: Any) -> int | None:
-    if value in (None, ""):
+    """An event id: a whole number (JSON integer or digits), or nothing."""
+    if value is None or value == "":
         return None
-    since = int(value)
-    if since < 0:
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        value = int(value)
+    if type(value) is not int:
+        raise ValueError("since must be a whole number (an event id)")
+    if value < 0:
         raise ValueError("since must not be negative")
-    return since
+    return value
 
 
 async def check_resumable(bus: EventBus, since: int, epoch: str | None) -> None:
@@ -128,6 +132,8 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
             streams = _streams(spec.get("streams"))
             since = _since(spec.get("since"))
             epoch = spec.get("epoch") or None
+            if epoch is not None and not isinstance(epoch, str):
+                raise ValueError("epoch must be a string")
             if since is not None:
                 await check_resumable(bus, since, epoch)
         except ValueError as error:

@@ -58,7 +58,7 @@ agents:
     assert (planner.model, planner.max_cost_usd) == ("claude-opus-4-5", 0.25)
     assert planner.system_prompt.startswith("You plan the implementation")  # kept
     assert config.agents["docs_writer"].max_turns == 10
-    assert config.prices.price_for("claude-sonnet-5-5").input == 1
+    assert config.prices.price_for("claude-sonnet-4-5").input == 1
     assert config.sources == ("bot/agents/agents.yml", str(operator))
 
 

@@ -17,7 +17,7 @@ from aiohttp import web
 from bot.agents.clarifications import ClarificationError, answer_clarification
 from bot.agents.tokens import token_catchup
 from storage import agent_runs, clarifications
-from web.errors import ApiError, query_int
+from web.errors import ApiError, path_int, query_int
 from web.keys import SERVICES
 
 routes = web.RouteTableDef()
@@ -69,7 +69,7 @@ async def answer(request: web.Request) -> web.Response:
             services.db,
             services.bus,
             services.clock,
-            int(request.match_info["clarification_id"]),
+            path_int(request, "clarification_id", "clarification id"),
             body["answer"],
             answered_by=answered_by,
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from storage import deliveries
-from web.errors import ApiError, query_int
+from web.errors import ApiError, path_int, query_int
 from web.keys import DISPATCHER, SERVICES
 
 routes = web.RouteTableDef()
@@ -32,10 +32,7 @@ async def list_deliveries(request: web.Request) -> web.Response:
 
 @routes.post("/api/deliveries/{id}/redeliver")
 async def redeliver(request: web.Request) -> web.Response:
-    try:
-        delivery_pk = int(request.match_info["id"])
-    except ValueError:
-        raise ApiError(400, "bad_parameter", "delivery id must be a number") from None
+    delivery_pk = path_int(request, "id", "delivery id")
     services = request.app[SERVICES]
     found = await deliveries.get(services.db, delivery_pk)
     if found is None:

@@ -14,17 +14,19 @@ routes = web.RouteTableDef()
 @routes.get("/api/events")
 async def list_events(request: web.Request) -> web.Response:
     bus = request.app[SERVICES].bus
-    since = query_int(request, "since", 0, low=0, high=2**62)
+    floor = await event_store.history_floor(bus.db)
+    # Without `since` nothing is being resumed: the answer starts at the oldest event kept.
+    since = query_int(request, "since", floor, low=0, high=2**62)
     limit = query_int(request, "limit", 500, low=1, high=5000)
     streams = [s for s in request.query.get("stream", "").split(",") if s] or None
     epoch = request.query.get("epoch")
-    floor = await event_store.history_floor(bus.db)
     if (epoch and epoch != bus.epoch) or since > bus.last_id or since < floor:
         raise ApiError(
             410,
             "resync_required",
             f"events after {since} cannot all be served (epoch {bus.epoch}, "
             f"kept from {floor + 1}, newest {bus.last_id}): reload and resume from last_id",
+            extra={"epoch": bus.epoch, "last_id": bus.last_id, "floor": floor},
         )
     found = await event_store.read_since(bus.db, since, streams=streams, limit=limit)
     return web.json_response(

@@ -6,7 +6,7 @@ from aiohttp import web
 
 from bot.reviews import overview
 from storage import pull_requests
-from web.errors import ApiError
+from web.errors import ApiError, path_int
 from web.keys import SERVICES
 
 routes = web.RouteTableDef()
@@ -26,10 +26,7 @@ async def list_pull_requests(request: web.Request) -> web.Response:
 
 @routes.get("/api/pull-requests/{id}")
 async def get_pull_request(request: web.Request) -> web.Response:
-    try:
-        pr_id = int(request.match_info["id"])
-    except ValueError:
-        raise ApiError(400, "bad_parameter", "pull request id must be a number") from None
+    pr_id = path_int(request, "id", "pull request id")
     services = request.app[SERVICES]
     pr = await pull_requests.get_pull_request(services.db, pr_id)
     if pr is None:

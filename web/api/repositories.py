@@ -17,7 +17,7 @@ from bot.worktrees.manager import WorktreeBusy, WorktreeManager
 from storage import repositories as repository_store
 from storage import worktrees as worktree_store
 from storage.repositories import Repository
-from web.errors import ApiError
+from web.errors import ApiError, path_int
 from web.keys import SERVICES
 
 routes = web.RouteTableDef()
@@ -86,10 +86,7 @@ async def repository_json(
 
 
 async def _repository(request: web.Request) -> Repository:
-    try:
-        repository_id = int(request.match_info["id"])
-    except ValueError:
-        raise ApiError(400, "bad_parameter", "repository id must be a number") from None
+    repository_id = path_int(request, "id", "repository id")
     found = await repository_store.get(request.app[SERVICES].db, repository_id)
     if found is None:
         raise ApiError(404, "not_found", f"no repository {repository_id}")
