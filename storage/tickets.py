@@ -9,10 +9,13 @@ webhook cannot undo a newer change.
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+import aiosqlite
 
 from storage.database import Database
 from storage.timestamps import to_text
@@ -310,8 +313,11 @@ async def store_tickets(
 ) -> StoreOutcome:
     """Upsert a batch with its links and attachments in one transaction.
 
-    A record whose `updated_ms` is older than the stored one is dropped (a stale fetch); one
-    equal to it is rewritten only if asked to be (the caller filters the boundary set first).
+    A record whose `updated_ms` is older than the stored one is dropped (a stale fetch). One
+    equal to it is not an update (a full sync or a webhook refetching an unchanged issue must
+    not announce it): it is counted unchanged, and rewritten only when what it holds differs
+    from the stored ticket, links or attachments (a repair, such as a linked issue's new
+    summary).
     """
     if not records:
         return StoreOutcome((), (), 0)
@@ -329,8 +335,13 @@ async def store_tickets(
                 f"SELECT id, updated_ms FROM tickets WHERE id IN ({_marks(len(chunk))})", chunk
             ) as cursor:
                 stored.update({row[0]: row[1] for row in await cursor.fetchall()})
-        fresh = [r for r in latest.values() if r.id not in stored or r.updated_ms >= stored[r.id]]
-        unchanged = len(latest) - len(fresh)
+        same_time = [r for r in latest.values() if stored.get(r.id) == r.updated_ms]
+        identical = await _identical_ids(connection, same_time)
+        fresh = [
+            r
+            for r in latest.values()
+            if (r.id not in stored or r.updated_ms >= stored[r.id]) and r.id not in identical
+        ]
         if fresh:
             fresh_ids = [r.id for r in fresh]
             # A key can move to another issue id (issues moved between projects): park the
@@ -353,25 +364,68 @@ async def store_tickets(
             link_rows = _link_rows(fresh)
             if link_rows:
                 await connection.executemany(_INSERT_LINK, link_rows)
-            attachment_rows = [
-                (
-                    a.id,
-                    a.ticket_id,
-                    a.filename,
-                    a.mime_type,
-                    a.size,
-                    a.author,
-                    a.created_at,
-                    a.content_url,
-                )
-                for r in fresh
-                for a in r.attachments
-            ]
+            attachment_rows = [_attachment_row(a) for r in fresh for a in r.attachments]
             if attachment_rows:
                 await connection.executemany(_INSERT_ATTACHMENT, attachment_rows)
     created = tuple(r.key for r in fresh if r.id not in stored)
-    updated = tuple(r.key for r in fresh if r.id in stored)
-    return StoreOutcome(created, updated, unchanged)
+    updated = tuple(r.key for r in fresh if r.id in stored and r.updated_ms > stored[r.id])
+    return StoreOutcome(created, updated, len(latest) - len(created) - len(updated))
+
+
+def _attachment_row(a: AttachmentMeta) -> tuple[Any, ...]:
+    return (
+        a.id,
+        a.ticket_id,
+        a.filename,
+        a.mime_type,
+        a.size,
+        a.author,
+        a.created_at,
+        a.content_url,
+    )
+
+
+async def _identical_ids(
+    connection: aiosqlite.Connection, records: Sequence[TicketRecord]
+) -> set[str]:
+    """The records whose ticket row, own link rows and attachments are stored exactly so."""
+    if not records:
+        return set()
+    rows: dict[str, tuple[Any, ...]] = {}
+    links: defaultdict[str, set[tuple[Any, ...]]] = defaultdict(set)
+    attachments: defaultdict[str, set[tuple[Any, ...]]] = defaultdict(set)
+    for chunk in _chunks([r.id for r in records]):
+        marks = _marks(len(chunk))
+        async with connection.execute(
+            f"SELECT {_TICKET_COLUMNS} FROM tickets WHERE id IN ({marks})", chunk
+        ) as cursor:
+            rows.update({row[0]: tuple(row)[:-1] for row in await cursor.fetchall()})
+        async with connection.execute(
+            f"""
+            SELECT ticket_id, link_id, direction, link_type, relation, other_id, other_key,
+                   other_summary, other_status
+            FROM ticket_links WHERE ticket_id IN ({marks})
+            """,
+            chunk,
+        ) as cursor:
+            for row in await cursor.fetchall():
+                links[row[0]].add(tuple(row))
+        async with connection.execute(
+            f"""
+            SELECT id, ticket_id, filename, mime_type, size, author, created_at, content_url
+            FROM ticket_attachments WHERE ticket_id IN ({marks})
+            """,
+            chunk,
+        ) as cursor:
+            for row in await cursor.fetchall():
+                attachments[row[1]].add(tuple(row))
+    return {
+        r.id
+        for r in records
+        if rows.get(r.id) == _ticket_row(r, "")[:-1]
+        and links[r.id] == {row for row in _link_rows([r]) if row[0] == r.id}
+        and attachments[r.id] == {_attachment_row(a) for a in r.attachments}
+    }
 
 
 async def delete_tickets(db: Database, ids: Sequence[str]) -> list[str]:

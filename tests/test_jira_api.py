@@ -203,3 +203,57 @@ async def test_the_scheduled_sync_runs_every_interval_over_the_projects_in_scope
     assert [t["key"] for t in listed["tickets"]] == ["PROJ-1"]
     stats = await (await client.get("/api/tickets/stats", headers=auth_headers())).json()
     assert stats["sync"]["latest"]["PROJ"]["trigger"] == "schedule"
+
+
+async def test_an_attachment_named_under_another_host_is_fetched_from_jira_url(
+    start_app: StartApp, tmp_path: Path, fake_jira: FakeJira
+) -> None:
+    fake_jira.base_url = "http://jira.internal.invalid:8080"  # Jira's own name, behind a proxy
+    key = fake_jira.add_issue("PROJ", "with a log")
+    attachment = fake_jira.add_attachment(key, "app.log", content=b"line one\n" * 1000)
+    client = await synced_app(start_app, tmp_path, fake_jira)
+    stored = await client.get(f"/api/tickets/{key}", headers=auth_headers())
+    assert (await stored.json())["attachments"][0]["id"] == attachment
+    response = await client.get(
+        f"/api/tickets/{key}/attachments/{attachment}", headers=auth_headers()
+    )
+    assert response.status == 200
+    assert response.headers["Content-Length"] == str(9000)
+    assert await response.read() == b"line one\n" * 1000
+    (download,) = [r for r in fake_jira.requests if r.path.startswith("/secure/attachment/")]
+    assert download.headers["Accept-Encoding"] == "identity"
+
+
+async def test_a_failed_start_releases_the_projects_already_begun(
+    start_app: StartApp, tmp_path: Path, fake_jira: FakeJira
+) -> None:
+    fake_jira.add_issue("PROJ", "one")
+    client = await start_app(
+        jira_settings(tmp_path, fake_jira, jira_jql="project in (PROJ, bad-key)")
+    )
+    response = await client.post("/api/tickets/sync", json={}, headers=auth_headers())
+    assert response.status == 400
+    assert "not a Jira project key" in (await response.json())["error"]["message"]
+    again = await client.post(
+        "/api/tickets/sync", json={"project": "PROJ", "wait": True}, headers=auth_headers()
+    )
+    assert again.status == 200, await again.text()
+    assert (await again.json())["runs"][0]["created"] == 1
+    stats = await (await client.get("/api/tickets/stats", headers=auth_headers())).json()
+    assert [(r["project"], r["status"]) for r in stats["sync"]["recent"]] == [
+        ("PROJ", "complete"),
+        ("PROJ", "failed"),
+    ]
+
+
+async def test_a_failing_project_in_a_waited_sync_is_reported_not_500(
+    start_app: StartApp, tmp_path: Path, fake_jira: FakeJira
+) -> None:
+    fake_jira.add_issue("PROJ", "one")
+    client = await start_app(jira_settings(tmp_path, fake_jira, jira_jql="nosuchfield = 1"))
+    response = await client.post(
+        "/api/tickets/sync", json={"project": "PROJ", "wait": True}, headers=auth_headers()
+    )
+    assert response.status == 200
+    (run,) = (await response.json())["runs"]
+    assert run["project"] == "PROJ" and "nosuchfield" in run["error"]

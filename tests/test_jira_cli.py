@@ -189,3 +189,10 @@ async def test_missing_configuration_exits_2() -> None:
     result = await run_cli("list", env={})
     assert result.code == 2
     assert "set JIRA_URL and JIRA_API_TOKEN" in result.stderr
+
+
+async def test_sync_of_a_malformed_project_key_exits_2(env: dict[str, str]) -> None:
+    result = await run_cli("sync", "-p", "bad-key", env=env)
+    assert result.code == 2
+    assert "'bad-key' is not a Jira project key" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -12,11 +12,12 @@ import pytest
 from bot.clock import Clock, ManualClock, SystemClock
 from bot.config import Secret
 from bot.events.bus import EventBus
-from bot.jira.client import JiraClient
+from bot.jira.client import JiraBadRequest, JiraClient
 from bot.jira.sync import JiraSync, SyncAlreadyRunning
 from storage import jira_sync, tickets
 from storage.database import Database
 from tests.fakes.jira import FakeJira
+from tests.helpers import load_json
 
 
 @dataclass
@@ -55,6 +56,17 @@ async def open_mirror(
 @pytest.fixture(params=["Server", "Cloud"])
 async def mirror(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Mirror]:
     fake = FakeJira(deployment=request.param)
+    await fake.start()
+    opened = await open_mirror(tmp_path, fake, SystemClock(), page_size=10)
+    yield opened
+    opened.client.close()
+    await opened.db.close()
+    await fake.close()
+
+
+@pytest.fixture
+async def cloud(tmp_path: Path) -> AsyncIterator[Mirror]:
+    fake = FakeJira(deployment="Cloud")
     await fake.start()
     opened = await open_mirror(tmp_path, fake, SystemClock(), page_size=10)
     yield opened
@@ -290,3 +302,181 @@ async def test_jira_jql_narrows_the_scope_and_names_the_projects(
     assert await mirror.keys() == [wanted]
     mirror.client.close()
     await mirror.db.close()
+
+
+async def test_jira_refuses_an_id_search_naming_a_deleted_issue(mirror: Mirror) -> None:
+    key = mirror.fake.add_issue("PROJ", "soon gone")
+    issue_id = mirror.fake.issue(key).id
+    mirror.fake.delete_issue(key)
+    with pytest.raises(JiraBadRequest, match=f"An issue with key '{issue_id}' does not exist"):
+        await mirror.client.search_page(f"id in ({issue_id})", fields=["id"])
+    if mirror.fake.deployment == "Server":
+        page = await mirror.client.search_page(
+            f"id in ({issue_id})", fields=["id"], validate_query=False
+        )
+        assert page.issues == []
+
+
+async def test_a_deletion_is_found_and_the_next_syncs_still_succeed(mirror: Mirror) -> None:
+    fake = mirror.fake
+    keys = [fake.add_issue("PROJ", f"n{n}") for n in range(3)]
+    await mirror.sync.sync_project("PROJ", trigger="manual")
+    fake.delete_issue(keys[0])
+    assert (await mirror.sync.sync_project("PROJ", trigger="manual")).deleted == 1
+    fake.delete_issue(keys[1])
+    full = await mirror.sync.sync_project("PROJ", trigger="manual", full=True)
+    assert (full.kind, full.deleted) == ("full", 1)
+    again = await mirror.sync.sync_project("PROJ", trigger="manual")
+    assert (again.kind, again.deleted) == ("incremental", 0)
+    assert await mirror.keys() == [keys[2]]
+    runs = await jira_sync.recent_runs(mirror.db, project="PROJ")
+    assert [run.status for run in runs] == ["complete"] * 4
+
+
+async def test_an_issue_moved_out_of_scope_is_dropped_on_cloud(tmp_path: Path) -> None:
+    fake = FakeJira(deployment="Cloud")
+    await fake.start()
+    try:
+        mirror = await open_mirror(tmp_path, fake, SystemClock(), jql_filter="labels = backend")
+        kept = fake.add_issue("PROJ", "kept", labels=("backend",))
+        moved = fake.add_issue("PROJ", "moved", labels=("backend",))
+        await mirror.sync.sync_project("PROJ", trigger="manual")
+        fake.update_issue(moved, labels=["frontend"])
+        result = await mirror.sync.sync_project("PROJ", trigger="manual", full=True)
+        assert result.deleted == 1 and await mirror.keys() == [kept]
+        assert fake.requests_to(f"/issue/{fake.issue(moved).id}")  # confirmed it still exists
+        mirror.client.close()
+        await mirror.db.close()
+    finally:
+        await fake.close()
+
+
+async def test_a_sync_never_asks_for_the_field_list(mirror: Mirror) -> None:
+    mirror.fake.add_issue("PROJ", "one")
+    await mirror.sync.sync_project("PROJ", trigger="manual")
+    mirror.fake.add_issue("PROJ", "two")
+    await mirror.sync.sync_project("PROJ", trigger="manual")
+    assert mirror.fake.requests_to("/field") == []
+
+
+async def test_cloud_without_approximate_count_lists_ids_instead(cloud: Mirror) -> None:
+    fake = cloud.fake
+    fake.approximate_count_enabled = False
+    keys = [fake.add_issue("PROJ", f"n{n}") for n in range(3)]
+    first = await cloud.sync.sync_project("PROJ", trigger="manual")
+    assert (first.kind, first.created) == ("full", 3)
+    fake.delete_issue(keys[1])
+    second = await cloud.sync.sync_project("PROJ", trigger="manual")
+    assert (second.kind, second.deleted) == ("incremental", 1)
+    assert await cloud.keys() == [keys[0], keys[2]]
+    # The missing endpoint is asked once, not on every run.
+    assert len(fake.requests_to("/search/approximate-count")) == 1
+    id_listings = [r for r in fake.requests_to("/search/jql") if r.query.get("fields") == ["id"]]
+    assert len(id_listings) == 1
+
+
+async def test_numeric_updated_from_a_real_cloud_payload_is_read(cloud: Mirror) -> None:
+    raw = load_json("jira/cloud-v3/issue.json")
+    assert raw["fields"]["updated"] == 1
+    key = cloud.fake.add_issue_payload(raw, keep_updated=True)
+    result = await cloud.sync.sync_project(raw["fields"]["project"]["key"], trigger="manual")
+    assert result.created == 1
+    stored = await tickets.get_ticket(cloud.db, key)
+    assert stored is not None and stored.updated_ms == 1000  # seconds since the epoch
+
+
+async def test_epoch_milliseconds_are_read_as_such(mirror: Mirror) -> None:
+    key = mirror.fake.add_issue("PROJ", "ms")
+    mirror.fake.issue(key).rendered_updated = 1_764_000_000_123
+    await mirror.sync.sync_project("PROJ", trigger="manual")
+    stored = await tickets.get_ticket(mirror.db, key)
+    assert stored is not None and stored.updated_ms == 1_764_000_000_123
+
+
+async def test_an_unreadable_issue_is_skipped_and_the_others_stored(mirror: Mirror) -> None:
+    fake = mirror.fake
+    good = fake.add_issue("PROJ", "fine")
+    bad = fake.add_issue("PROJ", "broken")
+    fake.issue(bad).rendered_updated = "sometime last week"
+    result = await mirror.sync.sync_project("PROJ", trigger="manual")
+    assert (result.seen, result.created) == (2, 1)
+    assert await mirror.keys() == [good]
+    fake.issue(bad).rendered_updated = None
+    full = await mirror.sync.sync_project("PROJ", trigger="manual", full=True)
+    assert (full.created, full.deleted) == (1, 0)
+
+
+async def test_sync_all_records_a_project_that_cannot_start_and_runs_the_others(
+    tmp_path: Path, fake_jira: FakeJira
+) -> None:
+    mirror = await open_mirror(
+        tmp_path, fake_jira, SystemClock(), jql_filter="project in (bad-key, PROJ)"
+    )
+    fake_jira.add_issue("PROJ", "one")
+    results = await mirror.sync.sync_all(trigger="schedule")
+    assert [(r.project, r.created) for r in results] == [("PROJ", 1)]
+    runs = await jira_sync.recent_runs(mirror.db)
+    assert [(r.project, r.kind, r.status) for r in runs] == [
+        ("PROJ", "full", "complete"),
+        ("BAD-KEY", "start", "failed"),
+    ]
+    assert "not a Jira project key" in (runs[1].error or "")
+    assert [e["project"] for e in await mirror.events("sync_error")] == ["BAD-KEY"]
+    mirror.client.close()
+    await mirror.db.close()
+
+
+async def test_a_failure_to_list_projects_is_recorded_and_announced(
+    tmp_path: Path, fake_jira: FakeJira
+) -> None:
+    mirror = await open_mirror(tmp_path, fake_jira, SystemClock())
+    await mirror.client.connect()
+    fake_jira.throttle(retry_after=0, times=6)  # GET /project: 429 until the retries run out
+    assert await mirror.sync.sync_all(trigger="schedule") == []
+    runs = await jira_sync.recent_runs(mirror.db)
+    assert [(r.project, r.kind, r.status) for r in runs] == [("*", "projects", "failed")]
+    assert "cannot list projects" in (runs[0].error or "")
+    rows = await mirror.db.fetchall("SELECT stream FROM events WHERE type = 'sync_error'")
+    assert [row[0] for row in rows] == ["jira:*"]
+    mirror.client.close()
+    await mirror.db.close()
+
+
+async def test_a_forced_full_sync_reports_only_what_changed(mirror: Mirror) -> None:
+    fake = mirror.fake
+    keys = [fake.add_issue("PROJ", f"n{n}") for n in range(3)]
+    fake.link(keys[0], keys[1])
+    fake.add_attachment(keys[2], "log.txt", content=b"x")
+    await mirror.sync.sync_project("PROJ", trigger="manual")
+    batches = len(await mirror.events("tickets_updated"))
+    unchanged = await mirror.sync.sync_project("PROJ", trigger="manual", full=True)
+    assert (unchanged.seen, unchanged.created, unchanged.updated) == (3, 0, 0)
+    assert len(await mirror.events("tickets_updated")) == batches
+    fake.update_issue(keys[1], summary="renamed")
+    changed = await mirror.sync.sync_project("PROJ", trigger="manual", full=True)
+    assert changed.updated == 1
+    assert (await mirror.events("tickets_updated"))[-1]["keys"] == [keys[1]]
+
+
+async def test_a_refused_refresh_never_deletes_a_live_ticket(mirror: Mirror) -> None:
+    key = mirror.fake.add_issue("PROJ", "alive")
+    await mirror.sync.sync_project("PROJ", trigger="manual")
+    broken_scope = JiraSync(
+        db=mirror.db,
+        bus=mirror.bus,
+        clock=SystemClock(),
+        client=mirror.client,
+        jql_filter="nosuchfield = 1",
+    )
+    with pytest.raises(JiraBadRequest, match="nosuchfield"):
+        await broken_scope.refresh_issue(mirror.fake.issue(key).id)
+    assert await mirror.keys() == [key]
+
+
+async def test_a_refresh_of_a_deleted_issue_forgets_it(mirror: Mirror) -> None:
+    key = mirror.fake.add_issue("PROJ", "soon gone")
+    issue_id = mirror.fake.issue(key).id
+    await mirror.sync.sync_project("PROJ", trigger="manual")
+    mirror.fake.delete_issue(key)
+    assert await mirror.sync.refresh_issue(issue_id) == key
+    assert await mirror.keys() == []

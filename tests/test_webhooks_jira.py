@@ -133,3 +133,25 @@ async def test_an_event_outside_the_configured_scope_is_not_mirrored(
     await post(client, payload)
     await client.app[DISPATCHER].drain()
     assert await ticket(client, "KAN-3") is None
+
+
+async def test_an_update_of_an_issue_deleted_since_forgets_it_on_cloud(
+    start_app: StartApp, tmp_path: Path
+) -> None:
+    fake = FakeJira(deployment="Cloud")
+    await fake.start()
+    try:
+        payload = load_json("jira/webhooks-cloud/jira-issue_created.json")
+        fake.add_issue_payload(payload["issue"])
+        client = await start_app(jira_settings(tmp_path, fake))
+        await post(client, payload)
+        await client.app[DISPATCHER].drain()
+        assert await ticket(client, "KAN-3") is not None
+        fake.delete_issue("KAN-3")
+        # Cloud answers this search 400; only the issue's 404 proves it is gone.
+        await post(client, {**payload, "webhookEvent": "jira:issue_updated"})
+        await client.app[DISPATCHER].drain()
+        assert await ticket(client, "KAN-3") is None
+        assert fake.requests_to(f"/issue/{payload['issue']['id']}")
+    finally:
+        await fake.close()

@@ -34,7 +34,7 @@ from bot.jira.client import (
 )
 from bot.jira.issues import SYNC_FIELDS, ticket_from_issue
 from bot.jira.service import client_from_settings
-from bot.jira.sync import JiraSync, SyncAlreadyRunning, SyncResult
+from bot.jira.sync import JiraSync, SyncAlreadyRunning, SyncResult, is_project_key
 
 T = TypeVar("T")
 
@@ -417,6 +417,8 @@ def sync_tickets(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Sync the mirror in DATABASE_URL from Jira, with a progress bar."""
+    if project is not None and not is_project_key(project):
+        _fail(f"{project!r} is not a Jira project key like PROJ", EXIT_USAGE)
     settings = _settings()
 
     async def work(client: JiraClient) -> list[SyncResult]:

@@ -9,6 +9,10 @@ Errors come out as the small hierarchy below, which the API and the CLI map to t
 Server/Data Center and Cloud differ in search: Server pages `GET /search` by startAt, Cloud
 removed that endpoint in 2025 (410 Gone) and pages `GET /search/jql` by nextPageToken. The
 deployment type comes from `serverInfo` when the client connects.
+
+The library translates field names through a cache it fills from `GET /field` before its
+first search; the builder fills that cache with the fields biagent asks for (their JQL names
+are their ids), so no search depends on that extra call.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import requests
 from jira import JIRA, JIRAError
@@ -29,6 +33,7 @@ from jira.resilientsession import ResilientSession
 
 from bot.clock import Clock
 from bot.config import Secret
+from bot.jira.issues import SYNC_FIELDS
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +44,11 @@ MAX_RETRIES = 5
 DEFAULT_RETRY_AFTER_S = 5.0
 REQUEST_TIMEOUT_S = 60.0
 ATTACHMENT_CHUNK = 64 * 1024
+# Largest id-only pages: Server's default search limit; Cloud's for `fields=id` searches.
+SERVER_ID_PAGE = 1000
+CLOUD_ID_PAGE = 5000
+# Statuses meaning "this site has no such endpoint": not worth asking again.
+ENDPOINT_MISSING = (404, 405, 410, 501)
 
 
 class JiraError(Exception):
@@ -159,6 +169,8 @@ class JiraClient:
         self.timeout_s = timeout_s
         self.requests_made = 0
         self.deployment: str | None = None
+        self.approximate_count_available = True
+        self.site_base_url: str | None = None  # serverInfo's baseUrl: how Jira names itself
         self._jira: JIRA | None = None
         self._connect_lock = asyncio.Lock()
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="jira")
@@ -199,6 +211,8 @@ class JiraClient:
             **auth,
         )
         jira._session.hooks["response"].append(self._count)
+        # System fields' JQL names are their ids; a non-empty cache is never fetched again.
+        jira._fields_cache_value = {name: name for name in (*SYNC_FIELDS, "id", "key")}
         return jira
 
     async def connect(self) -> JIRA:
@@ -214,6 +228,8 @@ class JiraClient:
                     jira.close()
                     raise
                 self.deployment = str(info.get("deploymentType") or "Server")
+                base_url = info.get("baseUrl")
+                self.site_base_url = str(base_url).rstrip("/") if base_url else None
                 # The library reads these two itself to pick Cloud's endpoints.
                 jira.deploymentType = self.deployment
                 jira._version = tuple(info.get("versionNumbers") or (0, 0, 0))
@@ -277,8 +293,13 @@ class JiraClient:
         start_at: int = 0,
         token: str | None = None,
         max_results: int = 100,
+        validate_query: bool = True,
     ) -> SearchPage:
-        """One page of a JQL search: startAt paging on Server, token paging on Cloud."""
+        """One page of a JQL search: startAt paging on Server, token paging on Cloud.
+
+        `validate_query=False` lets Server answer an `id in (...)` naming deleted issues with
+        a warning instead of a 400; Cloud's search/jql has no such switch and always refuses.
+        """
         await self.connect()
         if self.is_cloud:
             found = await self.call(
@@ -306,6 +327,7 @@ class JiraClient:
                 jql,
                 startAt=start_at,
                 maxResults=max_results,
+                validate_query=validate_query,
                 fields=list(fields),
                 expand=expand,
                 json_result=True,
@@ -315,18 +337,61 @@ class JiraClient:
         total = int(found.get("total") or 0)
         return SearchPage(issues, total, None, start_at + len(issues) >= total or not issues)
 
-    async def count(self, jql: str) -> int:
-        """How many issues match (Cloud: Jira's approximate count)."""
+    async def count(self, jql: str) -> int | None:
+        """How many issues match (Cloud: Jira's approximate count).
+
+        None when Cloud's approximate-count cannot answer (a site or proxy without it, or any
+        other HTTP error): the caller lists ids instead. A missing endpoint is not asked again.
+        """
         await self.connect()
         if self.is_cloud:
-            return int(
-                await self.call("count", lambda jira: jira.approximate_issue_count(jql))  # type: ignore[arg-type]
-            )
+            if not self.approximate_count_available:
+                return None
+            try:
+                counted = await self.call(
+                    "count",
+                    lambda jira: jira.approximate_issue_count(jql),  # type: ignore[arg-type]
+                )
+            except JiraError as error:
+                if error.status is None:
+                    raise
+                if error.status in ENDPOINT_MISSING:
+                    self.approximate_count_available = False
+                log.warning("Jira's approximate count failed (%s); listing ids instead", error)
+                return None
+            return int(counted)  # type: ignore[arg-type]
         found = await self.call(
             "count",
             lambda jira: jira.search_issues(jql, maxResults=1, fields=["id"], json_result=True),
         )
         return int(found.get("total") or 0)
+
+    async def issue_ids(self, jql: str) -> list[str]:
+        """Every id `jql` finds, in its order, in the largest id-only pages Jira serves."""
+        await self.connect()
+        ids: list[str] = []
+        start_at, token = 0, None
+        while True:
+            page = await self.search_page(
+                jql,
+                fields=["id"],
+                start_at=start_at,
+                token=token,
+                max_results=CLOUD_ID_PAGE if self.is_cloud else SERVER_ID_PAGE,
+            )
+            ids.extend(str(issue["id"]) for issue in page.issues)
+            start_at += len(page.issues)
+            token = page.next_token
+            if page.is_last or not page.issues:
+                return ids
+
+    async def issue_exists(self, issue_id: str) -> bool:
+        """Whether Jira still has this issue: its GET answers 404 once it is deleted."""
+        try:
+            await self.issue(issue_id, fields=["id"])
+        except JiraNotFound:
+            return False
+        return True
 
     async def issue(
         self, key_or_id: str, *, fields: list[str] | None = None, expand: str | None = None
@@ -381,20 +446,38 @@ class JiraClient:
 
     # -- attachments -----------------------------------------------------------------------
 
-    def same_site(self, url: str) -> bool:
-        """Credentials only ever go to the configured Jira site."""
-        ours, theirs = urlsplit(self.url), urlsplit(url)
-        return (ours.scheme, ours.netloc) == (theirs.scheme, theirs.netloc)
+    def download_url(self, content_url: str, attachment_id: str) -> str:
+        """Where to fetch an attachment: always on JIRA_URL, whatever host Jira's URL names.
 
-    async def open_attachment(self, url: str, *, queue_chunks: int = 4) -> AttachmentStream:
+        Jira writes content URLs with its own base URL (serverInfo's baseUrl), which behind a
+        proxy or under an alias (localhost and 127.0.0.1) is not JIRA_URL. Only the part after
+        that base is kept, put under JIRA_URL, so the credentials only ever go to the configured
+        site. A URL not under Jira's base keeps its path: as it is when it is already under
+        JIRA_URL's context path, else put under it.
+        """
+        ours = urlsplit(self.url)
+        base = self.site_base_url
+        if base and content_url.startswith(base + "/"):
+            return self.url + content_url[len(base) :]
+        theirs = urlsplit(content_url)
+        path = theirs.path
+        if not path.startswith("/"):
+            path = f"/rest/api/2/attachment/content/{attachment_id}"
+        prefix = ours.path.rstrip("/")
+        if prefix and not (path == prefix or path.startswith(prefix + "/")):
+            path = prefix + path
+        return urlunsplit((ours.scheme, ours.netloc, path, theirs.query, ""))
+
+    async def open_attachment(
+        self, content_url: str, attachment_id: str, *, queue_chunks: int = 4
+    ) -> AttachmentStream:
         """Start streaming an attachment's content; the response headers are known on return.
 
         A worker thread reads the body in 64 KiB chunks into a bounded queue, so at most a few
         chunks are in memory whatever the file's size, and a slow reader slows the download.
         """
-        if not self.same_site(url):
-            raise JiraError(f"attachment URL is not on {self.url}; refusing to send credentials")
         jira = await self.connect()
+        url = self.download_url(content_url, attachment_id)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue(maxsize=queue_chunks)
         stop = threading.Event()
@@ -418,8 +501,13 @@ class JiraClient:
             try:
                 # Past ResilientSession.request on purpose: it reads `response.content` (the
                 # whole body) to look for a login error, which would defeat streaming.
+                # identity: a compressed body would make the Content-Length passed on wrong.
                 response = super(ResilientSession, session).request(
-                    "GET", url, stream=True, headers={"Accept": "*/*"}, timeout=self.timeout_s
+                    "GET",
+                    url,
+                    stream=True,
+                    headers={"Accept": "*/*", "Accept-Encoding": "identity"},
+                    timeout=self.timeout_s,
                 )
                 if not response.ok:
                     response.close()

@@ -1,12 +1,14 @@
 """Jira's issue JSON -> the mirror's `TicketRecord` (Server v2, Cloud v2/v3, webhook payloads).
 
-Times are read with their zone (`2018-12-19T12:36:15.507+0300`) and kept as UTC text and as
-epoch milliseconds, the unit of the sync's watermark. Cloud v3 bodies are Atlassian Document
+Times are read with their zone (`2018-12-19T12:36:15.507+0300`), or as epoch numbers (Cloud
+sends `"updated": 1` in places), and kept as UTC text and as epoch milliseconds, the unit of the
+sync's watermark. Cloud v3 bodies are Atlassian Document
 Format; they are flattened to plain text here so the mirror holds one kind of text.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -36,18 +38,41 @@ SYNC_FIELDS = [
 ]
 
 
-def parse_jira_time(text: str) -> datetime:
-    """Jira's `2018-12-19T12:36:15.507+0300` (or `...Z`, or without millis) as aware UTC."""
-    cleaned = text.strip().replace("Z", "+0000")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Epoch numbers at least this large are milliseconds: as seconds they would be past year 5000,
+# as milliseconds they are after March 1973.
+_EPOCH_MS_FROM = 100_000_000_000
+_EPOCH_DIGITS = re.compile(r"^-?\d+(?:\.\d+)?$")
+
+
+def _from_epoch(number: float) -> datetime:
+    milliseconds = number if abs(number) >= _EPOCH_MS_FROM else number * 1000
+    try:
+        return _EPOCH + timedelta(milliseconds=milliseconds)
+    except OverflowError:
+        raise ValueError(f"not a Jira timestamp: {number!r}") from None
+
+
+def parse_jira_time(value: Any) -> datetime:
+    """Jira's `2018-12-19T12:36:15.507+0300` (or `...Z`, or without millis) as aware UTC.
+
+    An epoch number (int, float or a string of digits) is read as seconds, or as milliseconds
+    when it is that large; anything else is a ValueError.
+    """
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return _from_epoch(value)
+    if not isinstance(value, str):
+        raise ValueError(f"not a Jira timestamp: {value!r}")
+    cleaned = value.strip()
+    if _EPOCH_DIGITS.match(cleaned):
+        return _from_epoch(float(cleaned) if "." in cleaned else int(cleaned))
+    cleaned = cleaned.replace("Z", "+0000")
     for pattern in ("%Y-%m-%dT%H:%M:%S.%f%z", "%Y-%m-%dT%H:%M:%S%z"):
         try:
             return datetime.strptime(cleaned, pattern).astimezone(UTC)
         except ValueError:
             continue
-    raise ValueError(f"not a Jira timestamp: {text!r}")
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+    raise ValueError(f"not a Jira timestamp: {value!r}")
 
 
 def epoch_ms(instant: datetime) -> int:
@@ -56,7 +81,7 @@ def epoch_ms(instant: datetime) -> int:
 
 
 def updated_ms_of(issue: dict[str, Any]) -> int:
-    return epoch_ms(parse_jira_time(str(issue["fields"]["updated"])))
+    return epoch_ms(parse_jira_time(issue["fields"]["updated"]))
 
 
 def adf_text(node: Any) -> str:
@@ -105,10 +130,10 @@ def _person(value: Any) -> str | None:
 
 
 def _time_text(value: Any) -> str | None:
-    if not value:
+    if value is None or value == "":
         return None
     try:
-        return to_text(parse_jira_time(str(value)))
+        return to_text(parse_jira_time(value))
     except ValueError:
         return None
 
@@ -209,7 +234,7 @@ def ticket_from_issue(
     issue_id = str(issue["id"])
     key = str(issue["key"])
     fields = issue.get("fields") or {}
-    updated = parse_jira_time(str(fields["updated"]))
+    updated = parse_jira_time(fields["updated"])
     project = fields.get("project") or {}
     status = fields.get("status") or {}
     if histories is None:

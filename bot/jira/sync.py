@@ -10,11 +10,15 @@ by the next one; the boundary set of (issue id, updated) already stored inside t
 skipped, so the overlap stores nothing twice. Pages are ordered by key, which an update does
 not move, so offset paging cannot skip an issue that changes mid-run. After the incremental
 search, one count compares Jira with the mirror; a difference (a deletion, say) triggers an
-id sweep that repairs it.
+id sweep that repairs it. Jira answers 400 to an `id in (...)` that names a deleted issue, so
+those lookups ask Server not to validate the query, and on Cloud (which always validates)
+confirm each candidate by its GET first (404: gone). An issue that cannot be read is skipped
+and logged, never the end of the run.
 
 Every run is a row in sync_status; progress goes out as `sync_progress`, the end as
 `sync_complete` or `sync_error`, changed tickets as `tickets_updated` (a page) or
-`ticket_updated` (one, from a webhook). A lease per project keeps two syncs of it apart.
+`ticket_updated` (one, from a webhook). A run that cannot start (the project list fails, or a
+project's start) is a failed row too. A lease per project keeps two syncs of it apart.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from typing import Any
 
 from bot.clock import Clock
 from bot.events.bus import EventBus
-from bot.jira.client import JiraClient, JiraError, JiraNotFound, SearchPage
+from bot.jira.client import JiraBadRequest, JiraClient, JiraNotFound, SearchPage
 from bot.jira.issues import (
     SYNC_FIELDS,
     changelog_is_truncated,
@@ -47,11 +51,12 @@ from storage.timestamps import from_text
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 100
-ID_PAGE_SIZE = 1000
 OVERLAP_MS = 60_000
 FULL_SYNC_EVERY = timedelta(hours=24)
 LEASE_TTL_S = 300.0
 VERIFY_CHUNK = 100
+# The sync_status row of a run that failed before it could start, and its stream's project.
+ALL_PROJECTS = "*"
 
 ProgressCallback = Callable[[int, int | None], None]
 
@@ -73,8 +78,13 @@ class SyncAlreadyRunning(Exception):
 
 
 def stream_of(project: str) -> str:
-    """The bus stream of a project's sync and ticket events."""
+    """The bus stream of a project's sync and ticket events (`jira:*`: the project list)."""
     return f"jira:{project}"
+
+
+def is_project_key(text: str) -> bool:
+    """Whether `text` (upper-cased) can be a Jira project key."""
+    return _PROJECT_KEY.match(text.upper()) is not None
 
 
 def projects_named_in(jql: str | None) -> list[str] | None:
@@ -138,9 +148,17 @@ class SyncJob:
     jql: str
     cursor: jira_sync.SyncCursor | None
     on_progress: ProgressCallback | None = None
+    started: bool = False
 
     async def run(self) -> SyncResult:
+        self.started = True
         return await self.sync._run(self)
+
+    async def abandon(self, reason: str) -> None:
+        """Give up a job that will never run: its row fails, its lease and slot are freed."""
+        if not self.started:
+            self.started = True
+            await self.sync._abandon(self, reason)
 
 
 class JiraSync:
@@ -190,7 +208,7 @@ class JiraSync:
     ) -> SyncJob:
         """Take the project's lease and record the run; raises SyncAlreadyRunning."""
         project = project.upper()
-        if not _PROJECT_KEY.match(project):
+        if not is_project_key(project):
             raise ValueError(f"not a Jira project key: {project!r}")
         if project in self._running:
             raise SyncAlreadyRunning(project, self.holder)
@@ -234,21 +252,89 @@ class JiraSync:
         return await job.run()
 
     async def sync_all(self, *, trigger: str) -> list[SyncResult]:
-        """Every project in scope, one after the other; a busy or failing one is skipped."""
+        """Every project in scope, one after the other; a busy or failing one is skipped.
+
+        Whatever fails (Jira, the database, a bug) fails that project alone, recorded in
+        sync_status and published as `sync_error`; the others still run.
+        """
         results = []
         try:
             projects = await self.projects()
-        except JiraError as error:
-            log.error("JIRA sync: cannot list projects: %s", error)
+        except Exception as error:
+            await self.record_failure(
+                ALL_PROJECTS,
+                kind="projects",
+                trigger=trigger,
+                error=f"cannot list projects: {error}",
+            )
             return []
         for project in projects:
             try:
-                results.append(await self.sync_project(project, trigger=trigger))
+                job = await self.begin(project, trigger=trigger)
             except SyncAlreadyRunning:
                 log.info("JIRA sync of %s skipped: one is already running", project)
-            except JiraError as error:
-                log.error("JIRA sync of %s failed: %s", project, error)
+                continue
+            except Exception as error:
+                await self.record_failure(
+                    project, kind="start", trigger=trigger, error=f"cannot start: {error}"
+                )
+                continue
+            try:
+                results.append(await job.run())
+            except Exception as error:  # already recorded and published by the run
+                log.debug("JIRA sync of %s failed: %s", project, error)
         return results
+
+    async def record_failure(self, project: str, *, kind: str, trigger: str, error: str) -> None:
+        """A run that failed before it could start: a failed sync_status row and `sync_error`."""
+        log.error("JIRA sync of %s (%s) failed: %s", project, trigger, error)
+        try:
+            now = self.clock.now()
+            run_id = await jira_sync.start_run(
+                self.db, project=project, kind=kind, trigger=trigger, now=now
+            )
+            await jira_sync.finish_run(
+                self.db,
+                run_id,
+                status="failed",
+                seen=0,
+                created=0,
+                updated=0,
+                deleted=0,
+                requests=0,
+                error=error,
+                now=now,
+            )
+            await self.bus.publish(
+                stream_of(project),
+                "sync_error",
+                {"project": project, "error": error, "run_id": run_id, "kind": kind},
+            )
+        except Exception:
+            log.exception("JIRA sync of %s: cannot record the failure", project)
+
+    async def _abandon(self, job: SyncJob, reason: str) -> None:
+        try:
+            await jira_sync.finish_run(
+                self.db,
+                job.run_id,
+                status="failed",
+                seen=0,
+                created=0,
+                updated=0,
+                deleted=0,
+                requests=0,
+                error=reason,
+                now=self.clock.now(),
+            )
+            await self.bus.publish(
+                stream_of(job.project),
+                "sync_error",
+                {"project": job.project, "error": reason, "run_id": job.run_id, "kind": job.kind},
+            )
+        finally:
+            self._running.discard(job.project)
+            await jira_sync.release_lease(self.db, job.project, holder=self.holder)
 
     async def _run(self, job: SyncJob) -> SyncResult:
         started = self.clock.monotonic()
@@ -350,6 +436,7 @@ class JiraSync:
     # -- the two kinds ---------------------------------------------------------------------
 
     async def _full(self, job: SyncJob, tally: _Tally) -> None:
+        # Only for the progress total (Server's pages carry it): None when Cloud cannot count.
         total = await self.client.count(job.jql) if self.client.is_cloud else None
         await self._page_through(job, f"{job.jql} ORDER BY key ASC", tally, set(), total)
         mirrored = await tickets.ids_of_project(self.db, job.project)
@@ -363,6 +450,11 @@ class JiraSync:
         jql = f"{job.jql} AND updated >= {since_ms} ORDER BY key ASC"
         await self._page_through(job, jql, tally, boundary, None)
         remote = await self.client.count(job.jql)
+        remote_ids = None
+        if remote is None:
+            # No count from Jira (Cloud without approximate-count): the id listing is the count.
+            remote_ids = await self.client.issue_ids(f"{job.jql} ORDER BY key ASC")
+            remote = len(remote_ids)
         local = await tickets.count_of_project(self.db, job.project)
         if remote != local:
             log.info(
@@ -371,7 +463,7 @@ class JiraSync:
                 remote,
                 local,
             )
-            await self._sweep_ids(job, tally)
+            await self._sweep_ids(job, tally, remote_ids)
 
     # -- paging ----------------------------------------------------------------------------
 
@@ -424,22 +516,34 @@ class JiraSync:
     ) -> None:
         records: list[TicketRecord] = []
         for issue in issues:
-            issue_id = str(issue["id"])
-            updated_ms = updated_ms_of(issue)
+            issue_id = str(issue.get("id") or "")
             tally.seen += 1
-            tally.seen_ids.add(issue_id)
+            if issue_id:
+                tally.seen_ids.add(issue_id)  # Jira has it: never taken for a deletion
+            try:
+                updated_ms = updated_ms_of(issue)
+            except (KeyError, TypeError, ValueError) as error:
+                _log_unreadable(job.project, issue, error)
+                continue
             if tally.max_updated_ms is None or updated_ms > tally.max_updated_ms:
                 tally.max_updated_ms = updated_ms
             if (issue_id, updated_ms) in boundary:
                 continue
-            records.append(await self._record(issue))
+            record = await self._record(job.project, issue)
+            if record is not None:
+                records.append(record)
         await self._store(job.project, records, tally)
 
-    async def _record(self, issue: dict[str, Any]) -> TicketRecord:
+    async def _record(self, project: str, issue: dict[str, Any]) -> TicketRecord | None:
+        """The issue as a record; None (logged) when it cannot be read."""
         histories = None
         if changelog_is_truncated(issue):
             histories = await self.client.full_changelog(str(issue["id"]))
-        return ticket_from_issue(issue, histories=histories)
+        try:
+            return ticket_from_issue(issue, histories=histories)
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            _log_unreadable(project, issue, error)
+            return None
 
     async def _store(self, project: str, records: list[TicketRecord], tally: _Tally) -> None:
         if not records:
@@ -468,17 +572,48 @@ class JiraSync:
 
     # -- deletions -------------------------------------------------------------------------
 
+    async def _issues_among(
+        self, scope_jql: str, ids: list[str], *, likely_gone: bool
+    ) -> list[dict[str, Any]]:
+        """The issues among `ids` (at most VERIFY_CHUNK) that Jira has within `scope_jql`.
+
+        Jira answers 400 to an `id in (...)` naming an issue it no longer has ("An issue with
+        key 'N' does not exist for field 'id'"). Server is asked not to validate the query, so
+        it just leaves those out. Cloud always validates: candidates that are `likely_gone` are
+        confirmed by their GET first (404: gone), others only when the search is refused.
+        """
+        confirmed = False
+        if self.client.is_cloud and likely_gone:
+            ids, confirmed = await self._still_there(ids), True
+        while ids:
+            try:
+                page = await self.client.search_page(
+                    f"{scope_jql} AND id in ({', '.join(ids)})",
+                    fields=SYNC_FIELDS,
+                    expand="changelog",
+                    max_results=len(ids),
+                    validate_query=False,
+                )
+            except JiraBadRequest:
+                if not self.client.is_cloud or confirmed:
+                    raise
+                ids, confirmed = await self._still_there(ids), True
+                continue
+            return page.issues
+        return []
+
+    async def _still_there(self, ids: list[str]) -> list[str]:
+        exists = await asyncio.gather(*(self.client.issue_exists(i) for i in ids))
+        return [issue_id for issue_id, there in zip(ids, exists, strict=True) if there]
+
     async def _verify_missing(self, job: SyncJob, missing: list[str], tally: _Tally) -> None:
         """Mirrored issues a listing did not return: store those Jira still has, drop the rest."""
         gone: list[str] = []
         for start in range(0, len(missing), VERIFY_CHUNK):
             chunk = missing[start : start + VERIFY_CHUNK]
-            jql = f"{job.jql} AND id in ({', '.join(chunk)})"
-            page = await self.client.search_page(
-                jql, fields=SYNC_FIELDS, expand="changelog", max_results=len(chunk)
-            )
-            found = {str(issue["id"]) for issue in page.issues}
-            await self._store_page(job, page.issues, tally, set())
+            issues = await self._issues_among(job.jql, chunk, likely_gone=True)
+            found = {str(issue.get("id")) for issue in issues}
+            await self._store_page(job, issues, tally, set())
             gone.extend(issue_id for issue_id in chunk if issue_id not in found)
         if gone:
             keys = await tickets.delete_tickets(self.db, gone)
@@ -489,34 +624,19 @@ class JiraSync:
                 {"keys": keys, "project": job.project, "deleted": keys},
             )
 
-    async def _sweep_ids(self, job: SyncJob, tally: _Tally) -> None:
+    async def _sweep_ids(
+        self, job: SyncJob, tally: _Tally, remote_ids: list[str] | None = None
+    ) -> None:
         """List every id in scope; fetch the ones the mirror lacks, verify the ones Jira lacks."""
-        remote: set[str] = set()
-        start_at, token = 0, None
-        while True:
-            page = await self.client.search_page(
-                f"{job.jql} ORDER BY key ASC",
-                fields=["id"],
-                start_at=start_at,
-                token=token,
-                max_results=ID_PAGE_SIZE,
-            )
-            remote.update(str(issue["id"]) for issue in page.issues)
-            start_at += len(page.issues)
-            token = page.next_token
-            if page.is_last or not page.issues:
-                break
+        if remote_ids is None:
+            remote_ids = await self.client.issue_ids(f"{job.jql} ORDER BY key ASC")
+        remote = set(remote_ids)
         mirrored = await tickets.ids_of_project(self.db, job.project)
-        absent = [issue_id for issue_id in remote if issue_id not in mirrored]
+        absent = [issue_id for issue_id in remote_ids if issue_id not in mirrored]
         for start in range(0, len(absent), VERIFY_CHUNK):
             chunk = absent[start : start + VERIFY_CHUNK]
-            page = await self.client.search_page(
-                f"{job.jql} AND id in ({', '.join(chunk)})",
-                fields=SYNC_FIELDS,
-                expand="changelog",
-                max_results=len(chunk),
-            )
-            await self._store_page(job, page.issues, tally, set())
+            issues = await self._issues_among(job.jql, chunk, likely_gone=False)
+            await self._store_page(job, issues, tally, set())
         await self._verify_missing(job, [i for i in mirrored if i not in remote], tally)
 
     # -- one issue (webhooks) --------------------------------------------------------------
@@ -525,26 +645,30 @@ class JiraSync:
         """Bring one issue up to date now (a webhook said it changed); returns its key.
 
         Fetched by a search within the sync scope, so an issue outside it is not mirrored
-        (and is forgotten if it moved out); an issue Jira no longer has is deleted.
+        (and is forgotten if it moved out); an issue Jira no longer has is deleted. Cloud
+        answers 400 to `id = N` for a deleted N, but a 400 is no proof: the issue's GET must
+        answer 404 before the ticket is deleted.
         """
         if not issue_id.isdigit():
             raise ValueError(f"not a Jira issue id: {issue_id!r}")
         jql = f"id = {issue_id}" + (f" AND ({self.jql_filter})" if self.jql_filter else "")
         try:
             page = await self.client.search_page(
-                jql, fields=SYNC_FIELDS, expand="changelog", max_results=1
+                jql, fields=SYNC_FIELDS, expand="changelog", max_results=1, validate_query=False
             )
         except JiraNotFound:
             page = SearchPage([], 0, None, True)
-        except JiraError as error:
-            # Jira answers 400 for `id = N` when N does not exist (any more).
-            if error.status != 400:
+        except JiraBadRequest:
+            if await self.client.issue_exists(issue_id):
                 raise
             page = SearchPage([], 0, None, True)
         if not page.issues:
             return await self.forget_issue(issue_id)
         issue = page.issues[0]
-        record = await self._record(issue)
+        project = str(issue.get("key", "")).rsplit("-", 1)[0]
+        record = await self._record(project, issue)
+        if record is None:
+            return None
         outcome = await tickets.store_tickets(self.db, [record], now=self.clock.now())
         if outcome.created or outcome.updated:
             await self.bus.publish(
@@ -571,3 +695,14 @@ class JiraSync:
             {"key": existing.key, "project": existing.project, "deleted": True},
         )
         return existing.key
+
+
+def _log_unreadable(project: str, issue: dict[str, Any], error: Exception) -> None:
+    log.warning(
+        "JIRA sync of %s: skipping issue %s (id %s), it cannot be read: %s: %s",
+        project,
+        issue.get("key"),
+        issue.get("id"),
+        type(error).__name__,
+        error,
+    )

@@ -9,7 +9,10 @@ comments, field updates, attachment metadata and content (streamed, any size, ne
 memory), and 429 with Retry-After on demand. Credentials are checked (Basic email:token, or a
 Bearer token), every request is recorded. JQL is a small real parser: AND/OR, parentheses,
 = != > >= < <= ~ IN, NOT IN, ORDER BY; an unknown field or a syntax error is a 400 with Jira's
-error shape. Issues are built in the shapes of the recorded payloads in tests/fixtures/jira.
+error shape, and so is an `id` naming an issue that does not exist (always on Cloud; on Server
+unless validateQuery=false, which makes it a warning). Attachment content is gzipped when the
+client accepts it, as behind a compressing proxy. Issues are built in the shapes of the recorded
+payloads in tests/fixtures/jira.
 """
 
 from __future__ import annotations
@@ -94,10 +97,13 @@ class FakeIssue:
     created_ms: int
     histories: list[dict[str, Any]] = field(default_factory=list)
     comments: list[dict[str, Any]] = field(default_factory=list)
+    # Rendered as the `updated` field instead of `updated_ms` when set: a recorded payload's
+    # own value (Cloud's examples carry `"updated": 1`) or one no client could read.
+    rendered_updated: Any = None
 
 
 class JqlError(Exception):
-    pass
+    """A query Jira refuses with 400; each argument is one of its `errorMessages`."""
 
 
 # -- JQL ---------------------------------------------------------------------------------------
@@ -148,6 +154,7 @@ class _Parser:
     def __init__(self, jql: str) -> None:
         self.tokens = _tokens(jql)
         self.at = 0
+        self.named_ids: list[str] = []  # Jira checks that each of these exists
 
     def peek(self) -> tuple[str, str] | None:
         return self.tokens[self.at] if self.at < len(self.tokens) else None
@@ -241,6 +248,8 @@ class _Parser:
                 if separator != ("op", ","):
                     raise JqlError("Error in the JQL Query: Expecting ',' or ')'.")
             wanted = {_comparable(name, value) for value in values}
+            if name == "id":
+                self.named_ids.extend(values)
             return lambda issue: (_value(issue, name) in wanted) != negate
         kind, op = self.take()
         if kind != "op" or op not in ("=", "!=", ">", ">=", "<", "<=", "~"):
@@ -250,6 +259,8 @@ class _Parser:
             needle = raw.lower().strip("*")
             return lambda issue: needle in str(_value(issue, name) or "").lower()
         value = _comparable(name, raw)
+        if name == "id":
+            self.named_ids.append(raw)
         compare = {
             "=": lambda a, b: a == b,
             "!=": lambda a, b: a != b,
@@ -342,9 +353,9 @@ def _invert(text: str) -> str:
 # -- ADF ---------------------------------------------------------------------------------------
 
 
-def to_adf(text: str | None) -> dict[str, Any] | None:
-    if text is None:
-        return None
+def to_adf(text: str | dict[str, Any] | None) -> dict[str, Any] | None:
+    if text is None or isinstance(text, dict):  # a recorded payload's ADF stays as it is
+        return text
     return {
         "type": "doc",
         "version": 1,
@@ -371,6 +382,7 @@ class Recorded:
     method: str
     path: str
     query: dict[str, list[str]]
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 class FakeJira:
@@ -383,6 +395,12 @@ class FakeJira:
         search_changelog_limit: int | None = None,
     ) -> None:
         self.deployment = deployment
+        # Cloud sites (and proxies in front of them) where POST /search/approximate-count is
+        # missing answer 404; switch it off to be one.
+        self.approximate_count_enabled = True
+        # Jira's configured base URL, used in every `self` and attachment `content` URL; None
+        # is the address the request came to. Behind a proxy or under an alias they differ.
+        self.base_url: str | None = None
         self.email = email
         self.token = token
         # Cloud returns at most this many histories of an issue inside a search (or an issue GET).
@@ -402,7 +420,7 @@ class FakeJira:
         self._next_id = 10000
         self._numbers: dict[str, int] = {}
         self._history_ids = 20000
-        self._query_cache: dict[str, list[str]] = {}
+        self._query_cache: dict[str, tuple[list[str], tuple[str, ...]]] = {}
         self._version = 0
         self._by_issue: _Index | None = None
         self.server: TestServer | None = None
@@ -509,8 +527,13 @@ class FakeJira:
         self._changed()
         return key
 
-    def add_issue_payload(self, raw: dict[str, Any], *, updated_ms: int | None = None) -> str:
-        """Serve an issue recorded in a webhook payload or REST fixture (its fields as given)."""
+    def add_issue_payload(
+        self, raw: dict[str, Any], *, updated_ms: int | None = None, keep_updated: bool = False
+    ) -> str:
+        """Serve an issue recorded in a webhook payload or REST fixture (its fields as given).
+
+        `keep_updated` serves the payload's own `updated` value verbatim, whatever its type.
+        """
         fields = dict(raw["fields"])
         project = (fields.get("project") or {}).get("key") or raw["key"].rsplit("-", 1)[0]
         self.projects.setdefault(project, (fields.get("project") or {}).get("name", project))
@@ -518,6 +541,8 @@ class FakeJira:
         for name in ("issuelinks", "attachment", "comment", "subtasks"):
             fields.pop(name, None)
         issue = FakeIssue(str(raw["id"]), str(raw["key"]), project, fields, stamp, stamp)
+        if keep_updated:
+            issue.rendered_updated = raw["fields"]["updated"]
         self.issues[issue.id] = issue
         self.by_key[issue.key] = issue.id
         self._changed()
@@ -627,7 +652,7 @@ class FakeJira:
     # -- rendering -------------------------------------------------------------------------
 
     def _base(self, request: web.Request) -> str:
-        return f"{request.scheme}://{request.host}"
+        return self.base_url or f"{request.scheme}://{request.host}"
 
     def _issue_json(
         self,
@@ -646,7 +671,11 @@ class FakeJira:
             "name": self.projects.get(issue.project, issue.project),
             "self": f"{base}/rest/api/{version}/project/{issue.project}",
         }
-        fields["updated"] = jira_time(issue.updated_ms)
+        fields["updated"] = (
+            issue.rendered_updated
+            if issue.rendered_updated is not None
+            else jira_time(issue.updated_ms)
+        )
         fields["created"] = jira_time(issue.created_ms)
         index = self._index()
         fields["issuelinks"] = [
@@ -783,7 +812,10 @@ class FakeJira:
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
         self.requests.append(
             Recorded(
-                request.method, request.path, {k: request.query.getall(k) for k in request.query}
+                request.method,
+                request.path,
+                {k: request.query.getall(k) for k in request.query},
+                dict(request.headers),
             )
         )
         if not self._authorized(request):
@@ -807,7 +839,8 @@ class FakeJira:
             return await handler(request)
         except JqlError as error:
             return web.json_response(
-                {"errorMessages": [str(error)], "warningMessages": []}, status=400
+                {"errorMessages": [str(message) for message in error.args], "warningMessages": []},
+                status=400,
             )
 
     def _find(self, key: str) -> FakeIssue:
@@ -879,15 +912,34 @@ class FakeJira:
             )
         return params
 
-    def _matching(self, jql: str) -> list[FakeIssue]:
+    def _matching(
+        self, jql: str, *, validate: bool = True, warnings: list[str] | None = None
+    ) -> list[FakeIssue]:
+        """The issues `jql` finds, in its order.
+
+        Like Jira, an `id = N` or `id in (...)` naming an issue that does not exist is a 400
+        when the query is validated (always on Cloud; on Server unless validateQuery=false),
+        otherwise a warning.
+        """
         cached = self._query_cache.get(jql)
         if cached is None:
-            predicate, order = _Parser(jql).parse()
+            parser = _Parser(jql)
+            predicate, order = parser.parse()
             found = [issue for issue in self.issues.values() if predicate(issue)]
             found.sort(key=_sort_key(order or [("key", False)]))
-            cached = [issue.id for issue in found]
+            cached = ([issue.id for issue in found], tuple(parser.named_ids))
             self._query_cache[jql] = cached
-        return [self.issues[issue_id] for issue_id in cached]
+        ids, named_ids = cached
+        unknown = [
+            f"An issue with key '{issue_id}' does not exist for field 'id'."
+            for issue_id in dict.fromkeys(named_ids)
+            if issue_id not in self.issues
+        ]
+        if unknown and validate:
+            raise JqlError(*unknown)
+        if warnings is not None:
+            warnings.extend(unknown)
+        return [self.issues[issue_id] for issue_id in ids]
 
     @staticmethod
     def _fields_wanted(params: dict[str, Any]) -> set[str] | None:
@@ -923,7 +975,9 @@ class FakeJira:
         jql = (params.get("jql") or [""])[0]
         start_at = int((params.get("startAt") or ["0"])[0])
         max_results = min(int((params.get("maxResults") or ["50"])[0]), 1000)
-        found = self._matching(jql)
+        validate = str((params.get("validateQuery") or ["true"])[0]).lower()
+        warnings: list[str] = []
+        found = self._matching(jql, validate=validate in ("true", "strict", "1"), warnings=warnings)
         page = found[start_at : start_at + max_results]
         version = request.match_info["version"]
         wanted, expand = self._fields_wanted(params), self._expand(params)
@@ -937,6 +991,7 @@ class FakeJira:
                     self._issue_json(request, issue, version=version, wanted=wanted, expand=expand)
                     for issue in page
                 ],
+                **({"warningMessages": warnings} if warnings else {}),
             }
         )
 
@@ -985,7 +1040,7 @@ class FakeJira:
         return web.json_response(body)
 
     async def approximate_count(self, request: web.Request) -> web.Response:
-        if self.deployment != "Cloud":
+        if self.deployment != "Cloud" or not self.approximate_count_enabled:
             raise web.HTTPNotFound()
         body = await request.json()
         return web.json_response({"count": len(self._matching(str(body.get("jql", ""))))})
@@ -1126,7 +1181,11 @@ class FakeJira:
         if attachment is None:
             raise web.HTTPNotFound()
         response = web.StreamResponse(headers={"Content-Type": attachment.mime_type})
-        response.content_length = attachment.size
+        if "gzip" in request.headers.get("Accept-Encoding", ""):
+            # As a Jira behind a compressing proxy: the length on the wire is not the file's.
+            response.enable_compression(web.ContentCoding.gzip)
+        else:
+            response.content_length = attachment.size
         await response.prepare(request)
         for chunk in attachment.chunks():
             await response.write(chunk)

@@ -19,7 +19,7 @@ from aiohttp import web
 
 from bot.jira.client import JiraError
 from bot.jira.service import JiraService
-from bot.jira.sync import SyncAlreadyRunning
+from bot.jira.sync import ALL_PROJECTS, SyncAlreadyRunning, SyncJob
 from storage import jira_sync, tickets
 from web.errors import ApiError, query_int
 from web.keys import SERVICES
@@ -112,27 +112,38 @@ async def start_sync(request: web.Request) -> web.Response:
     try:
         projects = [project] if project else await jira.sync.projects()
     except JiraError as error:
+        await jira.sync.record_failure(
+            ALL_PROJECTS, kind="projects", trigger="manual", error=f"cannot list projects: {error}"
+        )
         raise ApiError(502, "jira_error", str(error)) from None
-    started, skipped = [], []
-    for name in projects:
-        try:
-            started.append(await jira.sync.begin(name, trigger="manual", full=full))
-        except SyncAlreadyRunning as busy:
-            if project:
-                raise ApiError(409, "sync_running", str(busy)) from None
-            skipped.append(name)
-        except ValueError as error:
-            raise ApiError(400, "bad_parameter", str(error)) from None
-    if wait:
-        results = []
-        for job in started:
+    started: list[SyncJob] = []
+    skipped: list[str] = []
+    try:
+        for name in projects:
             try:
-                results.append((await job.run()).as_json())
-            except JiraError as error:
-                results.append({"project": job.project, "run_id": job.run_id, "error": str(error)})
-        return web.json_response({"runs": results, "skipped": skipped})
-    for job in started:
-        jira.spawn(job.run(), f"jira-sync-{job.project}-{job.run_id}")
+                started.append(await jira.sync.begin(name, trigger="manual", full=full))
+            except SyncAlreadyRunning as busy:
+                if project:
+                    raise ApiError(409, "sync_running", str(busy)) from None
+                skipped.append(name)
+            except ValueError as error:
+                raise ApiError(400, "bad_parameter", str(error)) from None
+        if wait:
+            results = []
+            for job in started:
+                try:
+                    results.append((await job.run()).as_json())
+                except Exception as error:  # recorded in sync_status and published by the run
+                    message = str(error) or type(error).__name__
+                    results.append({"project": job.project, "run_id": job.run_id, "error": message})
+            return web.json_response({"runs": results, "skipped": skipped})
+        for job in started:
+            jira.spawn(job.run(), f"jira-sync-{job.project}-{job.run_id}")
+            job.started = True  # the task owns it now: it runs, or the service cancels it
+    finally:
+        # Whatever ended this request early, no begun job may keep its project "running".
+        for job in started:
+            await job.abandon("not run: the request that started it ended first")
     return web.json_response(
         {
             "runs": [
@@ -206,7 +217,7 @@ async def attachment_content(request: web.Request) -> web.StreamResponse:
     if meta.size is not None and meta.size > limit:
         raise ApiError(413, "too_large", f"attachment is {meta.size} bytes; the limit is {limit}")
     try:
-        stream = await jira.client.open_attachment(meta.content_url)
+        stream = await jira.client.open_attachment(meta.content_url, meta.id)
     except JiraError as error:
         raise ApiError(502, "jira_error", str(error)) from None
     try:
