@@ -18,15 +18,18 @@ the first bytes kept and the command stopped, `stop_at_cap`), and the network (s
 off). A `SandboxScope` carries what one workspace adds: its variables (ports, caches) and its
 writable and hidden paths (WorktreeManager.command_sandbox builds it for a worktree).
 
-A command that runs in a git worktree may commit (its git directories are writable when the
-caller says so), but biagent's own git commands run later outside the jail in the same
-repository, so nothing the command writes may change how git runs: whatever the caller opened,
-`guard_git_dirs` keeps read-only the worktree's `.git` link, its private git dir's `commondir`,
-`gitdir` and `config.worktree`, and the top of the shared git dir (its `config`, `hooks/`,
-`info/`, and any file a command would add there, such as a `commondir` of its own), with only
-`objects/`, `refs/` and `logs/` writable again beneath it. Without bwrap none of this holds;
-bot/worktrees/git.py switches off what a repository's configuration could run for biagent's
-own commands either way.
+A command that runs in a linked git worktree (a worktree of a shared mirror) must not touch
+the mirror itself: other sessions' branches, the shared objects and everything that steers git
+(`guard_git_dirs`). Under bwrap the shared git dir is read-only as a whole; the worktree's own
+private git dir (index, HEAD) stays writable except its links (`commondir`, `gitdir`,
+`config.worktree`, the `.git` file). New objects go to a directory of the command's own
+(`biagent-objects` in the private git dir, mounted where the shared `objects/` is, with the
+shared objects read-only behind it as an alternate), and the worktree's HEAD is detached for the
+command, so `git add` and `git commit` still work. Afterwards, outside the jail
+(`_leave_git_jail`), biagent copies in the new objects whose content matches their name (never
+following a symlink), moves the worktree's own branch to the commit the command left, and
+attaches HEAD to it again. Without bwrap none of this holds; bot/worktrees/git.py switches off
+what a repository's configuration could run for biagent's own commands either way.
 """
 
 from __future__ import annotations
@@ -34,17 +37,24 @@ from __future__ import annotations
 import asyncio
 import codecs
 import contextlib
+import hashlib
 import inspect
 import logging
 import os
+import re
 import shutil
 import signal
+import stat
+import tempfile
 import time
+import zlib
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
+
+from bot.worktrees.git import git_environment, run_git
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +94,7 @@ class SandboxScope:
     env: Mapping[str, str] = field(default_factory=dict)
     writable_paths: tuple[Path, ...] = ()
     hidden_paths: tuple[Path, ...] = ()
+    readonly_paths: tuple[Path, ...] = ()  # shown again (read-only) inside a hidden path
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,16 +127,25 @@ def scrubbed_environment(extra: Mapping[str, str] | None = None) -> dict[str, st
     return environment
 
 
+# Where the jail sees the shared objects (read-only) behind its own object directory.
+SHARED_OBJECTS_IN_JAIL = Path("/tmp/.biagent-shared-objects")
+JAIL_OBJECTS = "biagent-objects"  # the command's own object directory, in the private git dir
+_OBJECT_NAME = re.compile(r"[0-9a-f]{38}|[0-9a-f]{62}")
+_OBJECT_TYPES = (b"blob", b"tree", b"commit", b"tag")
+
+
 @dataclass(frozen=True, slots=True)
 class GitGuard:
     """Binds that let a command in a git worktree commit without steering git afterwards."""
 
     readonly: tuple[Path, ...] = ()
     reopened: tuple[Path, ...] = ()  # writable again beneath a read-only one
+    moved: tuple[tuple[Path, Path, bool], ...] = ()  # (host path, path in the jail, writable)
+    private: Path | None = None  # a linked worktree's own git dir, when it is writable
+    common: Path | None = None  # and the shared git dir it belongs to
 
 
 _PRIVATE_LINKS = ("commondir", "gitdir", "config.worktree", "locked")
-_COMMON_WRITABLE = ("objects", "refs", "logs")  # what a commit writes in the shared git dir
 _PLAIN_PROTECTED = ("config", "hooks", "info", "commondir", "config.worktree")
 
 
@@ -139,12 +159,13 @@ def _find_dot_git(directory: Path) -> Path | None:
 def guard_git_dirs(cwd: Path, writable_paths: Sequence[Path]) -> GitGuard:
     """What must stay read-only in the git repository `cwd` belongs to, given what is writable.
 
-    A linked worktree (`.git` is a file): the `.git` file and the private git dir's links
-    (`config.worktree` is created empty so that the bind has a target); when the shared git dir
-    is writable, its top stays read-only (config, hooks, info, and no new file such as a
-    `commondir` of its own) and `objects/`, `refs/`, `logs/` and the private git dir are opened
-    again, which is what `git commit` writes. A plain repository (`.git` is a directory): its
-    `config`, `hooks/` and `info/`; the directory is bound onto itself so it cannot be swapped.
+    A linked worktree (`.git` is a file): the `.git` file, the whole shared git dir (refs,
+    objects, config, hooks, other worktrees' git dirs: whatever the caller made writable) and
+    the private git dir's links (`config.worktree` is created empty so that the bind has a
+    target); when the private git dir is writable it is opened again, and the command's own
+    object directory is mounted over the shared `objects/` (`_enter_git_jail` fills it in).
+    A plain repository (`.git` is a directory): its `config`, `hooks/` and `info/`; the
+    directory is bound onto itself so it cannot be swapped.
     Bind targets are mount points inside the jail: they cannot be removed or renamed either.
     """
     writable = [path.resolve() for path in (cwd, *writable_paths)]
@@ -172,21 +193,199 @@ def guard_git_dirs(cwd: Path, writable_paths: Sequence[Path]) -> GitGuard:
             else private
         )
         readonly = [dot_git]
-        reopened: list[Path] = []
-        if is_writable(private):
-            (private / "config.worktree").touch(exist_ok=True)
-        readonly += [private / name for name in _PRIVATE_LINKS if (private / name).exists()]
-        if common != private and is_writable(common):
+        if common != private:
             readonly.insert(0, common)
-            for name in _COMMON_WRITABLE:
-                (common / name).mkdir(exist_ok=True)
-                reopened.append(common / name)
-            reopened.append(private)
+        if not is_writable(private) or common == private:
+            readonly += [private / name for name in _PRIVATE_LINKS if (private / name).exists()]
+            return GitGuard(tuple(readonly))
+        (private / "config.worktree").touch(exist_ok=True)
+        readonly += [private / name for name in _PRIVATE_LINKS if (private / name).exists()]
+        own_objects = private / JAIL_OBJECTS
+        moved = (
+            (common / "objects", SHARED_OBJECTS_IN_JAIL, False),
+            (own_objects, common / "objects", True),
+        )
+        return GitGuard(tuple(readonly), (private,), moved, private, common)
     except (OSError, UnicodeDecodeError) as error:
         # A repository too broken to read: let git fail inside; it cannot be guarded.
         log.warning("%s: git dirs not guarded (%s)", dot_git, error)
         return GitGuard()
-    return GitGuard(tuple(readonly), tuple(reopened))
+
+
+@dataclass(frozen=True, slots=True)
+class _JailedBranch:
+    """The branch a linked worktree had checked out when its HEAD was detached for a command."""
+
+    ref: str
+    sha: str
+
+
+def _write_head(private: Path, text: str) -> None:
+    """Replace the private git dir's HEAD (whatever the command left there) with `text`."""
+    handle, temporary = tempfile.mkstemp(dir=private, prefix=".biagent-head-")
+    with os.fdopen(handle, "w", encoding="utf-8") as written:
+        written.write(text)
+    head = private / "HEAD"
+    if head.is_dir() and not head.is_symlink():
+        shutil.rmtree(head)
+    os.replace(temporary, head)
+
+
+def _fresh_object_dir(own_objects: Path) -> None:
+    if own_objects.is_symlink() or (own_objects.exists() and not own_objects.is_dir()):
+        own_objects.unlink()
+    shutil.rmtree(own_objects, ignore_errors=True)
+    (own_objects / "info").mkdir(parents=True)
+    (own_objects / "pack").mkdir()
+    (own_objects / "info" / "alternates").write_text(f"{SHARED_OBJECTS_IN_JAIL}\n")
+
+
+def _read_head(private: Path) -> str | None:
+    """The private HEAD's text, if it is a small regular file (never through a symlink)."""
+    head = private / "HEAD"
+    try:
+        if not stat.S_ISREG(head.lstat().st_mode):
+            return None
+        descriptor = os.open(head, os.O_RDONLY | os.O_NOFOLLOW)
+        with os.fdopen(descriptor, "rb") as opened:
+            return opened.read(512).decode("utf-8", errors="replace").strip()
+    except OSError:
+        return None
+
+
+async def _enter_git_jail(guard: GitGuard) -> _JailedBranch | None:
+    """Before the command: an empty object directory of its own, and HEAD detached."""
+    assert guard.private is not None and guard.common is not None
+    await asyncio.to_thread(_fresh_object_dir, guard.private / JAIL_OBJECTS)
+    head = await asyncio.to_thread(_read_head, guard.private)
+    if head is None or not head.startswith("ref: refs/heads/"):
+        return None
+    ref = head.removeprefix("ref: ").strip()
+    found = await run_git("rev-parse", "--verify", "-q", ref, cwd=guard.common, check=False)
+    sha = found.stdout.strip()
+    if found.returncode != 0 or not sha:
+        return None  # an unborn branch: nothing to detach
+    await asyncio.to_thread(_write_head, guard.private, f"{sha}\n")
+    return _JailedBranch(ref, sha)
+
+
+def _verified_loose_objects(own_objects: Path, shared_objects: Path) -> int:
+    """Copy the loose objects the command wrote into the shared store, each only if its content
+    hashes to its name; symlinks and anything else are skipped. Returns how many were copied."""
+    copied = 0
+    for fan in sorted(os.listdir(own_objects)):
+        directory = own_objects / fan
+        if len(fan) != 2 or not stat.S_ISDIR(directory.lstat().st_mode):
+            continue
+        for rest in sorted(os.listdir(directory)):
+            source = directory / rest
+            if not _OBJECT_NAME.fullmatch(rest) or not stat.S_ISREG(source.lstat().st_mode):
+                continue
+            target = shared_objects / fan / rest
+            if target.exists():
+                continue
+            compressed = _read_no_follow(source)
+            if compressed is None or not _object_matches(fan + rest, compressed):
+                log.warning(
+                    "%s: object %s%s does not match its name; dropped", own_objects, fan, rest
+                )
+                continue
+            target.parent.mkdir(exist_ok=True)
+            handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=".biagent-")
+            with os.fdopen(handle, "wb") as written:
+                written.write(compressed)
+            os.chmod(temporary, 0o444)
+            os.replace(temporary, target)
+            copied += 1
+    return copied
+
+
+def _read_no_follow(path: Path) -> bytes | None:
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    with os.fdopen(descriptor, "rb") as opened:
+        return opened.read()
+
+
+def _object_matches(name: str, compressed: bytes) -> bool:
+    digest = hashlib.sha1() if len(name) == 40 else hashlib.sha256()
+    try:
+        content = zlib.decompress(compressed)
+    except zlib.error:
+        return False
+    header, _, body = content.partition(b"\0")
+    kind, _, size = header.partition(b" ")
+    if kind not in _OBJECT_TYPES or not size.isdigit() or int(size) != len(body):
+        return False
+    digest.update(content)
+    return digest.hexdigest() == name
+
+
+def _packs_of(own_objects: Path) -> list[bytes]:
+    pack_dir = own_objects / "pack"
+    try:
+        if not stat.S_ISDIR(pack_dir.lstat().st_mode):
+            return []
+        names = sorted(name for name in os.listdir(pack_dir) if name.endswith(".pack"))
+    except OSError:
+        return []
+    packs = []
+    for name in names:
+        source = pack_dir / name
+        if stat.S_ISREG(source.lstat().st_mode) and (data := _read_no_follow(source)):
+            packs.append(data)
+    return packs
+
+
+async def _leave_git_jail(guard: GitGuard, branch: _JailedBranch | None) -> None:
+    """After the command, outside the jail: take in its objects, move its branch, attach HEAD."""
+    assert guard.private is not None and guard.common is not None
+    own_objects = guard.private / JAIL_OBJECTS
+    try:
+        if stat.S_ISDIR(own_objects.lstat().st_mode):
+            copied = await asyncio.to_thread(
+                _verified_loose_objects, own_objects, guard.common / "objects"
+            )
+            for pack in await asyncio.to_thread(_packs_of, own_objects):
+                await _index_pack(guard.common, pack)  # index-pack names objects by content
+            if copied:
+                log.info("%s: %d new objects taken from the jail", guard.private, copied)
+    except OSError as error:
+        log.warning("%s: the command's objects were not taken in (%s)", guard.private, error)
+    finally:
+        await asyncio.to_thread(_fresh_object_dir, own_objects)
+    if branch is None:
+        return
+    head = await asyncio.to_thread(_read_head, guard.private)
+    await asyncio.to_thread(_write_head, guard.private, f"ref: {branch.ref}\n")
+    if head is None or not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", head) or head == branch.sha:
+        return
+    exists = await run_git("cat-file", "-e", f"{head}^{{commit}}", cwd=guard.common, check=False)
+    if exists.returncode != 0:
+        log.warning("%s: the command left HEAD on %s, not a commit; ignored", guard.private, head)
+        return
+    moved = await run_git(
+        "update-ref", "-m", "biagent: commits made in the sandbox", branch.ref, head, branch.sha,
+        cwd=guard.common, check=False,
+    )  # fmt: skip
+    if moved.returncode != 0:
+        log.warning("%s: %s not moved to %s: %s", guard.private, branch.ref, head, moved.stderr)
+
+
+async def _index_pack(common: Path, pack: bytes) -> None:
+    process = await asyncio.create_subprocess_exec(
+        "git", "index-pack", "--stdin", "--fix-thin",
+        cwd=str(common),
+        env=git_environment(),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, stderr = await process.communicate(pack)
+    if process.returncode != 0:
+        log.warning("%s: a pack from the jail was refused: %s", common, stderr.decode()[-500:])
 
 
 def bwrap_arguments(
@@ -198,9 +397,11 @@ def bwrap_arguments(
     hidden_paths: Sequence[Path],
     visible_paths: Sequence[Path] | None = None,
     readonly_paths: Sequence[Path] = (),
+    moved: Sequence[tuple[Path, Path, bool]] = (),
 ) -> list[str]:
     """The bubblewrap prefix: read-only root (or only `visible_paths`), private /tmp, and the
-    hidden, writable and read-only paths, each mount after those above it (the deeper wins)."""
+    hidden, writable and read-only paths, each mount after those above it (the deeper wins).
+    `moved` binds a host path at another place in the jail: (host path, jail path, writable)."""
     arguments = [
         bwrap,
         "--die-with-parent",
@@ -229,24 +430,28 @@ def bwrap_arguments(
     if os.geteuid() == 0:
         # As root bwrap keeps capabilities, which would let the command remount / writable.
         arguments += ["--cap-drop", "ALL"]
-    mounts: list[tuple[Path, str]] = []
+    mounts: list[tuple[Path, str, Path]] = []  # (path in the jail, kind, host path)
     for hidden in (path.resolve() for path in hidden_paths):
         if visible_paths is not None and not any(
             hidden.is_relative_to(shown) for shown in (*visible_paths, *writable)
         ):
             continue  # outside everything the command sees: nothing to hide
-        mounts.append((hidden, "hide"))
-    mounts += [(path, "bind") for path in writable]
-    mounts += [(path.resolve(), "ro-bind") for path in readonly_paths]
+        mounts.append((hidden, "hide", hidden))
+    mounts += [(path, "bind", path) for path in writable]
+    mounts += [(path.resolve(), "ro-bind", path.resolve()) for path in readonly_paths]
+    mounts += [
+        (target, "bind" if is_writable else "ro-bind", source)
+        for source, target, is_writable in moved
+    ]
     # Shallow first, so a worktree inside a hidden root is visible again and a read-only file
     # inside a writable directory stays read-only; at equal depth the later kind wins.
-    for path, kind in sorted(mounts, key=lambda mount: len(mount[0].parts)):
+    for path, kind, source in sorted(mounts, key=lambda mount: len(mount[0].parts)):
         if kind == "hide" and path.is_dir():
             arguments += ["--tmpfs", str(path)]
         elif kind == "hide" and path.exists():
             arguments += ["--ro-bind", "/dev/null", str(path)]
-        elif kind != "hide" and path.exists():
-            arguments += [f"--{kind}", str(path), str(path)]
+        elif kind != "hide" and source.exists():
+            arguments += [f"--{kind}", str(source), str(path)]
     arguments += ["--chdir", str(cwd), "--"]
     return arguments
 
@@ -356,6 +561,7 @@ async def run_command(
     writable_paths: Sequence[Path] = (),
     hidden_paths: Sequence[Path] = (),
     visible_paths: Sequence[Path] | None = None,
+    readonly_paths: Sequence[Path] = (),
     on_line: LineCallback | None = None,
     stop_at_cap: bool = False,
     isolation: Isolation = "auto",
@@ -364,20 +570,27 @@ async def run_command(
 
     `env` is added to the scrubbed environment. `writable_paths` are writable besides `cwd`;
     `hidden_paths` are replaced by an empty directory (or /dev/null for a file);
-    `visible_paths`, when given, are all the command sees of the host (read-only) besides those.
+    `visible_paths`, when given, are all the command sees of the host (read-only) besides those;
+    `readonly_paths` are shown read-only even inside a hidden path (toolchains in a home).
     `stop_at_cap` keeps the first `output_cap_bytes` and stops the command once it writes more,
     instead of keeping the head and the tail and letting it run. `network=False` and the path
     rules need bubblewrap; `isolation="bwrap"` refuses to run without it, `"none"` never uses
     it, `"auto"` uses it when installed. Under bwrap, the git repository `cwd` is in stays
-    unable to steer git whatever is writable (`guard_git_dirs`).
+    unable to steer git whatever is writable, and a linked worktree's shared git dir stays
+    untouched (`guard_git_dirs`, `_enter_git_jail`, `_leave_git_jail`).
     """
     argv = ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
     bwrap = None if isolation == "none" else bwrap_path()
     if isolation == "bwrap" and bwrap is None:
         raise SandboxUnavailable("bubblewrap (bwrap) is not installed")
     cwd = await asyncio.to_thread(Path.resolve, cwd)
-    if bwrap is not None:
-        guard = await asyncio.to_thread(guard_git_dirs, cwd, writable_paths)
+    if bwrap is None:
+        if not network:
+            log.warning("network cannot be switched off without bubblewrap; running with it")
+        return await _run(argv, cwd, timeout_s, output_cap_bytes, env, on_line, stop_at_cap, None)
+    guard = await asyncio.to_thread(guard_git_dirs, cwd, writable_paths)
+    branch = None if guard.private is None else await _enter_git_jail(guard)
+    try:
         prefix = await asyncio.to_thread(
             bwrap_arguments,
             bwrap,
@@ -386,11 +599,26 @@ async def run_command(
             writable_paths=[*writable_paths, *guard.reopened],
             hidden_paths=hidden_paths,
             visible_paths=visible_paths,
-            readonly_paths=guard.readonly,
+            readonly_paths=[*readonly_paths, *guard.readonly],
+            moved=guard.moved,
         )
         argv = [*prefix, *argv]
-    elif not network:
-        log.warning("network cannot be switched off without bubblewrap; running with it")
+        return await _run(argv, cwd, timeout_s, output_cap_bytes, env, on_line, stop_at_cap, bwrap)
+    finally:
+        if guard.private is not None:
+            await asyncio.shield(_leave_git_jail(guard, branch))
+
+
+async def _run(
+    argv: list[str],
+    cwd: Path,
+    timeout_s: float,
+    output_cap_bytes: int,
+    env: Mapping[str, str] | None,
+    on_line: LineCallback | None,
+    stop_at_cap: bool,
+    bwrap: str | None,
+) -> SandboxResult:
     collector = _OutputCollector(output_cap_bytes, on_line, stop_at_cap=stop_at_cap)
     started = time.monotonic()
     process = await asyncio.create_subprocess_exec(

@@ -185,12 +185,14 @@ async def mark_session_cleaned(
 
 
 async def hold_session(db: Database, session_id: str, holder: str, *, now: datetime) -> bool:
-    """Mark a session in use by `holder`; False when another holder has it."""
+    """Mark a session in use by `holder`; False when another holder has it, or when it is
+    being cleaned or is gone (a job never gets a session that is going away)."""
     stamp = to_text(now)
     result = await db.write(
         """
         UPDATE worktree_sessions SET held_by = ?, last_used_at = ?, updated_at = ?
-        WHERE id = ? AND status != 'cleaned' AND (held_by IS NULL OR held_by = ?)
+        WHERE id = ? AND status NOT IN ('cleaning', 'cleaned')
+          AND (held_by IS NULL OR held_by = ?)
         """,
         (holder, stamp, stamp, session_id, holder),
     )

@@ -187,3 +187,20 @@ def test_a_broken_biagent_yml_is_an_error(tmp_path: Path) -> None:
     write(tmp_path, {".github/biagent.yml": "setup: {oops: 1}\n"})
     with pytest.raises(RepositoryConfigError, match="setup must be"):
         SetupDetector().detect(tmp_path, repository="octo/x")
+
+
+def test_a_symlinked_config_is_refused(tmp_path: Path) -> None:
+    outside = tmp_path / "outside.yml"
+    outside.write_text("setup: echo from outside\n")
+    for linked in (".github/biagent.yml", ".github"):
+        worktree = tmp_path / linked.replace("/", "_")
+        if linked == ".github":
+            worktree.mkdir()
+            (tmp_path / "elsewhere").mkdir(exist_ok=True)
+            (tmp_path / "elsewhere" / "biagent.yml").write_text("setup: echo elsewhere\n")
+            (worktree / ".github").symlink_to(tmp_path / "elsewhere")
+        else:
+            (worktree / ".github").mkdir(parents=True)
+            (worktree / ".github" / "biagent.yml").symlink_to(outside)
+        with pytest.raises(RepositoryConfigError, match="symlink"):
+            SetupDetector().detect(worktree, repository="octo/app")

@@ -13,7 +13,7 @@ import pytest
 
 from bot.agents.sandbox import BashPolicy, run_bash
 from bot.sandbox import bwrap_path
-from bot.worktrees.git import run_git
+from bot.worktrees.git import git_environment, run_git
 from storage.repositories import Repository
 from tests.worktree_helpers import Remote, World, git, make_remote, open_world
 
@@ -161,3 +161,75 @@ async def test_the_jail_keeps_what_steers_git_read_only_and_git_commit_still_wor
     assert remote.sha("feature") == git("rev-parse", "HEAD", cwd=worktree)
     theirs = await biagent_works_the_pull_request(world, remote, view_id)
     assert not marker.exists() and remote.sha("feature~1") == theirs
+
+
+@needs_bwrap
+async def test_the_jail_cannot_move_other_branches_or_damage_the_shared_objects(
+    world: World, remote: Remote, tmp_path: Path
+) -> None:
+    """The three attacks on the shared mirror, and a forged object: all refused, while the
+    command's own commit still lands on its own branch (taken in by biagent afterwards)."""
+    repository, view_id, worktree = await checkout(world, remote)
+    view = await world.manager.get(view_id)
+    assert view is not None
+    mirror = world.manager.mirror_path(repository)
+    main_sha = remote.sha("main")
+    git("branch", "biagent/other-session", main_sha, cwd=mirror)
+    git("repack", "-adq", cwd=mirror)
+    packs_before = sorted(path.name for path in (mirror / "objects" / "pack").iterdir())
+    assert packs_before
+    elsewhere = tmp_path / "elsewhere.git"
+    git("init", "-q", "--bare", str(elsewhere), cwd=tmp_path)
+    script = f"""
+    git update-ref refs/heads/biagent/other-session HEAD 2>/dev/null; echo "update-ref: $?"
+    rm -rf {mirror}/objects/pack 2>/dev/null
+    echo {elsewhere}/objects >> {mirror}/objects/info/alternates 2>/dev/null
+    good=$(echo good | git hash-object --stdin)
+    evil=$(echo evil | git hash-object -w --stdin)
+    cd {mirror}/objects && mkdir -p $(echo $good | cut -c1-2) &&
+      cp $(echo $evil | cut -c1-2)/$(echo $evil | cut -c3-) \\
+         $(echo $good | cut -c1-2)/$(echo $good | cut -c3-) && cd {worktree}
+    echo $evil > evil-name
+    echo agent >> app.py && git -c user.name=agent -c user.email=agent@example.com \\
+      commit -qam 'own commit' && echo committed
+    """
+    scope = await world.manager.command_sandbox(view.repos[0])
+    result = await run_bash(worktree, script, BashPolicy(), scope=scope)
+    assert result.isolated and "committed" in result.output, result.output
+    assert "update-ref: 0" not in result.output
+    assert git("rev-parse", "biagent/other-session", cwd=mirror) == main_sha
+    assert sorted(path.name for path in (mirror / "objects" / "pack").iterdir()) == packs_before
+    assert not (mirror / "objects" / "info" / "alternates").exists()
+    good = git("hash-object", "--stdin", cwd=tmp_path, input_text="good\n")
+    evil = (worktree / "evil-name").read_text().strip()
+    assert git("cat-file", "-p", evil, cwd=mirror) == "evil"
+    unknown = await run_git("cat-file", "-e", good, cwd=mirror, check=False)
+    assert unknown.returncode != 0  # the forged object was not taken in
+    # The own commit moved only the own branch, and HEAD is attached to it again.
+    assert git("symbolic-ref", "HEAD", cwd=worktree) == "refs/heads/biagent/pr-5"
+    assert git("log", "-1", "--format=%s", "biagent/pr-5", cwd=mirror) == "own commit"
+    assert git("status", "--porcelain", "--untracked-files=no", cwd=worktree) == ""
+    assert git("fsck", "--no-dangling", cwd=mirror) == ""
+
+
+async def test_biagents_git_gets_no_secret_of_the_service(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    secrets = {
+        "ANTHROPIC_API_KEY": "sk-ant-secret",
+        "GITHUB_PRIVATE_KEY": "-----BEGIN RSA PRIVATE KEY-----",
+        "JIRA_API_TOKEN": "jira-secret",
+        "BIAGENT_API_TOKEN": "api-secret",
+        "GIT_DIR": str(tmp_path),
+    }
+    for name, value in secrets.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("LC_ALL", "C.UTF-8")
+    environment = git_environment()
+    for name in secrets:
+        assert name not in environment
+    assert environment["LC_ALL"] == "C.UTF-8" and environment["PATH"]
+    # And what git itself runs sees the same: an alias running a shell prints its environment.
+    shown = await run_git("-c", "alias.showenv=!env", "showenv", cwd=tmp_path)
+    for value in secrets.values():
+        assert value not in shown.stdout

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import shutil
+import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from bot import sandbox
 from bot.config import Secret
 from bot.worktrees.cleanup import PullRequestState
 from bot.worktrees.git import run_git
@@ -446,3 +449,51 @@ async def test_a_spare_worktree_is_moved_into_place_and_refilled(
         await world.manager.reconcile()
         assert not spare_root.exists()
         await world.manager.close()
+
+
+PROBE_YML = """setup: |
+  for path in "$OTHER_MIRROR/HEAD" "$DATABASE" "$DATABASE_DIR/notes.txt" "$SERVICE/pyproject.toml"
+  do
+    if cat "$path" >/dev/null 2>&1; then echo "READ $path"; else echo "hidden $path"; fi
+  done
+  git log -1 --format=%s && echo built > built.txt
+"""
+
+
+@pytest.mark.skipif(sandbox.bwrap_path() is None, reason="bubblewrap not installed")
+async def test_setup_sees_neither_other_mirrors_nor_the_database_nor_the_service() -> None:
+    """Outside /tmp (which the jail replaces anyway), as WORKTREE_ROOT is in production."""
+    from bot.worktrees.scope import SERVICE_DIR
+
+    base = Path(tempfile.mkdtemp(prefix="biagent-scope-", dir="/var/tmp"))
+    try:
+        database_dir = base / "data"
+        database_dir.mkdir()
+        (database_dir / "notes.txt").write_text("private\n")
+        async for world in open_world(base, hidden_paths=[base / "biagent.db"]):
+            other = make_remote(base, "octo/other", {"lib.py": "x\n"})
+            other_repository = await world.register("octo/other", other)
+            other_mirror = await world.manager.ensure_mirror(other_repository)
+            assert (other_mirror / "HEAD").is_file()
+            yml = PROBE_YML.replace("$OTHER_MIRROR", str(other_mirror))
+            yml = yml.replace("$DATABASE_DIR", str(database_dir))
+            yml = yml.replace("$DATABASE", str(base / "biagent.db")).replace(
+                "$SERVICE", str(SERVICE_DIR)
+            )
+            remote = make_remote(base, "octo/app", {".github/biagent.yml": yml})
+            repository = await world.register("octo/app", remote)
+            view = await world.manager.create_session("PROJ-3", [repository])
+            output = view.repos[0].setup_output or ""
+            assert view.status == "ready", output
+            assert "READ" not in output and output.count("hidden ") == 4, output
+            assert "initial" in output  # its own repository's git still works
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+async def test_a_session_being_cleaned_cannot_be_held(world: World, remote: Remote) -> None:
+    repository = await world.register("octo/app", remote)
+    view = await world.manager.create_session("PROJ-8", [repository], run_setup=False)
+    await worktree_store.set_session_status(world.db, view.id, "cleaning", now=world.clock.now())
+    held = await worktree_store.hold_session(world.db, view.id, "job-1", now=world.clock.now())
+    assert held is False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -150,3 +151,24 @@ async def test_orphan_git_worktree_without_a_row_is_removed(world: World, remote
 
     assert not path.exists()
     assert str(path) not in listed_paths(world, repository)
+
+
+async def test_a_deleted_mirror_or_git_dir_ends_the_session_and_start_up_goes_on(
+    world: World, remote: Remote, tmp_path: Path
+) -> None:
+    repository = await world.register("octo/app", remote)
+    kept = await world.manager.create_session("PROJ-1", [repository])
+    other = make_remote(tmp_path, "octo/lib", {"Makefile": "setup:\n\ttrue\n"})
+    lib = await world.register("octo/lib", other)
+    gone = await world.manager.create_session("PROJ-2", [lib])
+    orphaned_git_dir = await world.manager.create_session("PROJ-3", [repository])
+    shutil.rmtree(world.manager.mirror_path(lib))
+    private = git("rev-parse", "--absolute-git-dir", cwd=Path(orphaned_git_dir.repos[0].path))
+    shutil.rmtree(private)
+    report = await restarted(world).reconcile()
+    assert set(report.cleaned) == {gone.id, orphaned_git_dir.id}
+    for session_id in (gone.id, orphaned_git_dir.id):
+        session = await worktree_store.get_session(world.db, session_id)
+        assert session is not None and session.status == "cleaned"
+    still = await worktree_store.get_session(world.db, kept.id)
+    assert still is not None and still.status == "ready"

@@ -26,9 +26,15 @@ GIT_ENV = {
 }
 
 
-def git(*args: str, cwd: Path) -> str:
+def git(*args: str, cwd: Path, input_text: str | None = None) -> str:
     done = subprocess.run(
-        ["git", *args], cwd=cwd, env=GIT_ENV, check=True, capture_output=True, text=True
+        ["git", *args],
+        cwd=cwd,
+        env=GIT_ENV,
+        check=True,
+        capture_output=True,
+        text=True,
+        input=input_text,
     )
     return done.stdout.strip()
 

@@ -208,7 +208,12 @@ class BaseAgent:
                 "agent %s: tools not available, left out: %s", self.definition.name, missing
             )
         names = {tool.name for tool in chosen}
-        chosen += [tool for tool in context.extra_tools if tool.name not in names]
+        for tool in context.extra_tools:
+            problem = agent_tools.schema_problem(tool.input_schema)
+            if problem is not None:
+                log.warning("tool %s left out: bad input schema: %s", tool.name, problem)
+            elif tool.name not in names:
+                chosen.append(tool)
         if agent_tools.REPORT_TOOL in self.definition.tools:
             report = agent_tools.report_tool(self.definition.output_schema)
             chosen = [tool for tool in chosen if tool.name != report.name] + [report]

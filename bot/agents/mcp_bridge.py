@@ -129,8 +129,8 @@ class McpBridge:
             listed = await connection.client.list_tools()
             for tool in listed.tools:
                 agent_tool = self._agent_tool(name, tool)
-                registry.register(agent_tool, replace=True)
-                registered.append(agent_tool.name)
+                if registry.register(agent_tool, replace=True):  # False: a bad schema
+                    registered.append(agent_tool.name)
             log.info("MCP server %s: %d tool(s)", name, len(listed.tools))
         return registered
 

@@ -9,10 +9,12 @@ bash: the agents' policy over the one command runner, bot/sandbox.py: a scrubbed
 (an allow-list, so no API key or token of the service leaks in), a timeout that kills the whole
 process group, an output cap at which the command is stopped, and where `bwrap` (Debian package
 bubblewrap) exists, a jail: only the system directories visible and read-only, the worktree and
-its git directories writable (except what steers git, which bot/sandbox.py keeps read-only), a
-private /tmp, no network. When the step runs in a worktree of
-the WorktreeManager, its `SandboxScope` adds the worktree's ports and caches and its writable
-and hidden paths. Without bwrap the command runs unjailed and the tool result says so plainly.
+its own private git dir writable (except what steers git), the shared mirror read-only with the
+command's own object directory in front of it (bot/sandbox.py takes the new objects and commits
+in afterwards), a private /tmp, no network. When the step runs in a worktree of the
+WorktreeManager, its `SandboxScope` adds the worktree's ports and caches and its writable and
+hidden paths. Without bwrap the command runs unjailed (no file system isolation, no network
+isolation) and the tool result says so plainly.
 """
 
 from __future__ import annotations
@@ -61,7 +63,9 @@ def relative_name(worktree: Path, resolved: Path) -> str:
 
 
 def git_dirs_outside(worktree: Path) -> list[Path]:
-    """A linked worktree's `.git` is a file naming its git dir elsewhere: bind that too."""
+    """A linked worktree's `.git` is a file naming its private git dir elsewhere: that one is
+    writable (index, HEAD). The shared git dir it names is listed too, but bot/sandbox.py keeps
+    it read-only whatever is writable (`guard_git_dirs`)."""
     dot_git = worktree / ".git"
     if not dot_git.is_file():
         return []
@@ -110,6 +114,7 @@ async def run_bash(
         network=policy.network,
         writable_paths=[*git_dirs, *scope.writable_paths],
         hidden_paths=scope.hidden_paths,
+        readonly_paths=scope.readonly_paths,
         visible_paths=sandbox.SYSTEM_PATHS,
         stop_at_cap=True,
         isolation="auto" if policy.use_bwrap else "none",
@@ -120,7 +125,11 @@ def bash_tool_text(result: sandbox.SandboxResult, timeout_s: float, cap: int) ->
     """The bash tool's answer to the model: the output, then how the command ended."""
     lines = []
     if not result.isolated:
-        lines.append("note: no sandbox (bwrap not found): ran without network isolation")
+        lines.append(
+            "note: no sandbox (bwrap not found): ran without file system isolation (the whole"
+            " host was readable and writable as the service's user) and without network"
+            " isolation"
+        )
     lines.append(result.output.rstrip("\n"))
     if result.truncated:
         lines.append(f"[output cut at {cap} bytes; the command was stopped]")

@@ -27,8 +27,14 @@ from bot.config import Secret
 log = logging.getLogger(__name__)
 
 GIT_TIMEOUT_S = 900.0
-# Git reads these from the service's environment; none of them may steer our commands.
-_DROPPED_PREFIXES = ("GIT_",)
+# What git gets of the service's environment: an allow-list, so no key or token of the service
+# (ANTHROPIC_API_KEY, GITHUB_PRIVATE_KEY, JIRA_API_TOKEN...) reaches git or what it runs, and
+# no GIT_* variable steers our commands.
+PASSED_TO_GIT = (
+    "PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "USER", "LOGNAME",
+    "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "http_proxy", "https_proxy",
+    "no_proxy", "all_proxy", "SSL_CERT_FILE", "SSL_CERT_DIR", "CURL_CA_BUNDLE",
+)  # fmt: skip
 
 # Command-scoped configuration outranks every configuration file, so these hold whatever a
 # repository's `config` (or a file it includes) says. What has no single key to switch off,
@@ -86,11 +92,15 @@ def auth_header(token: Secret) -> str:
 
 
 def git_environment(token: Secret | None = None) -> dict[str, str]:
-    """The service's environment without GIT_* steering, plus command-scoped configuration:
-    `NO_REPOSITORY_CODE` and, with a token, its `http.extraHeader`."""
+    """The allow-listed part of the service's environment (`PASSED_TO_GIT`, `LC_*`), plus
+    command-scoped configuration: `NO_REPOSITORY_CODE` and, with a token, its
+    `http.extraHeader`."""
     environment = {
-        name: value for name, value in os.environ.items() if not name.startswith(_DROPPED_PREFIXES)
+        name: value
+        for name, value in os.environ.items()
+        if name in PASSED_TO_GIT or name.startswith("LC_")
     }
+    environment.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
     config = list(NO_REPOSITORY_CODE)
     if token is not None:
         config.append(("http.extraHeader", auth_header(token)))

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from pathlib import Path
 
 from bot.worktrees.git import list_worktrees, run_git
-from bot.worktrees.records import ReconcileReport
+from bot.worktrees.records import ReconcileReport, SessionView
 from bot.worktrees.sweeps import Sweeps
 from storage import repositories as repository_store
 from storage import worktrees as worktree_store
@@ -19,7 +20,8 @@ class Reconciliation(Sweeps):
     """Repairing what a crash left (call `reconcile` once at start-up)."""
 
     async def reconcile(self) -> ReconcileReport:
-        """Make the tables and the disk agree after a crash (call once at start-up).
+        """Make the tables and the disk agree after a crash (call once at start-up); never
+        raises for one broken session or a deleted mirror (logged, the rest goes on).
 
         A session caught while being created or cleaned is cleaned; one caught in setup is
         marked failed (its worktree is kept; run_setup again). A live worktree missing on disk
@@ -32,45 +34,16 @@ class Reconciliation(Sweeps):
         # Spares are not in the tables; whatever a crash left of them is rebuilt on demand.
         await self._discard_spares()
         for view in await self.list_sessions():
-            session = view.session
-            if session.status in ("creating", "cleaning"):
-                reason = (
-                    "interrupted while being created"
-                    if session.status == "creating"
-                    else "cleanup finished after a restart"
-                )
-                await self.cleanup_session(session.id, reason, force=True)
-                cleaned.append(session.id)
-                continue
-            missing = [
-                row
-                for row in view.repos
-                if row.status != "removed" and not _is_worktree(Path(row.path))
-            ]
-            if missing:
-                await self.cleanup_session(session.id, "worktree missing on disk", force=True)
-                cleaned.append(session.id)
-                continue
-            if session.held_by is not None:
-                # The job that held it died with the process.
-                await worktree_store.release_session(self.db, session.id, now=now)
-            if session.status == "setting_up" or any(
-                r.status == "setup_running" for r in view.repos
-            ):
-                for row in view.repos:
-                    if row.status in ("setup_running", "created"):
-                        await worktree_store.update_repo(
-                            self.db, row.id, now=now, status="setup_failed"
-                        )
-                await worktree_store.set_session_status(
-                    self.db, session.id, "failed", now=now,
-                    error="setup interrupted by a restart; run setup again",
-                )  # fmt: skip
-                repaired.append(session.id)
-            for row in view.repos:
-                if row.status != "removed" and await self._relock(row, session):
-                    repaired.append(session.id)
-        orphans = await self.cleanup_orphans()
+            try:
+                await self._reconcile_session(view, now, repaired, cleaned)
+            except Exception:
+                # One broken session must not stop the service from starting: log, go on.
+                log.exception("session %s: not reconciled", view.session.id)
+        try:
+            orphans = await self.cleanup_orphans()
+        except Exception:
+            log.exception("orphaned worktrees not cleaned")
+            orphans = []
         report = ReconcileReport(tuple(dict.fromkeys(repaired)), tuple(cleaned), tuple(orphans))
         if repaired or cleaned or orphans:
             log.info(
@@ -80,6 +53,44 @@ class Reconciliation(Sweeps):
                 len(orphans),
             )
         return report
+
+    async def _reconcile_session(
+        self, view: SessionView, now: datetime, repaired: list[str], cleaned: list[str]
+    ) -> None:
+        session = view.session
+        if session.status in ("creating", "cleaning"):
+            reason = (
+                "interrupted while being created"
+                if session.status == "creating"
+                else "cleanup finished after a restart"
+            )
+            await self.cleanup_session(session.id, reason, force=True)
+            cleaned.append(session.id)
+            return
+        missing = [
+            row for row in view.repos if row.status != "removed" and not await self._present(row)
+        ]
+        if missing:
+            await self.cleanup_session(session.id, "worktree missing on disk", force=True)
+            cleaned.append(session.id)
+            return
+        if session.held_by is not None:
+            # The job that held it died with the process.
+            await worktree_store.release_session(self.db, session.id, now=now)
+        if session.status == "setting_up" or any(r.status == "setup_running" for r in view.repos):
+            for row in view.repos:
+                if row.status in ("setup_running", "created"):
+                    await worktree_store.update_repo(
+                        self.db, row.id, now=now, status="setup_failed"
+                    )
+            await worktree_store.set_session_status(
+                self.db, session.id, "failed", now=now,
+                error="setup interrupted by a restart; run setup again",
+            )  # fmt: skip
+            repaired.append(session.id)
+        for row in view.repos:
+            if row.status != "removed" and await self._relock(row, session):
+                repaired.append(session.id)
 
     async def _relock(self, row: WorktreeRepo, session: WorktreeSession) -> bool:
         """Lock the worktree again if it is not, drop a stale index.lock; True if it did."""
@@ -96,14 +107,33 @@ class Reconciliation(Sweeps):
                 await run_git("worktree", "lock", "--reason", reason, row.path, cwd=mirror)
                 changed = True
             git_dir = await run_git(
-                "rev-parse", "--absolute-git-dir", cwd=Path(row.path), optional_locks=False
-            )
+                "rev-parse", "--absolute-git-dir", cwd=Path(row.path), optional_locks=False,
+                check=False,
+            )  # fmt: skip
             stale = Path(git_dir.stdout.strip()) / "index.lock"
-            if stale.exists():
+            if git_dir.returncode == 0 and stale.exists():
                 stale.unlink()
                 changed = True
         return changed
 
+    async def _present(self, row: WorktreeRepo) -> bool:
+        """The worktree is on disk with its git dir, and its repository's mirror is there."""
+        repository = await repository_store.get(self.db, row.repository_id)
+        if repository is None or not (self.mirror_path(repository) / "HEAD").is_file():
+            return False
+        return _is_worktree(Path(row.path))
+
 
 def _is_worktree(path: Path) -> bool:
-    return (path / ".git").is_file()
+    """A linked worktree whose `.git` file names a git dir that still exists."""
+    dot_git = path / ".git"
+    try:
+        if dot_git.is_symlink() or not dot_git.is_file():
+            return False
+        text = dot_git.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return False
+    if not text.startswith("gitdir:"):
+        return False
+    git_dir = path / text.removeprefix("gitdir:").strip()
+    return (git_dir / "HEAD").is_file()

@@ -6,6 +6,7 @@ caches, and the paths it may write or must not see. Setup uses it, and so does a
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 from bot import sandbox
@@ -24,6 +25,44 @@ CACHE_VARIABLES = {
     "go": ("GOMODCACHE",),
     "cargo": ("CARGO_HOME",),
 }
+
+
+# Where the service's own code (and usually its .env and database) lives: a source checkout.
+SERVICE_DIR = Path(__file__).resolve().parents[2]
+# Toolchains people install in a home directory; shown read-only although the home is hidden.
+HOME_TOOLCHAINS = (".rustup", ".cargo/bin", ".local/share/uv", ".nvm", ".pyenv", "go/bin")
+
+
+def _hideable(path: Path) -> bool:
+    """Never hide `/` or what holds the system directories (the command would see nothing)."""
+    return path != Path("/") and not any(
+        system.is_relative_to(path) for system in sandbox.SYSTEM_PATHS
+    )
+
+
+def operator_paths() -> list[Path]:
+    """The service's own directory (a source checkout) and the operator's home directories."""
+    found = [Path.home(), Path("/home"), Path("/root")]
+    if (SERVICE_DIR / "pyproject.toml").is_file():
+        found.append(SERVICE_DIR)
+    return [path for path in found if _hideable(path)]
+
+
+def toolchain_paths(hidden: list[Path], own: list[Path]) -> list[Path]:
+    """The `PATH` entries and home toolchains that fall inside a hidden directory, except the
+    service's own directory and WORKTREE_ROOT (`own`): shown again, read-only."""
+    candidates = [Path(entry) for entry in os.environ.get("PATH", "").split(":") if entry]
+    candidates += [Path.home() / name for name in HOME_TOOLCHAINS]
+    shown = []
+    for candidate in candidates:
+        if not candidate.is_absolute() or not candidate.is_dir():
+            continue
+        resolved = candidate.resolve()
+        if any(resolved.is_relative_to(root) for root in own):
+            continue
+        if any(resolved.is_relative_to(root) for root in hidden):
+            shown.append(resolved)
+    return list(dict.fromkeys(shown))
 
 
 class CommandScope(ManagerCore):
@@ -51,24 +90,37 @@ class CommandScope(ManagerCore):
         """(writable, hidden) paths for bot/sandbox.py when running in this worktree.
 
         Writable: the worktree, its private git dir in the mirror (index, HEAD) and the shared
-        caches. Hidden: other worktrees, the per-repository file store, and what the service
-        was told to hide (database files, the GitHub private key).
+        caches; the mirror itself is shown read-only by bot/sandbox.py. Hidden: the whole of
+        WORKTREE_ROOT besides those (other mirrors, sessions, spares, the file store), the
+        service's own directory, the operator's home, what the service was told to hide
+        (database files, the GitHub private key) and the directories those are in.
         """
         worktree = Path(row.path)
         git_dir = await run_git(
             "rev-parse", "--absolute-git-dir", cwd=worktree, optional_locks=False
         )
         writable = [Path(git_dir.stdout.strip()), self.cache_dir]
-        hidden = [self.sessions_dir, self.store_dir, *self.hidden_paths]
-        return writable, hidden
+        told = [path.resolve() for path in self.hidden_paths]
+        folders = [path.parent for path in told if _hideable(path.parent)]
+        hidden = [self.root, *operator_paths(), *told, *folders]
+        return writable, list(dict.fromkeys(hidden))
+
+    def toolchain_paths(self, hidden: list[Path]) -> list[Path]:
+        """Toolchains on `PATH` (or in the operator's home) that `hidden` would hide: shown
+        read-only to setup, tests and the agents' bash."""
+        return toolchain_paths(hidden, [self.root, SERVICE_DIR])
 
     async def command_sandbox(self, row: WorktreeRepo) -> sandbox.SandboxScope:
         """What any command run in this worktree gets from bot/sandbox.py: the environment
-        (ports, caches) and the writable and hidden paths. Setup uses it; so does the agents'
-        bash, through `AgentContext.sandbox`. The writable paths exist when this returns."""
+        (ports, caches) and the writable, hidden and read-only paths. Setup uses it; so does
+        the agents' bash, through `AgentContext.sandbox`. The writable paths exist when this
+        returns."""
         writable, hidden = await self.sandbox_paths(row)
         for path in writable:
             path.mkdir(parents=True, exist_ok=True)
         return sandbox.SandboxScope(
-            env=self.environment(row), writable_paths=tuple(writable), hidden_paths=tuple(hidden)
+            env=self.environment(row),
+            writable_paths=tuple(writable),
+            hidden_paths=tuple(hidden),
+            readonly_paths=tuple(self.toolchain_paths(hidden)),
         )

@@ -12,7 +12,9 @@ per repository (DESIGN.md, worktrees).
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,12 +76,38 @@ def _commands(value: Any, key: str) -> tuple[str, ...]:
     raise RepositoryConfigError(f"{CONFIG_PATH}: {key} must be a command or a list of commands")
 
 
-def read_repository_config(root: Path) -> RepositoryConfig | None:
+MAX_CONFIG_BYTES = 256 * 1024
+
+
+def _config_text(root: Path) -> str | None:
+    """The text of `.github/biagent.yml`, None when there is none; a symlinked config (or
+    `.github`), which could point out of the worktree, or one that is not a regular file or
+    too large, is refused."""
     path = root / CONFIG_PATH
-    if not path.is_file():
+    for part in (path.parent, path):
+        if part.is_symlink():
+            raise RepositoryConfigError(f"{CONFIG_PATH}: a symlink is not read; commit the file")
+    if not path.exists():
         return None
     try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as error:
+        raise RepositoryConfigError(f"{CONFIG_PATH}: cannot be read ({error})") from error
+    with os.fdopen(descriptor, "rb") as opened:
+        status = os.fstat(opened.fileno())
+        if not stat.S_ISREG(status.st_mode):
+            raise RepositoryConfigError(f"{CONFIG_PATH}: not a regular file")
+        if status.st_size > MAX_CONFIG_BYTES:
+            raise RepositoryConfigError(f"{CONFIG_PATH}: larger than {MAX_CONFIG_BYTES} bytes")
+        return opened.read(MAX_CONFIG_BYTES).decode("utf-8", errors="replace")
+
+
+def read_repository_config(root: Path) -> RepositoryConfig | None:
+    text = _config_text(root)
+    if text is None:
+        return None
+    try:
+        loaded = yaml.safe_load(text) or {}
     except yaml.YAMLError as error:
         raise RepositoryConfigError(f"{CONFIG_PATH}: not valid YAML ({error})") from error
     if not isinstance(loaded, dict):

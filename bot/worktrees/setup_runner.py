@@ -190,6 +190,7 @@ class Setup(CommandScope):
                 env=scope.env,
                 writable_paths=scope.writable_paths,
                 hidden_paths=scope.hidden_paths,
+                readonly_paths=scope.readonly_paths,
                 on_line=output.line,
                 isolation=self.isolation,
             )

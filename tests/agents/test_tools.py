@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from pathlib import Path
@@ -208,3 +209,79 @@ async def test_bash_without_bubblewrap_says_so(worktree: Path) -> None:
 
 def test_the_home_directory_of_the_test_process_is_not_the_worktree(worktree: Path) -> None:
     assert os.environ.get("HOME") != str(worktree)
+
+
+async def test_a_symlink_made_in_bash_is_recorded_as_a_link_never_its_target(
+    worktree: Path, tmp_path: Path
+) -> None:
+    outside = tmp_path / "outside-secret.txt"
+    outside.write_text("TOP-SECRET-CONTENT\n")
+    context, changes = tool_context(worktree, use_bwrap=False)
+    result = await call("bash", {"command": f"ln -s {outside} leak"}, context)
+    assert not result.is_error, result.content
+    diffs = {path: diff for path, _, diff in changes.seen}
+    assert f"symlink -> {outside}" in diffs["leak"]
+    assert "TOP-SECRET" not in "".join(diffs.values())
+
+
+async def test_fifos_are_refused_by_the_file_tools_and_skipped_by_grep(worktree: Path) -> None:
+    os.mkfifo(worktree / "pipe")
+    context, _ = tool_context(worktree)
+    started = time.monotonic()
+    found = await call("grep", {"pattern": "hello"}, context)
+    assert not found.is_error and "pipe" not in found.content
+    for name, arguments in (
+        ("grep", {"pattern": "x", "path": "pipe"}),
+        ("file_read", {"path": "pipe"}),
+        ("file_write", {"path": "pipe", "content": "x"}),
+        ("edit_file", {"path": "pipe", "old_text": "a", "new_text": "b"}),
+    ):
+        result = await call(name, arguments, context)
+        if name == "grep":
+            assert result.content == "no matches"
+        else:
+            assert result.is_error and "not a regular file" in result.content, result.content
+    assert time.monotonic() - started < 10
+
+
+async def test_a_catastrophic_pattern_is_stopped_and_the_loop_keeps_running(
+    worktree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tools, "GREP_TIMEOUT_S", 1.0)
+    (worktree / "slow.txt").write_text("a" * 40 + "!\n")
+    context, _ = tool_context(worktree)
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.05)
+            ticks += 1
+
+    ticker = asyncio.create_task(tick())
+    result = await call("grep", {"pattern": "(a+)+$", "path": "slow.txt"}, context)
+    ticker.cancel()
+    assert result.is_error and "too slow" in result.content
+    assert ticks >= 10  # the event loop was not blocked while the search ran
+
+
+def test_a_tool_with_a_broken_schema_is_dropped_at_registration() -> None:
+    registry = tools.builtin_registry()
+    for name, schema in (
+        ("bad_ref", {"type": "object", "properties": {"x": {"$ref": "#/$defs/missing"}}}),
+        ("bad_type", {"type": "object", "properties": {"x": {"type": "nonsense"}}}),
+    ):
+        tool = tools.Tool(name, "broken", schema, None, source="mcp:broken")
+        assert registry.register(tool) is False and name not in registry
+    good = {
+        "type": "object",
+        "$defs": {"n": {"type": "integer"}},
+        "properties": {"x": {"$ref": "#/$defs/n"}},
+    }
+    assert registry.register(tools.Tool("good", "fine", good, None))
+
+
+def test_a_broken_schema_at_call_time_is_a_tool_error() -> None:
+    tool = tools.Tool("late", "broken", {"properties": {"x": {"$ref": "#/nowhere"}}}, None)
+    problem = tool.validation_error({"x": 1})
+    assert problem is not None and "cannot be used" in problem
