@@ -326,7 +326,7 @@ async def set_batch_status(
     outcome: str | None = None,
     note: str | None = None,
 ) -> None:
-    finished = to_text(now) if status in ("done", "dropped", "skipped") else None
+    finished = to_text(now) if status in ("done", "dropped", "skipped", "failed") else None
     await db.write(
         "UPDATE review_batches SET status = ?, outcome = COALESCE(?, outcome),"
         " note = COALESCE(?, note), finished_at = COALESCE(?, finished_at) WHERE id = ?",

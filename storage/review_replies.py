@@ -1,8 +1,8 @@
 """Replies biagent posts on pull requests, each under an idempotency key (issue 5).
 
 A reply is recorded as an intent, committed, before the POST to GitHub, then marked posted (or
-gone when its target was deleted): a retry, a redelivery or a restart finds the key and never
-writes a second time.
+gone when its target was deleted, or failed when GitHub refused it for good): a retry, a
+redelivery or a restart finds the key and never writes a second time.
 """
 
 from __future__ import annotations
@@ -124,6 +124,29 @@ async def mark_gone(db: Database, reply_id: int, now: datetime) -> None:
         "UPDATE review_replies SET status = 'gone', posted_at = ? WHERE id = ?",
         (to_text(now), reply_id),
     )
+
+
+async def mark_failed(db: Database, reply_id: int, now: datetime) -> None:
+    """GitHub refused it for good (a 4xx that is not a rate limit): not posted, not retried."""
+    await db.write(
+        "UPDATE review_replies SET status = 'failed', posted_at = ? WHERE id = ?",
+        (to_text(now), reply_id),
+    )
+
+
+async def set_intent_body(db: Database, reply_id: int, body: str) -> None:
+    """Fill in the text of an intent recorded before it was known (a command's answer)."""
+    await db.write(
+        "UPDATE review_replies SET body = ? WHERE id = ? AND status = 'intent'",
+        (body, reply_id),
+    )
+
+
+async def get_reply(db: Database, reply_id: int) -> Reply | None:
+    row = await db.fetchone(
+        f"SELECT {_REPLY_COLUMNS} FROM review_replies WHERE id = ?", (reply_id,)
+    )
+    return None if row is None else Reply(*row)
 
 
 async def list_replies(db: Database, pr_id: int, *, batch_id: int | None = None) -> list[Reply]:

@@ -32,7 +32,9 @@ class ReviewerState:
 async def record_reviewer_state(
     db: Database, pr_id: int, *, reviewer: str, state: str, review_id: int, submitted_at: str
 ) -> bool:
-    """Keep each reviewer's latest review; False when this review is older than the one kept."""
+    """Keep each reviewer's deciding review; False when this one changes nothing: it is older
+    than the one kept, or it is a `commented` review after an approval or a change request
+    (GitHub keeps the decision until the reviewer decides again or it is dismissed)."""
     result = await db.write(
         """
         INSERT INTO review_states (pr_id, reviewer_login, state, review_id, submitted_at)
@@ -41,10 +43,20 @@ async def record_reviewer_state(
             state = excluded.state, review_id = excluded.review_id,
             submitted_at = excluded.submitted_at
         WHERE excluded.submitted_at >= review_states.submitted_at
+          AND NOT (excluded.state = 'commented'
+                   AND review_states.state IN ('approved', 'changes_requested'))
         """,
         (pr_id, reviewer, state, review_id, submitted_at),
     )
     return result.rowcount == 1
+
+
+async def is_approving_review(db: Database, pr_id: int, review_id: int) -> bool:
+    found = await db.fetchval(
+        "SELECT 1 FROM review_states WHERE pr_id = ? AND review_id = ? AND state = 'approved'",
+        (pr_id, review_id),
+    )
+    return found is not None
 
 
 async def dismiss_review(db: Database, pr_id: int, review_id: int) -> bool:

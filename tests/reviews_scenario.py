@@ -122,6 +122,16 @@ class Scenario:
         await self.clock.advance(seconds)
         await self.settle()
 
+    async def pump(self, seconds: float, *, step: float = 5.0) -> None:
+        """Move the clock in steps, letting the app run in between: for work that waits on the
+        clock itself (the scheduler's retries), which `settle()` would wait for forever."""
+        moved = 0.0
+        while moved < seconds:
+            await self.clock.advance(step)
+            for _ in range(5):
+                await asyncio.sleep(0.01)
+            moved += step
+
     async def api(self, path: str) -> Any:
         assert self.client is not None
         response = await self.client.get(path, headers=auth_headers())
@@ -142,6 +152,11 @@ class Scenario:
 
     def opened(self) -> dict[str, Any]:
         return self._point(load_json("github/pull_request/opened.payload.json"))
+
+    def closed(self) -> dict[str, Any]:
+        payload = self._point(load_json("github/pull_request/closed.payload.json"))
+        payload["pull_request"].update({"state": "closed", "merged": False})
+        return payload
 
     def review_comment(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -12,7 +13,12 @@ import pytest
 from bot.clock import ManualClock
 from bot.config import Secret
 from bot.github.app import GitHubApp
-from bot.github.manners import ApiManners, PoliteInstallationAPI, SelfApprovalRefused
+from bot.github.manners import (
+    ApiManners,
+    PoliteInstallationAPI,
+    SelfApprovalRefused,
+    is_final_refusal,
+)
 from tests.fakes.github import FakeGitHub
 
 REPO = "octo/repo"
@@ -153,3 +159,45 @@ async def test_biagent_never_approves(
     with pytest.raises(SelfApprovalRefused):
         await gh.post(f"/repos/{REPO}/pulls/1/reviews", data={"event": "APPROVE"})
     assert fake.calls_to("POST", f"/repos/{REPO}/pulls/1/reviews") == []
+
+
+async def test_a_post_that_gets_a_server_error_is_not_repeated(
+    fake: FakeGitHub,
+    app_key: tuple[str, str],
+    clock: RecordingClock,
+    session: aiohttp.ClientSession,
+) -> None:
+    # GitHub can answer 502 after it created the comment: a blind retry would post it twice.
+    fake.script_failure("POST", COMMENTS, status=502, after_handling=True)
+    gh = polite(fake, app_key[0], clock, session, write_spacing_s=0)
+    with pytest.raises(gidgethub.GitHubBroken):
+        await gh.post(f"/repos/{REPO}/issues/1/comments", data={"body": "hi"})
+    assert len(fake.calls_to("POST", COMMENTS)) == 1
+    assert len(fake.comments_on(REPO, 1)) == 1 and clock.slept == []
+
+
+async def test_a_reaction_is_repeated_after_a_server_error(
+    fake: FakeGitHub,
+    app_key: tuple[str, str],
+    clock: RecordingClock,
+    session: aiohttp.ClientSession,
+) -> None:
+    posted = await polite(fake, app_key[0], clock, session, write_spacing_s=0).post(
+        f"/repos/{REPO}/issues/1/comments", data={"body": "hi"}
+    )
+    reactions = rf"/repos/octo/repo/issues/comments/{posted['id']}/reactions"
+    fake.script_failure("POST", reactions, status=502)
+    gh = polite(fake, app_key[0], clock, session, write_spacing_s=0)
+    await gh.post(reactions, data={"content": "eyes"})  # GitHub keeps one per user: safe
+    assert clock.slept == [1.0] and len(fake.reactions) == 1
+
+
+def test_only_lasting_client_errors_are_final() -> None:
+    refused = gidgethub.BadRequest(http.HTTPStatus(422), "Body is too long")
+    locked = gidgethub.BadRequest(
+        http.HTTPStatus(403), "Unable to create comment because issue is locked."
+    )
+    limited = gidgethub.BadRequest(http.HTTPStatus(403), "You have exceeded a secondary rate limit")
+    broken = gidgethub.GitHubBroken(http.HTTPStatus(502))
+    assert is_final_refusal(refused) and is_final_refusal(locked)
+    assert not is_final_refusal(limited) and not is_final_refusal(broken)

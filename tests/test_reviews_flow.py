@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from bot.reviews.engine import CommentOutcome, EngineResult, EngineStatus, OutcomeKind
+from storage import review_batches
 from tests.fakes.review_engine import fake_sha
-from tests.reviews_scenario import REPO, Scenario
+from tests.reviews_scenario import NUMBER, REPO, Scenario
 
 
 async def three_comments_and_review(scenario: Scenario) -> list[int]:
@@ -361,3 +364,128 @@ async def test_a_head_moved_while_gathering_gets_the_check_run_on_the_new_commit
     assert old["conclusion"] == "neutral" and new["head_sha"] == "e" * 40
     assert new["conclusion"] == "success"
     assert scenario.engine.batches[0].head_sha == "e" * 40
+
+
+@pytest.mark.parametrize("review_first", [True, False], ids=["review-first", "comment-first"])
+async def test_an_approvals_inline_comment_never_starts_a_run(
+    scenario: Scenario, review_first: bool
+) -> None:
+    # GitHub sends an approval's inline comments as their own webhooks, in no set order.
+    comment = scenario.review_comment("nit: spacing", review_id=950)
+    review = scenario.review(
+        "approved", review_id=950, comment_ids=[comment["comment"]["id"]], author="JasonEtco"
+    )
+    events = [("pull_request_review", review), ("pull_request_review_comment", comment)]
+    for event, payload in events if review_first else events[::-1]:
+        await scenario.send(event, payload)
+    await scenario.advance(400)
+    assert scenario.engine.batches == []
+    assert all(c["status"] == "completed" for c in scenario.check_runs())
+
+
+async def test_a_late_older_approval_keeps_newer_work(scenario: Scenario) -> None:
+    old_approval = scenario.review("approved", review_id=940)
+    await scenario.clock.advance(60)
+    await scenario.send("pull_request_review", scenario.review("changes_requested", review_id=941))
+    await scenario.send("pull_request_review_comment", scenario.review_comment("Rename this."))
+    await scenario.send("pull_request_review", old_approval)  # delivered late
+    await scenario.advance(400)
+    assert len(scenario.engine.batches) == 1
+    detail = await scenario.api("/api/pull-requests/1")
+    assert detail["pull_request"]["review_state"] == "changes_requested"
+
+
+async def test_a_comment_review_keeps_an_earlier_change_request(scenario: Scenario) -> None:
+    await scenario.send("pull_request_review", scenario.review("changes_requested", review_id=1))
+    await scenario.clock.advance(60)
+    await scenario.send("pull_request_review", scenario.review("commented", review_id=2))
+    detail = await scenario.api("/api/pull-requests/1")
+    assert detail["pull_request"]["review_state"] == "changes_requested"
+
+
+async def test_a_reply_github_refuses_is_answered_in_the_summary_and_frees_the_pr(
+    scenario: Scenario,
+) -> None:
+    scenario.fake.script_failure(
+        "POST", rf"/repos/{REPO}/pulls/{NUMBER}/comments/\d+/replies", status=422, times=1
+    )
+    for text in ("Rename this.", "Add a test."):
+        await scenario.send("pull_request_review_comment", scenario.review_comment(text))
+    await scenario.advance(31)
+    assert len(scenario.replies()) == 1  # one refused for good, the other posted
+    (summary,) = scenario.pr_comments()
+    assert "(no reply in its thread)" in summary["body"] and "> Rename this." in summary["body"]
+    (check_run,) = scenario.check_runs()
+    assert (check_run["status"], check_run["conclusion"]) == ("completed", "success")
+    await scenario.send("pull_request_review_comment", scenario.review_comment("One more."))
+    await scenario.advance(31)
+    assert len(scenario.engine.batches) == 2  # the pull request is not held
+
+
+async def test_a_reply_github_wrote_before_answering_502_is_not_posted_again(
+    scenario: Scenario,
+) -> None:
+    scenario.fake.script_failure(
+        "POST",
+        rf"/repos/{REPO}/pulls/{NUMBER}/comments/\d+/replies",
+        status=502,
+        times=1,
+        after_handling=True,
+    )
+    await scenario.send("pull_request_review_comment", scenario.review_comment("Rename this."))
+    await scenario.clock.advance(31)
+    await scenario.pump(60)
+    await scenario.settle()
+    assert len(scenario.replies()) == 1
+    replies = scenario.fake.calls_to("POST", f"/repos/{REPO}/pulls/{NUMBER}/comments/")
+    assert len(replies) == 1  # found by its marker on the retry, not posted again
+    assert len(scenario.pr_comments()) == 1
+    (row,) = await scenario.db.fetchall("SELECT status FROM review_replies WHERE kind = 'thread'")
+    assert tuple(row) == ("posted",)
+
+
+async def test_a_batch_that_keeps_failing_ends_neutral_and_frees_the_pr(
+    scenario: Scenario,
+) -> None:
+    scenario.fake.script_failure(
+        "POST", rf"/repos/{REPO}/issues/{NUMBER}/comments", status=503, times=6
+    )
+    await scenario.send("pull_request_review_comment", scenario.review_comment("one"))
+    await scenario.clock.advance(31)
+    await scenario.pump(400)
+    (first,) = await review_batches.list_batches(scenario.db, 1)
+    assert first.status == "failed"
+    (check_run,) = scenario.check_runs()
+    assert (check_run["status"], check_run["conclusion"]) == ("completed", "neutral")
+    await scenario.send("pull_request_review_comment", scenario.review_comment("two"))
+    await scenario.advance(31)
+    assert len(scenario.engine.batches) == 2
+    assert len(scenario.pr_comments()) == 1  # the second batch's summary
+
+
+async def test_a_pause_comment_that_fails_is_posted_on_the_next_attempt(
+    scenario: Scenario,
+) -> None:
+    scenario.fake.set_file(REPO, ".github/biagent.yml", "reviews:\n  caps:\n    runs_per_hour: 1\n")
+    await scenario.send("pull_request_review_comment", scenario.review_comment("one"))
+    await scenario.advance(31)
+    await scenario.send("pull_request_review_comment", scenario.review_comment("two"))
+    scenario.fake.script_failure(
+        "POST", rf"/repos/{REPO}/issues/{NUMBER}/comments", status=502, times=1
+    )
+    await scenario.clock.advance(31)
+    await scenario.pump(120)
+    pauses = [c for c in scenario.pr_comments() if "paused itself" in c["body"]]
+    assert len(pauses) == 1
+    assert tuple(await scenario.db.fetchone("SELECT paused FROM pull_requests")) == (1,)
+    assert all(c["status"] == "completed" for c in scenario.check_runs())
+
+
+async def test_closing_the_pr_concludes_the_gathering_check_run(scenario: Scenario) -> None:
+    await scenario.send("pull_request_review_comment", scenario.review_comment("one"))
+    (check_run,) = scenario.check_runs()
+    assert check_run["status"] == "queued"
+    await scenario.send("pull_request", scenario.closed())
+    await scenario.advance(400)
+    assert scenario.engine.batches == []
+    assert (check_run["status"], check_run["conclusion"]) == ("completed", "neutral")

@@ -98,3 +98,19 @@ def test_rules_override_defaults_and_report_problems() -> None:
     assert rules.max_usd_per_pr == 20.0 and rules.problems
     broken = parse_rules("reviews: [", RepoRules(max_runs_per_hour=3))
     assert broken.max_runs_per_hour == 3 and broken.problems
+
+
+def test_outcomes_are_keyed_by_kind_and_id() -> None:
+    diff = BatchComment(7, "review_comment", "rev", "body", "a.py", 1, None, "RIGHT", "@@", 7, ())
+    review = BatchComment(7, "review_body", "rev", "please", None, None, None, None, None, None, ())
+    batch = ReviewBatch(1, 1, "o/r", "file:///x", 2, "t", "b", "s" * 40, "main", 1, (diff, review))
+    declined = CommentOutcome(7, OutcomeKind.DECLINED, reason="no", comment_kind="review_body")
+    checked, _ = check_outcomes(batch, EngineResult(EngineStatus.COMPLETED, (declined,)))
+    assert [(o.comment_kind, o.outcome) for o in checked] == [
+        ("review_comment", "not_addressed"),
+        ("review_body", "declined"),
+    ]
+    unplaced = CommentOutcome(7, OutcomeKind.DECLINED, reason="no")  # which of the two?
+    checked, _ = check_outcomes(batch, EngineResult(EngineStatus.COMPLETED, (unplaced,)))
+    assert [o.outcome for o in checked] == ["not_addressed", "not_addressed"]
+    assert "more than one comment" in checked[0].detail

@@ -6,7 +6,11 @@ GitHub's REST guidance, which `PoliteInstallationAPI` follows through gidgethub 
 - `x-ratelimit-remaining: 0` with `x-ratelimit-reset`: wait until the reset, then retry; and
   before a request, when the last answer said the quota is spent, wait for the reset first;
 - a 403 that names a secondary rate limit without either header: wait a minute, doubling;
-- 5xx: retry with exponential backoff;
+- 5xx: retry with exponential backoff, except a POST that creates something: GitHub can answer
+  502/504 after it created the comment or check run, so a blind retry could write it twice. The
+  error goes up instead, and the caller's keyed path (bot/reviews/replies.py) looks for what the
+  first attempt wrote before writing again. Reactions are the exception: GitHub keeps one per
+  user and content, so repeating one is harmless;
 - content-creating calls (POST, PATCH, PUT, DELETE) are spaced per installation
   (`write_spacing_s`, GitHub asks for about a second), so one busy pull request cannot trip
   the secondary limits for the whole installation.
@@ -32,6 +36,30 @@ from bot.github.app import GitHubApp, InstallationAPI
 log = logging.getLogger(__name__)
 
 CONTENT_CREATING = frozenset({"POST", "PATCH", "PUT", "DELETE"})
+
+
+def retry_is_safe(method: str, url: str) -> bool:
+    """Whether repeating a request that got a 5xx cannot write twice: reads and updates can be
+    repeated; a POST creates something (a comment, a check run) unless it is a reaction."""
+    if method.upper() != "POST":
+        return True
+    return url.split("?", 1)[0].rstrip("/").endswith("/reactions")
+
+
+def is_final_refusal(error: Exception) -> bool:
+    """A 4xx that asking again will not change (a locked conversation, a body GitHub rejects):
+    not a rate limit, not an expired token, not a timeout. The caller gives up on that write."""
+    if not isinstance(error, gidgethub.BadRequest) or isinstance(
+        error, gidgethub.RateLimitExceeded
+    ):
+        return False
+    status = int(error.status_code)
+    if not 400 <= status < 500 or status in (401, 408, 429):
+        return False
+    headers = error.headers or {}
+    if headers.get("retry-after") is not None or headers.get("x-ratelimit-remaining") == "0":
+        return False
+    return "rate limit" not in str(error).lower()
 
 
 class SelfApprovalRefused(RuntimeError):
@@ -116,7 +144,7 @@ class PoliteInstallationAPI(InstallationAPI):
     ) -> bool:
         if attempt >= self.manners.max_attempts:
             return False
-        delay = self._delay_for(exception, attempt)
+        delay = self._delay_for(exception, attempt, method=method, url=url)
         if delay is None or delay > self.manners.longest_wait_s:
             return False
         log.warning(
@@ -131,10 +159,14 @@ class PoliteInstallationAPI(InstallationAPI):
         await self.manners.wait(f"{int(exception.status_code)}", delay)
         return True
 
-    def _delay_for(self, exception: gidgethub.HTTPException, attempt: int) -> float | None:
+    def _delay_for(
+        self, exception: gidgethub.HTTPException, attempt: int, *, method: str, url: str
+    ) -> float | None:
         status = int(exception.status_code)
         headers = exception.headers
         if status >= 500:
+            if not retry_is_safe(method, url):
+                return None
             return self.manners.backoff_base_s * (2 ** (attempt - 1))
         if status not in (403, 429):
             return None

@@ -400,6 +400,7 @@ class _Run:
             network=False,
             writable_paths=writable,
             hidden_paths=hidden,
+            readonly_paths=self.worktrees.toolchain_paths(hidden),
             isolation=self.worktrees.isolation,
         )
         return summarize_tests(test_command, result)
@@ -428,6 +429,10 @@ def _reported(output: Any) -> list[dict[str, Any]] | None:
     return [entry for entry in output["outcomes"] if isinstance(entry, dict)]
 
 
+# The kinds of comment a batch holds, as the agent may name them in its report.
+COMMENT_KINDS = ("review_comment", "issue_comment", "review_body")
+
+
 def _outcomes(entries: list[dict[str, Any]], commit_sha: str | None) -> tuple[CommentOutcome, ...]:
     """What the agent said, as the contract's outcomes; `fixed` means in the pushed commit."""
     outcomes = []
@@ -438,14 +443,17 @@ def _outcomes(entries: list[dict[str, Any]], commit_sha: str | None) -> tuple[Co
         except (KeyError, TypeError, ValueError):
             continue
         explanation = str(entry.get("explanation") or "").strip() or None
+        # Which comment of that id (a review body and a diff comment can share one).
+        comment_kind = entry.get("comment_kind")
+        if comment_kind not in COMMENT_KINDS:
+            comment_kind = None
         if kind is OutcomeKind.FIXED:
-            outcomes.append(
-                CommentOutcome(comment_id, kind, commit_sha=commit_sha, note=explanation)
-            )
+            said = {"commit_sha": commit_sha, "note": explanation}
         elif kind is OutcomeKind.DECLINED:
-            outcomes.append(CommentOutcome(comment_id, kind, reason=explanation))
+            said = {"reason": explanation}
         else:
-            outcomes.append(CommentOutcome(comment_id, kind, question=explanation))
+            said = {"question": explanation}
+        outcomes.append(CommentOutcome(comment_id, kind, comment_kind=comment_kind, **said))
     return tuple(outcomes)
 
 
@@ -508,7 +516,11 @@ def task_text(
             " work conflicted with the new commits. Start again from the current files.",
         ]
     for comment in batch.comments:
-        lines += ["", f"## Comment {comment.comment_id} by @{comment.author} ({_where(comment)})"]
+        lines += [
+            "",
+            f"## Comment {comment.comment_id} ({comment.kind}) by @{comment.author}"
+            f" ({_where(comment)})",
+        ]
         if comment.kind == "review_body":
             lines.append("(the text of a submitted review)")
         elif comment.kind == "issue_comment":

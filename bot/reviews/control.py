@@ -1,7 +1,12 @@
 """What the slash commands do, once commands.py has read them and the author may run them.
 
 Each command is answered with one comment in the PR conversation, keyed by the comment and
-the command's position in it, so a redelivered comment is not answered twice.
+the command's position in it (`command:<kind>:<comment>:<n>`). The key is recorded before the
+command runs, and its answer stored before it is posted: a delivery retried because the answer's
+POST failed finds the stored answer and only posts it, so `/biagent retry` never runs twice. (A
+stop inside the handler itself, before its answer is stored, runs it again: the handlers are
+safe to repeat on the state they left.) Commands are read from new comments only, so a
+comment's first version is the one that runs.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from typing import Any
 from bot.reviews import checks, replies, worker
 from bot.reviews.commands import Command, help_text
 from bot.reviews.service import ReviewService
-from storage import pull_requests, review_batches, review_costs, review_iterations
+from storage import pull_requests, review_batches, review_costs, review_iterations, review_replies
 from storage.pull_requests import PullRequest
 from storage.timestamps import from_text
 
@@ -29,20 +34,26 @@ async def run_command(
     source_key: str,
     position: int,
 ) -> None:
-    handler = _HANDLERS.get(command.name) if command.known else None
-    if handler is None:
-        answer = f"I don't know `/biagent {command.name}`.\n\n{help_text()}"
-    else:
-        answer = await handler(service, gh, pr, author)
-    log.info("%s: /biagent %s by %s", pr.stream, command.name, author)
-    await replies.post_pr_comment(
-        service,
-        gh,
-        pr,
+    recorded, new = await review_replies.record_intent(
+        service.db,
+        pr_id=pr.id,
         key=f"command:{source_key}:{position}",
         kind="command",
-        body=f"@{author} {answer}",
+        body="",
+        now=service.clock.now(),
     )
+    if recorded.status == "intent" and not recorded.body:
+        handler = _HANDLERS.get(command.name) if command.known else None
+        if handler is None:
+            answer = f"I don't know `/biagent {command.name}`.\n\n{help_text()}"
+        else:
+            answer = await handler(service, gh, pr, author)
+        log.info("%s: /biagent %s by %s", pr.stream, command.name, author)
+        await review_replies.set_intent_body(service.db, recorded.id, f"@{author} {answer}")
+        recorded = await review_replies.get_reply(service.db, recorded.id) or recorded
+    else:
+        log.info("%s: /biagent %s by %s already ran", pr.stream, command.name, author)
+    await replies.post_recorded_pr_comment(service, gh, pr, recorded, new=new)
 
 
 async def _help(service: ReviewService, gh: Any, pr: PullRequest, author: str) -> str:

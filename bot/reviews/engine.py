@@ -89,6 +89,9 @@ class CommentOutcome:
     reason: str | None = None  # declined
     question: str | None = None  # question
     note: str | None = None  # optional, any kind: what the agent wants the reviewer to read
+    # review_comment, issue_comment or review_body: GitHub numbers reviews and comments apart,
+    # so an id alone can name two comments of one batch. None: the id names it alone.
+    comment_kind: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -98,6 +101,7 @@ class CommentOutcome:
             "reason": self.reason,
             "question": self.question,
             "note": self.note,
+            "comment_kind": self.comment_kind,
         }
 
 

@@ -39,20 +39,46 @@ def missing_reason(result: EngineResult) -> str:
 
 
 def check_outcomes(batch: ReviewBatch, result: EngineResult) -> tuple[list[ItemOutcome], list[int]]:
-    """One outcome per comment of the batch, and the ids of outcomes for unknown comments."""
-    by_comment: dict[int, list[CommentOutcome]] = {}
-    known = {comment.comment_id for comment in batch.comments}
+    """One outcome per comment of the batch, and the ids of outcomes for unknown comments.
+
+    Comments are keyed by (kind, id): a review's body and a diff comment can share an id. An
+    outcome without its comment's kind that names such a shared id cannot be placed, and each
+    comment it might mean is answered not addressed rather than given another's outcome."""
+    by_comment: dict[tuple[str, int], list[CommentOutcome]] = {}
+    kinds_of: dict[int, list[str]] = {}
+    for comment in batch.comments:
+        kinds_of.setdefault(comment.comment_id, []).append(comment.kind)
+    ambiguous: set[tuple[str, int]] = set()
     strays = []
     for outcome in result.outcomes:
-        if outcome.comment_id not in known:
+        kinds = kinds_of.get(outcome.comment_id, [])
+        if outcome.comment_kind is not None:
+            kinds = [kind for kind in kinds if kind == outcome.comment_kind]
+        if not kinds:
             strays.append(outcome.comment_id)
             continue
-        by_comment.setdefault(outcome.comment_id, []).append(outcome)
+        if len(kinds) > 1:
+            ambiguous.update((kind, outcome.comment_id) for kind in kinds)
+            continue
+        by_comment.setdefault((kinds[0], outcome.comment_id), []).append(outcome)
     if strays:
         log.warning("batch %s: outcomes for comments not in it: %s", batch.batch_id, strays)
     checked = []
     for comment in batch.comments:
-        reported = _distinct(by_comment.get(comment.comment_id, []))
+        key = (comment.kind, comment.comment_id)
+        if key in ambiguous and key not in by_comment:
+            checked.append(
+                ItemOutcome(
+                    comment.kind,
+                    comment.comment_id,
+                    NOT_ADDRESSED,
+                    f"the agent's report names {comment.comment_id}, which is more than one "
+                    "comment of this batch",
+                    None,
+                )
+            )
+            continue
+        reported = _distinct(by_comment.get(key, []))
         checked.append(_one(comment.kind, comment.comment_id, reported, result))
     return checked, strays
 

@@ -7,6 +7,13 @@ posted -> nothing to do; intent only -> the earlier attempt may have reached Git
 process stopped, so the thread or conversation is searched for the marker first, and posted only
 if it is not there. The marker is also how biagent recognises its own comments in webhooks.
 
+A write GitHub refuses for good (a 4xx that is not a rate limit: a locked conversation, a body
+it will not take) is marked `failed` and the others go on: asking again would change nothing,
+and one refused reply must not hold the batch (and the pull request's next batches) back. A 5xx
+on the POST goes up (bot/github/manners.py does not repeat a POST blindly): the next attempt
+finds the intent and searches for the marker before posting again. Bodies are cut to GitHub's
+65,536 characters, with a note saying so.
+
 Thread replies go to the thread's root comment (`POST .../pulls/{n}/comments/{root_id}/replies`):
 GitHub threads are flat, and replying to a reply is not supported.
 """
@@ -19,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import gidgethub
 
+from bot.github.manners import is_final_refusal
 from storage import review_comments, review_replies
 from storage.pull_requests import PullRequest
 from storage.review_comments import NewComment
@@ -41,8 +49,16 @@ OUTCOME_TITLES = {
 }
 
 
+BODY_LIMIT = 65_536  # GitHub refuses a comment body longer than this (422)
+CUT_NOTE = "\n\n_(cut short: GitHub takes at most 65,536 characters in a comment)_"
+
+
 def with_marker(body: str, key: str) -> str:
-    return f"{body.rstrip()}\n\n{MARKER_START}{key} -->"
+    marker = f"\n\n{MARKER_START}{key} -->"
+    text = body.rstrip()
+    if len(text) + len(marker) > BODY_LIMIT:
+        text = text[: BODY_LIMIT - len(marker) - len(CUT_NOTE)].rstrip() + CUT_NOTE
+    return text + marker
 
 
 def carries_marker(body: str | None) -> bool:
@@ -122,6 +138,8 @@ async def post_thread_reply(
             log.info("%s: thread %s is gone; reply not posted", pr.stream, root_id)
             await review_replies.mark_gone(service.db, reply.id, service.clock.now())
             return reply
+        if is_final_refusal(error):
+            return await _give_up(service, pr, reply, error)
         raise
     await review_replies.mark_posted(service.db, reply.id, int(posted["id"]), service.clock.now())
     await _remember_own_review_comment(service, pr, posted)
@@ -166,15 +184,42 @@ async def post_pr_comment(
         batch_id=batch_id,
         iteration_id=iteration_id,
     )
+    return await post_recorded_pr_comment(service, gh, pr, reply, new=new)
+
+
+async def post_recorded_pr_comment(
+    service: ReviewService, gh: Any, pr: PullRequest, reply: Reply, *, new: bool
+) -> Reply:
+    """Post a conversation comment whose intent is recorded (`new`: recorded just now, so no
+    earlier attempt can have posted it), unless it is posted already."""
     listed_at = f"/repos/{pr.repository}/issues/{pr.number}/comments"
     if await _settled(service, gh, reply, new=new, listed_at=listed_at):
         return reply
-    posted = await gh.post(
-        listed_at,
-        data={"body": with_marker(reply.body, key)},
-    )
+    try:
+        posted = await gh.post(
+            listed_at,
+            data={"body": with_marker(reply.body, reply.idempotency_key)},
+        )
+    except gidgethub.BadRequest as error:
+        if is_final_refusal(error):
+            return await _give_up(service, pr, reply, error)
+        raise
     await review_replies.mark_posted(service.db, reply.id, int(posted["id"]), service.clock.now())
     return reply
+
+
+async def _give_up(
+    service: ReviewService, pr: PullRequest, reply: Reply, error: gidgethub.BadRequest
+) -> Reply:
+    log.warning(
+        "%s: GitHub refused %s (%s %s); not posted",
+        pr.stream,
+        reply.idempotency_key,
+        int(error.status_code),
+        error,
+    )
+    await review_replies.mark_failed(service.db, reply.id, service.clock.now())
+    return await review_replies.get_reply(service.db, reply.id) or reply
 
 
 async def react_eyes(gh: Any, pr: PullRequest, comment_kind: str, comment_id: int) -> None:

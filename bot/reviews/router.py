@@ -3,10 +3,12 @@
 - `pull_request`: biagent's own pull requests are watched from `opened`; `synchronize` moves
   the head (a push by biagent itself is recognised and does not count as a person's push);
   `closed` drops pending work.
-- `pull_request_review_comment` and `issue_comment` (on a PR): commands and @-mentions from
-  people with write access (others get one polite refusal); on watched PRs, comments feed the
-  PR's gathering batch, keyed by id (edits make a new version, deletions leave the batch).
-- `pull_request_review`: state per reviewer; `approved` drops pending work, `changes_requested`
+- `pull_request_review_comment` and `issue_comment` (on a PR): commands and @-mentions (written
+  at once or added by an edit) from people with write access (others get one polite refusal);
+  on watched PRs, comments feed the PR's gathering batch, keyed by id (edits make a new
+  version, deletions leave the batch).
+- `pull_request_review`: state per reviewer; `approved` drops pending work (and the approval's
+  own inline comments, whichever webhook comes first, are never worked), `changes_requested`
   gathers the review's unresolved threads, and any submitted review closes the batch at once.
 - `pull_request_review_thread`: resolved threads are not gathered by a later review.
 - `check_run` `rerequested` / `requested_action`: Re-run of a `biagent/review` check.
@@ -20,6 +22,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import gidgethub
 from gidgethub import routing, sansio
 
 from bot.dispatcher import HandlerContext
@@ -168,9 +171,16 @@ async def on_pull_request_closed(event: sansio.Event, context: HandlerContext) -
         return
     state = "merged" if event.data["pull_request"].get("merged") else "closed"
     await pull_requests.set_state(service.db, pr.id, state, service.clock.now())
-    await review_batches.drop_gathering(
-        service.db, pr.id, note=f"the pull request was {state}", now=service.clock.now()
-    )
+    pending = await review_batches.gathering_batch(service.db, pr.id)
+    if pending is not None:  # its queued check run is concluded too, not left queued
+        await worker.conclude_unworked(
+            service,
+            service.client(pr.installation_id),
+            pr,
+            pending,
+            status="dropped",
+            note=f"the pull request was {state}",
+        )
 
 
 # -- comments ---------------------------------------------------------------------------------
@@ -256,7 +266,8 @@ async def _intake(
         return
     commands = parse_commands(record.body) if action == "created" else []
     mentioned = mentions(record.body, service.slug)
-    if commands or (mentioned and action == "created"):
+    # A mention asks biagent to act, whether it was written at once or added by an edit.
+    if commands or mentioned:
         if not await _may_command(service, gh, pr, record.author_login):
             await _refuse(service, gh, pr, record.author_login)
             return
@@ -280,8 +291,32 @@ async def _intake(
     if subscription is None:
         return
     await review_comments.store_comment(db, pr.id, record, now)
-    if await _worth_working(service, pr, subscription, record, mentioned):
-        await _gather(service, gh, pr, [(record.kind, record.id)])
+    if not await _worth_working(service, pr, subscription, record, mentioned):
+        return
+    if record.review_id is not None and await _in_approving_review(
+        service, gh, pr, record.review_id
+    ):
+        log.info("%s: comment %d is part of an approval: not worked", pr.stream, record.id)
+        return
+    await _gather(service, gh, pr, [(record.kind, record.id)])
+
+
+async def _in_approving_review(
+    service: ReviewService, gh: Any, pr: PullRequest, review_id: int
+) -> bool:
+    """Whether a diff comment came with an approving review. GitHub sends an approval's inline
+    comments as their own webhooks, in no set order against the review's: whichever comes
+    first, they must not start a run the approval already ruled out. GitHub is asked when the
+    review is not known here yet (the comment came first)."""
+    if await review_states.is_approving_review(service.db, pr.id, review_id):
+        return True
+    try:
+        review = await gh.getitem(f"/repos/{pr.repository}/pulls/{pr.number}/reviews/{review_id}")
+    except gidgethub.BadRequest as error:
+        if int(error.status_code) == 404:
+            return False
+        raise
+    return str(review.get("state", "")).upper() == "APPROVED"
 
 
 async def _may_command(service: ReviewService, gh: Any, pr: PullRequest, login: str) -> bool:
@@ -419,7 +454,7 @@ async def on_review(event: sansio.Event, context: HandlerContext) -> None:
     if action != "submitted":
         return
     state = str(review.get("state", "")).lower()
-    await review_states.record_reviewer_state(
+    current = await review_states.record_reviewer_state(
         db,
         pr.id,
         reviewer=reviewer,
@@ -434,16 +469,19 @@ async def on_review(event: sansio.Event, context: HandlerContext) -> None:
         await _intake(service, pr, review, record, "created")
         body, mentioned = "", False
     subscription = await pull_requests.get_subscription(db, pr.id)
-    if subscription is None and mentioned:
-        if not await _may_command(service, gh, pr, reviewer):
-            await _refuse(service, gh, pr, reviewer)
+    if mentioned and not await _may_command(service, gh, pr, reviewer):
+        await _refuse(service, gh, pr, reviewer)
+        if subscription is None:
             return
+        mentioned = False
+    if subscription is None and mentioned:
         await pull_requests.subscribe(db, pr.id, reason="requested", requested_by=reviewer, now=now)
         subscription = await pull_requests.get_subscription(db, pr.id)
     if subscription is None:
         return
     if state == "approved":
-        await _on_approved(service, gh, pr, reviewer, int(review["id"]))
+        if current:  # an older approval arriving late does not drop newer work
+            await _on_approved(service, gh, pr, reviewer, int(review["id"]))
         return
     items: list[tuple[str, int]] = []
     for comment in await _review_comments(gh, pr, int(review["id"])):
@@ -462,7 +500,8 @@ async def on_review(event: sansio.Event, context: HandlerContext) -> None:
             pr,
             subscription,
             replies.review_comment_record(comment, own=False),
-            mentions(stored.body, service.slug),
+            mentions(stored.body, service.slug)
+            and await _may_command(service, gh, pr, stored.author_login),
         )
         if wanted:
             items.append(("review_comment", stored.id))

@@ -7,7 +7,9 @@ time or until woken (a new comment, a submitted review, a command). One batch pe
 at a time: a batch that falls due while the previous one of its PR is worked waits for it.
 
 A batch whose work raises is retried: before pick-up by moving its due time back with a
-backoff; while responding, in place after a backoff (its writes are keyed, so nothing repeats).
+backoff; while running or responding, in place after a backoff (its writes are keyed, so nothing
+repeats). After the last attempt it ends `failed` with a neutral check run (worker.give_up), so
+the pull request's next batches are not held behind it.
 """
 
 from __future__ import annotations
@@ -112,11 +114,16 @@ class ReviewScheduler:
                 return
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as error:
                 attempt += 1
                 log.exception("review batch %d: attempt %d failed", batch_id, attempt)
                 batch = await review_batches.get_batch(service.db, batch_id)
-                if batch is None or attempt >= self.max_attempts:
+                if batch is None:
+                    return
+                if attempt >= self.max_attempts and batch.status != "gathering":
+                    await worker.give_up(
+                        service, batch_id, why=f"{type(error).__name__}: {error}"[:300]
+                    )
                     return
                 delay = retry_delay(attempt)
                 if batch.status == "gathering":

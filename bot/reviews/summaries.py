@@ -89,7 +89,10 @@ def summary_text(
     iteration: Iteration,
     items: list[BatchItem],
     by_key: dict[tuple[str, int], Comment],
+    *,
+    unthreaded: set[tuple[str, int | None]] | None = None,
 ) -> str:
+    """`unthreaded`: diff comments whose thread reply GitHub refused; answered here instead."""
     counts = outcome_counts(items)
     parts = [f"{counts[key]} {label}" for key, label in _LABELS if counts.get(key)]
     lines = [
@@ -98,12 +101,21 @@ def summary_text(
         "",
         *_run_lines(iteration),
     ]
-    unthreaded = [item for item in items if item.comment_kind != "review_comment"]
-    if unthreaded:
+    refused = unthreaded or set()
+    answered_here = [
+        item
+        for item in items
+        if item.comment_kind != "review_comment" or (item.comment_kind, item.comment_id) in refused
+    ]
+    if answered_here:
         lines.append("")
-        for item in unthreaded:
+        for item in answered_here:
             comment = by_key[(item.comment_kind, item.comment_id)]
-            lines.append(f"@{comment.author_login} wrote:")
+            if item.comment_kind == "review_comment":
+                where = _where(comment)
+                lines.append(f"@{comment.author_login} wrote on {where} (no reply in its thread):")
+            else:
+                lines.append(f"@{comment.author_login} wrote:")
             lines.append(replies.quote(item.body or comment.body))
             lines.append("")
             lines.append(replies.outcome_sentence(item.outcome or "", item.detail, item.commit_sha))

@@ -11,7 +11,9 @@ next begins, so a restart resumes where the work stopped:
   the engine again for the same iteration (the real engine pushes with a lease, so a second
   push cannot overwrite anything);
 - responding: one reply per diff comment in its thread, one summary comment, the check run
-  completed; each write is keyed (replies.py), so resuming never writes twice.
+  completed; each write is keyed (replies.py), so resuming never writes twice. A thread reply
+  GitHub refuses for good is answered in the summary instead, so no comment goes unanswered;
+- given up (`give_up`, after the scheduler's last attempt): `failed`, its check run neutral.
 """
 
 from __future__ import annotations
@@ -30,7 +32,13 @@ from bot.reviews.engine import (
 )
 from bot.reviews.outcomes import check_outcomes
 from bot.reviews.service import ReviewService
-from storage import pull_requests, review_batches, review_comments, review_iterations
+from storage import (
+    pull_requests,
+    review_batches,
+    review_comments,
+    review_iterations,
+    review_replies,
+)
 from storage.pull_requests import PullRequest
 from storage.review_batches import Batch
 from storage.review_comments import Comment
@@ -183,25 +191,33 @@ async def pause_for_cap(
     service: ReviewService, gh: Any, pr: PullRequest, batch: Batch, reason: str
 ) -> None:
     """A cap is reached: pause the PR (one comment saying why and how to resume). The batch is
-    kept gathering and is worked after `/biagent resume`; its check run concludes neutral."""
+    kept gathering and is worked after `/biagent resume`; its check run concludes neutral.
+
+    The pause is stored last: a paused PR's batches are not due, so nothing would come back to
+    a check or a comment left undone. Until then every attempt (the scheduler retries a batch
+    that fails at pick-up) concludes the check and posts the comment, each written once: the
+    comment's key is the pause's number, `pause:<pr>:<n>`."""
     db, now = service.db, service.clock.now()
-    pause_number = await pull_requests.pause(db, pr.id, f"cap reached: {reason}", now)
-    if pause_number is not None:
-        await replies.post_pr_comment(
-            service,
-            gh,
-            pr,
-            key=f"pause:{pr.id}:{pause_number}",
-            kind="pause",
-            body=(
-                f"biagent paused itself on this pull request: {reason}.\n\n"
-                "The pending review comments are kept. Comment `/biagent resume` to go on "
-                "(the per-pull-request caps then count afresh)."
-            ),
-            batch_id=batch.id,
-        )
+    pause_number = pr.pause_count + 1
+    key = f"pause:{pr.id}:{pause_number}"
+    first_attempt = not await review_replies.reply_exists(db, key)
+    if batch.check_run_id is not None or first_attempt:
+        await finish_pending_check(service, gh, pr, batch, title="Paused", why=f"paused: {reason}")
+    await replies.post_pr_comment(
+        service,
+        gh,
+        pr,
+        key=key,
+        kind="pause",
+        body=(
+            f"biagent paused itself on this pull request: {reason}.\n\n"
+            "The pending review comments are kept. Comment `/biagent resume` to go on "
+            "(the per-pull-request caps then count afresh)."
+        ),
+        batch_id=batch.id,
+    )
     await review_batches.park(db, batch.id, note=f"paused: {reason}")
-    await finish_pending_check(service, gh, pr, batch, title="Paused", why=f"paused: {reason}")
+    await pull_requests.pause(db, pr.id, f"cap reached: {reason}", now)
 
 
 async def finish_pending_check(
@@ -218,6 +234,8 @@ async def finish_pending_check(
             title=title,
             summary=why,
         )
+        # Stored at once: if completing it fails, the next attempt completes this one.
+        await review_batches.set_check_run(service.db, batch.id, check_run_id, pr.head_sha)
     else:
         check_run_id = batch.check_run_id
     await checks.complete(
@@ -384,13 +402,18 @@ async def _respond(service: ReviewService, gh: Any, pr: PullRequest, batch: Batc
             outcome=item.outcome,
         )
     counts = summaries.outcome_counts(items)
+    unthreaded = {
+        (reply.comment_kind, reply.comment_id)
+        for reply in await review_replies.list_replies(db, pr.id, batch_id=batch.id)
+        if reply.kind == "thread" and reply.status == "failed"
+    }
     await replies.post_pr_comment(
         service,
         gh,
         pr,
         key=f"summary:{batch.id}",
         kind="summary",
-        body=summaries.summary_text(pr, iteration, items, by_key),
+        body=summaries.summary_text(pr, iteration, items, by_key, unthreaded=unthreaded),
         batch_id=batch.id,
         iteration_id=iteration.id,
     )
@@ -428,6 +451,40 @@ async def _respond(service: ReviewService, gh: Any, pr: PullRequest, batch: Batc
         {"pr": pr.id, "number": pr.number, "repository": pr.repository},
     )
     log.info("%s: batch %d answered (%s): %s", pr.stream, batch.id, iteration.status, dict(counts))
+    service.wake()
+
+
+async def give_up(service: ReviewService, batch_id: int, *, why: str) -> None:
+    """The scheduler's last attempt at a running or responding batch failed: it ends `failed`
+    (stored first, so the pull request's next batch is free to run whatever GitHub does next)
+    and its check run concludes neutral. `/biagent retry` or Re-run works it again."""
+    db = service.db
+    batch = await review_batches.get_batch(db, batch_id)
+    if batch is None or batch.status not in ("running", "responding"):
+        return
+    pr = await pull_requests.get_pull_request(db, batch.pr_id)
+    assert pr is not None
+    await review_batches.set_batch_status(
+        db, batch.id, "failed", now=service.clock.now(), outcome="failed", note=why
+    )
+    log.error("%s: batch %d given up: %s", pr.stream, batch.id, why)
+    if batch.check_run_id is not None:
+        try:
+            await checks.complete(
+                service.client(pr.installation_id),
+                pr,
+                batch.check_run_id,
+                conclusion="neutral",
+                title="Failed: biagent could not finish answering these comments",
+                summary=(
+                    f"biagent gave up on this batch after repeated errors ({why}). "
+                    "`/biagent retry` or Re-run works it again."
+                ),
+                text=None,
+                completed_at=github_time(service),
+            )
+        except Exception:
+            log.exception("%s: batch %d: its check run could not be concluded", pr.stream, batch.id)
     service.wake()
 
 

@@ -91,6 +91,7 @@ class ScriptedFailure:
     headers: dict[str, str]
     message: str
     times: int
+    after_handling: bool = False  # the request takes effect, then the answer is the failure
 
 
 @dataclass
@@ -137,6 +138,7 @@ class FakeGitHub:
             self.create_review_comment_reaction
         )
         routes.get(repo + "/pulls/{number:\\d+}/reviews")(self.list_reviews)
+        routes.get(repo + "/pulls/{number:\\d+}/reviews/{review_id:\\d+}")(self.get_review)
         routes.get(repo + "/pulls/{number:\\d+}/reviews/{review_id:\\d+}/comments")(
             self.list_review_comments_for_review
         )
@@ -195,6 +197,8 @@ class FakeGitHub:
                 and re.fullmatch(failure.path_pattern, request.path)
             ):
                 failure.times -= 1
+                if failure.after_handling:
+                    await handler(request)  # e.g. a 502 from GitHub's edge after the write
                 return web.json_response(
                     {
                         "message": failure.message,
@@ -289,15 +293,25 @@ class FakeGitHub:
         times: int = 1,
         headers: dict[str, str] | None = None,
         message: str | None = None,
+        after_handling: bool = False,
     ) -> None:
-        """The next `times` calls matching (method, full-match regex) answer `status`."""
+        """The next `times` calls matching (method, full-match regex) answer `status`; with
+        `after_handling`, each takes effect first (GitHub wrote it, then answered an error)."""
         default = {
             403: "You have exceeded a secondary rate limit. Please wait a few minutes before you"
             " try again.",
             429: "You have exceeded a secondary rate limit.",
         }.get(status, "Server Error")
         self.failures.append(
-            ScriptedFailure(method, path_pattern, status, headers or {}, message or default, times)
+            ScriptedFailure(
+                method,
+                path_pattern,
+                status,
+                headers or {},
+                message or default,
+                times,
+                after_handling,
+            )
         )
 
     # -- seeding (tests) ----------------------------------------------------------------
@@ -446,6 +460,16 @@ class FakeGitHub:
             if r["_repo"] == repository and r["_number"] == number
         ]
         return self._paginate(request, found)
+
+    async def get_review(self, request: web.Request) -> web.Response:
+        self.check_token(request)
+        review = self.reviews.get(int(request.match_info["review_id"]))
+        if review is None or review["_repo"] != self._repo(request):
+            raise _error(404, "Not Found")
+        # REST spells the state in capitals (APPROVED); webhook payloads in lower case.
+        return web.json_response(
+            {**self._public(review), "state": str(review.get("state", "")).upper()}
+        )
 
     async def list_review_comments_for_review(self, request: web.Request) -> web.Response:
         self.check_token(request)
