@@ -489,3 +489,20 @@ async def test_closing_the_pr_concludes_the_gathering_check_run(scenario: Scenar
     await scenario.advance(400)
     assert scenario.engine.batches == []
     assert (check_run["status"], check_run["conclusion"]) == ("completed", "neutral")
+
+
+async def test_single_comments_wait_for_the_quiet_window_together(scenario: Scenario) -> None:
+    # "Add single comment" on GitHub: the comment, then a commented review of its own with no
+    # body. Two of them 10 s apart are one batch, due 30 s after the second.
+    for review_id in (931, 932):
+        comment = scenario.review_comment("@biagent please fix", review_id=review_id)
+        await scenario.send("pull_request_review_comment", comment)
+        review = scenario.review(
+            "commented", review_id=review_id, comment_ids=[comment["comment"]["id"]]
+        )
+        await scenario.send("pull_request_review", review)
+        await scenario.advance(10)
+    assert scenario.engine.batches == []
+    await scenario.advance(21)
+    assert len(scenario.engine.batches) == 1
+    assert len(scenario.engine.batches[0].comments) == 2

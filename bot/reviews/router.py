@@ -484,7 +484,8 @@ async def on_review(event: sansio.Event, context: HandlerContext) -> None:
             await _on_approved(service, gh, pr, reviewer, int(review["id"]))
         return
     items: list[tuple[str, int]] = []
-    for comment in await _review_comments(gh, pr, int(review["id"])):
+    review_comment_list = await _review_comments(gh, pr, int(review["id"]))
+    for comment in review_comment_list:
         if _is_own(service, comment) or (
             _is_bot(comment.get("user") or {})
             and not await _bot_allowed(service, gh, pr, comment["user"]["login"])
@@ -509,11 +510,15 @@ async def on_review(event: sansio.Event, context: HandlerContext) -> None:
         await review_comments.store_comment(db, pr.id, record, now)
         items.append(("review_body", record.id))
     batch = await _gather(service, gh, pr, items, trigger="review") if items else None
-    # A submitted review is GitHub's own batch boundary: the batch is due at once.
-    closed = await review_batches.close_gathering_batch(
-        db, pr.id, now=now, review_id=int(review["id"])
-    )
-    batch = closed or batch
+    # A submitted review is GitHub's own batch boundary: the batch is due at once. Except a
+    # "single comment": GitHub wraps each one in a commented review of its own with no body,
+    # and closing on those would work every single comment alone, never a debounced batch.
+    single_comment = state == "commented" and not body and len(review_comment_list) <= 1
+    if not single_comment:
+        closed = await review_batches.close_gathering_batch(
+            db, pr.id, now=now, review_id=int(review["id"])
+        )
+        batch = closed or batch
     if state == "changes_requested":
         data: dict[str, Any] = {"pr": pr.id, "reviewer": reviewer}
         if batch is not None:
