@@ -119,10 +119,20 @@ class _Interrupted:
     reason: str
     tool_use_started: bool
     partial: list[dict[str, Any]]
+    usage: Any = None  # what message_start (and any delta) billed before the break, if it came
 
 
 class _TurnFailed(Exception):
     pass
+
+
+def _billed_so_far(stream: Any) -> Any:
+    """The usage of a stream that broke: message_start's input tokens and any output counted
+    since, or None when it broke before message_start."""
+    try:
+        return stream.current_message_snapshot.usage
+    except (AssertionError, AttributeError, RuntimeError):
+        return None
 
 
 def _capped(value: Any) -> Any:
@@ -342,6 +352,8 @@ class _Step:
             if isinstance(outcome, _Interrupted):
                 interruptions += 1
                 await self.record_interruption(outcome)
+                if outcome.usage is not None:  # the API billed the input of the broken turn
+                    await self.record_cost(outcome)
                 if interruptions > self.rt.stream_retries:
                     return await self.finish(
                         INTERRUPTED,
@@ -390,7 +402,10 @@ class _Step:
                     except Exception as error:  # the connection or the stream broke
                         await self.coalescer.flush()
                         return _Interrupted(
-                            f"{type(error).__name__}: {error}", tool_use_started, partial
+                            f"{type(error).__name__}: {error}",
+                            tool_use_started,
+                            partial,
+                            _billed_so_far(stream),
                         )
                     if event.type == "text":
                         await self.coalescer.add(event.text)
@@ -406,7 +421,10 @@ class _Step:
                 snapshot = stream.current_message_snapshot
                 if snapshot.stop_reason is None:
                     return _Interrupted(
-                        "the stream ended before message_stop", tool_use_started, partial
+                        "the stream ended before message_stop",
+                        tool_use_started,
+                        partial,
+                        snapshot.usage,
                     )
                 return await stream.get_final_message()
         except (anthropic.APIStatusError, anthropic.APIConnectionError) as error:

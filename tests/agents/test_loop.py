@@ -211,6 +211,13 @@ async def test_a_broken_stream_after_tool_use_started_is_recorded_and_asked_agai
     assert [block["type"] for block in stored[0].partial] == ["text", "tool_use"]
     kinds = [e["type"] for e in events.take()]
     assert "agent_turn_interrupted" in kinds
+    # The broken turn's input was billed by the API: it counts against the budget too.
+    billed = await db.fetchall(
+        "SELECT input_tokens + cache_write_tokens + cache_read_tokens FROM agent_costs"
+        " WHERE run_id = ? ORDER BY id",
+        (result.run_id,),
+    )
+    assert len(billed) == 3 and all(row[0] > 0 for row in billed)
 
 
 async def test_a_stream_that_keeps_breaking_ends_the_step_interrupted(
