@@ -148,7 +148,9 @@ async def test_listed_ignored_files_come_from_the_store(world: World, tmp_path: 
     assert (Path(view.repos[0].path) / ".env").read_text() == "SECRET=1\n"
 
 
-async def test_setup_gets_shared_caches_and_its_ports(world: World, tmp_path: Path) -> None:
+async def test_setup_gets_its_repositorys_caches_and_its_ports(
+    world: World, tmp_path: Path
+) -> None:
     remote = make_remote(
         tmp_path,
         "octo/envs",
@@ -157,7 +159,7 @@ async def test_setup_gets_shared_caches_and_its_ports(world: World, tmp_path: Pa
     repository = await world.register("octo/envs", remote)
     view = await world.manager.create_session("PROJ-5", [repository])
     seen = (Path(view.repos[0].path) / "built.txt").read_text()
-    cache = world.manager.cache_dir
+    cache = world.manager.cache_path(repository.id)
     assert f"UV_CACHE_DIR={cache / 'uv'}" in seen
     assert f"npm_config_cache={cache / 'npm'}" in seen
     assert f"PIP_CACHE_DIR={cache / 'pip'}" in seen

@@ -12,9 +12,10 @@ bubblewrap) exists, a jail: only the system directories visible and read-only, t
 its own private git dir writable (except what steers git), the shared mirror read-only with the
 command's own object directory in front of it (bot/sandbox.py takes the new objects and commits
 in afterwards), a private /tmp, no network. When the step runs in a worktree of the
-WorktreeManager, its `SandboxScope` adds the worktree's ports and caches and its writable and
-hidden paths. Without bwrap the command runs unjailed (no file system isolation, no network
-isolation) and the tool result says so plainly.
+WorktreeManager, its `SandboxScope` adds the worktree's ports, its repository's package caches
+(read-only: only setup writes them) and its writable and hidden paths. Without bwrap the
+command runs unjailed (no file system isolation, no network isolation) and the tool result says
+so plainly.
 """
 
 from __future__ import annotations

@@ -100,6 +100,11 @@ class ManagerCore:
     def cache_dir(self) -> Path:
         return self.root / "cache"
 
+    def cache_path(self, repository_id: int) -> Path:
+        """The package caches of one repository, keyed by its stored id (never reused): shared
+        by that repository's worktrees, never by another repository's."""
+        return self.cache_dir / str(repository_id)
+
     @property
     def spares_dir(self) -> Path:
         return self.root / "spares"

@@ -6,7 +6,8 @@ Layout under WORKTREE_ROOT:
                                     refs/remotes/origin/*, so our own branches are never pruned)
     sessions/<session>/<owner>__<name>   one worktree per repository of a session
     store/<owner>__<name>/          gitignored files (.env ...) copied into each new worktree
-    cache/{uv,pip,npm,pnpm,yarn,go,cargo}   package caches shared by every worktree
+    cache/<repository id>/{uv,pip,npm,pnpm,yarn,go,cargo}   package caches of one repository,
+                                    shared by its worktrees; written by its setup only
     spares/<owner>__<name>/<id>     worktrees checked out ahead of time (WORKTREE_SPARES)
 
 A session is one job (a ticket's pipeline or a PR review) and holds a worktree of each of its

@@ -1,10 +1,17 @@
-"""What a command run in a worktree gets from bot/sandbox.py: its ports, the shared package
-caches, and the paths it may write or must not see. Setup uses it, and so does an agent's bash
-(`AgentContext.sandbox`).
+"""What a command run in a worktree gets from bot/sandbox.py: its ports, its repository's
+package caches, and the paths it may write or must not see. Setup uses it, and so do an agent's
+bash (`AgentContext.sandbox`) and test commands.
+
+Package caches: one directory per repository (`cache/<repository id>/`), shared by the
+worktrees of that repository only, so an agent prompt-injected through one repository cannot
+poison what another repository's setup installs from. Only setup writes it (`install=True`);
+the agents' bash and test commands see it read-only (offline tools can still read it), and
+every other repository's cache is hidden with the rest of WORKTREE_ROOT.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from pathlib import Path
@@ -69,11 +76,13 @@ class CommandScope(ManagerCore):
     """The sandbox scope of a worktree."""
 
     def environment(self, row: WorktreeRepo) -> dict[str, str]:
-        """Variables for any command run in the worktree: its ports and the shared caches."""
+        """Variables for any command run in the worktree: its ports and its repository's
+        caches."""
+        cache = self.cache_path(row.repository_id)
         environment: dict[str, str] = {}
         for name, variables in CACHE_VARIABLES.items():
             for variable in variables:
-                environment[variable] = str(self.cache_dir / name)
+                environment[variable] = str(cache / name)
         if row.port_base is not None:
             last = row.port_base + self.port_block - 1
             environment.update(
@@ -86,20 +95,26 @@ class CommandScope(ManagerCore):
             )
         return environment
 
-    async def sandbox_paths(self, row: WorktreeRepo) -> tuple[list[Path], list[Path]]:
+    async def sandbox_paths(
+        self, row: WorktreeRepo, *, install: bool = False
+    ) -> tuple[list[Path], list[Path]]:
         """(writable, hidden) paths for bot/sandbox.py when running in this worktree.
 
-        Writable: the worktree, its private git dir in the mirror (index, HEAD) and the shared
-        caches; the mirror itself is shown read-only by bot/sandbox.py. Hidden: the whole of
-        WORKTREE_ROOT besides those (other mirrors, sessions, spares, the file store), the
-        service's own directory, the operator's home, what the service was told to hide
-        (database files, the GitHub private key) and the directories those are in.
+        Writable: the worktree, its private git dir in the mirror (index, HEAD) and, only with
+        `install` (setup), its repository's caches; the mirror itself is shown read-only by
+        bot/sandbox.py. Hidden: the whole of WORKTREE_ROOT besides those (other mirrors,
+        sessions, spares, the file store, other repositories' caches), the service's own
+        directory, the operator's home, what the service was told to hide (database files, the
+        GitHub private key) and the directories those are in. Without `install` the caches are
+        hidden too unless shown read-only (`readonly_paths`, as `command_sandbox` does).
         """
         worktree = Path(row.path)
         git_dir = await run_git(
             "rev-parse", "--absolute-git-dir", cwd=worktree, optional_locks=False
         )
-        writable = [Path(git_dir.stdout.strip()), self.cache_dir]
+        writable = [Path(git_dir.stdout.strip())]
+        if install:
+            writable.append(self.cache_path(row.repository_id))
         told = [path.resolve() for path in self.hidden_paths]
         folders = [path.parent for path in told if _hideable(path.parent)]
         hidden = [self.root, *operator_paths(), *told, *folders]
@@ -110,17 +125,30 @@ class CommandScope(ManagerCore):
         read-only to setup, tests and the agents' bash."""
         return toolchain_paths(hidden, [self.root, SERVICE_DIR])
 
-    async def command_sandbox(self, row: WorktreeRepo) -> sandbox.SandboxScope:
-        """What any command run in this worktree gets from bot/sandbox.py: the environment
-        (ports, caches) and the writable, hidden and read-only paths. Setup uses it; so does
-        the agents' bash, through `AgentContext.sandbox`. The writable paths exist when this
-        returns."""
-        writable, hidden = await self.sandbox_paths(row)
-        for path in writable:
-            path.mkdir(parents=True, exist_ok=True)
+    async def command_sandbox(
+        self, row: WorktreeRepo, *, install: bool = False
+    ) -> sandbox.SandboxScope:
+        """What a command run in this worktree gets from bot/sandbox.py: the environment
+        (ports, caches) and the writable, hidden and read-only paths. The repository's caches
+        are writable only with `install` (setup, which fills them); for the agents' bash
+        (`AgentContext.sandbox`) and test commands they are read-only. The writable paths and
+        the caches exist when this returns."""
+        writable, hidden = await self.sandbox_paths(row, install=install)
+        cache = self.cache_path(row.repository_id)
+        await asyncio.to_thread(
+            _make_dirs, [*writable, *(cache / name for name in CACHE_VARIABLES)]
+        )
+        readonly = self.toolchain_paths(hidden)
+        if not install:
+            readonly.append(cache)
         return sandbox.SandboxScope(
             env=self.environment(row),
             writable_paths=tuple(writable),
             hidden_paths=tuple(hidden),
-            readonly_paths=tuple(self.toolchain_paths(hidden)),
+            readonly_paths=tuple(readonly),
         )
+
+
+def _make_dirs(paths: list[Path]) -> None:
+    for path in paths:
+        path.mkdir(parents=True, exist_ok=True)

@@ -180,7 +180,7 @@ class Setup(CommandScope):
         if command is None:
             result = None
         else:
-            scope = await self.command_sandbox(row)
+            scope = await self.command_sandbox(row, install=True)  # fills the caches
             output = _StatusStream(self, session, repository)
             result = await sandbox.run_command(
                 command,

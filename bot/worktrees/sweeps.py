@@ -148,7 +148,8 @@ class Sweeps(Spares, Quotas):
                 log.exception("worktree sweep failed")
 
     async def forget_repository(self, repository: Repository, *, force: bool = False) -> None:
-        """Before unregistering: clean its sessions (only when `force` if any) and its mirror."""
+        """Before unregistering: clean its sessions (only when `force` if any), its mirror and
+        its package caches."""
         live = [
             view
             for view in await self.list_sessions()
@@ -169,6 +170,7 @@ class Sweeps(Spares, Quotas):
         await self._discard_spares(repository)
         async with self._lock(repository):
             await asyncio.to_thread(shutil.rmtree, self.mirror_path(repository), True)
+        await asyncio.to_thread(shutil.rmtree, self.cache_path(repository.id), True)
 
 
 def _remove_path(path: Path) -> None:

@@ -1,5 +1,6 @@
 """The agents' bash in a worktree of the WorktreeManager (AgentContext.sandbox): the worktree's
-ports and caches, its writable paths, and still no secret of the service."""
+ports and its repository's caches (read-only), its writable paths, and still no secret of the
+service."""
 
 from __future__ import annotations
 
@@ -73,15 +74,16 @@ async def test_bash_gets_the_worktree_ports_and_caches_and_no_secret(
     assert managed.port_base is not None
     assert f"PORT={managed.port_base}" in shown
     assert f"BIAGENT_PORT_BASE={managed.port_base}" in shown
-    assert f"UV_CACHE_DIR={world.manager.cache_dir / 'uv'}" in shown
-    assert f"npm_config_cache={world.manager.cache_dir / 'npm'}" in shown
+    cache = world.manager.cache_path(managed.repository_id)
+    assert f"UV_CACHE_DIR={cache / 'uv'}" in shown
+    assert f"npm_config_cache={cache / 'npm'}" in shown
     assert f"HOME={Path(managed.path).resolve()}" in shown
     for name, value in SECRETS.items():
         assert name not in shown and value not in shown
 
 
 @pytest.mark.skipif(bwrap_path() is None, reason="bwrap not installed (Debian package bubblewrap)")
-async def test_bash_in_the_jail_commits_and_fills_the_shared_cache(
+async def test_bash_in_the_jail_commits_and_only_reads_the_cache(
     runner: AgentRunner, fake: FakeAnthropic, world: World, managed: WorktreeRepo
 ) -> None:
     worktree = Path(managed.path)
@@ -90,11 +92,13 @@ async def test_bash_in_the_jail_commits_and_fills_the_shared_cache(
         fake,
         world,
         managed,
-        'mkdir -p "$PIP_CACHE_DIR" && echo cached > "$PIP_CACHE_DIR/probe" && '
+        'echo cached > "$PIP_CACHE_DIR/probe" || ls "$PIP_CACHE_DIR" && '
         "echo y >> app.py && "
         "git -c user.name=agent -c user.email=agent@example.com commit -qam 'agent change'",
     )
     assert "[exit code 0]" in shown and "no sandbox" not in shown
-    assert (world.manager.cache_dir / "pip" / "probe").read_text() == "cached\n"
+    assert "Read-only file system" in shown
+    cache = world.manager.cache_path(managed.repository_id)
+    assert not (cache / "pip" / "probe").exists()
     assert git(worktree, "log", "-1", "--format=%s").strip() == "agent change"
     assert git(worktree, "status", "--short").strip() == ""
