@@ -40,6 +40,15 @@ class Batch:
     created_at: str
     started_at: str | None
     finished_at: str | None
+    check_run_key: str | None  # the external_id of the batch's last check run, `<batch>.<n>`
+
+    @property
+    def check_run_creating(self) -> tuple[str, str] | None:
+        """(key, head sha) of a check run recorded as being created whose id is not stored:
+        its POST may have reached GitHub, so it is looked for before creating it again."""
+        if self.check_run_id is None and self.check_run_sha and self.check_run_key:
+            return self.check_run_key, self.check_run_sha
+        return None
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -64,7 +73,7 @@ class Batch:
 _BATCH_COLUMNS = (
     "id, pr_id, status, trigger, retry_of, first_comment_at, last_comment_at, due_at,"
     " closed_by_review, head_sha, check_run_id, check_run_sha, attempts, outcome, note,"
-    " created_at, started_at, finished_at"
+    " created_at, started_at, finished_at, check_run_key"
 )
 
 
@@ -351,9 +360,30 @@ async def count_responding_attempt(db: Database, batch_id: int) -> int:
     return int(await db.fetchval("SELECT attempts FROM review_batches WHERE id = ?", (batch_id,)))
 
 
+async def begin_check_run(db: Database, batch_id: int, head_sha: str) -> str:
+    """Record, before the POST, that the batch's next check run is being created on `head_sha`;
+    returns its key (the external_id), `<batch>.<n>`, new for every check run of the batch."""
+    async with db.transaction() as connection:
+        async with connection.execute(
+            "SELECT check_run_key FROM review_batches WHERE id = ?", (batch_id,)
+        ) as cursor:
+            row = await cursor.fetchone()
+        last = row[0] if row is not None else None
+        serial = int(last.rsplit(".", 1)[1]) + 1 if last else 1
+        key = f"{batch_id}.{serial}"
+        await connection.execute(
+            "UPDATE review_batches SET check_run_id = NULL, check_run_sha = ?, check_run_key = ?"
+            " WHERE id = ?",
+            (head_sha, key, batch_id),
+        )
+    return key
+
+
 async def set_check_run(
     db: Database, batch_id: int, check_run_id: int | None, head_sha: str | None
 ) -> None:
+    """The batch's current check run (its key stays, for the next one's serial); (None, None)
+    when it has none."""
     await db.write(
         "UPDATE review_batches SET check_run_id = ?, check_run_sha = ? WHERE id = ?",
         (check_run_id, head_sha, batch_id),

@@ -444,6 +444,79 @@ async def test_a_reply_github_wrote_before_answering_502_is_not_posted_again(
     assert tuple(row) == ("posted",)
 
 
+def check_run_lists(scenario: Scenario) -> list[Any]:
+    return scenario.fake.calls_to("GET", f"/repos/{REPO}/commits/")
+
+
+async def test_a_check_run_github_created_before_answering_502_is_not_opened_again(
+    scenario: Scenario,
+) -> None:
+    scenario.fake.script_failure(
+        "POST", rf"/repos/{REPO}/check-runs", status=502, times=1, after_handling=True
+    )
+    await scenario.send("pull_request_review_comment", scenario.review_comment("Rename this."))
+    await scenario.clock.advance(31)
+    await scenario.pump(60)
+    await scenario.settle()
+    (check_run,) = scenario.check_runs()  # found by its external_id on the retry, adopted
+    assert (check_run["status"], check_run["conclusion"]) == ("completed", "success")
+    assert check_run["external_id"] == "1.1"
+    assert len(scenario.fake.calls_to("POST", f"/repos/{REPO}/check-runs")) == 1
+    (listed,) = check_run_lists(scenario)
+    assert listed.path.endswith(f"/commits/{check_run['head_sha']}/check-runs")
+    assert listed.query["check_name"] == "biagent/review" and listed.query["per_page"] == "100"
+    assert len(scenario.replies()) == 1 and len(scenario.pr_comments()) == 1
+    (batch,) = await review_batches.list_batches(scenario.db, 1)
+    assert (batch.status, batch.check_run_id) == ("done", check_run["id"])
+
+
+async def test_a_check_run_opened_at_pick_up_that_answered_502_is_not_opened_again(
+    scenario: Scenario,
+) -> None:
+    await scenario.send("pull_request_review_comment", scenario.review_comment("one"))
+    await scenario.send("pull_request", scenario.synchronize("e" * 40, sender="Codertocat"))
+    scenario.fake.script_failure(
+        "POST", rf"/repos/{REPO}/check-runs", status=502, times=1, after_handling=True
+    )
+    await scenario.clock.advance(31)
+    await scenario.pump(60)
+    await scenario.settle()
+    old, new = sorted(scenario.check_runs(), key=lambda c: c["id"])
+    assert old["head_sha"] != "e" * 40 and old["conclusion"] == "neutral"
+    assert (new["head_sha"], new["status"], new["conclusion"]) == ("e" * 40, "completed", "success")
+    assert (old["external_id"], new["external_id"]) == ("1.1", "1.2")
+    assert len(scenario.engine.batches) == 1 and len(scenario.replies()) == 1
+
+
+async def test_a_check_run_created_before_a_502_on_a_commit_left_behind_is_concluded(
+    scenario: Scenario,
+) -> None:
+    scenario.fake.script_failure(
+        "POST", rf"/repos/{REPO}/check-runs", status=502, times=1, after_handling=True
+    )
+    await scenario.send("pull_request_review_comment", scenario.review_comment("one"))
+    await scenario.send("pull_request", scenario.synchronize("e" * 40, sender="Codertocat"))
+    await scenario.clock.advance(31)
+    await scenario.pump(60)
+    await scenario.settle()
+    old, new = sorted(scenario.check_runs(), key=lambda c: c["id"])
+    assert old["head_sha"] != "e" * 40
+    assert (old["status"], old["conclusion"]) == ("completed", "neutral")
+    assert (new["head_sha"], new["conclusion"]) == ("e" * 40, "success")
+    assert new["external_id"] == "1.2"
+
+
+async def test_a_check_run_that_was_not_created_is_created_with_the_same_key(
+    scenario: Scenario,
+) -> None:
+    scenario.fake.script_failure("POST", rf"/repos/{REPO}/check-runs", status=502, times=1)
+    await scenario.send("pull_request_review_comment", scenario.review_comment("one"))
+    await scenario.advance(31)
+    (check_run,) = scenario.check_runs()
+    assert (check_run["external_id"], check_run["conclusion"]) == ("1.1", "success")
+    assert len(check_run_lists(scenario)) == 1
+
+
 async def test_a_batch_that_keeps_failing_ends_neutral_and_frees_the_pr(
     scenario: Scenario,
 ) -> None:

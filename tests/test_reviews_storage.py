@@ -133,3 +133,24 @@ async def test_a_reply_intent_is_kept_once_per_comment_and_iteration(db: Databas
         comment_id=5,
     )
     assert other_key.id == first.id  # the (iteration, comment) key holds too
+
+
+async def test_a_check_run_is_recorded_as_creating_before_its_id_and_keyed_anew_each_time(
+    db: Database,
+) -> None:
+    pr = await a_pr(db)
+    await review_comments.store_comment(db, pr.id, comment(1), NOW)
+    batch, _ = await review_batches.gather(
+        db, pr.id, [("review_comment", 1)], now=NOW, debounce_s=30, max_wait_s=300
+    )
+    assert batch is not None and batch.check_run_creating is None
+    assert await review_batches.begin_check_run(db, batch.id, "a" * 40) == f"{batch.id}.1"
+    begun = await review_batches.get_batch(db, batch.id)
+    assert begun is not None and begun.check_run_creating == (f"{batch.id}.1", "a" * 40)
+    await review_batches.set_check_run(db, batch.id, 77, "a" * 40)
+    stored = await review_batches.get_batch(db, batch.id)
+    assert stored is not None and stored.check_run_creating is None
+    await review_batches.set_check_run(db, batch.id, None, None)
+    cleared = await review_batches.get_batch(db, batch.id)
+    assert cleared is not None and cleared.check_run_creating is None
+    assert await review_batches.begin_check_run(db, batch.id, "b" * 40) == f"{batch.id}.2"

@@ -8,8 +8,9 @@ GitHub's REST guidance, which `PoliteInstallationAPI` follows through gidgethub 
 - a 403 that names a secondary rate limit without either header: wait a minute, doubling;
 - 5xx: retry with exponential backoff, except a POST that creates something: GitHub can answer
   502/504 after it created the comment or check run, so a blind retry could write it twice. The
-  error goes up instead, and the caller's keyed path (bot/reviews/replies.py) looks for what the
-  first attempt wrote before writing again. Reactions are the exception: GitHub keeps one per
+  error goes up instead, and the caller's keyed path (bot/reviews/replies.py by a comment's
+  hidden marker, bot/reviews/checks.py by a check run's external_id) looks for what the first
+  attempt wrote before writing again. Reactions are the exception: GitHub keeps one per
   user and content, so repeating one is harmless;
 - content-creating calls (POST, PATCH, PUT, DELETE) are spaced per installation
   (`write_spacing_s`, GitHub asks for about a second), so one busy pull request cannot trip

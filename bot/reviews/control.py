@@ -78,7 +78,9 @@ async def _pause(service: ReviewService, gh: Any, pr: PullRequest, author: str) 
     if await pull_requests.pause(service.db, pr.id, f"paused by @{author}", now) is None:
         return "biagent was already paused here."
     pending = await review_batches.gathering_batch(service.db, pr.id)
-    if pending is not None and pending.check_run_id is not None:
+    if pending is not None and (
+        pending.check_run_id is not None or pending.check_run_creating is not None
+    ):
         await worker.finish_pending_check(
             service, gh, pr, pending, title="Paused", why=f"paused by @{author}"
         )
@@ -116,11 +118,12 @@ async def _ignore(service: ReviewService, gh: Any, pr: PullRequest, author: str)
     )
     if dropped is None:
         return "there are no pending review comments to drop."
-    if dropped.check_run_id is not None:
+    check_run_id = await checks.known_check(service, gh, pr, dropped)
+    if check_run_id is not None:
         await checks.complete(
             gh,
             pr,
-            dropped.check_run_id,
+            check_run_id,
             conclusion="neutral",
             title=f"Dropped by @{author}",
             summary="The pending review comments were dropped with `/biagent ignore`.",

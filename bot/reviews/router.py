@@ -396,7 +396,8 @@ async def _gather(
         {"pr": pr.id, "batch_id": batch.id, "comments": count, "due_at": batch.due_at},
     )
     if batch.check_run_id is None and pr.head_sha and not pr.paused:
-        check_run_id = await checks.open_check(
+        await checks.open_check(
+            service,
             gh,
             pr,
             batch_id=batch.id,
@@ -407,7 +408,6 @@ async def _gather(
                 f"(due {batch.due_at[:19]}Z, sooner when a review is submitted)."
             ),
         )
-        await review_batches.set_check_run(service.db, batch.id, check_run_id, pr.head_sha)
     service.wake()
     return batch
 

@@ -61,6 +61,12 @@ async def work(service: ReviewService, batch_id: int) -> None:
             return
         batch = picked
         pr = await pull_requests.get_pull_request(db, batch.pr_id) or pr
+    if batch.status == "running" and batch.check_run_id is None:
+        # Picked up, but opening its check run failed (a 5xx, a stop): open it, once.
+        await _open_running_check(
+            service, gh, pr, batch, len(await review_batches.batch_items(db, batch.id))
+        )
+        batch = await review_batches.get_batch(db, batch_id) or batch
     if batch.status == "running":
         await _run_engine(service, gh, pr, batch)
         batch = await review_batches.get_batch(db, batch_id) or batch
@@ -139,24 +145,41 @@ async def _pick_up(service: ReviewService, gh: Any, pr: PullRequest, batch: Batc
         )
         check_run_id = None
     if check_run_id is None:
-        check_run_id = await checks.open_check(
-            gh,
-            pr,
-            batch_id=batch.id,
-            head_sha=head_sha,
-            title=f"{summaries.counted(len(items), 'comment')} to address",
-            summary="biagent is about to work these review comments.",
-        )
-        await review_batches.set_check_run(db, batch.id, check_run_id, head_sha)
+        await _open_running_check(service, gh, pr, claimed, len(items))
+    else:
+        await _mark_working(service, gh, pr, check_run_id, len(items))
+    return await review_batches.get_batch(db, batch.id)
+
+
+async def _open_running_check(
+    service: ReviewService, gh: Any, pr: PullRequest, batch: Batch, count: int
+) -> None:
+    """Open (once: checks.open_check adopts one an earlier attempt created) the check run of a
+    batch being worked, on the commit it is worked on, and mark it in progress."""
+    assert batch.head_sha is not None
+    check_run_id = await checks.open_check(
+        service,
+        gh,
+        pr,
+        batch_id=batch.id,
+        head_sha=batch.head_sha,
+        title=f"{summaries.counted(count, 'comment')} to address",
+        summary="biagent is about to work these review comments.",
+    )
+    await _mark_working(service, gh, pr, check_run_id, count)
+
+
+async def _mark_working(
+    service: ReviewService, gh: Any, pr: PullRequest, check_run_id: int, count: int
+) -> None:
     await checks.mark_in_progress(
         gh,
         pr,
         check_run_id,
-        title=f"Working {summaries.counted(len(items), 'review comment')}",
+        title=f"Working {summaries.counted(count, 'review comment')}",
         summary="biagent is addressing the review comments on this commit.",
         started_at=github_time(service),
     )
-    return await review_batches.get_batch(db, batch.id)
 
 
 async def conclude_unworked(
@@ -173,11 +196,12 @@ async def conclude_unworked(
     await review_batches.set_batch_status(
         db, batch.id, status, now=service.clock.now(), outcome=status, note=note
     )
-    if batch.check_run_id is not None:
+    check_run_id = await checks.known_check(service, gh, pr, batch)
+    if check_run_id is not None:
         await checks.complete(
             gh,
             pr,
-            batch.check_run_id,
+            check_run_id,
             conclusion="neutral",
             title=f"{status.capitalize()}: {note}"[:250],
             summary=f"biagent did not work this batch: {note}.",
@@ -201,7 +225,7 @@ async def pause_for_cap(
     pause_number = pr.pause_count + 1
     key = f"pause:{pr.id}:{pause_number}"
     first_attempt = not await review_replies.reply_exists(db, key)
-    if batch.check_run_id is not None or first_attempt:
+    if batch.check_run_id is not None or batch.check_run_creating is not None or first_attempt:
         await finish_pending_check(service, gh, pr, batch, title="Paused", why=f"paused: {reason}")
     await replies.post_pr_comment(
         service,
@@ -226,7 +250,10 @@ async def finish_pending_check(
     """Conclude (neutral) the queued check run of a batch that stays pending; a new one is
     opened when the batch is worked later."""
     if batch.check_run_id is None:
+        # Stored at once (or adopted, if an earlier attempt created it): if completing it
+        # fails, the next attempt completes this one.
         check_run_id = await checks.open_check(
+            service,
             gh,
             pr,
             batch_id=batch.id,
@@ -234,8 +261,6 @@ async def finish_pending_check(
             title=title,
             summary=why,
         )
-        # Stored at once: if completing it fails, the next attempt completes this one.
-        await review_batches.set_check_run(service.db, batch.id, check_run_id, pr.head_sha)
     else:
         check_run_id = batch.check_run_id
     await checks.complete(
@@ -417,13 +442,14 @@ async def _respond(service: ReviewService, gh: Any, pr: PullRequest, batch: Batc
         batch_id=batch.id,
         iteration_id=iteration.id,
     )
-    if batch.check_run_id is not None:
+    check_run_id = await checks.known_check(service, gh, pr, batch)
+    if check_run_id is not None:
         all_answered = counts.get("not_addressed", 0) == 0
         conclusion = "success" if iteration.status == "completed" and all_answered else "neutral"
         await checks.complete(
             gh,
             pr,
-            batch.check_run_id,
+            check_run_id,
             conclusion=conclusion,
             title=summaries.check_title(iteration.status, counts),
             summary=summaries.check_summary(iteration, items, by_key),
@@ -468,12 +494,14 @@ async def give_up(service: ReviewService, batch_id: int, *, why: str) -> None:
         db, batch.id, "failed", now=service.clock.now(), outcome="failed", note=why
     )
     log.error("%s: batch %d given up: %s", pr.stream, batch.id, why)
-    if batch.check_run_id is not None:
-        try:
+    gh = service.client(pr.installation_id)
+    try:
+        check_run_id = await checks.known_check(service, gh, pr, batch)
+        if check_run_id is not None:
             await checks.complete(
-                service.client(pr.installation_id),
+                gh,
                 pr,
-                batch.check_run_id,
+                check_run_id,
                 conclusion="neutral",
                 title="Failed: biagent could not finish answering these comments",
                 summary=(
@@ -483,8 +511,8 @@ async def give_up(service: ReviewService, batch_id: int, *, why: str) -> None:
                 text=None,
                 completed_at=github_time(service),
             )
-        except Exception:
-            log.exception("%s: batch %d: its check run could not be concluded", pr.stream, batch.id)
+    except Exception:
+        log.exception("%s: batch %d: its check run could not be concluded", pr.stream, batch.id)
     service.wake()
 
 

@@ -6,7 +6,8 @@ tokens with 401 as GitHub does, and records every call. Later features add their
 `FakeGitHub.routes()`; state lives in plain dicts on the instance so tests can seed and inspect it.
 
 Review response (issue 5) adds pulls, review comments and replies, reviews and their comments,
-issue comments, reactions, check runs, collaborator permission and contents. A pull request can
+issue comments, reactions, check runs (created, updated, and listed for a commit by `check_name`
+and `filter`, each with its `external_id`), collaborator permission and contents. A pull request can
 follow a local bare repository (`follow_git`): its head sha is then what the branch holds there.
 Answers are built from GitHub's own examples in tests/fixtures/github-api (same keys, our
 values). Lists paginate with `per_page`/`page` and a `Link` header, as GitHub does.
@@ -150,6 +151,7 @@ class FakeGitHub:
         )
         routes.post(repo + "/check-runs")(self.create_check_run)
         routes.patch(repo + "/check-runs/{check_run_id:\\d+}")(self.update_check_run)
+        routes.get(repo + "/commits/{ref}/check-runs")(self.list_check_runs_for_ref)
         routes.get(repo + "/collaborators/{user}/permission")(self.get_permission)
         routes.get(repo + "/contents/{path:.+}")(self.get_contents)
         return routes
@@ -383,6 +385,22 @@ class FakeGitHub:
             headers["Link"] = f'<{next_url}>; rel="next"'
         return web.json_response([self._public(item) for item in chunk], headers=headers)
 
+    def _paginate_key(
+        self, request: web.Request, key: str, items: list[dict[str, Any]]
+    ) -> web.Response:
+        """A page of a list GitHub wraps in an object: `{"total_count": n, key: [...]}`."""
+        per_page = min(int(request.query.get("per_page", 30)), 100)
+        page = int(request.query.get("page", 1))
+        chunk = items[(page - 1) * per_page : page * per_page]
+        headers = {}
+        if page * per_page < len(items):
+            next_url = request.url.update_query({"page": page + 1, "per_page": per_page})
+            headers["Link"] = f'<{next_url}>; rel="next"'
+        return web.json_response(
+            {"total_count": len(items), key: [self._public(item) for item in chunk]},
+            headers=headers,
+        )
+
     def _pull(self, request: web.Request) -> dict[str, Any]:
         pull = self.pulls.get((self._repo(request), int(request.match_info["number"])))
         if pull is None:
@@ -609,6 +627,28 @@ class FakeGitHub:
             check_run["output"] = {**check_run["output"], **body["output"]}
         self.check_run_history[check_run_id].append((check_run["status"], check_run["conclusion"]))
         return web.json_response(self._public(check_run))
+
+    async def list_check_runs_for_ref(self, request: web.Request) -> web.Response:
+        """GET /repos/{owner}/{repo}/commits/{ref}/check-runs: the check runs on a commit (by
+        sha), filtered by `check_name` and `status`; `filter=latest` (GitHub's default) keeps
+        the most recent one of each name, `filter=all` every one."""
+        self.check_token(request)
+        repository, ref = self._repo(request), request.match_info["ref"]
+        name, status = request.query.get("check_name"), request.query.get("status")
+        found = [
+            run
+            for run in sorted(self.check_runs.values(), key=lambda run: run["id"])
+            if run["_repo"] == repository
+            and run["head_sha"] == ref
+            and (name is None or run["name"] == name)
+            and (status is None or run["status"] == status)
+        ]
+        if request.query.get("filter", "latest") == "latest":
+            newest = {run["name"]: run for run in found}
+            found = sorted(newest.values(), key=lambda run: run["id"], reverse=True)
+        else:
+            found.reverse()  # newest first, as GitHub lists them
+        return self._paginate_key(request, "check_runs", found)
 
     async def get_permission(self, request: web.Request) -> web.Response:
         self.check_token(request)
