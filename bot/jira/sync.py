@@ -289,49 +289,36 @@ class JiraSync:
         """A run that failed before it could start: a failed sync_status row and `sync_error`."""
         log.error("JIRA sync of %s (%s) failed: %s", project, trigger, error)
         try:
-            now = self.clock.now()
             run_id = await jira_sync.start_run(
-                self.db, project=project, kind=kind, trigger=trigger, now=now
+                self.db, project=project, kind=kind, trigger=trigger, now=self.clock.now()
             )
-            await jira_sync.finish_run(
-                self.db,
-                run_id,
-                status="failed",
-                seen=0,
-                created=0,
-                updated=0,
-                deleted=0,
-                requests=0,
-                error=error,
-                now=now,
-            )
-            await self.bus.publish(
-                stream_of(project),
-                "sync_error",
-                {"project": project, "error": error, "run_id": run_id, "kind": kind},
-            )
+            await self._fail_run(project, run_id, kind, error)
         except Exception:
             log.exception("JIRA sync of %s: cannot record the failure", project)
 
+    async def _fail_run(self, project: str, run_id: int, kind: str, error: str) -> None:
+        """A run that did nothing: its sync_status row failed with `error`, and `sync_error`."""
+        await jira_sync.finish_run(
+            self.db,
+            run_id,
+            status="failed",
+            seen=0,
+            created=0,
+            updated=0,
+            deleted=0,
+            requests=0,
+            error=error,
+            now=self.clock.now(),
+        )
+        await self.bus.publish(
+            stream_of(project),
+            "sync_error",
+            {"project": project, "error": error, "run_id": run_id, "kind": kind},
+        )
+
     async def _abandon(self, job: SyncJob, reason: str) -> None:
         try:
-            await jira_sync.finish_run(
-                self.db,
-                job.run_id,
-                status="failed",
-                seen=0,
-                created=0,
-                updated=0,
-                deleted=0,
-                requests=0,
-                error=reason,
-                now=self.clock.now(),
-            )
-            await self.bus.publish(
-                stream_of(job.project),
-                "sync_error",
-                {"project": job.project, "error": reason, "run_id": job.run_id, "kind": job.kind},
-            )
+            await self._fail_run(job.project, job.run_id, job.kind, reason)
         finally:
             self._running.discard(job.project)
             await jira_sync.release_lease(self.db, job.project, holder=self.holder)

@@ -82,7 +82,7 @@ async def open_check(
                 title="Superseded: the branch moved",
                 summary=f"These comments are worked on {head_sha[:7]}.",
                 text=None,
-                completed_at=_github_time(service),
+                completed_at=github_time(service),
             )
         elif earlier_sha == head_sha:
             key = earlier_key  # the earlier POST did not create it
@@ -129,8 +129,28 @@ async def find_check(gh: Any, pr: PullRequest, head_sha: str, key: str) -> int |
     return None
 
 
-def _github_time(service: ReviewService) -> str:
+def github_time(service: ReviewService) -> str:
+    """Now, as GitHub writes times: whole seconds, UTC."""
     return to_text(service.clock.now())[:19] + "Z"
+
+
+async def conclude_neutral(
+    service: ReviewService, gh: Any, pr: PullRequest, batch: Batch, *, title: str, summary: str
+) -> None:
+    """The batch's check run, if it has one (stored or found by its key), concluded neutral:
+    biagent's own trouble never blocks a merge."""
+    check_run_id = await known_check(service, gh, pr, batch)
+    if check_run_id is not None:
+        await complete(
+            gh,
+            pr,
+            check_run_id,
+            conclusion="neutral",
+            title=title,
+            summary=summary,
+            text=None,
+            completed_at=github_time(service),
+        )
 
 
 async def mark_in_progress(

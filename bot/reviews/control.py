@@ -118,18 +118,14 @@ async def _ignore(service: ReviewService, gh: Any, pr: PullRequest, author: str)
     )
     if dropped is None:
         return "there are no pending review comments to drop."
-    check_run_id = await checks.known_check(service, gh, pr, dropped)
-    if check_run_id is not None:
-        await checks.complete(
-            gh,
-            pr,
-            check_run_id,
-            conclusion="neutral",
-            title=f"Dropped by @{author}",
-            summary="The pending review comments were dropped with `/biagent ignore`.",
-            text=None,
-            completed_at=worker.github_time(service),
-        )
+    await checks.conclude_neutral(
+        service,
+        gh,
+        pr,
+        dropped,
+        title=f"Dropped by @{author}",
+        summary="The pending review comments were dropped with `/biagent ignore`.",
+    )
     count = len(await review_batches.batch_items(service.db, dropped.id))
     return f"dropped the {count} pending review comment(s)."
 

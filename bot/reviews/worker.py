@@ -42,7 +42,6 @@ from storage import (
 from storage.pull_requests import PullRequest
 from storage.review_batches import Batch
 from storage.review_comments import Comment
-from storage.timestamps import to_text
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +140,7 @@ async def _pick_up(service: ReviewService, gh: Any, pr: PullRequest, batch: Batc
             title="Superseded: the branch moved",
             summary=f"These comments are worked on {head_sha[:7]}.",
             text=None,
-            completed_at=github_time(service),
+            completed_at=checks.github_time(service),
         )
         check_run_id = None
     if check_run_id is None:
@@ -178,7 +177,7 @@ async def _mark_working(
         check_run_id,
         title=f"Working {summaries.counted(count, 'review comment')}",
         summary="biagent is addressing the review comments on this commit.",
-        started_at=github_time(service),
+        started_at=checks.github_time(service),
     )
 
 
@@ -196,18 +195,14 @@ async def conclude_unworked(
     await review_batches.set_batch_status(
         db, batch.id, status, now=service.clock.now(), outcome=status, note=note
     )
-    check_run_id = await checks.known_check(service, gh, pr, batch)
-    if check_run_id is not None:
-        await checks.complete(
-            gh,
-            pr,
-            check_run_id,
-            conclusion="neutral",
-            title=f"{status.capitalize()}: {note}"[:250],
-            summary=f"biagent did not work this batch: {note}.",
-            text=None,
-            completed_at=github_time(service),
-        )
+    await checks.conclude_neutral(
+        service,
+        gh,
+        pr,
+        batch,
+        title=f"{status.capitalize()}: {note}"[:250],
+        summary=f"biagent did not work this batch: {note}.",
+    )
     log.info("%s: batch %d %s: %s", pr.stream, batch.id, status, note)
 
 
@@ -271,7 +266,7 @@ async def finish_pending_check(
         title=f"{title}: {why}"[:250],
         summary=f"biagent is not working these comments now: {why}.",
         text=None,
-        completed_at=github_time(service),
+        completed_at=checks.github_time(service),
     )
     await review_batches.set_check_run(service.db, batch.id, None, None)
 
@@ -454,7 +449,7 @@ async def _respond(service: ReviewService, gh: Any, pr: PullRequest, batch: Batc
             title=summaries.check_title(iteration.status, counts),
             summary=summaries.check_summary(iteration, items, by_key),
             text=None,
-            completed_at=github_time(service),
+            completed_at=checks.github_time(service),
         )
     now = service.clock.now()
     await review_batches.set_batch_status(db, batch.id, "done", now=now, outcome=iteration.status)
@@ -496,25 +491,17 @@ async def give_up(service: ReviewService, batch_id: int, *, why: str) -> None:
     log.error("%s: batch %d given up: %s", pr.stream, batch.id, why)
     gh = service.client(pr.installation_id)
     try:
-        check_run_id = await checks.known_check(service, gh, pr, batch)
-        if check_run_id is not None:
-            await checks.complete(
-                gh,
-                pr,
-                check_run_id,
-                conclusion="neutral",
-                title="Failed: biagent could not finish answering these comments",
-                summary=(
-                    f"biagent gave up on this batch after repeated errors ({why}). "
-                    "`/biagent retry` or Re-run works it again."
-                ),
-                text=None,
-                completed_at=github_time(service),
-            )
+        await checks.conclude_neutral(
+            service,
+            gh,
+            pr,
+            batch,
+            title="Failed: biagent could not finish answering these comments",
+            summary=(
+                f"biagent gave up on this batch after repeated errors ({why}). "
+                "`/biagent retry` or Re-run works it again."
+            ),
+        )
     except Exception:
         log.exception("%s: batch %d: its check run could not be concluded", pr.stream, batch.id)
     service.wake()
-
-
-def github_time(service: ReviewService) -> str:
-    return to_text(service.clock.now())[:19] + "Z"
