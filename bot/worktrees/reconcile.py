@@ -6,6 +6,7 @@ import logging
 from datetime import datetime
 from pathlib import Path
 
+from bot.sandbox import finish_interrupted_git_jail
 from bot.worktrees.git import list_worktrees, run_git
 from bot.worktrees.records import ReconcileReport, SessionView
 from bot.worktrees.sweeps import Sweeps
@@ -25,8 +26,10 @@ class Reconciliation(Sweeps):
 
         A session caught while being created or cleaned is cleaned; one caught in setup is
         marked failed (its worktree is kept; run_setup again). A live worktree missing on disk
-        ends its session; a live one found unlocked is locked again and a stale index.lock
-        (no git of ours runs yet) is removed. Worktrees and directories no session owns go.
+        ends its session; a live one found unlocked is locked again, a sandboxed command's git
+        jail the crash left is finished (its commit kept, HEAD attached again) and a stale
+        index.lock (no git of ours runs yet) is removed. Worktrees and directories no session
+        owns go.
         """
         repaired: list[str] = []
         cleaned: list[str] = []
@@ -93,7 +96,8 @@ class Reconciliation(Sweeps):
                 repaired.append(session.id)
 
     async def _relock(self, row: WorktreeRepo, session: WorktreeSession) -> bool:
-        """Lock the worktree again if it is not, drop a stale index.lock; True if it did."""
+        """Lock the worktree again if it is not, finish a git jail a crash left
+        (bot/sandbox.py), drop a stale index.lock; True if it did any."""
         repository = await repository_store.get(self.db, row.repository_id)
         if repository is None:
             return False
@@ -105,6 +109,9 @@ class Reconciliation(Sweeps):
             if entry is not None and not entry.locked:
                 reason = f"biagent session {session.id} ({session.owner})"
                 await run_git("worktree", "lock", "--reason", reason, row.path, cwd=mirror)
+                changed = True
+            if await finish_interrupted_git_jail(Path(row.path)):
+                log.info("%s: an interrupted sandbox git jail was finished", row.path)
                 changed = True
             git_dir = await run_git(
                 "rev-parse", "--absolute-git-dir", cwd=Path(row.path), optional_locks=False,
