@@ -1,4 +1,4 @@
-"""The git jail of a linked worktree (bot/sandbox.py, `_enter_git_jail`/`_leave_git_jail`),
+"""The git jail of a linked worktree (bot/git_jail.py, `enter_git_jail`/`leave_git_jail`),
 with real git and real bubblewrap: whatever the command does to HEAD, its object directory or
 the process running it, the worktree ends on its own branch, the branch only moves to a commit
 whose objects are all in the mirror, and nothing the command wrote is read unbounded."""
@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from bot import sandbox
-from bot.sandbox import SandboxResult, bwrap_path, finish_interrupted_git_jail, run_command
+from bot import git_jail
+from bot.git_jail import finish_interrupted_git_jail
+from bot.sandbox import SandboxResult, bwrap_path, run_command
 from bot.worktrees.git import run_git
 from tests.worktree_helpers import GIT_ENV, Remote, World, git, make_remote, open_world
 
@@ -91,7 +92,7 @@ async def test_a_deep_tree_and_a_rewritten_head_leave_head_on_the_own_branch(
     again = await linked.run(COMMIT)
     assert again.ok, again.output
     assert linked.sha("job") == again.output.strip().splitlines()[-1]
-    assert not (linked.private / sandbox.JAIL_OBJECTS).exists()
+    assert not (linked.private / git_jail.JAIL_OBJECTS).exists()
 
 
 @pytest.mark.parametrize("kind", ["detached", "unborn"])
@@ -111,33 +112,33 @@ async def test_without_a_branch_head_is_restored_exactly(linked: Linked, kind: s
 async def test_a_leave_a_crash_skipped_is_finished_by_the_next_command(
     linked: Linked, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = sandbox._leave_git_jail
+    real = git_jail.leave_git_jail
 
-    async def crashed(guard: sandbox.GitGuard) -> None:
+    async def crashed(guard: git_jail.GitGuard) -> None:
         return None
 
-    monkeypatch.setattr(sandbox, "_leave_git_jail", crashed)
+    monkeypatch.setattr(git_jail, "leave_git_jail", crashed)
     first = await linked.run(COMMIT)
     commit = first.output.strip().splitlines()[-1]
     assert first.ok and (linked.private / "HEAD").read_text().strip() == commit
-    monkeypatch.setattr(sandbox, "_leave_git_jail", real)
+    monkeypatch.setattr(git_jail, "leave_git_jail", real)
     second = await linked.run("git status --short && git log -1 --format=%s")
     assert second.ok and "agent commit" in second.output, second.output
     assert linked.sha("job") == commit
     assert git("symbolic-ref", "HEAD", cwd=linked.worktree) == "refs/heads/job"
     assert git("status", "--porcelain", cwd=linked.worktree) == ""
     assert git("fsck", "--no-dangling", cwd=linked.mirror) == ""
-    assert not (linked.mirror / sandbox.JAIL_RECORDS / "wt").exists()
+    assert not (linked.mirror / git_jail.JAIL_RECORDS / "wt").exists()
 
 
 async def test_a_crashed_leave_is_finished_at_start_up(
     linked: Linked, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def crashed(guard: sandbox.GitGuard) -> None:
+    async def crashed(guard: git_jail.GitGuard) -> None:
         return None
 
     with monkeypatch.context() as patched:
-        patched.setattr(sandbox, "_leave_git_jail", crashed)
+        patched.setattr(git_jail, "leave_git_jail", crashed)
         first = await linked.run(COMMIT)
     commit = first.output.strip().splitlines()[-1]
     assert await finish_interrupted_git_jail(linked.worktree)
@@ -151,7 +152,7 @@ async def test_a_crashed_leave_is_finished_at_start_up(
 async def test_a_record_of_a_removed_worktree_of_the_same_name_is_dropped(
     linked: Linked,
 ) -> None:
-    records = linked.mirror / sandbox.JAIL_RECORDS
+    records = linked.mirror / git_jail.JAIL_RECORDS
     records.mkdir()
     stale = {"head": "ref: refs/heads/victim", "ref": "refs/heads/victim", "sha": "0" * 40}
     (records / "wt").write_text(json.dumps({**stale, "left": None, "private": -1}))
@@ -173,7 +174,7 @@ async def test_a_cancel_after_the_commit_still_takes_it_in(linked: Linked) -> No
     with pytest.raises(asyncio.CancelledError):
         await running
     for _ in range(100):  # the shielded leave finishes on its own
-        if not (linked.mirror / sandbox.JAIL_RECORDS / "wt").exists():
+        if not (linked.mirror / git_jail.JAIL_RECORDS / "wt").exists():
             break
         await asyncio.sleep(0.05)
     assert linked.sha("job") == marker.read_text().strip()
@@ -215,7 +216,7 @@ async def test_a_zlib_bomb_is_dropped_at_the_cap(
     name, compressed = loose_blob(8 * 1024 * 1024)  # 8 MB inflated from about 8 kB
     bomb = linked.worktree / "bomb"  # /tmp is the jail's own
     bomb.write_bytes(compressed)
-    monkeypatch.setattr(sandbox, "MAX_JAIL_OBJECT_BYTES", 1024 * 1024)
+    monkeypatch.setattr(git_jail, "MAX_JAIL_OBJECT_BYTES", 1024 * 1024)
     script = (
         f"d=$(git rev-parse --git-path objects)/{name[:2]} && mkdir -p $d && "
         f"cp {bomb} $d/{name[2:]} && echo planted"
@@ -225,8 +226,8 @@ async def test_a_zlib_bomb_is_dropped_at_the_cap(
     # The same object within the cap is a good one: it is the cap that dropped it.
     target = tmp_path / "taken" / name[:2] / name[2:]
     target.parent.parent.mkdir()
-    monkeypatch.setattr(sandbox, "MAX_JAIL_OBJECT_BYTES", 16 * 1024 * 1024)
-    assert sandbox._copy_verified(bomb, name, target)
+    monkeypatch.setattr(git_jail, "MAX_JAIL_OBJECT_BYTES", 16 * 1024 * 1024)
+    assert git_jail._copy_verified(bomb, name, target)
     assert target.read_bytes() == compressed
 
 
@@ -248,11 +249,11 @@ async def test_reconcile_finishes_a_jail_the_crash_left(
     mirror = world.manager.mirror_path(repository)
     scope = await world.manager.command_sandbox(view.repos[0])
 
-    async def crashed(guard: sandbox.GitGuard) -> None:
+    async def crashed(guard: git_jail.GitGuard) -> None:
         return None
 
     with monkeypatch.context() as patched:
-        patched.setattr(sandbox, "_leave_git_jail", crashed)
+        patched.setattr(git_jail, "leave_git_jail", crashed)
         result = await run_command(
             COMMIT.replace("a.txt", "app.py"), worktree, env={**scope.env, **AGENT},
             writable_paths=scope.writable_paths, isolation="bwrap",

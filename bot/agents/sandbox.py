@@ -10,7 +10,7 @@ bash: the agents' policy over the one command runner, bot/sandbox.py: a scrubbed
 process group, an output cap at which the command is stopped, and where `bwrap` (Debian package
 bubblewrap) exists, a jail: only the system directories visible and read-only, the worktree and
 its own private git dir writable (except what steers git), the shared mirror read-only with the
-command's own object directory in front of it (bot/sandbox.py takes the new objects and commits
+command's own object directory in front of it (bot/git_jail.py takes the new objects and commits
 in afterwards), a private /tmp, no network. When the step runs in a worktree of the
 WorktreeManager, its `SandboxScope` adds the worktree's ports, its repository's package caches
 (read-only: only setup writes them) and its writable and hidden paths. Without bwrap the
@@ -65,7 +65,7 @@ def relative_name(worktree: Path, resolved: Path) -> str:
 
 def git_dirs_outside(worktree: Path) -> list[Path]:
     """A linked worktree's `.git` is a file naming its private git dir elsewhere: that one is
-    writable (index, HEAD). The shared git dir it names is listed too, but bot/sandbox.py keeps
+    writable (index, HEAD). The shared git dir it names is listed too, but bot/git_jail.py keeps
     it read-only whatever is writable (`guard_git_dirs`)."""
     dot_git = worktree / ".git"
     if not dot_git.is_file():

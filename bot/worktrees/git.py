@@ -40,7 +40,7 @@ PASSED_TO_GIT = (
 # repository's `config` (or a file it includes) says. What has no single key to switch off,
 # filter/textconv/merge drivers (`filter.<name>.clean`...), `include.path`, `core.worktree`,
 # `url.<base>.insteadOf`, a `commondir` pointing at another repository, can only come from
-# files the jail keeps read-only (bot/sandbox.py, `guard_git_dirs`); diff commands of ours also
+# files the jail keeps read-only (bot/git_jail.py, `guard_git_dirs`); diff commands of ours also
 # pass `--no-ext-diff --no-textconv` (an empty `diff.external` would not switch it off), and
 # fetches from a named remote pass `ORIGIN_UPLOAD_PACK` (`remote.<name>.uploadpack` takes the
 # file's value first, whatever the command line says).

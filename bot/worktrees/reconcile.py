@@ -6,7 +6,7 @@ import logging
 from datetime import datetime
 from pathlib import Path
 
-from bot.sandbox import finish_interrupted_git_jail
+from bot.git_jail import finish_interrupted_git_jail
 from bot.worktrees.git import list_worktrees, run_git
 from bot.worktrees.records import ReconcileReport, SessionView
 from bot.worktrees.sweeps import Sweeps
