@@ -147,12 +147,6 @@ def record_concern_statement(
     )
 
 
-async def record_concern(
-    db: Database, delivery_pk: int, concern: str, *, error: str | None, now: datetime
-) -> None:
-    await db.write(*record_concern_statement(delivery_pk, concern, error=error, now=now))
-
-
 def mark_done_statement(delivery_pk: int, *, now: datetime) -> tuple[str, Params]:
     """The statement that marks a delivery done (committed with its announcing event)."""
     return (

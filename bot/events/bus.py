@@ -41,11 +41,10 @@ class Frame:
     stream: str
     type: str
     text: str
-    utf8: bytes = b""
+    utf8: bytes = field(init=False, repr=False)
 
-    @classmethod
-    def of(cls, event_id: int | None, stream: str, type_name: str, text: str) -> Frame:
-        return cls(event_id, stream, type_name, text, text.encode("utf-8"))
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "utf8", self.text.encode("utf-8"))
 
 
 @dataclass(eq=False)
@@ -123,7 +122,7 @@ class EventBus:
                 f'{{"id":{result.lastrowid},"type":{json.dumps(type_name)},'
                 f'"stream":{json.dumps(stream)},"ts":"{ts}","data":{data_text}}}'
             )
-            self._offer(Frame.of(result.lastrowid, stream, type_name, text))
+            self._offer(Frame(result.lastrowid, stream, type_name, text))
 
         results = await self.db.write_many(
             [*together_with, (event_store.INSERT_EVENT, (stream, type_name, ts, data_text))],
@@ -143,7 +142,7 @@ class EventBus:
             "ts": to_text(self.clock.now()),
             "data": data,
         }
-        self._offer(Frame.of(None, stream, type_name, json.dumps(envelope, default=str)))
+        self._offer(Frame(None, stream, type_name, json.dumps(envelope, default=str)))
 
     def _offer(self, frame: Frame) -> None:
         for subscription in tuple(self._subscriptions):
