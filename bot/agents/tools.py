@@ -278,15 +278,24 @@ def _kind_problem(target: Path, shown: str) -> str | None:
     return None
 
 
+def _read_regular(target: Path, shown: str) -> str:
+    """The text of the regular file `target`, or an OSError whose text tells the model why not
+    (`shown` is the name it gave)."""
+    problem = _kind_problem(target, shown)
+    if problem is not None:
+        raise NotARegularFile(problem)
+    try:
+        return _read_text(target)
+    except OSError as error:
+        raise OSError(f"{shown}: {error}") from None
+
+
 async def file_read(arguments: dict[str, Any], context: ToolContext) -> ToolResult:
     target = resolve_inside(context.worktree, arguments["path"])
-    problem = await asyncio.to_thread(_kind_problem, target, arguments["path"])
-    if problem is not None:
-        return ToolResult(problem, is_error=True)
     try:
-        text = await asyncio.to_thread(_read_text, target)
+        text = await asyncio.to_thread(_read_regular, target, arguments["path"])
     except OSError as error:
-        return ToolResult(f"{arguments['path']}: {error}", is_error=True)
+        return ToolResult(str(error), is_error=True)
     offset = int(arguments.get("offset", 1))
     limit = arguments.get("limit")
     lines = text.splitlines(keepends=True)
@@ -332,13 +341,10 @@ async def file_write(arguments: dict[str, Any], context: ToolContext) -> ToolRes
 async def edit_file(arguments: dict[str, Any], context: ToolContext) -> ToolResult:
     target = resolve_inside(context.worktree, arguments["path"])
     name = relative_name(context.worktree, target)
-    problem = await asyncio.to_thread(_kind_problem, target, name)
-    if problem is not None:
-        return ToolResult(problem, is_error=True)
     try:
-        before = await asyncio.to_thread(_read_text, target)
+        before = await asyncio.to_thread(_read_regular, target, name)
     except OSError as error:
-        return ToolResult(f"{name}: {error}", is_error=True)
+        return ToolResult(str(error), is_error=True)
     old_text, new_text = arguments["old_text"], arguments["new_text"]
     found = before.count(old_text)
     if found == 0:
