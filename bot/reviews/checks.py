@@ -74,16 +74,7 @@ async def open_check(
             await review_batches.set_check_run(db, batch_id, found, head_sha)
             return found
         if found is not None:
-            await complete(
-                gh,
-                pr,
-                found,
-                conclusion="neutral",
-                title="Superseded: the branch moved",
-                summary=f"These comments are worked on {head_sha[:7]}.",
-                text=None,
-                completed_at=github_time(service),
-            )
+            await supersede(service, gh, pr, found, head_sha)
         elif earlier_sha == head_sha:
             key = earlier_key  # the earlier POST did not create it
     if key is None:
@@ -132,6 +123,23 @@ async def find_check(gh: Any, pr: PullRequest, head_sha: str, key: str) -> int |
 def github_time(service: ReviewService) -> str:
     """Now, as GitHub writes times: whole seconds, UTC."""
     return to_text(service.clock.now())[:19] + "Z"
+
+
+async def supersede(
+    service: ReviewService, gh: Any, pr: PullRequest, check_run_id: int, head_sha: str
+) -> None:
+    """A check run left on a commit the branch moved away from: concluded neutral, pointing at
+    the commit the comments are worked on now."""
+    await complete(
+        gh,
+        pr,
+        check_run_id,
+        conclusion="neutral",
+        title="Superseded: the branch moved",
+        summary=f"These comments are worked on {head_sha[:7]}.",
+        text=None,
+        completed_at=github_time(service),
+    )
 
 
 async def conclude_neutral(

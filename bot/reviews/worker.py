@@ -132,16 +132,7 @@ async def _pick_up(service: ReviewService, gh: Any, pr: PullRequest, batch: Batc
     check_run_id = claimed.check_run_id
     if check_run_id is not None and claimed.check_run_sha != head_sha:
         # The head moved while comments gathered: the queued check stays on the old commit.
-        await checks.complete(
-            gh,
-            pr,
-            check_run_id,
-            conclusion="neutral",
-            title="Superseded: the branch moved",
-            summary=f"These comments are worked on {head_sha[:7]}.",
-            text=None,
-            completed_at=checks.github_time(service),
-        )
+        await checks.supersede(service, gh, pr, check_run_id, head_sha)
         check_run_id = None
     if check_run_id is None:
         await _open_running_check(service, gh, pr, claimed, len(items))
