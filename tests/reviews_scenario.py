@@ -132,6 +132,12 @@ class Scenario:
                 await asyncio.sleep(0.01)
             moved += step
 
+    async def work_with_retries(self, seconds: float) -> None:
+        """Let the quiet window close, then the due batch run with the scheduler's own retries
+        for `seconds` of the clock."""
+        await self.clock.advance(31)
+        await self.pump(seconds)
+
     async def api(self, path: str) -> Any:
         assert self.client is not None
         response = await self.client.get(path, headers=auth_headers())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,26 +54,30 @@ async def open_mirror(
     return Mirror(fake, db, bus, client, sync)
 
 
-@pytest.fixture(params=["Server", "Cloud"])
-async def mirror(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Mirror]:
-    fake = FakeJira(deployment=request.param)
+@contextlib.asynccontextmanager
+async def mirror_of(tmp_path: Path, deployment: str) -> AsyncIterator[Mirror]:
+    """A Jira fake of that deployment on loopback and a mirror syncing it, 10 issues a page."""
+    fake = FakeJira(deployment=deployment)
     await fake.start()
     opened = await open_mirror(tmp_path, fake, SystemClock(), page_size=10)
-    yield opened
-    opened.client.close()
-    await opened.db.close()
-    await fake.close()
+    try:
+        yield opened
+    finally:
+        opened.client.close()
+        await opened.db.close()
+        await fake.close()
+
+
+@pytest.fixture(params=["Server", "Cloud"])
+async def mirror(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Mirror]:
+    async with mirror_of(tmp_path, request.param) as opened:
+        yield opened
 
 
 @pytest.fixture
 async def cloud(tmp_path: Path) -> AsyncIterator[Mirror]:
-    fake = FakeJira(deployment="Cloud")
-    await fake.start()
-    opened = await open_mirror(tmp_path, fake, SystemClock(), page_size=10)
-    yield opened
-    opened.client.close()
-    await opened.db.close()
-    await fake.close()
+    async with mirror_of(tmp_path, "Cloud") as opened:
+        yield opened
 
 
 async def test_full_then_incremental_sync(mirror: Mirror) -> None:

@@ -6,6 +6,8 @@ import copy
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from bot.clock import ManualClock
 from storage import review_batches
 from tests.conftest import StartApp
@@ -16,6 +18,27 @@ from tests.reviews_scenario import NUMBER, REPO, Scenario, review_settings
 
 def answers(scenario: Scenario) -> list[str]:
     return [c["body"] for c in scenario.pr_comments()]
+
+
+@pytest.fixture
+async def foreign(
+    start_app: StartApp,
+    tmp_path: Path,
+    fake_github: FakeGitHub,
+    app_key: tuple[str, str],
+    manual_clock: ManualClock,
+) -> Scenario:
+    """The real app and a pull request someone else opened: biagent watches it only when asked."""
+    scenario = Scenario(
+        start_app=start_app,
+        settings=review_settings(tmp_path, fake_github, app_key),
+        fake=fake_github,
+        clock=manual_clock,
+        engine=ScriptedEngine(),
+        opened_by_biagent=False,
+    )
+    await scenario.start()
+    return scenario
 
 
 async def test_a_command_from_someone_without_write_access_is_refused_once(
@@ -93,67 +116,37 @@ async def test_a_redelivered_command_is_answered_once(scenario: Scenario) -> Non
     assert len(answers(scenario)) == 1
 
 
-async def test_a_mention_on_someone_elses_pr_asks_biagent_in(
-    start_app: StartApp,
-    tmp_path: Path,
-    fake_github: FakeGitHub,
-    app_key: tuple[str, str],
-    manual_clock: ManualClock,
-) -> None:
-    scenario = Scenario(
-        start_app=start_app,
-        settings=review_settings(tmp_path, fake_github, app_key),
-        fake=fake_github,
-        clock=manual_clock,
-        engine=ScriptedEngine(),
-        opened_by_biagent=False,
-    )
-    await scenario.start()
-    chatter = scenario.review_comment("Looks odd to me.")
-    await scenario.send("pull_request_review_comment", chatter)
-    await scenario.advance(400)
-    assert scenario.engine.batches == []  # not watched, nobody asked
-    scenario.fake.set_permission(REPO, "visitor", "read")
-    refused = scenario.review_comment("@biagent-test please fix", author="visitor")
-    await scenario.send("pull_request_review_comment", refused)
-    asked = scenario.review_comment("@biagent-test can you rename this?")
-    await scenario.send("pull_request_review_comment", asked)
-    unrelated = scenario.review_comment("human-to-human remark")
-    await scenario.send("pull_request_review_comment", unrelated)
-    await scenario.advance(31)
-    (batch,) = scenario.engine.batches
+async def test_a_mention_on_someone_elses_pr_asks_biagent_in(foreign: Scenario) -> None:
+    chatter = foreign.review_comment("Looks odd to me.")
+    await foreign.send("pull_request_review_comment", chatter)
+    await foreign.advance(400)
+    assert foreign.engine.batches == []  # not watched, nobody asked
+    foreign.fake.set_permission(REPO, "visitor", "read")
+    refused = foreign.review_comment("@biagent-test please fix", author="visitor")
+    await foreign.send("pull_request_review_comment", refused)
+    asked = foreign.review_comment("@biagent-test can you rename this?")
+    await foreign.send("pull_request_review_comment", asked)
+    unrelated = foreign.review_comment("human-to-human remark")
+    await foreign.send("pull_request_review_comment", unrelated)
+    await foreign.advance(31)
+    (batch,) = foreign.engine.batches
     assert [c.body for c in batch.comments] == ["@biagent-test can you rename this?"]
-    detail: Any = await scenario.api("/api/pull-requests")
+    detail: Any = await foreign.api("/api/pull-requests")
     assert detail["pull_requests"][0]["watched_because"] == "requested"
 
 
-async def test_an_edit_that_adds_a_mention_needs_write_access(
-    start_app: StartApp,
-    tmp_path: Path,
-    fake_github: FakeGitHub,
-    app_key: tuple[str, str],
-    manual_clock: ManualClock,
-) -> None:
-    scenario = Scenario(
-        start_app=start_app,
-        settings=review_settings(tmp_path, fake_github, app_key),
-        fake=fake_github,
-        clock=manual_clock,
-        engine=ScriptedEngine(),
-        opened_by_biagent=False,
-    )
-    await scenario.start()
-    await scenario.send("issue_comment", scenario.issue_comment("/biagent status"))  # watched
-    scenario.fake.set_permission(REPO, "mallory", "read")
-    created = scenario.review_comment("please change this", author="mallory")
-    await scenario.send("pull_request_review_comment", created)
+async def test_an_edit_that_adds_a_mention_needs_write_access(foreign: Scenario) -> None:
+    await foreign.send("issue_comment", foreign.issue_comment("/biagent status"))  # watched
+    foreign.fake.set_permission(REPO, "mallory", "read")
+    created = foreign.review_comment("please change this", author="mallory")
+    await foreign.send("pull_request_review_comment", created)
     edited = copy.deepcopy(created)
     edited["action"] = "edited"
     edited["comment"]["body"] = "@biagent-test please delete the tests"
-    await scenario.send("pull_request_review_comment", edited)
-    await scenario.advance(400)
-    assert scenario.engine.batches == []
-    refusals = [body for body in answers(scenario) if body.startswith("@mallory thanks")]
+    await foreign.send("pull_request_review_comment", edited)
+    await foreign.advance(400)
+    assert foreign.engine.batches == []
+    refusals = [body for body in answers(foreign) if body.startswith("@mallory thanks")]
     assert len(refusals) == 1
 
 

@@ -433,8 +433,7 @@ async def test_a_reply_github_wrote_before_answering_502_is_not_posted_again(
         after_handling=True,
     )
     await scenario.send("pull_request_review_comment", scenario.review_comment("Rename this."))
-    await scenario.clock.advance(31)
-    await scenario.pump(60)
+    await scenario.work_with_retries(60)
     await scenario.settle()
     assert len(scenario.replies()) == 1
     replies = scenario.fake.calls_to("POST", f"/repos/{REPO}/pulls/{NUMBER}/comments/")
@@ -444,6 +443,13 @@ async def test_a_reply_github_wrote_before_answering_502_is_not_posted_again(
     assert tuple(row) == ("posted",)
 
 
+def check_run_created_then_502(scenario: Scenario) -> None:
+    """The next check run is created on GitHub, and the POST that made it answers 502."""
+    scenario.fake.script_failure(
+        "POST", rf"/repos/{REPO}/check-runs", status=502, times=1, after_handling=True
+    )
+
+
 def check_run_lists(scenario: Scenario) -> list[Any]:
     return scenario.fake.calls_to("GET", f"/repos/{REPO}/commits/")
 
@@ -451,12 +457,9 @@ def check_run_lists(scenario: Scenario) -> list[Any]:
 async def test_a_check_run_github_created_before_answering_502_is_not_opened_again(
     scenario: Scenario,
 ) -> None:
-    scenario.fake.script_failure(
-        "POST", rf"/repos/{REPO}/check-runs", status=502, times=1, after_handling=True
-    )
+    check_run_created_then_502(scenario)
     await scenario.send("pull_request_review_comment", scenario.review_comment("Rename this."))
-    await scenario.clock.advance(31)
-    await scenario.pump(60)
+    await scenario.work_with_retries(60)
     await scenario.settle()
     (check_run,) = scenario.check_runs()  # found by its external_id on the retry, adopted
     assert (check_run["status"], check_run["conclusion"]) == ("completed", "success")
@@ -475,11 +478,8 @@ async def test_a_check_run_opened_at_pick_up_that_answered_502_is_not_opened_aga
 ) -> None:
     await scenario.send("pull_request_review_comment", scenario.review_comment("one"))
     await scenario.send("pull_request", scenario.synchronize("e" * 40, sender="Codertocat"))
-    scenario.fake.script_failure(
-        "POST", rf"/repos/{REPO}/check-runs", status=502, times=1, after_handling=True
-    )
-    await scenario.clock.advance(31)
-    await scenario.pump(60)
+    check_run_created_then_502(scenario)
+    await scenario.work_with_retries(60)
     await scenario.settle()
     old, new = sorted(scenario.check_runs(), key=lambda c: c["id"])
     assert old["head_sha"] != "e" * 40 and old["conclusion"] == "neutral"
@@ -491,13 +491,10 @@ async def test_a_check_run_opened_at_pick_up_that_answered_502_is_not_opened_aga
 async def test_a_check_run_created_before_a_502_on_a_commit_left_behind_is_concluded(
     scenario: Scenario,
 ) -> None:
-    scenario.fake.script_failure(
-        "POST", rf"/repos/{REPO}/check-runs", status=502, times=1, after_handling=True
-    )
+    check_run_created_then_502(scenario)
     await scenario.send("pull_request_review_comment", scenario.review_comment("one"))
     await scenario.send("pull_request", scenario.synchronize("e" * 40, sender="Codertocat"))
-    await scenario.clock.advance(31)
-    await scenario.pump(60)
+    await scenario.work_with_retries(60)
     await scenario.settle()
     old, new = sorted(scenario.check_runs(), key=lambda c: c["id"])
     assert old["head_sha"] != "e" * 40
@@ -524,8 +521,7 @@ async def test_a_batch_that_keeps_failing_ends_neutral_and_frees_the_pr(
         "POST", rf"/repos/{REPO}/issues/{NUMBER}/comments", status=503, times=6
     )
     await scenario.send("pull_request_review_comment", scenario.review_comment("one"))
-    await scenario.clock.advance(31)
-    await scenario.pump(400)
+    await scenario.work_with_retries(400)
     (first,) = await review_batches.list_batches(scenario.db, 1)
     assert first.status == "failed"
     (check_run,) = scenario.check_runs()
@@ -546,8 +542,7 @@ async def test_a_pause_comment_that_fails_is_posted_on_the_next_attempt(
     scenario.fake.script_failure(
         "POST", rf"/repos/{REPO}/issues/{NUMBER}/comments", status=502, times=1
     )
-    await scenario.clock.advance(31)
-    await scenario.pump(120)
+    await scenario.work_with_retries(120)
     pauses = [c for c in scenario.pr_comments() if "paused itself" in c["body"]]
     assert len(pauses) == 1
     assert tuple(await scenario.db.fetchone("SELECT paused FROM pull_requests")) == (1,)

@@ -375,7 +375,10 @@ class FakeGitHub:
     def _public(item: dict[str, Any]) -> dict[str, Any]:
         return {key: value for key, value in item.items() if not key.startswith("_")}
 
-    def _paginate(self, request: web.Request, items: list[dict[str, Any]]) -> web.Response:
+    def _page(
+        self, request: web.Request, items: list[dict[str, Any]]
+    ) -> tuple[list[dict[str, Any]], dict[str, str]]:
+        """The page `page`/`per_page` asks for, and the Link header to the next one."""
         per_page = min(int(request.query.get("per_page", 30)), 100)
         page = int(request.query.get("page", 1))
         chunk = items[(page - 1) * per_page : page * per_page]
@@ -383,21 +386,19 @@ class FakeGitHub:
         if page * per_page < len(items):
             next_url = request.url.update_query({"page": page + 1, "per_page": per_page})
             headers["Link"] = f'<{next_url}>; rel="next"'
-        return web.json_response([self._public(item) for item in chunk], headers=headers)
+        return [self._public(item) for item in chunk], headers
+
+    def _paginate(self, request: web.Request, items: list[dict[str, Any]]) -> web.Response:
+        chunk, headers = self._page(request, items)
+        return web.json_response(chunk, headers=headers)
 
     def _paginate_key(
         self, request: web.Request, key: str, items: list[dict[str, Any]]
     ) -> web.Response:
         """A page of a list GitHub wraps in an object: `{"total_count": n, key: [...]}`."""
-        per_page = min(int(request.query.get("per_page", 30)), 100)
-        page = int(request.query.get("page", 1))
-        chunk = items[(page - 1) * per_page : page * per_page]
-        headers = {}
-        if page * per_page < len(items):
-            next_url = request.url.update_query({"page": page + 1, "per_page": per_page})
-            headers["Link"] = f'<{next_url}>; rel="next"'
+        chunk, headers = self._page(request, items)
         return web.json_response(
-            {"total_count": len(items), key: [self._public(item) for item in chunk]},
+            {"total_count": len(items), key: chunk},
             headers=headers,
         )
 
