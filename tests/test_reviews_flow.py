@@ -383,6 +383,19 @@ async def test_an_approvals_inline_comment_never_starts_a_run(
     assert all(c["status"] == "completed" for c in scenario.check_runs())
 
 
+async def test_an_approvals_inline_comments_cost_one_look_up_of_the_review(
+    scenario: Scenario,
+) -> None:
+    comments = [scenario.review_comment(f"nit {n}", review_id=951) for n in range(3)]
+    scenario.review("approved", review_id=951, comment_ids=[c["comment"]["id"] for c in comments])
+    for comment in comments:  # the comments come before their review's webhook
+        await scenario.send("pull_request_review_comment", comment)
+    await scenario.advance(400)
+    assert scenario.engine.batches == []
+    looked_up = scenario.fake.calls_to("GET", f"/repos/{REPO}/pulls/{NUMBER}/reviews/951")
+    assert len(looked_up) == 1
+
+
 async def test_a_late_older_approval_keeps_newer_work(scenario: Scenario) -> None:
     old_approval = scenario.review("approved", review_id=940)
     await scenario.clock.advance(60)

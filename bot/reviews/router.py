@@ -310,13 +310,20 @@ async def _in_approving_review(
     review is not known here yet (the comment came first)."""
     if await review_states.is_approving_review(service.db, pr.id, review_id):
         return True
-    try:
-        review = await gh.getitem(f"/repos/{pr.repository}/pulls/{pr.number}/reviews/{review_id}")
-    except gidgethub.BadRequest as error:
-        if int(error.status_code) == 404:
-            return False
-        raise
-    return str(review.get("state", "")).upper() == "APPROVED"
+    state = service.review_state_of.get((pr.repository, review_id))
+    if state is None:
+        try:
+            review = await gh.getitem(
+                f"/repos/{pr.repository}/pulls/{pr.number}/reviews/{review_id}"
+            )
+        except gidgethub.BadRequest as error:
+            if int(error.status_code) == 404:
+                return False
+            raise
+        state = str(review.get("state", "")).upper()
+        if state != "PENDING":  # a submitted review's state is fixed
+            service.review_state_of[(pr.repository, review_id)] = state
+    return state == "APPROVED"
 
 
 async def _may_command(service: ReviewService, gh: Any, pr: PullRequest, login: str) -> bool:

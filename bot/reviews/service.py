@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from cachetools import LRUCache
+
 from bot.clock import Clock
 from bot.config import Settings
 from bot.events.bus import EventBus
@@ -34,6 +36,11 @@ class ReviewService:
     permissions: PermissionCache | None = None
     rules_cache: RulesCache | None = None
     wake_scheduler: Callable[[], None] = field(default=lambda: None)
+    # (repository, review id) -> the state GitHub gave a submitted review, which never changes:
+    # an approval's inline comments each ask about the same review.
+    review_state_of: LRUCache[tuple[str, int], str] = field(
+        default_factory=lambda: LRUCache(maxsize=4096)
+    )
 
     def __post_init__(self) -> None:
         if self.manners is None:
