@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import sys
 import zlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -67,6 +68,46 @@ def linked(tmp_path: Path) -> Linked:
 
 
 COMMIT = "echo more >> a.txt && git commit -qam 'agent commit' && git rev-parse HEAD"
+PROJECT = Path(__file__).resolve().parent.parent
+_RUN_ONE = """
+import asyncio, json, sys
+from pathlib import Path
+from bot.sandbox import run_command
+spec = json.loads(sys.argv[1])
+asyncio.run(run_command(
+    spec["command"], Path(spec["cwd"]), env=spec["env"],
+    writable_paths=[Path(path) for path in spec["writable"]], isolation="bwrap",
+))
+"""
+
+
+async def commit_then_crash(
+    worktree: Path, writable: list[Path], env: dict[str, str], command: str = COMMIT
+) -> str:
+    """Run `command` in the jail from a process of its own, SIGKILLed once the command has
+    committed: the jail is never left, as after a real crash. Returns the commit's sha."""
+    marker = worktree / ".committed"
+    spec = {
+        "command": f"{command} > {marker}; sleep 60",
+        "cwd": str(worktree),
+        "env": env,
+        "writable": [str(path) for path in writable],
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _RUN_ONE, json.dumps(spec), cwd=PROJECT
+    )
+    try:
+        for _ in range(600):
+            if marker.exists() and marker.read_text().strip():
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        process.kill()
+        await process.wait()
+    await asyncio.sleep(0.2)  # bwrap --die-with-parent takes the command with it
+    commit = marker.read_text().strip().splitlines()[-1]
+    marker.unlink()
+    return commit
 
 
 async def test_a_deep_tree_and_a_rewritten_head_leave_head_on_the_own_branch(
@@ -109,19 +150,9 @@ async def test_without_a_branch_head_is_restored_exactly(linked: Linked, kind: s
     assert (linked.private / "HEAD").read_text() == before
 
 
-async def test_a_leave_a_crash_skipped_is_finished_by_the_next_command(
-    linked: Linked, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    real = git_jail.leave_git_jail
-
-    async def crashed(guard: git_jail.GitGuard) -> None:
-        return None
-
-    monkeypatch.setattr(git_jail, "leave_git_jail", crashed)
-    first = await linked.run(COMMIT)
-    commit = first.output.strip().splitlines()[-1]
-    assert first.ok and (linked.private / "HEAD").read_text().strip() == commit
-    monkeypatch.setattr(git_jail, "leave_git_jail", real)
+async def test_a_leave_a_crash_skipped_is_finished_by_the_next_command(linked: Linked) -> None:
+    commit = await commit_then_crash(linked.worktree, [linked.private], AGENT)
+    assert (linked.private / "HEAD").read_text().strip() == commit  # still detached
     second = await linked.run("git status --short && git log -1 --format=%s")
     assert second.ok and "agent commit" in second.output, second.output
     assert linked.sha("job") == commit
@@ -131,16 +162,8 @@ async def test_a_leave_a_crash_skipped_is_finished_by_the_next_command(
     assert not (linked.mirror / git_jail.JAIL_RECORDS / "wt").exists()
 
 
-async def test_a_crashed_leave_is_finished_at_start_up(
-    linked: Linked, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    async def crashed(guard: git_jail.GitGuard) -> None:
-        return None
-
-    with monkeypatch.context() as patched:
-        patched.setattr(git_jail, "leave_git_jail", crashed)
-        first = await linked.run(COMMIT)
-    commit = first.output.strip().splitlines()[-1]
+async def test_a_crashed_leave_is_finished_at_start_up(linked: Linked) -> None:
+    commit = await commit_then_crash(linked.worktree, [linked.private], AGENT)
     assert await finish_interrupted_git_jail(linked.worktree)
     assert not await finish_interrupted_git_jail(linked.worktree)  # once only
     assert linked.sha("job") == commit
@@ -237,9 +260,7 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
         yield opened
 
 
-async def test_reconcile_finishes_a_jail_the_crash_left(
-    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_reconcile_finishes_a_jail_the_crash_left(world: World, tmp_path: Path) -> None:
     remote: Remote = make_remote(tmp_path, "octo/app", {"app.py": "print(1)\n"})
     repository = await world.register("octo/app", remote)
     view = await world.manager.checkout_pull_request(
@@ -249,17 +270,12 @@ async def test_reconcile_finishes_a_jail_the_crash_left(
     mirror = world.manager.mirror_path(repository)
     scope = await world.manager.command_sandbox(view.repos[0])
 
-    async def crashed(guard: git_jail.GitGuard) -> None:
-        return None
-
-    with monkeypatch.context() as patched:
-        patched.setattr(git_jail, "leave_git_jail", crashed)
-        result = await run_command(
-            COMMIT.replace("a.txt", "app.py"), worktree, env={**scope.env, **AGENT},
-            writable_paths=scope.writable_paths, isolation="bwrap",
-        )  # fmt: skip
-    commit = result.output.strip().splitlines()[-1]
-    assert result.ok, result.output
+    commit = await commit_then_crash(
+        worktree,
+        list(scope.writable_paths),
+        {**scope.env, **AGENT},
+        COMMIT.replace("a.txt", "app.py"),
+    )
     report = await world.manager.reconcile()
     assert view.id in report.repaired
     branch = git("symbolic-ref", "--short", "HEAD", cwd=worktree)
