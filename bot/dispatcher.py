@@ -19,10 +19,11 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 from gidgethub import routing, sansio
 
+from bot.events.message import Event
 from bot.services import Services
 from storage import deliveries
 from storage.database import Params
@@ -34,6 +35,19 @@ log = logging.getLogger(__name__)
 IDLE_POLL_S = 30.0
 BACKOFF_BASE_S = 5.0
 BACKOFF_CAP_S = 3600.0
+
+
+class DeliveryProcessed(Event):
+    """A stored webhook delivery was worked: done, failed (will retry) or dead."""
+
+    type_name: ClassVar[str] = "delivery_processed"
+    concern: ClassVar[str] = "webhooks"
+    delivery_pk: int
+    source: str
+    event: str
+    action: str | None
+    status: str
+    error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,17 +223,14 @@ class Dispatcher:
         changes: list[tuple[str, Params]],
     ) -> None:
         """Record the delivery's new state and publish it, in one commit."""
-        data: dict[str, Any] = {
-            "delivery_pk": delivery.id,
-            "source": delivery.source,
-            "event": delivery.event,
-            "action": delivery.action,
-            "status": status,
-        }
-        if error:
-            data["error"] = error
-        await self.services.bus.publish(
-            "deliveries", "delivery_processed", data, together_with=changes
+        processed = DeliveryProcessed(
+            delivery_pk=delivery.id,
+            source=delivery.source,
+            event=delivery.event,
+            action=delivery.action,
+            status=status,
+            error=error or None,
         )
+        await self.services.bus.publish("deliveries", processed, together_with=changes)
         if self.on_processed is not None:
             self.on_processed(delivery, status)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from bot.events.catalogue import CATALOGUE, with_table
+from bot.events.catalogue import message_types, with_table
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 CONFIG = (Path(__file__).resolve().parent.parent / "bot" / "config.py").read_text()
@@ -25,7 +25,7 @@ def test_every_setting_read_by_config_is_documented() -> None:
 
 def test_the_events_table_is_the_catalogue() -> None:
     assert with_table(README) == README, "run: python -m bot.events.catalogue --write-readme"
-    assert all(f"| `{m.name}` |" in README for m in CATALOGUE)
+    assert all(f"| `{m.type_name}` |" in README for m in message_types())
 
 
 def test_every_api_route_is_in_the_readme(tmp_path: Path) -> None:

@@ -1,4 +1,7 @@
-"""The event bus: publish(stream, type, data) -> the events table -> every matching subscriber.
+"""The event bus: publish(stream, event) -> the events table -> every matching subscriber.
+
+An event is a typed Struct (`bot.events.message.Event`) declared next to the code that emits it;
+its class names the envelope's `type` and its fields are the `data`.
 
 An event is stored first and fanned out from the database's post-commit callback, so
 subscribers see events strictly in id order and only once they are committed: a WebSocket that
@@ -21,7 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.clock import Clock
-from bot.events import catalogue
+from bot.events import legacy_catalogue
+from bot.events.message import Event, encode
 from storage import events as event_store
 from storage import meta
 from storage.database import Database, Params, WriteResult
@@ -101,8 +105,8 @@ class EventBus:
     async def publish(
         self,
         stream: str,
-        type_name: str,
-        data: dict[str, Any],
+        event: Event | str,
+        legacy_data: dict[str, Any] | None = None,
         *,
         together_with: Sequence[tuple[str, Params]] = (),
     ) -> int:
@@ -111,9 +115,8 @@ class EventBus:
         `together_with` statements commit atomically with the event, so a state change and the
         event that announces it are both there or both not, whatever crash comes between.
         """
-        catalogue.check(type_name, data)
+        type_name, data_text = _type_and_data(event, legacy_data)
         ts = to_text(self.clock.now())
-        data_text = json.dumps(data, separators=(",", ":"), default=str)
 
         def fan_out(result: WriteResult) -> None:
             assert result.lastrowid is not None
@@ -132,17 +135,16 @@ class EventBus:
         assert event_id is not None
         return event_id
 
-    def publish_transient(self, stream: str, type_name: str, data: dict[str, Any]) -> None:
+    def publish_transient(
+        self, stream: str, event: Event | str, legacy_data: dict[str, Any] | None = None
+    ) -> None:
         """Fan out a frame that is not stored in events (token frames)."""
-        catalogue.check(type_name, data)
-        envelope = {
-            "id": None,
-            "type": type_name,
-            "stream": stream,
-            "ts": to_text(self.clock.now()),
-            "data": data,
-        }
-        self._offer(Frame(None, stream, type_name, json.dumps(envelope, default=str)))
+        type_name, data_text = _type_and_data(event, legacy_data)
+        text = (
+            f'{{"id":null,"type":{json.dumps(type_name)},"stream":{json.dumps(stream)},'
+            f'"ts":"{to_text(self.clock.now())}","data":{data_text}}}'
+        )
+        self._offer(Frame(None, stream, type_name, text))
 
     def _offer(self, frame: Frame) -> None:
         for subscription in tuple(self._subscriptions):
@@ -180,3 +182,11 @@ class EventBus:
         if removed:
             log.info("pruned %d events up to id %d", removed, floor)
         return removed
+
+
+def _type_and_data(event: Event | str, legacy_data: dict[str, Any] | None) -> tuple[str, str]:
+    """The envelope's type and its data as JSON text."""
+    if isinstance(event, Event):
+        return event.type_name, encode(event).decode("utf-8")
+    legacy_catalogue.check(event, legacy_data or {})
+    return event, json.dumps(legacy_data or {}, separators=(",", ":"), default=str)

@@ -13,6 +13,7 @@ from typing import Any
 from gidgethub import routing, sansio
 
 from bot.dispatcher import HandlerContext
+from bot.github.events import InstallationUpdated
 from storage import installations
 
 log = logging.getLogger(__name__)
@@ -66,16 +67,13 @@ async def _announce(
         ),
         [],
     )
-    await context.services.bus.publish(
-        _stream(installation_id),
-        "installation_updated",
-        {
-            "installation_id": installation_id,
-            "account": account,
-            "action": action,
-            "repositories": repositories,
-        },
+    updated = InstallationUpdated(
+        installation_id=installation_id,
+        account=account,
+        action=action,
+        repositories=repositories,
     )
+    await context.services.bus.publish(_stream(installation_id), updated)
 
 
 @router.register("installation", action="created")
