@@ -9,6 +9,7 @@ concern with events adds its module to `EVENT_MODULES`.
 from __future__ import annotations
 
 import importlib
+
 import msgspec
 
 from bot.events import legacy_catalogue
