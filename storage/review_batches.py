@@ -128,35 +128,14 @@ async def gather(
     async with db.transaction() as connection:
         pending = await _gathering_batch_in(connection, pr_id)
         for kind, comment_id in items:
-            async with connection.execute(
-                """
-                SELECT c.version FROM review_comments c
-                WHERE c.kind = ? AND c.id = ? AND c.deleted = 0 AND NOT EXISTS (
-                    SELECT 1 FROM review_batch_items i
-                    WHERE i.comment_kind = c.kind AND i.comment_id = c.id
-                      AND i.comment_version = c.version)
-                """,
-                (kind, comment_id),
-            ) as cursor:
-                row = await cursor.fetchone()
-            if row is None:
+            version = await _unbatched_version(connection, kind, comment_id)
+            if version is None:
                 continue
             if pending is None:
                 pending = await _open_gathering_batch(
                     connection, pr_id, trigger=trigger, stamp=stamp
                 )
-            # A newer version of a comment replaces an older one still gathering.
-            await connection.execute(
-                "DELETE FROM review_batch_items WHERE batch_id = ? AND comment_kind = ?"
-                " AND comment_id = ?",
-                (pending.id, kind, comment_id),
-            )
-            await connection.execute(
-                "INSERT INTO review_batch_items"
-                " (batch_id, comment_kind, comment_id, comment_version, added_at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (pending.id, kind, comment_id, row[0], stamp),
-            )
+            await _put_item(connection, pending.id, kind, comment_id, version, stamp)
             added += 1
         if pending is None:
             return None, 0
@@ -171,6 +150,45 @@ async def gather(
                 (stamp, due, pending.id),
             )
     return await get_batch(db, pending.id), added
+
+
+async def _unbatched_version(
+    connection: aiosqlite.Connection, kind: str, comment_id: int
+) -> int | None:
+    """The comment's current version, unless it is deleted or that version is in a batch."""
+    async with connection.execute(
+        """
+        SELECT c.version FROM review_comments c
+        WHERE c.kind = ? AND c.id = ? AND c.deleted = 0 AND NOT EXISTS (
+            SELECT 1 FROM review_batch_items i
+            WHERE i.comment_kind = c.kind AND i.comment_id = c.id
+              AND i.comment_version = c.version)
+        """,
+        (kind, comment_id),
+    ) as cursor:
+        row = await cursor.fetchone()
+    return None if row is None else int(row[0])
+
+
+async def _put_item(
+    connection: aiosqlite.Connection,
+    batch_id: int,
+    kind: str,
+    comment_id: int,
+    version: int,
+    stamp: str,
+) -> None:
+    """Add a comment version to a batch; a newer version replaces an older one still there."""
+    await connection.execute(
+        "DELETE FROM review_batch_items WHERE batch_id = ? AND comment_kind = ? AND comment_id = ?",
+        (batch_id, kind, comment_id),
+    )
+    await connection.execute(
+        "INSERT INTO review_batch_items"
+        " (batch_id, comment_kind, comment_id, comment_version, added_at)"
+        " VALUES (?, ?, ?, ?, ?)",
+        (batch_id, kind, comment_id, version, stamp),
+    )
 
 
 def _plus(stamp: str, seconds: float) -> str:

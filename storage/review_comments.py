@@ -108,46 +108,11 @@ async def store_comment(
             existing = await cursor.fetchone()
         if existing is None:
             change = "new"
-            await connection.execute(
-                f"""
-                INSERT INTO review_comments ({_COMMENT_COLUMNS}, seen_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, 0, 0, ?, ?, ?)
-                """,
-                (
-                    comment.id,
-                    comment.kind,
-                    pr_id,
-                    comment.review_id,
-                    comment.in_reply_to_id,
-                    comment.path,
-                    comment.line,
-                    comment.start_line,
-                    comment.side,
-                    comment.diff_hunk,
-                    comment.commit_id,
-                    comment.body,
-                    comment.author_login,
-                    comment.author_type,
-                    int(comment.own),
-                    comment.html_url,
-                    comment.created_at,
-                    comment.updated_at,
-                    to_text(now),
-                ),
-            )
+            await connection.execute(_INSERT_COMMENT, _insert_params(pr_id, comment, now))
         else:
             change = "edited" if existing[0] != comment.body and not existing[2] else "same"
             await connection.execute(
-                """
-                UPDATE review_comments SET
-                    body = CASE WHEN deleted = 1 THEN body ELSE ? END,
-                    version = version + ?,
-                    review_id = COALESCE(?, review_id),
-                    path = COALESCE(?, path), line = COALESCE(?, line),
-                    diff_hunk = COALESCE(?, diff_hunk),
-                    updated_at = ?
-                WHERE kind = ? AND id = ?
-                """,
+                _UPDATE_COMMENT,
                 (
                     comment.body,
                     1 if change == "edited" else 0,
@@ -161,8 +126,51 @@ async def store_comment(
                 ),
             )
     stored = await get_comment(db, comment.kind, comment.id)
-    assert stored is not None
+    if stored is None:  # the row was written in the transaction above
+        raise LookupError(f"review comment {comment.kind}/{comment.id} vanished after its write")
     return stored, change
+
+
+_INSERT_COMMENT = f"""
+    INSERT INTO review_comments ({_COMMENT_COLUMNS}, seen_at)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, 0, 0, ?, ?, ?)
+"""
+
+# A deleted comment keeps its last body; an edit bumps the version, so it is worked again.
+_UPDATE_COMMENT = """
+    UPDATE review_comments SET
+        body = CASE WHEN deleted = 1 THEN body ELSE ? END,
+        version = version + ?,
+        review_id = COALESCE(?, review_id),
+        path = COALESCE(?, path), line = COALESCE(?, line),
+        diff_hunk = COALESCE(?, diff_hunk),
+        updated_at = ?
+    WHERE kind = ? AND id = ?
+"""
+
+
+def _insert_params(pr_id: int, comment: NewComment, now: datetime) -> tuple[object, ...]:
+    return (
+        comment.id,
+        comment.kind,
+        pr_id,
+        comment.review_id,
+        comment.in_reply_to_id,
+        comment.path,
+        comment.line,
+        comment.start_line,
+        comment.side,
+        comment.diff_hunk,
+        comment.commit_id,
+        comment.body,
+        comment.author_login,
+        comment.author_type,
+        int(comment.own),
+        comment.html_url,
+        comment.created_at,
+        comment.updated_at,
+        to_text(now),
+    )
 
 
 async def get_comment(db: Database, kind: str, comment_id: int) -> Comment | None:
