@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
@@ -33,6 +33,30 @@ SYNCHRONOUS_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
 BUSY_TIMEOUT_MS = 5000
 MAX_BATCH = 256
 CHECKPOINT_EVERY_S = 0.5
+
+
+T = TypeVar("T")
+
+
+class DatabaseClosed(RuntimeError):
+    """The database was used before `open()` or after `close()`."""
+
+
+class MissingRow(LookupError):
+    """A row the code just wrote or was promised is not there."""
+
+
+def found(row: T | None, what: str) -> T:
+    """`row`, which the caller knows exists (it was just written); a clear error otherwise."""
+    if row is None:
+        raise MissingRow(f"{what} is not in the database")
+    return row
+
+
+def _opened(connection: aiosqlite.Connection | None) -> aiosqlite.Connection:
+    if connection is None:
+        raise DatabaseClosed("the database is not open")
+    return connection
 
 
 class DatabaseError(Exception):
@@ -158,8 +182,7 @@ class Database:
 
     async def checkpoint(self) -> None:
         """Copy committed WAL pages into the database file, without blocking anyone."""
-        assert self._checkpointer is not None, "database is not open"
-        await self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        await _opened(self._checkpointer).execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     async def _run_checkpoints(self) -> None:
         while True:
@@ -198,8 +221,7 @@ class Database:
         this statement is still open, inside the same implicit read transaction, and so see a
         snapshot older than writes already committed (a delivery claimed but "not there").
         """
-        assert self._reader is not None, "database is not open"
-        return list(await self._reader.execute_fetchall(sql, params))
+        return list(await _opened(self._reader).execute_fetchall(sql, params))
 
     async def fetchone(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
         rows = await self.fetchall(sql, params)
@@ -241,15 +263,15 @@ class Database:
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         """Exclusive use of the writer for a read-modify-write; commits on success."""
-        assert self._writer is not None, "database is not open"
+        writer = _opened(self._writer)
         async with self._write_lock:
-            await self._writer.execute("BEGIN IMMEDIATE")
+            await writer.execute("BEGIN IMMEDIATE")
             try:
-                yield self._writer
+                yield writer
             except BaseException:
-                await self._writer.execute("ROLLBACK")
+                await writer.execute("ROLLBACK")
                 raise
-            await self._writer.execute("COMMIT")
+            await writer.execute("COMMIT")
 
     async def _run_writer(self) -> None:
         queue = self._state.queue
@@ -293,8 +315,7 @@ class Database:
         measured it). aiosqlite has no public call for "run this function in your thread";
         `_execute` is the one internal all its public calls are built on.
         """
-        assert self._writer is not None, "database is not open"
-        writer = self._writer
+        writer = _opened(self._writer)
         outcomes: _Outcomes = await writer._execute(_commit_groups, writer._conn, groups)
         return outcomes
 
@@ -312,20 +333,20 @@ class Database:
 
     async def migrate(self) -> int:
         """Apply every numbered migration not applied yet; returns the schema version."""
-        assert self._writer is not None, "database is not open"
+        writer = _opened(self._writer)
         async with self._write_lock:
-            await self._writer.execute(
+            await writer.execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations ("
                 " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
             )
-            async with self._writer.execute("SELECT version FROM schema_migrations") as cursor:
+            async with writer.execute("SELECT version FROM schema_migrations") as cursor:
                 applied = {row[0] for row in await cursor.fetchall()}
             for version, name, sql in available_migrations():
                 if version in applied:
                     continue
                 log.info("applying migration %04d_%s", version, name)
                 try:
-                    await self._writer.executescript(
+                    await writer.executescript(
                         "BEGIN IMMEDIATE;\n"
                         + sql
                         + "\nINSERT INTO schema_migrations (version, name, applied_at)"
@@ -334,11 +355,11 @@ class Database:
                     )
                 except sqlite3.Error as error:
                     with contextlib.suppress(Exception):
-                        await self._writer.execute("ROLLBACK")
+                        await writer.execute("ROLLBACK")
                     raise DatabaseError(
                         f"migration {version:04d}_{name} failed: {error}"
                     ) from error
-            async with self._writer.execute("SELECT MAX(version) FROM schema_migrations") as cur:
+            async with writer.execute("SELECT MAX(version) FROM schema_migrations") as cur:
                 row = await cur.fetchone()
         return int(row[0] or 0) if row else 0
 

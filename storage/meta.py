@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from storage.database import Database
+from storage.database import Database, found
 
 
 async def get_value(db: Database, key: str) -> str | None:
@@ -14,8 +14,7 @@ async def set_value_once(db: Database, key: str, value: str) -> str:
     await db.write(
         "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING", (key, value)
     )
-    stored = await get_value(db, key)
-    assert stored is not None
+    stored = found(await get_value(db, key), f"meta {key!r}")
     return stored
 
 

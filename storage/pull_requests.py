@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from storage.database import Database
+from storage.database import Database, found
 from storage.timestamps import to_text
 
 
@@ -143,9 +143,8 @@ async def upsert_pull_request(
             stamp,
         ),
     )
-    found = await find_pull_request(db, repository, number)
-    assert found is not None
-    return found
+    stored = found(await find_pull_request(db, repository, number), f"{repository}#{number}")
+    return stored
 
 
 async def find_pull_request(db: Database, repository: str, number: int) -> PullRequest | None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from storage.database import Database
+from storage.database import Database, found
 from storage.timestamps import to_text
 
 
@@ -83,9 +83,8 @@ async def upsert(
         """,
         (full_name, clone_url, default_branch, installation_id, stamp, stamp),
     )
-    found = await get_by_name(db, full_name)
-    assert found is not None
-    return found
+    stored = found(await get_by_name(db, full_name), f"repository {full_name}")
+    return stored
 
 
 async def update_settings(

@@ -16,7 +16,7 @@ from typing import Any
 
 import aiosqlite
 
-from storage.database import Database
+from storage.database import Database, found
 from storage.timestamps import from_text, to_text
 
 
@@ -220,8 +220,7 @@ async def _open_gathering_batch(
         """,
         (pr_id, trigger, retry_of, stamp, stamp, stamp, stamp),
     )
-    opened = await _gathering_batch_in(connection, pr_id)
-    assert opened is not None
+    opened = found(await _gathering_batch_in(connection, pr_id), f"gathering batch of PR {pr_id}")
     return opened
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from storage.database import Database
+from storage.database import Database, found
 from storage.review_batches import Batch
 from storage.timestamps import to_text
 
@@ -86,8 +86,7 @@ async def start_iteration(db: Database, batch: Batch, *, head_sha: str, now: dat
         """,
         (batch.pr_id, batch.id, batch.pr_id, head_sha, to_text(now)),
     )
-    created = await iteration_for_batch(db, batch.id)
-    assert created is not None
+    created = found(await iteration_for_batch(db, batch.id), f"iteration of batch {batch.id}")
     return created
 
 

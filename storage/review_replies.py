@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from storage.database import Database
+from storage.database import Database, found
 from storage.timestamps import to_text
 
 
@@ -107,7 +107,7 @@ async def record_intent(
             " AND iteration_id = ? AND comment_kind = ? AND comment_id = ?",
             (iteration_id, comment_kind, comment_id),
         )
-    assert row is not None
+    row = found(row, f"reply to {comment_kind}/{comment_id}")
     return Reply(*row), result.rowcount == 1
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from storage.database import Database
+from storage.database import Database, found
 from storage.timestamps import to_text
 
 
@@ -145,9 +145,8 @@ async def create_session(
         """,
         (session_id, owner, branch, stream, stamp, stamp, stamp),
     )
-    found = await get_session(db, session_id)
-    assert found is not None
-    return found
+    stored = found(await get_session(db, session_id), f"worktree session {session_id}")
+    return stored
 
 
 async def set_session_status(
@@ -289,11 +288,9 @@ async def add_repo(
                 stamp,
             ),
         )
-        repo_id = cursor.lastrowid
-    assert repo_id is not None
-    found = await get_repo(db, repo_id)
-    assert found is not None
-    return found
+        repo_id = found(cursor.lastrowid, "the new worktree repo's id")
+    stored = found(await get_repo(db, repo_id), f"worktree repo {repo_id}")
+    return stored
 
 
 async def update_repo(db: Database, repo_id: int, *, now: datetime, **columns: Any) -> None:
@@ -372,9 +369,8 @@ async def add_input_request(
         """,
         (request_id, repository_id, session_id, question, json.dumps(choices), to_text(now)),
     )
-    found = await get_input_request(db, request_id)
-    assert found is not None
-    return found
+    stored = found(await get_input_request(db, request_id), f"input request {request_id}")
+    return stored
 
 
 async def get_input_request(db: Database, request_id: str) -> InputRequest | None:

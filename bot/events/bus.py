@@ -28,7 +28,7 @@ from bot.events import legacy_catalogue
 from bot.events.message import Event, encode
 from storage import events as event_store
 from storage import meta
-from storage.database import Database, Params, WriteResult
+from storage.database import Database, Params, WriteResult, found
 from storage.timestamps import to_text
 
 log = logging.getLogger(__name__)
@@ -119,21 +119,19 @@ class EventBus:
         ts = to_text(self.clock.now())
 
         def fan_out(result: WriteResult) -> None:
-            assert result.lastrowid is not None
-            self.last_id = max(self.last_id, result.lastrowid)
+            event_id = found(result.lastrowid, "the new event's id")
+            self.last_id = max(self.last_id, event_id)
             text = (
-                f'{{"id":{result.lastrowid},"type":{json.dumps(type_name)},'
+                f'{{"id":{event_id},"type":{json.dumps(type_name)},'
                 f'"stream":{json.dumps(stream)},"ts":"{ts}","data":{data_text}}}'
             )
-            self._offer(Frame(result.lastrowid, stream, type_name, text))
+            self._offer(Frame(event_id, stream, type_name, text))
 
         results = await self.db.write_many(
             [*together_with, (event_store.INSERT_EVENT, (stream, type_name, ts, data_text))],
             after_commit=lambda results: fan_out(results[-1]),
         )
-        event_id = results[-1].lastrowid
-        assert event_id is not None
-        return event_id
+        return found(results[-1].lastrowid, "the new event's id")
 
     def publish_transient(
         self, stream: str, event: Event | str, legacy_data: dict[str, Any] | None = None
