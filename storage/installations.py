@@ -158,9 +158,3 @@ async def list_all(db: Database) -> list[Installation]:
         )
         for row in rows
     ]
-
-
-async def installation_for_repository(db: Database, full_name: str) -> int | None:
-    return await db.fetchval(
-        "SELECT installation_id FROM installation_repositories WHERE full_name = ?", (full_name,)
-    )

@@ -372,11 +372,6 @@ async def set_due(db: Database, batch_id: int, due_at: datetime) -> None:
     await db.write("UPDATE review_batches SET due_at = ? WHERE id = ?", (to_text(due_at), batch_id))
 
 
-async def count_responding_attempt(db: Database, batch_id: int) -> int:
-    await db.write("UPDATE review_batches SET attempts = attempts + 1 WHERE id = ?", (batch_id,))
-    return int(await db.fetchval("SELECT attempts FROM review_batches WHERE id = ?", (batch_id,)))
-
-
 async def begin_check_run(db: Database, batch_id: int, head_sha: str) -> str:
     """Record, before the POST, that the batch's next check run is being created on `head_sha`;
     returns its key (the external_id), `<batch>.<n>`, new for every check run of the batch."""
