@@ -1,0 +1,298 @@
+"""pipelines and pipeline_steps: a ticket's run through its cycle type's phases.
+
+The engine (bot/pipelines/) is a state machine over these rows: each change of a pipeline's or a
+step's status is a statement here, committed together with the event that announces it
+(`EventBus.publish(..., together_with=[...])`), before any side effect. A pipeline copies its
+cycle type's phases into its steps when the cycle type is set, so later edits of the cycle type
+never change a pipeline already under way.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from storage.cycle_types import CycleType
+from storage.database import Database, Params, found
+from storage.timestamps import to_text
+
+Statement = tuple[str, Params]
+
+
+@dataclass(frozen=True, slots=True)
+class Pipeline:
+    id: int
+    ticket_key: str
+    cycle_type: str | None
+    cycle_reason: str | None
+    status: str
+    repositories: tuple[str, ...]
+    branch: str | None
+    worktree_session_id: str | None
+    trigger: str
+    max_cost_usd: float | None
+    cost_usd: float
+    error_kind: str | None
+    error_message: str | None
+    error_phase: str | None
+    error_detail: dict[str, Any] | None
+    created_by: str | None
+    created_at: str
+    updated_at: str
+    started_at: str | None
+    finished_at: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    id: int
+    pipeline_id: int
+    position: int
+    phase: str
+    agent: str
+    prompt_template: str
+    tools: tuple[str, ...] | None
+    gate: str
+    artifact_kind: str | None
+    max_cost_usd: float | None
+    time_limit_s: int | None
+    status: str
+    attempt: int
+    session_key: str | None
+    cost_usd: float
+    error: str | None
+    approved_by: str | None
+    approved_at: str | None
+    approval_note: str | None
+    started_at: str | None
+    finished_at: str | None
+
+
+_PIPELINE_COLUMNS = (
+    "id, ticket_key, cycle_type, cycle_reason, status, repositories, branch,"
+    " worktree_session_id, trigger, max_cost_usd, cost_usd, error_kind, error_message,"
+    " error_phase, error_detail, created_by, created_at, updated_at, started_at, finished_at"
+)
+_STEP_COLUMNS = (
+    "id, pipeline_id, position, phase, agent, prompt_template, tools, gate, artifact_kind,"
+    " max_cost_usd, time_limit_s, status, attempt, session_key, cost_usd, error, approved_by,"
+    " approved_at, approval_note, started_at, finished_at"
+)
+
+
+def _pipeline(row: Any) -> Pipeline:
+    values = list(row)
+    values[5] = tuple(json.loads(values[5]))
+    values[14] = None if values[14] is None else json.loads(values[14])
+    return Pipeline(*values)
+
+
+def _step(row: Any) -> Step:
+    values = list(row)
+    values[6] = None if values[6] is None else tuple(json.loads(values[6]))
+    return Step(*values)
+
+
+async def create_pipeline(
+    db: Database,
+    *,
+    ticket_key: str,
+    repositories: Sequence[str],
+    trigger: str,
+    created_by: str | None,
+    now: datetime,
+) -> Pipeline:
+    """A new pipeline in status `created`, with no cycle type and no steps yet."""
+    stamp = to_text(now)
+    results = await db.write_many(
+        [
+            (
+                "INSERT INTO pipelines (ticket_key, status, repositories, trigger, created_by,"
+                " created_at, updated_at) VALUES (?, 'created', ?, ?, ?, ?, ?)",
+                (ticket_key, json.dumps(list(repositories)), trigger, created_by, stamp, stamp),
+            )
+        ]
+    )
+    pipeline_id = found(results[0].lastrowid, "the new pipeline's id")
+    return found(await get_pipeline(db, pipeline_id), f"pipeline {pipeline_id}")
+
+
+async def set_cycle_type(
+    db: Database,
+    pipeline_id: int,
+    cycle_type: CycleType,
+    *,
+    reason: str,
+    max_cost_usd: float | None,
+    now: datetime,
+) -> list[Step]:
+    """Choose the pipeline's cycle type and copy its phases into fresh steps (the earlier
+    steps, if any, are dropped: only a pipeline that has not started may change its type)."""
+    stamp = to_text(now)
+    async with db.transaction() as connection:
+        await connection.execute("DELETE FROM pipeline_steps WHERE pipeline_id = ?", (pipeline_id,))
+        await connection.execute(
+            "UPDATE pipelines SET cycle_type = ?, cycle_reason = ?, max_cost_usd = ?,"
+            " updated_at = ? WHERE id = ?",
+            (cycle_type.name, reason, max_cost_usd, stamp, pipeline_id),
+        )
+        for cycle_phase in cycle_type.phases:
+            phase = cycle_phase.phase
+            tools = None if phase.tools is None else json.dumps(list(phase.tools))
+            step_cap = cycle_phase.max_cost_usd
+            if step_cap is None:
+                step_cap = cycle_type.step_max_cost_usd
+            await connection.execute(
+                "INSERT INTO pipeline_steps (pipeline_id, position, phase, agent,"
+                " prompt_template, tools, gate, artifact_kind, max_cost_usd, time_limit_s,"
+                " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    pipeline_id,
+                    cycle_phase.position,
+                    phase.name,
+                    phase.agent,
+                    phase.prompt_template,
+                    tools,
+                    cycle_phase.gate,
+                    phase.artifact_kind,
+                    step_cap,
+                    cycle_phase.time_limit_s,
+                    stamp,
+                ),
+            )
+    return await list_steps(db, pipeline_id)
+
+
+async def get_pipeline(db: Database, pipeline_id: int) -> Pipeline | None:
+    row = await db.fetchone(
+        f"SELECT {_PIPELINE_COLUMNS} FROM pipelines WHERE id = ?", (pipeline_id,)
+    )
+    return None if row is None else _pipeline(row)
+
+
+async def list_pipelines(
+    db: Database,
+    *,
+    statuses: Sequence[str] = (),
+    ticket_key: str | None = None,
+    limit: int = 200,
+) -> list[Pipeline]:
+    """Newest first, filtered by status (any of) and ticket when given."""
+    where: list[str] = ["1 = 1"]
+    params: list[object] = []
+    if statuses:
+        where.append(f"status IN ({', '.join('?' for _ in statuses)})")
+        params.extend(statuses)
+    if ticket_key is not None:
+        where.append("ticket_key = ?")
+        params.append(ticket_key)
+    rows = await db.fetchall(
+        f"SELECT {_PIPELINE_COLUMNS} FROM pipelines WHERE {' AND '.join(where)}"
+        " ORDER BY id DESC LIMIT ?",
+        (*params, limit),
+    )
+    return [_pipeline(row) for row in rows]
+
+
+async def list_steps(db: Database, pipeline_id: int) -> list[Step]:
+    rows = await db.fetchall(
+        f"SELECT {_STEP_COLUMNS} FROM pipeline_steps WHERE pipeline_id = ? ORDER BY position",
+        (pipeline_id,),
+    )
+    return [_step(row) for row in rows]
+
+
+async def get_step(db: Database, step_id: int) -> Step | None:
+    row = await db.fetchone(f"SELECT {_STEP_COLUMNS} FROM pipeline_steps WHERE id = ?", (step_id,))
+    return None if row is None else _step(row)
+
+
+def pipeline_status(
+    pipeline_id: int, status: str, *, now: datetime, finished: bool = False
+) -> Statement:
+    """Set a pipeline's status (and its finish time when it ended); started_at is kept from
+    the first time it ran."""
+    stamp = to_text(now)
+    return (
+        "UPDATE pipelines SET status = ?, updated_at = ?,"
+        " started_at = CASE WHEN ? = 'running' THEN COALESCE(started_at, ?) ELSE started_at END,"
+        " finished_at = CASE WHEN ? THEN ? ELSE NULL END WHERE id = ?",
+        (status, stamp, status, stamp, int(finished), stamp, pipeline_id),
+    )
+
+
+def pipeline_failure(
+    pipeline_id: int,
+    *,
+    kind: str,
+    message: str,
+    phase: str | None,
+    detail: dict[str, Any],
+    now: datetime,
+) -> Statement:
+    """Mark a pipeline failed with what a person needs to act: the phase, the kind, the detail
+    (the last tool call, a log excerpt)."""
+    stamp = to_text(now)
+    return (
+        "UPDATE pipelines SET status = 'failed', error_kind = ?, error_message = ?,"
+        " error_phase = ?, error_detail = ?, updated_at = ?, finished_at = ? WHERE id = ?",
+        (kind, message, phase, json.dumps(detail), stamp, stamp, pipeline_id),
+    )
+
+
+def clear_failure(pipeline_id: int) -> Statement:
+    return (
+        "UPDATE pipelines SET error_kind = NULL, error_message = NULL, error_phase = NULL,"
+        " error_detail = NULL, finished_at = NULL WHERE id = ?",
+        (pipeline_id,),
+    )
+
+
+def step_status(
+    step_id: int,
+    status: str,
+    *,
+    now: datetime,
+    error: str | None = None,
+    session_key: str | None = None,
+) -> Statement:
+    """Set a step's status; `running` stamps its start, an end state its finish."""
+    stamp = to_text(now)
+    ended = status in ("completed", "failed", "waiting_for_approval")
+    return (
+        "UPDATE pipeline_steps SET status = ?, error = ?, updated_at = ?,"
+        " session_key = COALESCE(?, session_key),"
+        " started_at = CASE WHEN ? = 'running' THEN COALESCE(started_at, ?) ELSE started_at END,"
+        " finished_at = CASE WHEN ? THEN ? ELSE finished_at END WHERE id = ?",
+        (status, error, stamp, session_key, status, stamp, int(ended), stamp, step_id),
+    )
+
+
+def add_cost(pipeline_id: int, step_id: int, cost_usd: float) -> list[Statement]:
+    return [
+        ("UPDATE pipelines SET cost_usd = cost_usd + ? WHERE id = ?", (cost_usd, pipeline_id)),
+        ("UPDATE pipeline_steps SET cost_usd = cost_usd + ? WHERE id = ?", (cost_usd, step_id)),
+    ]
+
+
+def approval(step_id: int, *, by: str, note: str | None, now: datetime) -> Statement:
+    stamp = to_text(now)
+    return (
+        "UPDATE pipeline_steps SET status = 'completed', approved_by = ?, approved_at = ?,"
+        " approval_note = ?, updated_at = ? WHERE id = ?",
+        (by, stamp, note, stamp, step_id),
+    )
+
+
+def set_branch(pipeline_id: int, branch: str, worktree_session_id: str | None) -> Statement:
+    return (
+        "UPDATE pipelines SET branch = ?, worktree_session_id = ? WHERE id = ?",
+        (branch, worktree_session_id, pipeline_id),
+    )
+
+
+def raise_cap(pipeline_id: int, max_cost_usd: float) -> Statement:
+    return ("UPDATE pipelines SET max_cost_usd = ? WHERE id = ?", (max_cost_usd, pipeline_id))
