@@ -296,3 +296,54 @@ def set_branch(pipeline_id: int, branch: str, worktree_session_id: str | None) -
 
 def raise_cap(pipeline_id: int, max_cost_usd: float) -> Statement:
     return ("UPDATE pipelines SET max_cost_usd = ? WHERE id = ?", (max_cost_usd, pipeline_id))
+
+
+@dataclass(frozen=True, slots=True)
+class PipelinePullRequest:
+    pipeline_id: int
+    repository: str
+    number: int
+    url: str
+    draft: bool
+    state: str
+
+
+def record_pull_request(
+    pipeline_id: int, repository: str, number: int, url: str, *, draft: bool, now: datetime
+) -> Statement:
+    return (
+        "INSERT INTO pipeline_pull_requests (pipeline_id, repository, number, url, draft,"
+        " created_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (repository, number) DO NOTHING",
+        (pipeline_id, repository, number, url, int(draft), to_text(now)),
+    )
+
+
+def pull_request_state(repository: str, number: int, state: str) -> Statement:
+    return (
+        "UPDATE pipeline_pull_requests SET state = ? WHERE repository = ? AND number = ?",
+        (state, repository, number),
+    )
+
+
+async def pull_requests_of(db: Database, pipeline_id: int) -> list[PipelinePullRequest]:
+    rows = await db.fetchall(
+        "SELECT pipeline_id, repository, number, url, draft, state FROM pipeline_pull_requests"
+        " WHERE pipeline_id = ? ORDER BY created_at, repository",
+        (pipeline_id,),
+    )
+    return [
+        PipelinePullRequest(row[0], row[1], row[2], row[3], bool(row[4]), row[5]) for row in rows
+    ]
+
+
+async def pipeline_of_pull_request(
+    db: Database, repository: str, number: int
+) -> PipelinePullRequest | None:
+    row = await db.fetchone(
+        "SELECT pipeline_id, repository, number, url, draft, state FROM pipeline_pull_requests"
+        " WHERE repository = ? AND number = ?",
+        (repository, number),
+    )
+    if row is None:
+        return None
+    return PipelinePullRequest(row[0], row[1], row[2], row[3], bool(row[4]), row[5])

@@ -167,6 +167,20 @@ CREATE TABLE risks (
 );
 CREATE INDEX risks_by_pipeline ON risks (pipeline_id, id);
 
+-- The pull requests a pipeline opened (one per repository): review response watches them, and
+-- their merge completes the pipeline, their closing unmerged cancels it.
+CREATE TABLE pipeline_pull_requests (
+    pipeline_id INTEGER NOT NULL REFERENCES pipelines (id) ON DELETE CASCADE,
+    repository  TEXT NOT NULL,
+    number      INTEGER NOT NULL,
+    url         TEXT NOT NULL,
+    draft       INTEGER NOT NULL DEFAULT 0,
+    state       TEXT NOT NULL DEFAULT 'open',        -- open, merged, closed
+    created_at  TEXT NOT NULL,
+    PRIMARY KEY (repository, number)
+);
+CREATE INDEX pipeline_pull_requests_by_pipeline ON pipeline_pull_requests (pipeline_id);
+
 -- A clarification asked by a pipeline step links to it (reviews' have no step).
 ALTER TABLE clarifications ADD COLUMN step_id INTEGER;
 

@@ -214,3 +214,17 @@ async def test_artifacts_are_kept_per_pipeline_in_order(db: Database) -> None:
     )
     kinds = [(found.kind, found.url) for found in await step_outputs.artifacts_of(db, pipeline.id)]
     assert kinds == [("plan", None), ("pr_link", "https://x/pull/1")]
+
+
+async def test_a_pull_request_of_a_pipeline_is_found_from_either_side(db: Database) -> None:
+    pipeline, _ = await a_backend_pipeline(db)
+    url = "https://github.example/octo/repo/pull/7"
+    recorded = pipelines.record_pull_request(pipeline.id, "octo/repo", 7, url, draft=True, now=NOW)
+    await db.write(*recorded)
+    await db.write(*recorded)  # a repeat after a crash changes nothing
+    (pull,) = await pipelines.pull_requests_of(db, pipeline.id)
+    assert (pull.number, pull.url, pull.draft, pull.state) == (7, url, True, "open")
+    await db.write(*pipelines.pull_request_state("octo/repo", 7, "merged"))
+    found = await pipelines.pipeline_of_pull_request(db, "octo/repo", 7)
+    assert found is not None and (found.pipeline_id, found.state) == (pipeline.id, "merged")
+    assert await pipelines.pipeline_of_pull_request(db, "octo/repo", 8) is None
