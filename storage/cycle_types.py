@@ -175,3 +175,10 @@ async def list_rules(db: Database) -> list[CycleRule]:
         " FROM cycle_rules ORDER BY position, id"
     )
     return [CycleRule(*row) for row in rows]
+
+
+async def get_phase_definition(db: Database, name: str) -> PhaseDefinition | None:
+    row = await db.fetchone(
+        f"SELECT {_PHASE_COLUMNS} FROM phase_definitions WHERE name = ?", (name,)
+    )
+    return None if row is None else _phase(row)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from storage.cycle_types import CycleType
+from storage.cycle_types import CycleType, PhaseDefinition
 from storage.database import Database, Params, found
 from storage.timestamps import to_text
 
@@ -128,42 +128,94 @@ async def set_cycle_type(
     reason: str,
     max_cost_usd: float | None,
     now: datetime,
+    keep_done_triage: bool = False,
 ) -> list[Step]:
-    """Choose the pipeline's cycle type and copy its phases into fresh steps (the earlier
-    steps, if any, are dropped: only a pipeline that has not started may change its type)."""
+    """Choose the pipeline's cycle type and copy its phases into steps. Before the start the
+    earlier steps are dropped; `keep_done_triage` keeps a completed triage step (the triage agent
+    chose the type) and adds the cycle type's other phases after it."""
     stamp = to_text(now)
     async with db.transaction() as connection:
-        await connection.execute("DELETE FROM pipeline_steps WHERE pipeline_id = ?", (pipeline_id,))
+        phases = list(cycle_type.phases)
+        position = 0
+        if keep_done_triage:
+            phases = [p for p in phases if p.phase.name != "triage"]
+            position = 1
+        else:
+            await connection.execute(
+                "DELETE FROM pipeline_steps WHERE pipeline_id = ?", (pipeline_id,)
+            )
         await connection.execute(
             "UPDATE pipelines SET cycle_type = ?, cycle_reason = ?, max_cost_usd = ?,"
             " updated_at = ? WHERE id = ?",
             (cycle_type.name, reason, max_cost_usd, stamp, pipeline_id),
         )
-        for cycle_phase in cycle_type.phases:
-            phase = cycle_phase.phase
-            tools = None if phase.tools is None else json.dumps(list(phase.tools))
-            step_cap = cycle_phase.max_cost_usd
-            if step_cap is None:
-                step_cap = cycle_type.step_max_cost_usd
+        for offset, cycle_phase in enumerate(phases, start=1):
+            cap = cycle_phase.max_cost_usd
             await connection.execute(
-                "INSERT INTO pipeline_steps (pipeline_id, position, phase, agent,"
-                " prompt_template, tools, gate, artifact_kind, max_cost_usd, time_limit_s,"
-                " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
+                _INSERT_STEP,
+                _step_params(
                     pipeline_id,
-                    cycle_phase.position,
-                    phase.name,
-                    phase.agent,
-                    phase.prompt_template,
-                    tools,
-                    cycle_phase.gate,
-                    phase.artifact_kind,
-                    step_cap,
-                    cycle_phase.time_limit_s,
-                    stamp,
+                    position + offset,
+                    cycle_phase.phase,
+                    gate=cycle_phase.gate,
+                    max_cost_usd=cap if cap is not None else cycle_type.step_max_cost_usd,
+                    time_limit_s=cycle_phase.time_limit_s,
+                    stamp=stamp,
                 ),
             )
     return await list_steps(db, pipeline_id)
+
+
+async def add_triage_step(
+    db: Database, pipeline_id: int, triage: PhaseDefinition, *, reason: str, now: datetime
+) -> None:
+    """The one step of a pipeline whose cycle type the triage agent is to decide."""
+    stamp = to_text(now)
+    await db.write_many(
+        [
+            ("DELETE FROM pipeline_steps WHERE pipeline_id = ?", (pipeline_id,)),
+            (
+                "UPDATE pipelines SET cycle_reason = ?, updated_at = ? WHERE id = ?",
+                (reason, stamp, pipeline_id),
+            ),
+            (
+                _INSERT_STEP,
+                _step_params(
+                    pipeline_id,
+                    1,
+                    triage,
+                    gate=triage.gate,
+                    max_cost_usd=triage.max_cost_usd,
+                    time_limit_s=triage.time_limit_s,
+                    stamp=stamp,
+                ),
+            ),
+        ]
+    )
+
+
+_INSERT_STEP = """
+    INSERT INTO pipeline_steps (pipeline_id, position, phase, agent, prompt_template, tools,
+                                gate, artifact_kind, max_cost_usd, time_limit_s, updated_at)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+
+
+def _step_params(
+    pipeline_id: int,
+    position: int,
+    phase: PhaseDefinition,
+    *,
+    gate: str,
+    max_cost_usd: float | None,
+    time_limit_s: int | None,
+    stamp: str,
+) -> tuple[object, ...]:
+    tools = None if phase.tools is None else json.dumps(list(phase.tools))
+    return (
+        pipeline_id, position, phase.name, phase.agent, phase.prompt_template, tools, gate,
+        phase.artifact_kind, max_cost_usd, time_limit_s, stamp,
+    )  # fmt: skip
 
 
 async def get_pipeline(db: Database, pipeline_id: int) -> Pipeline | None:

@@ -228,3 +228,27 @@ async def test_a_pull_request_of_a_pipeline_is_found_from_either_side(db: Databa
     found = await pipelines.pipeline_of_pull_request(db, "octo/repo", 7)
     assert found is not None and (found.pipeline_id, found.state) == (pipeline.id, "merged")
     assert await pipelines.pipeline_of_pull_request(db, "octo/repo", 8) is None
+
+
+async def test_a_triage_step_then_the_chosen_cycle_type_keeps_the_done_triage(db: Database) -> None:
+    pipeline = await pipelines.create_pipeline(
+        db, ticket_key="ACME-5", repositories=["o/r"], trigger="api", created_by=None, now=NOW
+    )
+    triage = await cycle_types.get_phase_definition(db, "triage")
+    assert triage is not None
+    await pipelines.add_triage_step(db, pipeline.id, triage, reason="triage decides", now=NOW)
+    (only,) = await pipelines.list_steps(db, pipeline.id)
+    assert (only.phase, only.position) == ("triage", 1)
+    await db.write(*pipelines.step_status(only.id, "completed", now=NOW))
+    spike = await cycle_types.get_cycle_type(db, "spike")
+    assert spike is not None
+    steps = await pipelines.set_cycle_type(
+        db, pipeline.id, spike, reason="triage agent", max_cost_usd=None, now=NOW,
+        keep_done_triage=True,
+    )  # fmt: skip
+    assert [(step.phase, step.status) for step in steps] == [
+        ("triage", "completed"),
+        ("research", "pending"),
+        ("report", "pending"),
+    ]
+    assert steps[0].id == only.id
