@@ -7,6 +7,7 @@ call and are summed per run (step), pipeline and pull request.
 
 from __future__ import annotations
 
+import enum
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,14 +16,16 @@ from typing import Any
 from storage.database import Database
 from storage.timestamps import to_text
 
-RUN_STATUSES = (
-    "running",
-    "completed",
-    "paused_for_clarification",
-    "budget_stopped",
-    "failed",
-    "interrupted",
-)
+
+class RunStatus(enum.StrEnum):
+    """How a run stands: `running` until it ends as one of the step outcomes (the stored text)."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"
+    PAUSED_FOR_CLARIFICATION = "paused_for_clarification"
+    BUDGET_STOPPED = "budget_stopped"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +34,7 @@ class AgentRun:
     session_id: int
     agent: str
     stream: str
-    status: str
+    status: RunStatus
     reason: str | None
     error: str | None
     turns: int
@@ -66,43 +69,48 @@ _RUN_COLUMNS = (
 )
 
 
+def _run(row: Any) -> AgentRun:
+    values = list(row)
+    values[4] = RunStatus(values[4])
+    return AgentRun(*values)
+
+
 async def start(
     db: Database, *, session_id: int, agent: str, stream: str, now: datetime
 ) -> AgentRun:
     result = await db.write(
-        "INSERT INTO agent_runs (session_id, agent, stream, started_at) VALUES (?, ?, ?, ?)",
+        "INSERT INTO agent_runs (session_id, agent, stream, started_at) VALUES (?, ?, ?, ?)"
+        f" RETURNING {_RUN_COLUMNS}",
         (session_id, agent, stream, to_text(now)),
     )
-    assert result.lastrowid is not None
-    found = await get(db, result.lastrowid)
-    assert found is not None
-    return found
+    return _run(result.rows[0])
 
 
 async def get(db: Database, run_id: int) -> AgentRun | None:
     row = await db.fetchone(f"SELECT {_RUN_COLUMNS} FROM agent_runs WHERE id = ?", (run_id,))
-    return None if row is None else AgentRun(*row)
+    return None if row is None else _run(row)
 
 
 async def for_session(db: Database, session_id: int) -> list[AgentRun]:
     rows = await db.fetchall(
         f"SELECT {_RUN_COLUMNS} FROM agent_runs WHERE session_id = ? ORDER BY id", (session_id,)
     )
-    return [AgentRun(*row) for row in rows]
+    return [_run(row) for row in rows]
 
 
 async def finish(
     db: Database,
     run_id: int,
     *,
-    status: str,
+    status: RunStatus,
     reason: str | None,
     error: str | None,
     turns: int,
     cost_usd: float,
     now: datetime,
 ) -> None:
-    assert status in RUN_STATUSES
+    if status is RunStatus.RUNNING:
+        raise ValueError("a run finishes with its outcome, not `running`")
     await db.write(
         """
         UPDATE agent_runs
@@ -118,11 +126,10 @@ async def mark_abandoned(db: Database, *, now: datetime) -> int:
     result = await db.write(
         """
         UPDATE agent_runs
-        SET status = 'interrupted', reason = 'the process stopped during the run',
-            finished_at = ?
-        WHERE status = 'running'
+        SET status = ?, reason = 'the process stopped during the run', finished_at = ?
+        WHERE status = ?
         """,
-        (to_text(now),),
+        (RunStatus.INTERRUPTED, to_text(now), RunStatus.RUNNING),
     )
     return result.rowcount
 
@@ -205,24 +212,23 @@ _TOTALS = """
 """
 
 
+NO_COSTS = CostTotals(0, 0, 0, 0, 0, 0.0)
+
+
 async def cost_totals(
     db: Database,
     *,
-    run_id: int | None = None,
     session_id: int | None = None,
     pipeline_id: int | None = None,
     pr: str | None = None,
 ) -> CostTotals:
-    """Sum of the calls matching the one filter given (run, step session, pipeline or PR)."""
-    filters = {
-        "run_id": run_id,
-        "session_id": session_id,
-        "pipeline_id": pipeline_id,
-        "pr": pr,
-    }
+    """Sum of the calls matching the one filter given (step session, pipeline or PR)."""
+    filters = {"session_id": session_id, "pipeline_id": pipeline_id, "pr": pr}
     chosen = [(column, value) for column, value in filters.items() if value is not None]
-    assert len(chosen) == 1, "give exactly one of run_id, session_id, pipeline_id, pr"
+    if len(chosen) != 1:
+        raise ValueError("give exactly one of session_id, pipeline_id, pr")
     column, value = chosen[0]
     row = await db.fetchone(f"{_TOTALS} WHERE {column} = ?", (value,))
-    assert row is not None
+    if row is None:  # an aggregate without GROUP BY always has its row; kept for the type
+        return NO_COSTS
     return CostTotals(int(row[0]), int(row[1]), int(row[2]), int(row[3]), int(row[4]), row[5])

@@ -6,6 +6,7 @@ becomes that call's tool result when the step resumes.
 
 from __future__ import annotations
 
+import enum
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,6 +14,17 @@ from typing import Any
 
 from storage.database import Database
 from storage.timestamps import to_text
+
+
+class ClarificationStatus(enum.StrEnum):
+    """A question is `open` until a person answers it, once."""
+
+    OPEN = "open"
+    ANSWERED = "answered"
+
+
+class ClarificationVanished(LookupError):
+    """A question stored a moment ago is gone (its session was deleted meanwhile)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,7 +35,7 @@ class Clarification:
     stream: str
     question: str
     choices: list[str] | None
-    status: str
+    status: ClarificationStatus
     answer: str | None
     answered_by: str | None
     created_at: str
@@ -53,6 +65,7 @@ _COLUMNS = (
 def _clarification(row: Any) -> Clarification:
     values = list(row)
     values[5] = None if values[5] is None else json.loads(values[5])
+    values[6] = ClarificationStatus(values[6])
     return Clarification(*values)
 
 
@@ -83,7 +96,8 @@ async def ask(
         ),
     )
     found = await find(db, session_id, tool_use_id)
-    assert found is not None
+    if found is None:
+        raise ClarificationVanished(f"the question of {tool_use_id} in session {session_id}")
     return found, result.rowcount == 1
 
 
@@ -108,11 +122,17 @@ async def answer(
     """Record the answer; False when the question is unknown or already answered."""
     result = await db.write(
         """
-        UPDATE clarifications SET status = 'answered', answer = ?, answered_by = ?,
-            answered_at = ?
-        WHERE id = ? AND status = 'open'
+        UPDATE clarifications SET status = ?, answer = ?, answered_by = ?, answered_at = ?
+        WHERE id = ? AND status = ?
         """,
-        (answer, answered_by, to_text(now), clarification_id),
+        (
+            ClarificationStatus.ANSWERED,
+            answer,
+            answered_by,
+            to_text(now),
+            clarification_id,
+            ClarificationStatus.OPEN,
+        ),
     )
     return result.rowcount == 1
 
@@ -120,6 +140,7 @@ async def answer(
 async def listed(
     db: Database, *, status: str | None = None, limit: int = 200
 ) -> list[Clarification]:
+    """The newest questions, all or those with `status` (a ClarificationStatus's text)."""
     if status is None:
         rows = await db.fetchall(
             f"SELECT {_COLUMNS} FROM clarifications ORDER BY id DESC LIMIT ?", (limit,)

@@ -12,8 +12,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from storage.agent_runs import RunStatus
 from storage.database import Database
 from storage.timestamps import to_text
+
+
+class SessionVanished(LookupError):
+    """A session stored a moment ago is gone (deleted meanwhile)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,7 +30,7 @@ class ClaudeSession:
     pipeline_id: int | None
     step_id: int | None
     pr: str | None
-    status: str
+    status: RunStatus
     final_text: str | None
     output: Any
     created_at: str
@@ -47,6 +52,7 @@ _COLUMNS = (
 
 def _session(row: Any) -> ClaudeSession:
     values = list(row)
+    values[7] = RunStatus(values[7])
     values[9] = None if values[9] is None else json.loads(values[9])
     return ClaudeSession(*values)
 
@@ -55,11 +61,6 @@ async def find(db: Database, session_key: str) -> ClaudeSession | None:
     row = await db.fetchone(
         f"SELECT {_COLUMNS} FROM claude_sessions WHERE session_key = ?", (session_key,)
     )
-    return None if row is None else _session(row)
-
-
-async def get(db: Database, session_id: int) -> ClaudeSession | None:
-    row = await db.fetchone(f"SELECT {_COLUMNS} FROM claude_sessions WHERE id = ?", (session_id,))
     return None if row is None else _session(row)
 
 
@@ -86,7 +87,8 @@ async def create(
         (session_key, agent, model, pipeline_id, step_id, pr, stamp, stamp),
     )
     found = await find(db, session_key)
-    assert found is not None
+    if found is None:
+        raise SessionVanished(session_key)
     return found
 
 
@@ -119,7 +121,7 @@ async def finish(
     db: Database,
     session_id: int,
     *,
-    status: str,
+    status: RunStatus,
     final_text: str | None,
     output: Any,
     now: datetime,
@@ -144,8 +146,7 @@ async def finish(
 async def completed_in_pipeline(db: Database, pipeline_id: int) -> list[ClaudeSession]:
     """The pipeline's finished steps, oldest first: the context later steps start from."""
     rows = await db.fetchall(
-        f"SELECT {_COLUMNS} FROM claude_sessions"
-        " WHERE pipeline_id = ? AND status = 'completed' ORDER BY id",
-        (pipeline_id,),
+        f"SELECT {_COLUMNS} FROM claude_sessions WHERE pipeline_id = ? AND status = ? ORDER BY id",
+        (pipeline_id, RunStatus.COMPLETED),
     )
     return [_session(row) for row in rows]

@@ -7,6 +7,7 @@ of running it twice (the id of the call is the model's tool_use id).
 
 from __future__ import annotations
 
+import enum
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,6 +15,21 @@ from typing import Any
 
 from storage.database import Database
 from storage.timestamps import to_text
+
+
+class ToolCallStatus(enum.StrEnum):
+    """A call is `started` before it runs and `completed` (with its result) after."""
+
+    STARTED = "started"
+    COMPLETED = "completed"
+
+
+class ChangeType(enum.StrEnum):
+    """What a tool call did to a path of the worktree."""
+
+    CREATED = "created"
+    MODIFIED = "modified"
+    DELETED = "deleted"
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,7 +40,7 @@ class ToolCall:
     tool_use_id: str
     tool: str
     arguments: Any
-    status: str
+    status: ToolCallStatus
     result: str | None
     is_error: bool
     error: str | None
@@ -39,7 +55,7 @@ class FileChange:
     run_id: int
     tool_call_id: int | None
     path: str
-    change_type: str
+    change_type: ChangeType
     diff: str
     created_at: str
 
@@ -53,6 +69,7 @@ _CALL_COLUMNS = (
 def _call(row: Any) -> ToolCall:
     values = list(row)
     values[5] = json.loads(values[5])
+    values[6] = ToolCallStatus(values[6])
     values[8] = bool(values[8])
     return ToolCall(*values)
 
@@ -68,18 +85,17 @@ async def start(
     now: datetime,
 ) -> int:
     """Record a call about to run; returns its id (the existing id if the model's id repeats)."""
-    await db.write(
+    result = await db.write(
         """
         INSERT INTO tool_calls (run_id, session_id, tool_use_id, tool, arguments, started_at)
         VALUES (?, ?, ?, ?, ?, ?)
         ON CONFLICT (session_id, tool_use_id) DO UPDATE
             SET run_id = excluded.run_id, started_at = excluded.started_at
+        RETURNING id
         """,
         (run_id, session_id, tool_use_id, tool, json.dumps(arguments), to_text(now)),
     )
-    found = await find(db, session_id, tool_use_id)
-    assert found is not None
-    return found.id
+    return int(result.rows[0][0])
 
 
 async def complete(
@@ -95,11 +111,18 @@ async def complete(
     await db.write(
         """
         UPDATE tool_calls
-        SET status = 'completed', result = ?, is_error = ?, error = ?, duration_ms = ?,
-            completed_at = ?
+        SET status = ?, result = ?, is_error = ?, error = ?, duration_ms = ?, completed_at = ?
         WHERE id = ?
         """,
-        (result, int(is_error), error, duration_ms, to_text(now), call_id),
+        (
+            ToolCallStatus.COMPLETED,
+            result,
+            int(is_error),
+            error,
+            duration_ms,
+            to_text(now),
+            call_id,
+        ),
     )
 
 
@@ -132,7 +155,7 @@ async def record_file_change(
     run_id: int,
     tool_call_id: int | None,
     path: str,
-    change_type: str,
+    change_type: ChangeType,
     diff: str,
     now: datetime,
 ) -> int:
@@ -140,11 +163,11 @@ async def record_file_change(
         """
         INSERT INTO file_changes (run_id, tool_call_id, path, change_type, diff, created_at)
         VALUES (?, ?, ?, ?, ?, ?)
+        RETURNING id
         """,
         (run_id, tool_call_id, path, change_type, diff, to_text(now)),
     )
-    assert result.lastrowid is not None
-    return result.lastrowid
+    return int(result.rows[0][0])
 
 
 async def file_changes(db: Database, run_id: int) -> list[FileChange]:
@@ -153,4 +176,7 @@ async def file_changes(db: Database, run_id: int) -> list[FileChange]:
         " FROM file_changes WHERE run_id = ? ORDER BY id",
         (run_id,),
     )
-    return [FileChange(*row) for row in rows]
+    return [
+        FileChange(row[0], row[1], row[2], row[3], ChangeType(row[4]), row[5], row[6])
+        for row in rows
+    ]

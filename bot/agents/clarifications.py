@@ -8,15 +8,28 @@ session key, and the answer becomes the result of the model's request_clarificat
 
 from __future__ import annotations
 
+import dataclasses
+import enum
+
+from bot.agents.events import ClarificationAnswered
 from bot.clock import Clock
 from bot.events.bus import EventBus
 from storage import clarifications
-from storage.clarifications import Clarification
+from storage.clarifications import Clarification, ClarificationStatus
 from storage.database import Database
+from storage.timestamps import to_text
+
+
+class ClarificationProblem(enum.StrEnum):
+    """Why an answer was refused (the API's error code)."""
+
+    EMPTY_ANSWER = "empty_answer"
+    NOT_FOUND = "not_found"
+    ALREADY_ANSWERED = "already_answered"
 
 
 class ClarificationError(Exception):
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: ClarificationProblem, message: str) -> None:
         super().__init__(message)
         self.code = code
 
@@ -31,31 +44,36 @@ async def answer_clarification(
     answered_by: str | None = None,
 ) -> Clarification:
     if not answer.strip():
-        raise ClarificationError("empty_answer", "the answer is empty")
+        raise ClarificationError(ClarificationProblem.EMPTY_ANSWER, "the answer is empty")
     asked = await clarifications.get(db, clarification_id)
     if asked is None:
-        raise ClarificationError("not_found", f"no clarification {clarification_id}")
-    if asked.status != "open":
         raise ClarificationError(
-            "already_answered", f"clarification {clarification_id} is answered"
+            ClarificationProblem.NOT_FOUND, f"no clarification {clarification_id}"
         )
+    already = ClarificationError(
+        ClarificationProblem.ALREADY_ANSWERED, f"clarification {clarification_id} is answered"
+    )
+    if asked.status is not ClarificationStatus.OPEN:
+        raise already
+    now = clock.now()
     stored = await clarifications.answer(
-        db, clarification_id, answer=answer.strip(), answered_by=answered_by, now=clock.now()
+        db, clarification_id, answer=answer.strip(), answered_by=answered_by, now=now
     )
     if not stored:
-        raise ClarificationError(
-            "already_answered", f"clarification {clarification_id} is answered"
-        )
+        raise already
     await bus.publish(
         asked.stream,
-        "clarification_answered",
-        {
-            "clarification_id": clarification_id,
-            "answer": answer.strip(),
-            "session_id": asked.session_id,
-            "answered_by": answered_by,
-        },
+        ClarificationAnswered(
+            clarification_id=clarification_id,
+            answer=answer.strip(),
+            session_id=asked.session_id,
+            answered_by=answered_by,
+        ),
     )
-    answered = await clarifications.get(db, clarification_id)
-    assert answered is not None
-    return answered
+    return dataclasses.replace(
+        asked,
+        status=ClarificationStatus.ANSWERED,
+        answer=answer.strip(),
+        answered_by=answered_by,
+        answered_at=to_text(now),
+    )

@@ -116,9 +116,6 @@ class CostTracker:
         )
         return CallCost(model, usage, cost)
 
-    async def run_total(self, run_id: int) -> CostTotals:
-        return await agent_runs.cost_totals(self.db, run_id=run_id)
-
     async def step_total(self, session_id: int) -> CostTotals:
         return await agent_runs.cost_totals(self.db, session_id=session_id)
 

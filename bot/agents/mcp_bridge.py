@@ -21,7 +21,7 @@ import logging
 import os
 import re
 import string
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx2
@@ -29,7 +29,7 @@ from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 
 from bot.agents.definitions import McpServerConfig
-from bot.agents.tools import Tool, ToolContext, ToolRegistry, ToolResult
+from bot.agents.tool_registry import Tool, ToolContext, ToolRegistry, ToolResult
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +64,8 @@ class _Connection:
     config: McpServerConfig
     client: Client | None = None
     task: asyncio.Task[None] | None = None
-    ready: asyncio.Event | None = None
-    stop: asyncio.Event | None = None
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
     error: BaseException | None = None
 
 
@@ -85,7 +85,8 @@ class McpBridge:
             )
             stack.push_async_callback(http_client.aclose)
             return Client(streamable_http_client(_expand(config.url), http_client=http_client))
-        assert config.command is not None
+        if config.command is None:  # the agents file gives a server a url or a command
+            raise ValueError(f"MCP server {config.name} has neither a url nor a command")
         parameters = StdioServerParameters(
             command=_expand(config.command),
             args=[_expand(arg) for arg in config.args],
@@ -94,7 +95,6 @@ class McpBridge:
         return Client(parameters)
 
     async def _hold(self, connection: _Connection) -> None:
-        assert connection.ready is not None and connection.stop is not None
         try:
             async with (
                 contextlib.AsyncExitStack() as stack,
@@ -116,7 +116,7 @@ class McpBridge:
         A server that cannot be reached is logged and left out (its tools are missing)."""
         registered: list[str] = []
         for name, config in self.servers.items():
-            connection = _Connection(config, ready=asyncio.Event(), stop=asyncio.Event())
+            connection = _Connection(config)
             connection.task = asyncio.create_task(self._hold(connection), name=f"mcp-{name}")
             self._connections[name] = connection
             try:
@@ -158,8 +158,7 @@ class McpBridge:
 
     async def close(self) -> None:
         for connection in self._connections.values():
-            if connection.stop is not None:
-                connection.stop.set()
+            connection.stop.set()
         for connection in self._connections.values():
             if connection.task is not None:
                 try:

@@ -26,15 +26,17 @@ from bot.agents.clarifications import answer_clarification
 from bot.agents.client import build_client
 from bot.agents.costs import CostTracker
 from bot.agents.definitions import AgentsConfig, load_agents_config
-from bot.agents.loop import AgentContext, AgentRuntime, BaseAgent, StepResult
+from bot.agents.loop import AgentRuntime, BaseAgent
 from bot.agents.mcp_bridge import McpBridge
 from bot.agents.sandbox import BashPolicy
+from bot.agents.step import AgentContext, StepResult
 from bot.agents.tokens import TokenSequence
-from bot.agents.tools import ToolRegistry, builtin_registry
+from bot.agents.tool_registry import ToolRegistry
+from bot.agents.tools import builtin_registry
 from bot.clock import Clock
 from bot.config import Settings
 from bot.events.bus import EventBus
-from storage import agent_runs, token_buffer
+from storage import agent_runs
 from storage.clarifications import Clarification
 from storage.database import Database
 
@@ -126,9 +128,6 @@ class AgentRunner:
         return await answer_clarification(
             rt.db, rt.bus, rt.clock, clarification_id, answer, answered_by=answered_by
         )
-
-    async def prune_tokens(self) -> int:
-        return await token_buffer.prune_expired(self.runtime.db, now=self.runtime.clock.now())
 
 
 def build_agent_runner(

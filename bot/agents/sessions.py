@@ -17,6 +17,7 @@ from typing import Any
 
 from bot.clock import Clock
 from storage import claude_sessions
+from storage.agent_runs import RunStatus
 from storage.claude_sessions import ClaudeSession
 from storage.database import Database
 
@@ -80,7 +81,7 @@ class PipelineSession:
         )
         self.messages.append({"role": role, "content": content})
 
-    async def finish(self, status: str, *, final_text: str | None, output: Any) -> None:
+    async def finish(self, status: RunStatus, *, final_text: str | None, output: Any) -> None:
         await claude_sessions.finish(
             self.db,
             self.record.id,

@@ -3,7 +3,7 @@
 The model streams text a few characters at a time. A `TokenCoalescer` gathers them and emits one
 frame per interval (or once enough text is waiting, or at the end of a block): the frame gets
 the stream's next `seq`, is stored in token_buffer with an expiry, then published with
-`bus.publish_transient(stream, "token", {"seq": n, "text": ...})`. Storing first means any
+`bus.publish_transient(stream, Token(seq=n, text=...))`. Storing first means any
 `seq` a client has seen can be caught up from. `token_catchup` is what a reconnecting client
 gets: the text of every kept frame after its last seq (GET /api/streams/{stream}/tokens?after=N).
 """
@@ -14,6 +14,7 @@ import asyncio
 from dataclasses import dataclass
 from datetime import timedelta
 
+from bot.agents.events import Token
 from bot.clock import Clock
 from bot.events.bus import EventBus
 from storage import token_buffer
@@ -65,7 +66,6 @@ class TokenCoalescer:
         self._pending: list[str] = []
         self._pending_chars = 0
         self._first_pending_at: float | None = None
-        self.frames_sent = 0
 
     async def add(self, text: str) -> None:
         """Take a piece of streamed text; emits a frame when the interval or size is reached."""
@@ -90,8 +90,7 @@ class TokenCoalescer:
         await token_buffer.append(
             self.db, self.stream, seq, text, now=now, expires_at=now + timedelta(seconds=self.ttl_s)
         )
-        self.bus.publish_transient(self.stream, "token", {"seq": seq, "text": text})
-        self.frames_sent += 1
+        self.bus.publish_transient(self.stream, Token(seq=seq, text=text))
         return seq
 
 

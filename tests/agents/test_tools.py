@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from bot.agents import tools
+from bot.agents import grep_tool, tools
 from bot.agents.sandbox import BashPolicy, PathRefused, bash_tool_text, resolve_inside, run_bash
-from bot.agents.tools import ToolContext, ToolResult
+from bot.agents.tool_registry import ToolContext, ToolResult
 from bot.sandbox import bwrap_path
 from tests.fakes.anthropic import FakeAnthropic
 
@@ -247,7 +247,7 @@ async def test_fifos_are_refused_by_the_file_tools_and_skipped_by_grep(worktree:
 async def test_a_catastrophic_pattern_is_stopped_and_the_loop_keeps_running(
     worktree: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(tools, "GREP_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(grep_tool, "GREP_TIMEOUT_S", 1.0)
     (worktree / "slow.txt").write_text("a" * 40 + "!\n")
     context, _ = tool_context(worktree)
     ticks = 0
