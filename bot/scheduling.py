@@ -97,4 +97,6 @@ class Scheduler:
             await job.function()
         except Exception:
             job.failures += 1
-            log.exception("scheduled job %s failed (run %d); it stays scheduled", job.name, job.runs)
+            log.exception(
+                "scheduled job %s failed (run %d); it stays scheduled", job.name, job.runs
+            )
