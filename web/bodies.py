@@ -10,8 +10,9 @@ Routes older than this helper keep the codes their clients already know, by pass
 
 from __future__ import annotations
 
+import functools
 import re
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 from aiohttp import web
@@ -38,6 +39,11 @@ def field_of(error: msgspec.ValidationError) -> str | None:
     return path or None
 
 
+@functools.cache
+def _decoder(model: type[Any]) -> msgspec.json.Decoder[Any]:
+    return msgspec.json.Decoder(model, strict=True)
+
+
 def decode_body(
     raw: bytes,
     model: type[BodyT],
@@ -50,14 +56,15 @@ def decode_body(
     if not raw.strip() and empty_is is not None:
         raw = empty_is
     try:
-        return msgspec.json.decode(raw, type=model, strict=True)
+        decoded: BodyT = _decoder(model).decode(raw)
+        return decoded
     except msgspec.ValidationError as error:
         field = field_of(error)
         if field is None:
             raise ApiError(400, malformed, f"the body must be a JSON object: {error}") from None
         message = str(error).split(" - at ", 1)[0]
         raise ApiError(400, invalid, f"{field}: {message}") from None
-    except (msgspec.DecodeError, RecursionError) as error:
+    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError) as error:
         raise ApiError(400, malformed, f"the body is not valid JSON: {error}") from None
 
 

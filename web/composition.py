@@ -25,6 +25,7 @@ from bot.events.bus import EventBus
 from bot.github.app import GitHubApp
 from bot.github.manners import ApiManners
 from bot.housekeeping import PRUNE_EVERY_S, Housekeeping
+from bot.intake import DeliveryIntake
 from bot.jira.service import JiraService
 from bot.repositories import RepositoryRegistry
 from bot.reviews.agent_engine import build_agent_review_engine
@@ -43,6 +44,7 @@ from web.keys import (
     DISPATCHER,
     GENERATED_TOKEN,
     GITHUB,
+    INTAKE,
     JIRA,
     REPOSITORIES,
     REVIEW_ENGINE,
@@ -247,7 +249,8 @@ async def services(app: web.Application) -> AsyncIterator[None]:
 
 
 async def dispatcher(app: web.Application) -> AsyncIterator[None]:
-    """DISPATCHER: deliveries a stop left in flight recovered, then worked in the background."""
+    """DISPATCHER and INTAKE: deliveries a stop left in flight recovered, then worked in the
+    background; the intake that stores new ones and wakes the dispatcher."""
     settings = app[SETTINGS]
     working = Dispatcher(
         app[SERVICES],
@@ -256,6 +259,7 @@ async def dispatcher(app: web.Application) -> AsyncIterator[None]:
         max_attempts=settings.delivery_max_attempts,
     )
     app[DISPATCHER] = working
+    app[INTAKE] = DeliveryIntake(db=app[DB], clock=app[CLOCK], wake=working.wake)
     await working.recover()
     task = asyncio.create_task(working.run(), name="dispatcher")
     try:

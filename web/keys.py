@@ -16,6 +16,7 @@ from bot.config import Settings
 from bot.dispatcher import Dispatcher
 from bot.events.bus import EventBus
 from bot.github.app import GitHubApp
+from bot.intake import DeliveryIntake
 from bot.jira.service import JiraService
 from bot.repositories import RepositoryRegistry
 from bot.reviews.engine import ReviewEngine
@@ -46,3 +47,4 @@ REVIEW_SCHEDULER = web.AppKey("review_scheduler", ReviewScheduler)
 JIRA = web.AppKey("jira", JiraService)
 SERVICES = web.AppKey("services", Services)
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
+INTAKE = web.AppKey("intake", DeliveryIntake)
