@@ -48,7 +48,8 @@ async def delete_worktree(request: web.Request) -> web.Response:
         )
     await manager.cleanup_session(session_id, "deleted through the API", force=force)
     again = await manager.get(session_id)
-    assert again is not None
+    if again is None:  # the repository was unregistered meanwhile, its records with it
+        raise ApiError(410, "gone", f"session {session_id} is gone")
     names = {
         repo.id: repo.full_name
         for repo in await repository_store.list_all(request.app[SERVICES].db)
