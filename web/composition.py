@@ -10,7 +10,6 @@ stores nothing, and the contexts that need it see `app.get(KEY)` as None.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -66,9 +65,15 @@ HOUSEKEEPING_JOB = "housekeeping"
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:
+    """Stop a background task at shutdown; an error it ended with is logged, not raised, so
+    the contexts opened before it still close."""
     task.cancel()
-    with contextlib.suppress(asyncio.CancelledError, Exception):
+    try:
         await task
+    except asyncio.CancelledError:
+        pass
+    except Exception:
+        log.exception("%s ended with an error", task.get_name())
 
 
 async def database(app: web.Application) -> AsyncIterator[None]:
