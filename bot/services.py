@@ -1,13 +1,13 @@
 """The services a handler or an API route may use, built once by the app factory.
 
 A service gets what it needs passed in (DESIGN.md, Layers); this record is how the app factory
-hands them around. Features that are off (no GitHub App configured, say) are None here.
+hands them around. It is built after every part it holds exists (web/composition.py) and never
+changes afterwards. Features that are off (no GitHub App configured, say) are None here.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from bot.agents.runner import AgentRunner
 from bot.clock import Clock
@@ -15,14 +15,13 @@ from bot.config import Settings
 from bot.events.bus import EventBus
 from bot.github.app import GitHubApp
 from bot.jira.service import JiraService
+from bot.repositories import RepositoryRegistry
+from bot.reviews.service import ReviewService
 from bot.worktrees.manager import WorktreeManager
 from storage.database import Database
 
-if TYPE_CHECKING:
-    from bot.reviews.service import ReviewService
 
-
-@dataclass
+@dataclass(frozen=True, slots=True)
 class Services:
     settings: Settings
     db: Database
@@ -32,4 +31,5 @@ class Services:
     agents: AgentRunner | None = None
     reviews: ReviewService | None = None  # review response, when the GitHub App is on
     worktrees: WorktreeManager | None = None
+    repositories: RepositoryRegistry | None = None  # with the worktrees
     jira: JiraService | None = None

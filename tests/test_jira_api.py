@@ -5,6 +5,7 @@ from __future__ import annotations
 import tracemalloc
 from pathlib import Path
 
+from bot.clock import ManualClock
 from tests.conftest import AppClient, StartApp
 from tests.fakes.jira import FakeJira
 from tests.helpers import auth_headers, jira_settings, make_settings
@@ -194,13 +195,32 @@ async def test_the_scheduled_sync_runs_every_interval_over_the_projects_in_scope
     )
     jira = client.app[SERVICES].jira
     assert jira is not None and jira.scheduler is not None
-    job = jira.scheduler.get_job("jira-sync")
-    assert job is not None and job.trigger.interval.total_seconds() == 120
-    assert (job.max_instances, job.coalesce) == (1, True)
+    job = jira.scheduler.job("jira-sync")  # one loop per job: never two runs at once
+    assert job is not None and job.every_s == 120
+    assert not job.run_at_start  # JIRA_SYNC_AT_START=0 in the tests' settings
     results = await jira.scheduled_sync()
     assert [(r.project, r.kind, r.created) for r in results] == [("PROJ", "full", 1)]
     listed = await (await client.get("/api/tickets", headers=auth_headers())).json()
     assert [t["key"] for t in listed["tickets"]] == ["PROJ-1"]
+    stats = await (await client.get("/api/tickets/stats", headers=auth_headers())).json()
+    assert stats["sync"]["latest"]["PROJ"]["trigger"] == "schedule"
+
+
+async def test_the_scheduled_sync_runs_when_the_injected_clock_passes_the_interval(
+    start_app: StartApp, tmp_path: Path, fake_jira: FakeJira, manual_clock: ManualClock
+) -> None:
+    fake_jira.add_issue("PROJ", "in scope")
+    client = await start_app(
+        jira_settings(tmp_path, fake_jira, jira_jql="project = PROJ", jira_sync_interval=120.0),
+        clock=manual_clock,
+    )
+    subscription = client.app[SERVICES].bus.subscribe(["jira:PROJ"])
+    await manual_clock.advance(119.0)
+    assert not [r for r in fake_jira.requests if "/search" in r.path]
+    await manual_clock.advance(1.0)
+    while "sync_complete" not in [frame.type for frame in await subscription.next_batch()]:
+        pass
+    assert [r for r in fake_jira.requests if "/search" in r.path]  # the search the sync made
     stats = await (await client.get("/api/tickets/stats", headers=auth_headers())).json()
     assert stats["sync"]["latest"]["PROJ"]["trigger"] == "schedule"
 

@@ -1,41 +1,24 @@
-"""The app factory: the one place where everything is wired (DESIGN.md, Layers).
+"""The app factory: the route table and the resources to open (DESIGN.md, Layers).
 
-`create_app(settings)` returns an aiohttp Application whose cleanup context opens the database,
-applies migrations, starts the event bus, prepares the API token, builds the GitHub App client,
-and runs the dispatcher and housekeeping loops; on shutdown it stops them and closes everything.
+`create_app(settings)` returns an aiohttp Application: the middlewares, the route table (one
+`RouteTableDef` per web module) and the cleanup contexts of web/composition.py, which open each
+resource at start-up and close them backwards on shutdown.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aiohttp
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from bot import api_token, routers
-from bot.agents.runner import AgentRunner, build_agent_runner
 from bot.clock import Clock, SystemClock
 from bot.config import Settings
-from bot.dispatcher import Dispatcher
-from bot.events.bus import EventBus
-from bot.github.app import GitHubApp
-from bot.jira.service import JiraService
-from bot.reviews.agent_engine import build_agent_review_engine
 from bot.reviews.engine import ReviewEngine
-from bot.reviews.scheduler import ReviewScheduler
-from bot.reviews.service import ReviewService
-from bot.services import Services
-from bot.worktrees import service as worktree_service
-from storage import token_buffer
-from storage.database import Database
-from web import auth, status, webhooks_github, webhooks_jira, ws
+from web import auth, composition, status, webhooks_github, webhooks_jira, ws
 from web.api import agents as agents_api
 from web.api import deliveries as deliveries_api
 from web.api import events as events_api
@@ -44,13 +27,12 @@ from web.api import repositories as repositories_api
 from web.api import tickets as tickets_api
 from web.api import worktrees as worktrees_api
 from web.errors import error_middleware
-from web.keys import DISPATCHER, GENERATED_TOKEN, REVIEW_SCHEDULER, SERVICES, TOKEN_CHECK
+from web.keys import CLOCK, REVIEW_ENGINE, SETTINGS
 
 log = logging.getLogger(__name__)
 
 HERE = Path(__file__).parent
 MAX_WEBHOOK_BYTES = 26 * 1024 * 1024  # GitHub caps payloads at 25 MB
-PRUNE_EVERY_S = 600.0
 
 
 class AccessLogger(AbstractAccessLogger):
@@ -78,38 +60,6 @@ class AccessLogger(AbstractAccessLogger):
 
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
-
-
-async def _housekeeping(services: Services) -> None:
-    while True:
-        await services.clock.sleep(PRUNE_EVERY_S)
-        try:
-            await services.bus.prune(services.settings.events_kept)
-        except Exception:
-            log.exception("event pruning failed")
-        try:
-            await token_buffer.prune_expired(services.db, now=services.clock.now())
-        except Exception:
-            log.exception("token buffer pruning failed")
-
-
-def _wire_review_engine(services: Services, override: ReviewEngine | None) -> None:
-    """The engine that works review batches: the given one (tests), else the agent engine when
-    the agents are configured too, else none (batches conclude skipped, check run neutral)."""
-    assert services.reviews is not None and services.github is not None
-    if override is not None:
-        services.reviews.engine = override
-    elif services.agents is not None and services.worktrees is not None:
-        services.reviews.engine = build_agent_review_engine(
-            db=services.db,
-            agents=services.agents,
-            worktrees=services.worktrees,
-            github=services.github,
-            github_client=services.reviews.client,
-        )
-        log.info("reviews: batches are worked by the review_response agent")
-    else:
-        log.warning("reviews: no engine (ANTHROPIC_API_KEY is not set): batches are skipped")
 
 
 def create_app(
@@ -142,100 +92,9 @@ def create_app(
     app.router.add_routes(worktrees_api.routes)
     app.router.add_routes(tickets_api.routes)
     app.router.add_static("/static", HERE / "static")
-    app.cleanup_ctx.append(_lifecycle(settings, clock or SystemClock(), review_engine))
+    app[SETTINGS] = settings
+    app[CLOCK] = clock or SystemClock()
+    if review_engine is not None:
+        app[REVIEW_ENGINE] = review_engine
+    app.cleanup_ctx.extend(composition.CONTEXTS)
     return app
-
-
-def _lifecycle(  # type: ignore[no-untyped-def]
-    settings: Settings, clock: Clock, review_engine: ReviewEngine | None
-):
-    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        db = await Database.open(settings.database_url, synchronous=settings.database_synchronous)
-        tasks: list[asyncio.Task[None]] = []
-        jira: JiraService | None = None
-        session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
-        agents: AgentRunner | None = None
-        try:
-            version = await db.migrate()
-            log.info("database ready at schema version %d", version)
-            bus = EventBus(db, clock)
-            await bus.start()
-            token_check, generated = await api_token.prepare(db, settings)
-            app[TOKEN_CHECK] = token_check
-            if generated is not None:
-                app[GENERATED_TOKEN] = generated.reveal()
-            github = None
-            if settings.github_enabled:
-                assert settings.github_app_id and settings.github_private_key
-                github = GitHubApp(
-                    app_id=settings.github_app_id,
-                    private_key=settings.github_private_key,
-                    api_url=settings.github_api_url,
-                    session=session,
-                    clock=clock,
-                )
-                tasks.append(asyncio.create_task(github.keep_loading_identity()))
-            if settings.anthropic_configured:
-                agents = build_agent_runner(settings, db=db, bus=bus, clock=clock)
-                await agents.start()
-            services = Services(
-                settings=settings, db=db, bus=bus, clock=clock, github=github, agents=agents
-            )
-            if settings.jira_enabled:
-                jira = JiraService(settings=settings, db=db, bus=bus, clock=clock)
-                services.jira = jira
-            app[SERVICES] = services
-            review_scheduler = None
-            if github is not None:
-                services.reviews = ReviewService(
-                    settings=settings,
-                    db=db,
-                    bus=bus,
-                    clock=clock,
-                    github=github,
-                )
-                review_scheduler = ReviewScheduler(services.reviews)
-                services.reviews.wake_scheduler = review_scheduler.wake
-                app[REVIEW_SCHEDULER] = review_scheduler
-            services.worktrees = worktree_service.build_manager(settings, db, bus, clock, github)
-            await services.worktrees.reconcile()
-            if services.reviews is not None:
-                _wire_review_engine(services, review_engine)
-            tasks.append(
-                asyncio.create_task(
-                    services.worktrees.run_sweeps(worktree_service.SWEEP_EVERY_S),
-                    name="worktree-sweeps",
-                )
-            )
-            dispatcher = Dispatcher(
-                services,
-                routers.concerns(),
-                concurrency=settings.dispatch_concurrency,
-                max_attempts=settings.delivery_max_attempts,
-            )
-            app[DISPATCHER] = dispatcher
-            await dispatcher.recover()
-            tasks.append(asyncio.create_task(dispatcher.run(), name="dispatcher"))
-            tasks.append(asyncio.create_task(_housekeeping(services), name="housekeeping"))
-            if review_scheduler is not None:
-                await review_scheduler.recover()
-                tasks.append(asyncio.create_task(review_scheduler.run(), name="review-scheduler"))
-            if jira is not None:
-                await jira.start(sync_at_start=settings.jira_sync_at_start)
-            yield
-        finally:
-            if jira is not None:
-                await jira.close()
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-            if agents is not None:
-                await agents.close()
-            if SERVICES in app and app[SERVICES].worktrees is not None:
-                await app[SERVICES].worktrees.close()
-            await session.close()
-            await db.close()
-
-    return lifecycle

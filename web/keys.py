@@ -1,16 +1,50 @@
-"""Typed application state (aiohttp AppKey), shared by the web modules."""
+"""Typed application state (aiohttp AppKey), shared by the web modules.
+
+The configuration `create_app` is given comes first; then one key per resource, each stored by
+the cleanup context that opens it (web/composition.py). A feature that is off stores nothing:
+read its key with `app.get(KEY)`.
+"""
 
 from __future__ import annotations
 
 from aiohttp import web
 
+from bot.agents.runner import AgentRunner
 from bot.api_token import TokenCheck
+from bot.clock import Clock
+from bot.config import Settings
 from bot.dispatcher import Dispatcher
+from bot.events.bus import EventBus
+from bot.github.app import GitHubApp
+from bot.intake import DeliveryIntake
+from bot.jira.service import JiraService
+from bot.repositories import RepositoryRegistry
+from bot.reviews.engine import ReviewEngine
 from bot.reviews.scheduler import ReviewScheduler
+from bot.reviews.service import ReviewService
+from bot.scheduling import Scheduler
 from bot.services import Services
+from bot.worktrees.manager import WorktreeManager
+from storage.database import Database
 
-SERVICES = web.AppKey("services", Services)
+# Given to create_app.
+SETTINGS = web.AppKey("settings", Settings)
+CLOCK: web.AppKey[Clock] = web.AppKey("clock")
+REVIEW_ENGINE: web.AppKey[ReviewEngine] = web.AppKey("review_engine")  # a test's, when given
+
+# Stored by the cleanup contexts, in start-up order.
+DB = web.AppKey("db", Database)
 TOKEN_CHECK = web.AppKey("token_check", TokenCheck)
-DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 GENERATED_TOKEN = web.AppKey("generated_token", str)
+BUS = web.AppKey("bus", EventBus)
+SCHEDULER = web.AppKey("scheduler", Scheduler)
+GITHUB = web.AppKey("github", GitHubApp)
+WORKTREES = web.AppKey("worktrees", WorktreeManager)
+REPOSITORIES = web.AppKey("repositories", RepositoryRegistry)
+AGENTS = web.AppKey("agents", AgentRunner)
+REVIEWS = web.AppKey("reviews", ReviewService)
 REVIEW_SCHEDULER = web.AppKey("review_scheduler", ReviewScheduler)
+JIRA = web.AppKey("jira", JiraService)
+SERVICES = web.AppKey("services", Services)
+DISPATCHER = web.AppKey("dispatcher", Dispatcher)
+INTAKE = web.AppKey("intake", DeliveryIntake)

@@ -11,14 +11,26 @@ from __future__ import annotations
 
 import hashlib
 import re
+from typing import Any
 
+import msgspec
 from aiohttp import web
 
+from bot.intake import WebhookDelivery
+from web.bodies import decode_body
 from web.errors import ApiError
-from web.intake import parse_json_object, signature_matches, store_delivery
+from web.intake import signature_matches, store_delivery
 from web.keys import SERVICES
 
 routes = web.RouteTableDef()
+
+
+class _LoggedFields(msgspec.Struct):
+    """The fields of a Jira payload the delivery log keeps; the rest is skipped unread."""
+
+    webhookEvent: Any = None
+    issue_event_type_name: Any = None
+
 
 _EVENT_NAME = re.compile(r"^[A-Za-z0-9_:.-]{1,64}$")
 _DELIVERY_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -34,8 +46,9 @@ async def jira_webhook(request: web.Request) -> web.Response:
     body = await request.read()
     if not signature_matches(secret.reveal(), body, request.headers.get("X-Hub-Signature")):
         raise ApiError(401, "bad_signature", "X-Hub-Signature is missing or does not match")
-    payload, payload_text = parse_json_object(body)
-    event = payload.get("webhookEvent")
+    fields = decode_body(body, _LoggedFields)
+    payload_text = body.decode("utf-8")  # decode_body refused a body that is not UTF-8
+    event = fields.webhookEvent
     if not isinstance(event, str) or not _EVENT_NAME.match(event):
         raise ApiError(400, "malformed_body", "payload has no valid webhookEvent")
     delivery_id = request.headers.get("X-Atlassian-Webhook-Identifier", "")
@@ -44,13 +57,15 @@ async def jira_webhook(request: web.Request) -> web.Response:
         delivery_id = "sha256-" + hashlib.sha256(body).hexdigest()[:40]
     if not _DELIVERY_ID.match(delivery_id):
         raise ApiError(400, "bad_header", "X-Atlassian-Webhook-Identifier is malformed")
-    action = payload.get("issue_event_type_name")
+    action = fields.issue_event_type_name
     return await store_delivery(
         request,
-        source="jira",
-        delivery_id=delivery_id,
-        event=event,
-        action=action if isinstance(action, str) else None,
-        installation_id=None,
-        payload_text=payload_text,
+        WebhookDelivery(
+            source="jira",
+            delivery_id=delivery_id,
+            event=event,
+            action=action if isinstance(action, str) else None,
+            installation_id=None,
+            payload_text=payload_text,
+        ),
     )

@@ -118,16 +118,16 @@ async def _close_slow(ws: web.WebSocketResponse) -> None:
         log.info("slow WebSocket client did not take its close frame; dropped")
 
 
-@routes.get("/ws")
-async def websocket(request: web.Request) -> web.WebSocketResponse:
-    bus = request.app[SERVICES].bus
-    ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=64 * 1024)
-    await ws.prepare(request)
-    await ws.send_json({"control": "hello", "epoch": bus.epoch, "last_id": bus.last_id})
-    sender: asyncio.Task[None] | None = None
+class _Connection:
+    """One client's WebSocket: its subscription (the task streaming to it) and its commands."""
 
-    async def subscribe(spec: dict[str, Any]) -> None:
-        nonlocal sender
+    def __init__(self, ws: web.WebSocketResponse, bus: EventBus) -> None:
+        self.ws = ws
+        self.bus = bus
+        self.sender: asyncio.Task[None] | None = None
+
+    async def subscribe(self, spec: dict[str, Any]) -> None:
+        bus = self.bus
         try:
             streams = _streams(spec.get("streams"))
             since = _since(spec.get("since"))
@@ -137,10 +137,10 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
             if since is not None:
                 await check_resumable(bus, since, epoch)
         except ValueError as error:
-            await ws.send_json({"control": "error", "message": str(error)})
+            await self.ws.send_json({"control": "error", "message": str(error)})
             return
         except ResyncRequired as resync:
-            await ws.send_json(
+            await self.ws.send_json(
                 {
                     "control": "resync_required",
                     "reason": resync.reason,
@@ -149,34 +149,44 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
                 }
             )
             return
-        if sender is not None:
-            sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError, ConnectionError):
-                await sender
-        sender = asyncio.create_task(_stream(ws, bus, streams, since))
+        await self.stop_sending(ConnectionError)
+        self.sender = asyncio.create_task(_stream(self.ws, bus, streams, since))
 
+    async def command(self, text: str) -> None:
+        try:
+            command = json.loads(text)
+        except ValueError:
+            await self.ws.send_json({"control": "error", "message": "frames must be JSON"})
+            return
+        if not isinstance(command, dict):
+            await self.ws.send_json({"control": "error", "message": "frames must be objects"})
+        elif command.get("action") == "subscribe":
+            await self.subscribe(command)
+        elif command.get("action") == "ping":
+            await self.ws.send_json({"control": "pong", "last_id": self.bus.last_id})
+        else:
+            await self.ws.send_json({"control": "error", "message": "unknown action"})
+
+    async def stop_sending(self, *ignored: type[BaseException]) -> None:
+        if self.sender is not None:
+            self.sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError, *ignored):
+                await self.sender
+
+
+@routes.get("/ws")
+async def websocket(request: web.Request) -> web.WebSocketResponse:
+    bus = request.app[SERVICES].bus
+    ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=64 * 1024)
+    await ws.prepare(request)
+    await ws.send_json({"control": "hello", "epoch": bus.epoch, "last_id": bus.last_id})
+    connection = _Connection(ws, bus)
     try:
         if "streams" in request.query or "since" in request.query:
-            await subscribe(dict(request.query))
+            await connection.subscribe(dict(request.query))
         async for message in ws:
-            if message.type != WSMsgType.TEXT:
-                continue
-            try:
-                command = json.loads(message.data)
-            except ValueError:
-                await ws.send_json({"control": "error", "message": "frames must be JSON"})
-                continue
-            if not isinstance(command, dict):
-                await ws.send_json({"control": "error", "message": "frames must be objects"})
-            elif command.get("action") == "subscribe":
-                await subscribe(command)
-            elif command.get("action") == "ping":
-                await ws.send_json({"control": "pong", "last_id": bus.last_id})
-            else:
-                await ws.send_json({"control": "error", "message": "unknown action"})
+            if message.type == WSMsgType.TEXT:
+                await connection.command(message.data)
     finally:
-        if sender is not None:
-            sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError, ConnectionError, RuntimeError):
-                await sender
+        await connection.stop_sending(ConnectionError, RuntimeError)
     return ws

@@ -1,9 +1,10 @@
 """The review response service: what the review handlers, the scheduler and the API share.
 
 Built once by the app factory when the GitHub App is configured and handed around in
-`Services.reviews`. It holds the engine (None until one is configured: batches are then
-concluded `skipped`, see worker.py), the polite GitHub clients, the permission and rules
-caches, and a way to wake the scheduler.
+`Services.reviews`, with everything it holds given at construction: the engine (None when none
+is configured: batches are then concluded `skipped`, see worker.py), the polite GitHub clients,
+the permission and rules caches, and a way to wake the scheduler (a `Doorbell`'s ring: the
+scheduler is built from this service, so the service cannot hold the scheduler itself).
 """
 
 from __future__ import annotations
@@ -22,6 +23,21 @@ from bot.reviews.engine import ReviewEngine
 from bot.reviews.permissions import PermissionCache
 from bot.reviews.rules import RepoRules, RulesCache
 from storage.database import Database
+
+
+class Doorbell:
+    """How the review handlers wake the scheduler that works their batches: the service rings,
+    the scheduler (built after the service, from it) listens."""
+
+    def __init__(self) -> None:
+        self._listeners: list[Callable[[], None]] = []
+
+    def listen(self, callback: Callable[[], None]) -> None:
+        self._listeners.append(callback)
+
+    def ring(self) -> None:
+        for callback in self._listeners:
+            callback()
 
 
 @dataclass

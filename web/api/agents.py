@@ -10,19 +10,26 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+import msgspec
 from aiohttp import web
 
 from bot.agents.clarifications import ClarificationError, answer_clarification
 from bot.agents.tokens import token_catchup
 from storage import agent_runs, clarifications
+from web.bodies import read_json
 from web.errors import ApiError, path_int, query_int
 from web.keys import SERVICES
 
 routes = web.RouteTableDef()
 
 CLARIFICATION_ERRORS = {"not_found": 404, "already_answered": 409, "empty_answer": 400}
+
+
+class AnswerBody(msgspec.Struct):
+    """POST /api/clarifications/{id}/answer."""
+
+    answer: str
+    answered_by: str | None = None
 
 
 @routes.get(r"/api/streams/{stream:.+}/tokens")
@@ -55,23 +62,16 @@ async def list_clarifications(request: web.Request) -> web.Response:
 @routes.post(r"/api/clarifications/{clarification_id:\d+}/answer")
 async def answer(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
-    try:
-        body: Any = await request.json()
-    except ValueError:
-        raise ApiError(400, "bad_json", "the body must be JSON") from None
-    if not isinstance(body, dict) or not isinstance(body.get("answer"), str):
-        raise ApiError(400, "bad_parameter", 'give {"answer": "..."}')
-    answered_by = body.get("answered_by")
-    if answered_by is not None and not isinstance(answered_by, str):
-        raise ApiError(400, "bad_parameter", "answered_by must be text")
+    # The codes this route answered before web/bodies.py: clients know them.
+    body = await read_json(request, AnswerBody, malformed="bad_json", invalid="bad_parameter")
     try:
         answered = await answer_clarification(
             services.db,
             services.bus,
             services.clock,
             path_int(request, "clarification_id", "clarification id"),
-            body["answer"],
-            answered_by=answered_by,
+            body.answer,
+            answered_by=body.answered_by,
         )
     except ClarificationError as error:
         raise ApiError(CLARIFICATION_ERRORS[error.code], error.code, str(error)) from None

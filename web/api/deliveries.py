@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from bot.intake import DeliveryBusy
 from storage import deliveries
 from web.errors import ApiError, path_int, query_int
-from web.keys import DISPATCHER, SERVICES
+from web.keys import INTAKE, SERVICES
 
 routes = web.RouteTableDef()
 
@@ -33,14 +34,10 @@ async def list_deliveries(request: web.Request) -> web.Response:
 @routes.post("/api/deliveries/{id}/redeliver")
 async def redeliver(request: web.Request) -> web.Response:
     delivery_pk = path_int(request, "id", "delivery id")
-    services = request.app[SERVICES]
-    found = await deliveries.get(services.db, delivery_pk)
-    if found is None:
+    try:
+        again = await request.app[INTAKE].redeliver(delivery_pk)
+    except DeliveryBusy as busy:
+        raise ApiError(409, "busy", str(busy)) from None
+    if again is None:
         raise ApiError(404, "not_found", f"no delivery {delivery_pk}")
-    if not await deliveries.redeliver(services.db, delivery_pk, now=services.clock.now()):
-        raise ApiError(409, "busy", f"delivery {delivery_pk} is being processed right now")
-    again = await deliveries.get(services.db, delivery_pk)
-    assert again is not None
-    # Woken only now, so the answer shows the redelivery, not a claim that raced it.
-    request.app[DISPATCHER].wake()
     return web.json_response({"delivery": again.as_json()}, status=202)

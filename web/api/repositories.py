@@ -7,55 +7,65 @@ WorktreeManager (bot/worktrees/) does the work.
 
 from __future__ import annotations
 
-import re
-from typing import Any
+import functools
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
+import msgspec
 from aiohttp import web
 
+from bot.repositories import Registration, UnknownRepository
 from bot.worktrees.manager import WorktreeBusy, WorktreeManager
 from storage import repositories as repository_store
 from storage import worktrees as worktree_store
 from storage.repositories import Repository
+from web.bodies import read_json
 from web.errors import ApiError, path_int
+from web.features import repositories_of, worktrees_of
 from web.keys import SERVICES
 
 routes = web.RouteTableDef()
 
-FULL_NAME = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+FULL_NAME = r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$"
 CLONE_SCHEMES = ("https", "http", "file", "ssh")
+ROW_ID_MAX = 2**63 - 1  # SQLite's integers
+
+PositiveId = Annotated[int, msgspec.Meta(ge=1, le=ROW_ID_MAX)]
+
+# The codes these routes answered before web/bodies.py: clients know them.
+read_body = functools.partial(read_json, malformed="bad_json", invalid="bad_parameter")
 
 
-def manager_of(request: web.Request) -> WorktreeManager:
-    manager = request.app[SERVICES].worktrees
-    if manager is None:
-        raise ApiError(503, "worktrees_off", "worktrees are not available")
-    return manager
+class RegisterBody(msgspec.Struct):
+    """POST /api/repositories."""
+
+    full_name: Annotated[str, msgspec.Meta(pattern=FULL_NAME)]
+    clone_url: str
+    default_branch: str | None = None
+    installation_id: PositiveId | None = None
+    quota_bytes: PositiveId | None = None
+    idle_ttl_seconds: Annotated[int, msgspec.Meta(ge=60, le=ROW_ID_MAX)] | None = None
+    setup_command: str | None = None
+    test_command: str | None = None
+    tickets: list[str] | None = None
 
 
-async def json_body(request: web.Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except ValueError:
-        raise ApiError(400, "bad_json", "the body must be a JSON object") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "bad_json", "the body must be a JSON object")
-    return body
+class AnswerBody(msgspec.Struct):
+    """POST /api/repositories/{id}/answers."""
+
+    setup_command: str | None = None
+    test_command: str | None = None
+    answered_by: str | None = None
 
 
-def _optional(body: dict[str, Any], name: str, kind: type, *, low: int | None = None) -> Any:
-    value = body.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, kind) or isinstance(value, bool):
-        raise ApiError(400, "bad_parameter", f"{name} must be a {kind.__name__}")
-    if low is not None and value < low:
-        raise ApiError(400, "bad_parameter", f"{name} must be at least {low}")
-    return value
+class LinkBody(msgspec.Struct):
+    """PUT /api/tickets/{key}/repositories."""
+
+    repositories: list[str]
 
 
-def check_clone_url(clone_url: Any) -> str:
-    if not isinstance(clone_url, str) or not clone_url.strip():
+def check_clone_url(clone_url: str) -> str:
+    if not clone_url.strip():
         raise ApiError(400, "bad_parameter", "clone_url is required")
     parts = urlsplit(clone_url.strip())
     if parts.scheme not in CLONE_SCHEMES:
@@ -81,7 +91,7 @@ async def repository_json(
         "usage_bytes": sum(row.size_bytes or 0 for row in live),
         "effective_quota_bytes": manager.quota_of(repository),
         "effective_idle_ttl_seconds": repository.idle_ttl_seconds or manager.default_idle_ttl_s,
-        "pending_questions": [request.as_json() for request in pending],
+        "pending_questions": [question.as_json() for question in pending],
     }
 
 
@@ -95,7 +105,7 @@ async def _repository(request: web.Request) -> Repository:
 
 @routes.get("/api/repositories")
 async def list_repositories(request: web.Request) -> web.Response:
-    manager = manager_of(request)
+    manager = worktrees_of(request)
     found = await repository_store.list_all(request.app[SERVICES].db)
     return web.json_response(
         {"repositories": [await repository_json(request, manager, repo) for repo in found]}
@@ -105,78 +115,54 @@ async def list_repositories(request: web.Request) -> web.Response:
 @routes.post("/api/repositories")
 async def register_repository(request: web.Request) -> web.Response:
     """Register (or update) a repository; setup answers, quota and TTL may come along."""
-    manager = manager_of(request)
-    services = request.app[SERVICES]
-    body = await json_body(request)
-    full_name = body.get("full_name")
-    if not isinstance(full_name, str) or not FULL_NAME.match(full_name):
-        raise ApiError(400, "bad_parameter", "full_name must look like owner/name")
-    clone_url = check_clone_url(body.get("clone_url"))
-    existed = await repository_store.get_by_name(services.db, full_name) is not None
-    repository = await repository_store.upsert(
-        services.db,
-        full_name=full_name,
-        clone_url=clone_url,
-        default_branch=_optional(body, "default_branch", str),
-        installation_id=_optional(body, "installation_id", int, low=1),
-        now=services.clock.now(),
-    )
-    quota = _optional(body, "quota_bytes", int, low=1)
-    ttl = _optional(body, "idle_ttl_seconds", int, low=60)
-    if quota is not None or ttl is not None:
-        await repository_store.update_settings(
-            services.db, repository.id, quota_bytes=quota, idle_ttl_seconds=ttl,
-            now=services.clock.now(),
-        )  # fmt: skip
-    setup = _optional(body, "setup_command", str)
-    test = _optional(body, "test_command", str)
-    if setup is not None or test is not None:
-        await manager.answer_setup(
-            repository.id, setup_command=setup, test_command=test, answered_by="api"
+    manager = worktrees_of(request)
+    body = await read_body(request, RegisterBody)
+    repository, created = await repositories_of(request).register(
+        Registration(
+            full_name=body.full_name,
+            clone_url=check_clone_url(body.clone_url),
+            default_branch=body.default_branch,
+            installation_id=body.installation_id,
+            quota_bytes=body.quota_bytes,
+            idle_ttl_seconds=body.idle_ttl_seconds,
+            setup_command=body.setup_command,
+            test_command=body.test_command,
+            tickets=body.tickets or (),
         )
-    tickets = body.get("tickets") or []
-    if not isinstance(tickets, list) or not all(isinstance(key, str) for key in tickets):
-        raise ApiError(400, "bad_parameter", "tickets must be a list of ticket keys")
-    for ticket_key in tickets:
-        linked = [repo.id for repo in await repository_store.for_ticket(services.db, ticket_key)]
-        await repository_store.link_ticket(services.db, ticket_key, [*linked, repository.id])
-    fresh = await repository_store.get(services.db, repository.id)
-    assert fresh is not None
+    )
     return web.json_response(
-        {"repository": await repository_json(request, manager, fresh)},
-        status=200 if existed else 201,
+        {"repository": await repository_json(request, manager, repository)},
+        status=201 if created else 200,
     )
 
 
 @routes.delete("/api/repositories/{id}")
 async def delete_repository(request: web.Request) -> web.Response:
     """Unregister; refused (409) while it has live worktrees unless `?force=1`."""
-    manager = manager_of(request)
+    registry = repositories_of(request)
     repository = await _repository(request)
     try:
-        await manager.forget_repository(repository, force=request.query.get("force") == "1")
+        await registry.unregister(repository, force=request.query.get("force") == "1")
     except WorktreeBusy as error:
         raise ApiError(409, "in_use", str(error)) from None
-    await repository_store.delete(request.app[SERVICES].db, repository.id)
     return web.json_response({"deleted": repository.id})
 
 
 @routes.post("/api/repositories/{id}/answers")
 async def answer_setup(request: web.Request) -> web.Response:
     """A person's answer to a setup question: stored per repository, waiting setups go on."""
-    manager = manager_of(request)
+    manager = worktrees_of(request)
     repository = await _repository(request)
-    body = await json_body(request)
-    setup = _optional(body, "setup_command", str)
-    test = _optional(body, "test_command", str)
-    if setup is None and test is None:
+    body = await read_body(request, AnswerBody)
+    if body.setup_command is None and body.test_command is None:
         raise ApiError(400, "bad_parameter", "give setup_command (may be empty) or test_command")
-    answered_by = _optional(body, "answered_by", str) or "api"
     answered = await manager.answer_setup(
-        repository.id, setup_command=setup, test_command=test, answered_by=answered_by
+        repository.id,
+        setup_command=body.setup_command,
+        test_command=body.test_command,
+        answered_by=body.answered_by or "api",
     )
-    fresh = await repository_store.get(request.app[SERVICES].db, repository.id)
-    assert fresh is not None
+    fresh = await repositories_of(request).reread(repository)
     return web.json_response(
         {"repository": await repository_json(request, manager, fresh), "answered": answered}
     )
@@ -184,7 +170,7 @@ async def answer_setup(request: web.Request) -> web.Response:
 
 @routes.get("/api/tickets/{key}/repositories")
 async def ticket_repositories(request: web.Request) -> web.Response:
-    manager = manager_of(request)
+    manager = worktrees_of(request)
     services = request.app[SERVICES]
     ticket_key = request.match_info["key"]
     linked = await repository_store.for_ticket(services.db, ticket_key)
@@ -207,21 +193,13 @@ async def ticket_repositories(request: web.Request) -> web.Response:
 @routes.put("/api/tickets/{key}/repositories")
 async def link_ticket_repositories(request: web.Request) -> web.Response:
     """Set which registered repositories a ticket's work touches: {"repositories": [names]}."""
-    manager = manager_of(request)
-    services = request.app[SERVICES]
-    body = await json_body(request)
-    names = body.get("repositories")
-    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
-        raise ApiError(400, "bad_parameter", "repositories must be a list of owner/name")
-    ids = []
-    for name in names:
-        found = await repository_store.get_by_name(services.db, name)
-        if found is None:
-            raise ApiError(404, "not_found", f"{name} is not registered")
-        ids.append(found.id)
+    manager = worktrees_of(request)
+    body = await read_body(request, LinkBody)
     ticket_key = request.match_info["key"]
-    await repository_store.link_ticket(services.db, ticket_key, ids)
-    linked = await repository_store.for_ticket(services.db, ticket_key)
+    try:
+        linked = await repositories_of(request).link_ticket(ticket_key, body.repositories)
+    except UnknownRepository as error:
+        raise ApiError(404, "not_found", str(error)) from None
     return web.json_response(
         {
             "ticket": ticket_key,

@@ -9,19 +9,20 @@ attachment must not run as a page of this origin, where the API cookie lives.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from typing import Any
 from urllib.parse import quote
 
+import msgspec
 from aiohttp import web
 
 from bot.jira.client import JiraError
-from bot.jira.service import JiraService
-from bot.jira.sync import ALL_PROJECTS, SyncAlreadyRunning, SyncJob
+from bot.jira.sync import SyncAlreadyRunning
 from storage import jira_sync, tickets
+from web.bodies import read_json
 from web.errors import ApiError, query_int
+from web.features import jira_of
 from web.keys import SERVICES
 
 log = logging.getLogger(__name__)
@@ -30,13 +31,6 @@ routes = web.RouteTableDef()
 
 KEY_PATTERN = r"[A-Za-z][A-Za-z0-9_]*-[0-9]+"
 _MIME = re.compile(r"^[\w.+-]+/[\w.+-]+$")
-
-
-def _jira(request: web.Request) -> JiraService:
-    jira = request.app[SERVICES].jira
-    if jira is None:
-        raise ApiError(503, "jira_disabled", "JIRA is off: set JIRA_URL and JIRA_API_TOKEN")
-    return jira
 
 
 def _filter(request: web.Request) -> tickets.TicketFilter:
@@ -89,6 +83,14 @@ async def ticket_stats(request: web.Request) -> web.Response:
     return web.json_response(stats)
 
 
+class SyncBody(msgspec.Struct):
+    """POST /api/tickets/sync (optional)."""
+
+    project: str | None = None
+    full: bool = False
+    wait: bool = False
+
+
 @routes.post("/api/tickets/sync")
 async def start_sync(request: web.Request) -> web.Response:
     """Body (optional): {"project": "PROJ", "full": false, "wait": false}.
@@ -96,62 +98,19 @@ async def start_sync(request: web.Request) -> web.Response:
     Without a project, every project in scope. 202 with the started runs (or 200 with their
     results when `wait` is true); 409 when the one project asked for is already syncing.
     """
-    jira = _jira(request)
-    options: dict[str, Any] = {}
-    if request.can_read_body:
-        try:
-            options = json.loads(await request.text() or "{}")
-        except ValueError:
-            raise ApiError(400, "malformed_body", "body must be JSON") from None
-        if not isinstance(options, dict):
-            raise ApiError(400, "malformed_body", "body must be a JSON object")
-    project = options.get("project")
-    if project is not None and not isinstance(project, str):
-        raise ApiError(400, "bad_parameter", "project must be a project key")
-    full, wait = bool(options.get("full", False)), bool(options.get("wait", False))
+    jira = jira_of(request)
+    # "bad_parameter" for a bad field: the code this route answered before web/bodies.py.
+    body = await read_json(request, SyncBody, invalid="bad_parameter", optional=True)
     try:
-        projects = [project] if project else await jira.sync.projects()
+        started = await jira.start_manual_sync(body.project, full=body.full, wait=body.wait)
     except JiraError as error:
-        await jira.sync.record_failure(
-            ALL_PROJECTS, kind="projects", trigger="manual", error=f"cannot list projects: {error}"
-        )
         raise ApiError(502, "jira_error", str(error)) from None
-    started: list[SyncJob] = []
-    skipped: list[str] = []
-    try:
-        for name in projects:
-            try:
-                started.append(await jira.sync.begin(name, trigger="manual", full=full))
-            except SyncAlreadyRunning as busy:
-                if project:
-                    raise ApiError(409, "sync_running", str(busy)) from None
-                skipped.append(name)
-            except ValueError as error:
-                raise ApiError(400, "bad_parameter", str(error)) from None
-        if wait:
-            results = []
-            for job in started:
-                try:
-                    results.append((await job.run()).as_json())
-                except Exception as error:  # recorded in sync_status and published by the run
-                    message = str(error) or type(error).__name__
-                    results.append({"project": job.project, "run_id": job.run_id, "error": message})
-            return web.json_response({"runs": results, "skipped": skipped})
-        for job in started:
-            jira.spawn(job.run(), f"jira-sync-{job.project}-{job.run_id}")
-            job.started = True  # the task owns it now: it runs, or the service cancels it
-    finally:
-        # Whatever ended this request early, no begun job may keep its project "running".
-        for job in started:
-            await job.abandon("not run: the request that started it ended first")
+    except SyncAlreadyRunning as busy:
+        raise ApiError(409, "sync_running", str(busy)) from None
+    except ValueError as error:  # not a project key
+        raise ApiError(400, "bad_parameter", str(error)) from None
     return web.json_response(
-        {
-            "runs": [
-                {"project": job.project, "run_id": job.run_id, "kind": job.kind} for job in started
-            ],
-            "skipped": skipped,
-        },
-        status=202,
+        {"runs": started.runs, "skipped": started.skipped}, status=200 if started.waited else 202
     )
 
 
@@ -207,7 +166,7 @@ def _content_disposition(filename: str) -> str:
 
 @routes.get(f"/api/tickets/{{key:{KEY_PATTERN}}}/attachments/{{attachment_id:[0-9]+}}")
 async def attachment_content(request: web.Request) -> web.StreamResponse:
-    jira = _jira(request)
+    jira = jira_of(request)
     key = request.match_info["key"].upper()
     attachment_id = request.match_info["attachment_id"]
     meta = await tickets.attachment_of(request.app[SERVICES].db, key, attachment_id)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from storage import repositories as repository_store
-from web.api.repositories import manager_of
 from web.errors import ApiError
+from web.features import worktrees_of
 from web.keys import SERVICES
 
 routes = web.RouteTableDef()
@@ -15,7 +15,7 @@ routes = web.RouteTableDef()
 @routes.get("/api/worktrees")
 async def list_worktrees(request: web.Request) -> web.Response:
     """Live sessions (`?all=1` adds the cleaned ones); `?measure=1` measures sizes first."""
-    manager = manager_of(request)
+    manager = worktrees_of(request)
     services = request.app[SERVICES]
     if request.query.get("measure") == "1":
         await manager.measure()
@@ -34,7 +34,7 @@ async def list_worktrees(request: web.Request) -> web.Response:
 @routes.delete("/api/worktrees/{id}")
 async def delete_worktree(request: web.Request) -> web.Response:
     """Clean a session now; a session held by a running job needs `?force=1`."""
-    manager = manager_of(request)
+    manager = worktrees_of(request)
     session_id = request.match_info["id"]
     view = await manager.get(session_id)
     if view is None:
@@ -48,7 +48,8 @@ async def delete_worktree(request: web.Request) -> web.Response:
         )
     await manager.cleanup_session(session_id, "deleted through the API", force=force)
     again = await manager.get(session_id)
-    assert again is not None
+    if again is None:  # the repository was unregistered meanwhile, its records with it
+        raise ApiError(410, "gone", f"session {session_id} is gone")
     names = {
         repo.id: repo.full_name
         for repo in await repository_store.list_all(request.app[SERVICES].db)

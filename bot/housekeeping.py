@@ -1,0 +1,36 @@
+"""Housekeeping: the event log and the token buffer kept to their size (a periodic job).
+
+The app factory registers `Housekeeping.prune` on the one scheduler (bot/scheduling.py) every
+PRUNE_EVERY_S. The two prunings fail separately: one that raises does not skip the other.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from bot.clock import Clock
+from bot.events.bus import EventBus
+from storage import token_buffer
+from storage.database import Database
+
+log = logging.getLogger(__name__)
+
+PRUNE_EVERY_S = 600.0
+
+
+class Housekeeping:
+    def __init__(self, *, db: Database, bus: EventBus, clock: Clock, events_kept: int) -> None:
+        self.db = db
+        self.bus = bus
+        self.clock = clock
+        self.events_kept = events_kept
+
+    async def prune(self) -> None:
+        try:
+            await self.bus.prune(self.events_kept)
+        except Exception:
+            log.exception("event pruning failed")
+        try:
+            await token_buffer.prune_expired(self.db, now=self.clock.now())
+        except Exception:
+            log.exception("token buffer pruning failed")

@@ -1,0 +1,326 @@
+"""The composition root: one cleanup context per resource, in start-up order (DESIGN.md, Layers).
+
+`CONTEXTS` is what `create_app` appends to `app.cleanup_ctx`. Each context opens one resource
+from what the earlier ones stored, stores it under its own `AppKey` (web/keys.py), and closes
+it after everything opened later is closed: aiohttp runs the contexts in order at start-up and
+backwards at shutdown, so the teardown order follows from this list. A feature that is off
+stores nothing, and the contexts that need it see `app.get(KEY)` as None.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import AsyncIterator, Callable
+
+import aiohttp
+from aiohttp import web
+
+from bot import api_token, routers
+from bot.agents.runner import build_agent_runner
+from bot.dispatcher import Dispatcher
+from bot.events.bus import EventBus
+from bot.github.app import GitHubApp
+from bot.github.manners import ApiManners
+from bot.housekeeping import PRUNE_EVERY_S, Housekeeping
+from bot.intake import DeliveryIntake
+from bot.jira.service import JiraService
+from bot.repositories import RepositoryRegistry
+from bot.reviews.agent_engine import build_agent_review_engine
+from bot.reviews.engine import ReviewEngine
+from bot.reviews.scheduler import ReviewScheduler
+from bot.reviews.service import Doorbell, ReviewService
+from bot.scheduling import Scheduler
+from bot.services import Services
+from bot.worktrees import service as worktree_service
+from storage.database import Database
+from web.keys import (
+    AGENTS,
+    BUS,
+    CLOCK,
+    DB,
+    DISPATCHER,
+    GENERATED_TOKEN,
+    GITHUB,
+    INTAKE,
+    JIRA,
+    REPOSITORIES,
+    REVIEW_ENGINE,
+    REVIEW_SCHEDULER,
+    REVIEWS,
+    SCHEDULER,
+    SERVICES,
+    SETTINGS,
+    TOKEN_CHECK,
+    WORKTREES,
+)
+
+log = logging.getLogger(__name__)
+
+Context = Callable[[web.Application], AsyncIterator[None]]
+
+SWEEPS_JOB = "worktree-sweeps"
+HOUSEKEEPING_JOB = "housekeeping"
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    """Stop a background task at shutdown; an error it ended with is logged, not raised, so
+    the contexts opened before it still close."""
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    except Exception:
+        log.exception("%s ended with an error", task.get_name())
+
+
+async def database(app: web.Application) -> AsyncIterator[None]:
+    """DB: the database, migrated to the newest schema."""
+    settings = app[SETTINGS]
+    db = await Database.open(settings.database_url, synchronous=settings.database_synchronous)
+    try:
+        version = await db.migrate()
+        log.info("database ready at schema version %d", version)
+        app[DB] = db
+        yield
+    finally:
+        await db.close()
+
+
+async def api_token_check(app: web.Application) -> AsyncIterator[None]:
+    """TOKEN_CHECK, and GENERATED_TOKEN when the token was made just now (printed once)."""
+    token_check, generated = await api_token.prepare(app[DB], app[SETTINGS])
+    app[TOKEN_CHECK] = token_check
+    if generated is not None:
+        app[GENERATED_TOKEN] = generated.reveal()
+    yield
+
+
+async def event_bus(app: web.Application) -> AsyncIterator[None]:
+    """BUS: the event bus, its epoch and last id read back from the log."""
+    bus = EventBus(app[DB], app[CLOCK])
+    await bus.start()
+    app[BUS] = bus
+    yield
+
+
+async def scheduler(app: web.Application) -> AsyncIterator[None]:
+    """SCHEDULER: the periodic jobs; each context that adds one removes it when it closes."""
+    periodic = Scheduler(app[CLOCK])
+    app[SCHEDULER] = periodic
+    try:
+        yield
+    finally:
+        await periodic.stop()
+
+
+async def github_app(app: web.Application) -> AsyncIterator[None]:
+    """GITHUB (when configured): the App client on one HTTP session; its identity (GET /app)
+    loads in the background, retried until GitHub answers."""
+    settings = app[SETTINGS]
+    app_id, private_key = settings.github_app_id, settings.github_private_key
+    if app_id is None or private_key is None:
+        yield
+        return
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+        github = GitHubApp(
+            app_id=app_id,
+            private_key=private_key,
+            api_url=settings.github_api_url,
+            session=session,
+            clock=app[CLOCK],
+        )
+        app[GITHUB] = github
+        identity = asyncio.create_task(github.keep_loading_identity(), name="github-identity")
+        try:
+            yield
+        finally:
+            await _cancel(identity)
+
+
+async def worktrees(app: web.Application) -> AsyncIterator[None]:
+    """WORKTREES and REPOSITORIES: the manager, reconciled with the disk before its sweeps
+    are scheduled; the registry that writes repository records."""
+    settings, clock, db = app[SETTINGS], app[CLOCK], app[DB]
+    manager = worktree_service.build_manager(settings, db, app[BUS], clock, app.get(GITHUB))
+    try:
+        await manager.reconcile()
+        app[WORKTREES] = manager
+        app[REPOSITORIES] = RepositoryRegistry(db=db, clock=clock, worktrees=manager)
+        app[SCHEDULER].add(SWEEPS_JOB, manager.sweep, every_s=worktree_service.SWEEP_EVERY_S)
+        yield
+    finally:
+        await app[SCHEDULER].remove(SWEEPS_JOB)
+        await manager.close()
+
+
+async def agents(app: web.Application) -> AsyncIterator[None]:
+    """AGENTS (when ANTHROPIC_API_KEY is set): the agent runner."""
+    settings = app[SETTINGS]
+    if not settings.anthropic_configured:
+        yield
+        return
+    runner = build_agent_runner(settings, db=app[DB], bus=app[BUS], clock=app[CLOCK])
+    await runner.start()
+    try:
+        app[AGENTS] = runner
+        yield
+    finally:
+        await runner.close()
+
+
+def _review_engine(
+    app: web.Application, github: GitHubApp, manners: ApiManners
+) -> ReviewEngine | None:
+    """The engine that works review batches: the one given to create_app (tests), else the
+    agent engine when the agents are configured too, else none (batches conclude skipped)."""
+    given = app.get(REVIEW_ENGINE)
+    if given is not None:
+        return given
+    runner = app.get(AGENTS)
+    if runner is None:
+        log.warning("reviews: no engine (ANTHROPIC_API_KEY is not set): batches are skipped")
+        return None
+    log.info("reviews: batches are worked by the review_response agent")
+    return build_agent_review_engine(
+        db=app[DB],
+        agents=runner,
+        worktrees=app[WORKTREES],
+        github=github,
+        github_client=functools.partial(manners.client, github),
+    )
+
+
+async def reviews(app: web.Application) -> AsyncIterator[None]:
+    """REVIEWS and REVIEW_SCHEDULER (with the GitHub App): the review response service, its
+    engine chosen first, and the debounce scheduler it wakes through a doorbell."""
+    github = app.get(GITHUB)
+    if github is None:
+        yield
+        return
+    settings, clock = app[SETTINGS], app[CLOCK]
+    manners = ApiManners(clock, write_spacing_s=settings.github_write_spacing_seconds)
+    doorbell = Doorbell()
+    service = ReviewService(
+        settings=settings,
+        db=app[DB],
+        bus=app[BUS],
+        clock=clock,
+        github=github,
+        engine=_review_engine(app, github, manners),
+        manners=manners,
+        wake_scheduler=doorbell.ring,
+    )
+    review_scheduler = ReviewScheduler(service)
+    doorbell.listen(review_scheduler.wake)
+    app[REVIEWS] = service
+    app[REVIEW_SCHEDULER] = review_scheduler
+    yield
+
+
+async def jira(app: web.Application) -> AsyncIterator[None]:
+    """JIRA (when JIRA_URL is set): the JIRA service; its sync is scheduled last (jira_sync)."""
+    settings = app[SETTINGS]
+    if not settings.jira_enabled:
+        yield
+        return
+    service = JiraService(
+        settings=settings, db=app[DB], bus=app[BUS], clock=app[CLOCK], scheduler=app[SCHEDULER]
+    )
+    try:
+        app[JIRA] = service
+        yield
+    finally:
+        await service.close()
+
+
+async def services(app: web.Application) -> AsyncIterator[None]:
+    """SERVICES: the record handlers and routes use, built once from the parts above."""
+    app[SERVICES] = Services(
+        settings=app[SETTINGS],
+        db=app[DB],
+        bus=app[BUS],
+        clock=app[CLOCK],
+        github=app.get(GITHUB),
+        agents=app.get(AGENTS),
+        reviews=app.get(REVIEWS),
+        worktrees=app[WORKTREES],
+        repositories=app[REPOSITORIES],
+        jira=app.get(JIRA),
+    )
+    yield
+
+
+async def dispatcher(app: web.Application) -> AsyncIterator[None]:
+    """DISPATCHER and INTAKE: deliveries a stop left in flight recovered, then worked in the
+    background; the intake that stores new ones and wakes the dispatcher."""
+    settings = app[SETTINGS]
+    working = Dispatcher(
+        app[SERVICES],
+        routers.concerns(),
+        concurrency=settings.dispatch_concurrency,
+        max_attempts=settings.delivery_max_attempts,
+    )
+    app[DISPATCHER] = working
+    app[INTAKE] = DeliveryIntake(db=app[DB], clock=app[CLOCK], wake=working.wake)
+    await working.recover()
+    task = asyncio.create_task(working.run(), name="dispatcher")
+    try:
+        yield
+    finally:
+        await _cancel(task)
+
+
+async def housekeeping(app: web.Application) -> AsyncIterator[None]:
+    """The pruning of the event log and the token buffer, on the scheduler."""
+    pruning = Housekeeping(
+        db=app[DB], bus=app[BUS], clock=app[CLOCK], events_kept=app[SETTINGS].events_kept
+    )
+    app[SCHEDULER].add(HOUSEKEEPING_JOB, pruning.prune, every_s=PRUNE_EVERY_S)
+    try:
+        yield
+    finally:
+        await app[SCHEDULER].remove(HOUSEKEEPING_JOB)
+
+
+async def review_batches(app: web.Application) -> AsyncIterator[None]:
+    """The review scheduler at work: batches a stop interrupted resumed, due ones fired."""
+    review_scheduler = app.get(REVIEW_SCHEDULER)
+    if review_scheduler is None:
+        yield
+        return
+    await review_scheduler.recover()
+    task = asyncio.create_task(review_scheduler.run(), name="review-scheduler")
+    try:
+        yield
+    finally:
+        await _cancel(task)
+
+
+async def jira_sync(app: web.Application) -> AsyncIterator[None]:
+    """Runs a stop interrupted marked failed; the scheduled sync registered (at once unless
+    JIRA_SYNC_AT_START=0). JiraService.close, in the jira context, unschedules it."""
+    service = app.get(JIRA)
+    if service is not None:
+        await service.start(sync_at_start=app[SETTINGS].jira_sync_at_start)
+    yield
+
+
+CONTEXTS: tuple[Context, ...] = (
+    database,
+    api_token_check,
+    event_bus,
+    scheduler,
+    github_app,
+    worktrees,
+    agents,
+    reviews,
+    jira,
+    services,
+    dispatcher,
+    housekeeping,
+    review_batches,
+    jira_sync,
+)
