@@ -16,6 +16,8 @@ from tests.fakes.jira import FakeJira
 from tests.helpers import auth_headers, make_settings
 from web.app import create_app
 
+pytest_plugins = ["tests.ci_rules"]
+
 AppClient = TestClient[web.Request, web.Application]
 StartApp = Callable[..., Awaitable[AppClient]]
 
