@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 
+from bot.clock import ManualClock
 from bot.config import DEFAULT_SETTINGS, load_settings
-from bot.reviews.rules import RepoRules, defaults, parse_rules
+from bot.reviews.rules import RULES_PATH, RepoRules, RulesCache, defaults, parse_rules
+from tests.fakes.recording_github import RecordingGitHub
 
 
 def test_rules_without_a_file_are_the_settings_defaults() -> None:
@@ -45,3 +48,16 @@ def test_reviews_can_be_switched_off_and_logins_are_compared_lowercase() -> None
     text = 'reviews:\n  enabled: false\n  allowed_bots: ["Renovate[bot]"]\n'
     rules = parse_rules(text, RepoRules())
     assert not rules.enabled and rules.allowed_bots == frozenset({"renovate[bot]"})
+
+
+async def test_the_file_is_read_once_from_the_contents_api_and_a_missing_one_is_the_settings() -> (
+    None
+):
+    text = "reviews:\n  debounce_seconds: 7\n"
+    content = base64.b64encode(text.encode()).decode()
+    gh = RecordingGitHub({("GET", f"/repos/o/r/contents/{RULES_PATH}"): {"content": content}})
+    cache = RulesCache(DEFAULT_SETTINGS, ManualClock())
+    assert (await cache.rules(gh, "o/r")).debounce_s == 7.0
+    assert (await cache.rules(gh, "o/r")).debounce_s == 7.0
+    assert [call.path for call in gh.calls] == [f"/repos/o/r/contents/{RULES_PATH}"]
+    assert await cache.rules(gh, "o/none") == RepoRules()  # GitHub answered 404
