@@ -78,7 +78,7 @@ class Environment:
 
 
 class Rule(Protocol):
-    """How one variable's text becomes a setting; a bad text is refused and gives `default`."""
+    """How a variable becomes a setting; a refused value is reported and gives `default`."""
 
     def read(self, environment: Environment, name: str, default: Any) -> Any: ...
 
@@ -91,42 +91,91 @@ class Env:
     rule: Rule
 
 
-@dataclass(frozen=True, slots=True)
-class Text:
-    def read(self, environment: Environment, name: str, default: Any) -> Any:
-        raw = environment.text(name)
-        return default if raw is None else raw
+class Refused(ValueError):
+    """A variable's text that its rule does not take; the message says why, in one line."""
 
 
-@dataclass(frozen=True, slots=True)
-class OneOf:
-    choices: tuple[str, ...]
+class WhenSet:
+    """A rule for a variable's text when it is set; an unset (or blank) variable keeps the
+    default. Subclasses say how the text converts, raising `Refused`."""
 
-    def read(self, environment: Environment, name: str, default: Any) -> Any:
-        value = (environment.text(name) or default).upper()
-        if value not in self.choices:
-            environment.refuse(name, f"one of {', '.join(self.choices)}; got {value}")
-            return default
-        return value
-
-
-@dataclass(frozen=True, slots=True)
-class WholeNumber:
-    low: int
-    high: int
+    __slots__ = ()
 
     def read(self, environment: Environment, name: str, default: Any) -> Any:
         raw = environment.text(name)
         if raw is None:
             return default
         try:
+            return self.convert(raw)
+        except Refused as refusal:
+            environment.refuse(name, str(refusal))
+            return default
+
+    def convert(self, raw: str) -> Any:
+        raise NotImplementedError
+
+
+class Text(WhenSet):
+    __slots__ = ()
+
+    def convert(self, raw: str) -> Any:
+        return raw
+
+
+class SecretText(WhenSet):
+    __slots__ = ()
+
+    def convert(self, raw: str) -> Any:
+        return Secret(raw)
+
+
+class AnyPath(WhenSet):
+    __slots__ = ()
+
+    def convert(self, raw: str) -> Any:
+        return Path(raw)
+
+
+class Present(WhenSet):
+    """True when the variable is set: the value itself is read by a library, not by us."""
+
+    __slots__ = ()
+
+    def convert(self, raw: str) -> Any:
+        return True
+
+
+class Switch(WhenSet):
+    """On unless the variable says 0, false, no or off."""
+
+    __slots__ = ()
+
+    def convert(self, raw: str) -> Any:
+        return raw.lower() not in ("0", "false", "no", "off")
+
+
+@dataclass(frozen=True, slots=True)
+class OneOf(WhenSet):
+    choices: tuple[str, ...]
+
+    def convert(self, raw: str) -> Any:
+        if raw.upper() not in self.choices:
+            raise Refused(f"one of {', '.join(self.choices)}; got {raw.upper()}")
+        return raw.upper()
+
+
+@dataclass(frozen=True, slots=True)
+class WholeNumber(WhenSet):
+    low: int
+    high: int
+
+    def convert(self, raw: str) -> Any:
+        try:
             value = int(raw)
         except ValueError:
-            environment.refuse(name, f"expected a whole number, got {raw!r}")
-            return default
+            raise Refused(f"expected a whole number, got {raw!r}") from None
         if not self.low <= value <= self.high:
-            environment.refuse(name, f"must be between {self.low} and {self.high}, got {value}")
-            return default
+            raise Refused(f"must be between {self.low} and {self.high}, got {value}")
         return value
 
 
@@ -135,127 +184,72 @@ _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 @dataclass(frozen=True, slots=True)
-class Duration:
+class Duration(WhenSet):
     """Seconds, or a number with a unit: 30s, 5m, 1h, 3d."""
 
     low: float = 0.0
 
-    def read(self, environment: Environment, name: str, default: Any) -> Any:
-        raw = environment.text(name)
-        if raw is None:
-            return default
+    def convert(self, raw: str) -> Any:
         match = _DURATION.match(raw.lower())
         if match is None:
-            environment.refuse(
-                name, f"expected seconds or a duration like 30s, 5m, 1h; got {raw!r}"
-            )
-            return default
+            raise Refused(f"expected seconds or a duration like 30s, 5m, 1h; got {raw!r}")
         value = float(match.group(1)) * _UNITS[match.group(2)]
         if value < self.low:
-            environment.refuse(name, f"must be at least {self.low:g} seconds, got {raw!r}")
-            return default
+            raise Refused(f"must be at least {self.low:g} seconds, got {raw!r}")
         return value
 
 
 @dataclass(frozen=True, slots=True)
-class Number:
+class Number(WhenSet):
     low: float = 0.0
 
-    def read(self, environment: Environment, name: str, default: Any) -> Any:
-        raw = environment.text(name)
-        if raw is None:
-            return default
+    def convert(self, raw: str) -> Any:
         try:
             value = float(raw)
         except ValueError:
-            environment.refuse(name, f"expected a number, got {raw!r}")
-            return default
+            raise Refused(f"expected a number, got {raw!r}") from None
         if value < self.low:
-            environment.refuse(name, f"must be at least {self.low:g}, got {raw!r}")
-            return default
+            raise Refused(f"must be at least {self.low:g}, got {raw!r}")
         return value
 
 
-@dataclass(frozen=True, slots=True)
-class Url:
-    def read(self, environment: Environment, name: str, default: Any) -> Any:
-        raw = environment.text(name)
-        if raw is None:
-            return default
+class Url(WhenSet):
+    __slots__ = ()
+
+    def convert(self, raw: str) -> Any:
         if not re.match(r"^https?://[^\s/]+", raw):
-            environment.refuse(name, f"expected an http(s):// URL, got {raw!r}")
-            return default
+            raise Refused(f"expected an http(s):// URL, got {raw!r}")
         return raw.rstrip("/")
 
 
-@dataclass(frozen=True, slots=True)
-class SqliteUrl:
-    def read(self, environment: Environment, name: str, default: Any) -> Any:
-        url = environment.text(name) or default
-        if not url.startswith("sqlite:///"):
-            environment.refuse(
-                name,
+class SqliteUrl(WhenSet):
+    __slots__ = ()
+
+    def convert(self, raw: str) -> Any:
+        if not raw.startswith("sqlite:///"):
+            raise Refused(
                 "only sqlite:///path is supported in this release"
-                f" (got a {url.split(':', 1)[0]} URL)",
+                f" (got a {raw.split(':', 1)[0]} URL)"
             )
-            return default
-        return url
+        return raw
 
 
-@dataclass(frozen=True, slots=True)
-class AppId:
-    def read(self, environment: Environment, name: str, default: Any) -> Any:
-        raw = environment.text(name)
-        if raw is not None and not raw.isdigit():
-            environment.refuse(name, f"expected the app's numeric id, got {raw!r}")
-            return default
-        return raw if raw is not None else default
+class AppId(WhenSet):
+    __slots__ = ()
+
+    def convert(self, raw: str) -> Any:
+        if not raw.isdigit():
+            raise Refused(f"expected the app's numeric id, got {raw!r}")
+        return raw
 
 
-@dataclass(frozen=True, slots=True)
-class SecretText:
-    def read(self, environment: Environment, name: str, default: Any) -> Any:
-        raw = environment.text(name)
-        return default if raw is None else Secret(raw)
+class ReadableFile(WhenSet):
+    __slots__ = ()
 
-
-@dataclass(frozen=True, slots=True)
-class Present:
-    """True when the variable is set: the value itself is read by a library, not by us."""
-
-    def read(self, environment: Environment, name: str, default: Any) -> Any:
-        return environment.text(name) is not None
-
-
-@dataclass(frozen=True, slots=True)
-class Switch:
-    """On unless the variable says 0, false, no or off."""
-
-    def read(self, environment: Environment, name: str, default: Any) -> Any:
-        raw = environment.text(name)
-        if raw is None:
-            return default
-        return raw.lower() not in ("0", "false", "no", "off")
-
-
-@dataclass(frozen=True, slots=True)
-class AnyPath:
-    def read(self, environment: Environment, name: str, default: Any) -> Any:
-        raw = environment.text(name)
-        return default if raw is None else Path(raw)
-
-
-@dataclass(frozen=True, slots=True)
-class ReadableFile:
-    def read(self, environment: Environment, name: str, default: Any) -> Any:
-        raw = environment.text(name)
-        if raw is None:
-            return default
-        path = Path(raw)
-        if not path.is_file():
-            environment.refuse(name, f"{raw} is not a readable file")
-            return default
-        return path
+    def convert(self, raw: str) -> Any:
+        if not Path(raw).is_file():
+            raise Refused(f"{raw} is not a readable file")
+        return Path(raw)
 
 
 PRIVATE_KEY_PATH = "GITHUB_PRIVATE_KEY_PATH"
