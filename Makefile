@@ -20,8 +20,11 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# pytest exits 5 when it collected no test: in CI that is a broken checkout, not a pass.
 test: lint
-	$(BIN)/pytest -q
+	@$(BIN)/pytest -q; status=$$?; \
+	if [ $$status -eq 5 ]; then echo "pytest collected no tests: nothing was checked" >&2; fi; \
+	exit $$status
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .

@@ -1,16 +1,24 @@
 """Settings: read once from the environment at start-up, validated, then passed in.
 
-The variable names are the contract of DESIGN.md (Configuration); the ones marked "extension"
-are ours and documented in the README. Each bad value gives one line of `ConfigError`. Secrets
-are wrapped in `Secret` so that printing or logging the settings never shows them.
+`Settings` is the one typed model of the configuration: each field declares its default once,
+and its environment variable with the rule that reads it (`Env` in the field's annotation).
+`load_settings` walks the fields, so a default never has to be repeated by the reader; the
+per-repository `.github/biagent.yml` rules (bot/reviews/rules.py) take theirs from here too.
+The variable names are the contract of docs/design.md (Configuration); the README documents
+every one. Each bad value gives one line of `ConfigError`. Secrets are wrapped in `Secret` so
+that printing or logging the settings never shows them.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import re
+import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Any, Protocol
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
@@ -50,51 +58,300 @@ class Secret:
         return hash(self._value)
 
 
+class Environment:
+    """The variables being read, and the problems found so far (one line each)."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self.environ = environ
+        self.problems: list[str] = []
+        self.refused: set[str] = set()
+
+    def text(self, name: str) -> str | None:
+        value = self.environ.get(name)
+        if value is None or value.strip() == "":
+            return None
+        return value.strip()
+
+    def refuse(self, name: str, problem: str) -> None:
+        self.problems.append(f"{name}: {problem}")
+        self.refused.add(name)
+
+
+class Rule(Protocol):
+    """How a variable becomes a setting; a refused value is reported and gives `default`."""
+
+    def read(self, environment: Environment, name: str, default: Any) -> Any: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Env:
+    """Marks a settings field as read from the environment variable `name` by `rule`."""
+
+    name: str
+    rule: Rule
+
+
+class Refused(ValueError):
+    """A variable's text that its rule does not take; the message says why, in one line."""
+
+
+class WhenSet:
+    """A rule for a variable's text when it is set; an unset (or blank) variable keeps the
+    default. Subclasses say how the text converts, raising `Refused`."""
+
+    __slots__ = ()
+
+    def read(self, environment: Environment, name: str, default: Any) -> Any:
+        raw = environment.text(name)
+        if raw is None:
+            return default
+        try:
+            return self.convert(raw)
+        except Refused as refusal:
+            environment.refuse(name, str(refusal))
+            return default
+
+    def convert(self, raw: str) -> Any:
+        raise NotImplementedError
+
+
+class Text(WhenSet):
+    __slots__ = ()
+
+    def convert(self, raw: str) -> Any:
+        return raw
+
+
+class SecretText(WhenSet):
+    __slots__ = ()
+
+    def convert(self, raw: str) -> Any:
+        return Secret(raw)
+
+
+class AnyPath(WhenSet):
+    __slots__ = ()
+
+    def convert(self, raw: str) -> Any:
+        return Path(raw)
+
+
+class Present(WhenSet):
+    """True when the variable is set: the value itself is read by a library, not by us."""
+
+    __slots__ = ()
+
+    def convert(self, raw: str) -> Any:
+        return True
+
+
+class Switch(WhenSet):
+    """On unless the variable says 0, false, no or off."""
+
+    __slots__ = ()
+
+    def convert(self, raw: str) -> Any:
+        return raw.lower() not in ("0", "false", "no", "off")
+
+
+@dataclass(frozen=True, slots=True)
+class OneOf(WhenSet):
+    choices: tuple[str, ...]
+
+    def convert(self, raw: str) -> Any:
+        if raw.upper() not in self.choices:
+            raise Refused(f"one of {', '.join(self.choices)}; got {raw.upper()}")
+        return raw.upper()
+
+
+@dataclass(frozen=True, slots=True)
+class WholeNumber(WhenSet):
+    low: int
+    high: int
+
+    def convert(self, raw: str) -> Any:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise Refused(f"expected a whole number, got {raw!r}") from None
+        if not self.low <= value <= self.high:
+            raise Refused(f"must be between {self.low} and {self.high}, got {value}")
+        return value
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+@dataclass(frozen=True, slots=True)
+class Duration(WhenSet):
+    """Seconds, or a number with a unit: 30s, 5m, 1h, 3d."""
+
+    low: float = 0.0
+
+    def convert(self, raw: str) -> Any:
+        match = _DURATION.match(raw.lower())
+        if match is None:
+            raise Refused(f"expected seconds or a duration like 30s, 5m, 1h; got {raw!r}")
+        value = float(match.group(1)) * _UNITS[match.group(2)]
+        if value < self.low:
+            raise Refused(f"must be at least {self.low:g} seconds, got {raw!r}")
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class Number(WhenSet):
+    low: float = 0.0
+
+    def convert(self, raw: str) -> Any:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise Refused(f"expected a number, got {raw!r}") from None
+        if value < self.low:
+            raise Refused(f"must be at least {self.low:g}, got {raw!r}")
+        return value
+
+
+class Url(WhenSet):
+    __slots__ = ()
+
+    def convert(self, raw: str) -> Any:
+        if not re.match(r"^https?://[^\s/]+", raw):
+            raise Refused(f"expected an http(s):// URL, got {raw!r}")
+        return raw.rstrip("/")
+
+
+class SqliteUrl(WhenSet):
+    __slots__ = ()
+
+    def convert(self, raw: str) -> Any:
+        if not raw.startswith("sqlite:///"):
+            raise Refused(
+                "only sqlite:///path is supported in this release"
+                f" (got a {raw.split(':', 1)[0]} URL)"
+            )
+        return raw
+
+
+class AppId(WhenSet):
+    __slots__ = ()
+
+    def convert(self, raw: str) -> Any:
+        if not raw.isdigit():
+            raise Refused(f"expected the app's numeric id, got {raw!r}")
+        return raw
+
+
+class ReadableFile(WhenSet):
+    __slots__ = ()
+
+    def convert(self, raw: str) -> Any:
+        if not Path(raw).is_file():
+            raise Refused(f"{raw} is not a readable file")
+        return Path(raw)
+
+
+PRIVATE_KEY_PATH = "GITHUB_PRIVATE_KEY_PATH"
+
+
+@dataclass(frozen=True, slots=True)
+class PrivateKey:
+    """The App's PEM key, inline (real newlines or `\\n` escapes) or from PRIVATE_KEY_PATH."""
+
+    def read(self, environment: Environment, name: str, default: Any) -> Any:
+        inline = environment.environ.get(name, "").strip()
+        path = environment.text(PRIVATE_KEY_PATH)
+        if inline and path:
+            environment.refuse(f"{name} and {PRIVATE_KEY_PATH}", "set one, not both")
+            environment.refused.update((name, PRIVATE_KEY_PATH))
+            return default
+        if path:
+            try:
+                inline = Path(path).read_text(encoding="utf-8").strip()
+            except OSError as error:
+                environment.refuse(PRIVATE_KEY_PATH, f"cannot read {path}: {error.strerror}")
+                return default
+        if not inline:
+            return default
+        pem = inline.replace("\\r", "").replace("\\n", "\n").replace("\r\n", "\n")
+        source = PRIVATE_KEY_PATH if path else name
+        if "-----BEGIN" not in pem or "PRIVATE KEY-----" not in pem:
+            environment.refuse(source, "not a PEM private key (no BEGIN ... PRIVATE KEY line)")
+            return default
+        try:  # the App's JWTs are signed with it: a key that cannot be read fails here, not later
+            serialization.load_pem_private_key(pem.encode("utf-8"), password=None)
+        except (ValueError, TypeError, UnsupportedAlgorithm):
+            environment.refuse(
+                source, "the PEM private key cannot be read (damaged, or protected by a password)"
+            )
+            return default
+        return Secret(pem)
+
+
 @dataclass(frozen=True)
 class Settings:
-    host: str = "127.0.0.1"
-    port: int = 8080
-    database_url: str = "sqlite:///biagent.db"
-    database_synchronous: str = "NORMAL"
-    api_token: Secret | None = None
-    public_url: str | None = None
-    github_app_id: str | None = None
-    github_private_key: Secret | None = None
-    github_private_key_path: Path | None = None
-    github_webhook_secret: Secret | None = None
-    github_api_url: str = "https://api.github.com"
-    anthropic_configured: bool = False
-    anthropic_base_url: str | None = None
-    model: str = DEFAULT_MODEL
-    jira_url: str | None = None
-    jira_email: str | None = None
-    jira_api_token: Secret | None = None
-    jira_jql: str | None = None
-    jira_webhook_secret: Secret | None = None
-    jira_sync_interval: float = 300.0
-    jira_sync_at_start: bool = True  # extension: JIRA_SYNC_AT_START=0 waits one interval
-    review_debounce_seconds: float = 30.0
-    review_max_wait_seconds: float = 300.0
-    review_max_runs_per_hour: int = 6
-    review_max_consecutive_commits: int = 5
-    review_max_usd_per_pr: float = 20.0
-    review_max_usd_per_installation_day: float = 100.0
-    github_write_spacing_seconds: float = 1.0
-    worktree_root: Path = Path("worktrees")
-    worktree_quota_gb: float = 50.0
-    worktree_idle_ttl: float = 3 * 86400.0
-    worktree_setup_timeout: float = 1200.0
-    worktree_port_base: int = 20000
-    worktree_spares: int = 1
-    dispatch_concurrency: int = 4
-    delivery_max_attempts: int = 8
-    events_kept: int = 100_000
-    log_level: str = "INFO"
-    agents_file: Path | None = None
-    agent_max_retries: int = 4
-    agent_bash_timeout: float = 120.0
-    token_buffer_ttl: float = 3600.0
-    extra: dict[str, str] = field(default_factory=dict)
+    """Every setting, its one default, and the variable it is read from (README: Settings)."""
+
+    host: Annotated[str, Env("HOST", Text())] = "127.0.0.1"
+    port: Annotated[int, Env("PORT", WholeNumber(0, 65535))] = 8080
+    database_url: Annotated[str, Env("DATABASE_URL", SqliteUrl())] = "sqlite:///biagent.db"
+    database_synchronous: Annotated[
+        str, Env("DATABASE_SYNCHRONOUS", OneOf(("NORMAL", "FULL", "EXTRA")))
+    ] = "NORMAL"
+    api_token: Annotated[Secret | None, Env("BIAGENT_API_TOKEN", SecretText())] = None
+    public_url: Annotated[str | None, Env("BIAGENT_PUBLIC_URL", Url())] = None
+    github_app_id: Annotated[str | None, Env("GITHUB_APP_ID", AppId())] = None
+    github_private_key: Annotated[Secret | None, Env("GITHUB_PRIVATE_KEY", PrivateKey())] = None
+    github_private_key_path: Annotated[Path | None, Env(PRIVATE_KEY_PATH, AnyPath())] = None
+    github_webhook_secret: Annotated[Secret | None, Env("GITHUB_WEBHOOK_SECRET", SecretText())] = (
+        None
+    )
+    github_api_url: Annotated[str, Env("GITHUB_API_URL", Url())] = "https://api.github.com"
+    anthropic_configured: Annotated[bool, Env("ANTHROPIC_API_KEY", Present())] = False
+    anthropic_base_url: Annotated[str | None, Env("ANTHROPIC_BASE_URL", Url())] = None
+    model: Annotated[str, Env("BIAGENT_MODEL", Text())] = DEFAULT_MODEL
+    jira_url: Annotated[str | None, Env("JIRA_URL", Url())] = None
+    jira_email: Annotated[str | None, Env("JIRA_EMAIL", Text())] = None
+    jira_api_token: Annotated[Secret | None, Env("JIRA_API_TOKEN", SecretText())] = None
+    jira_jql: Annotated[str | None, Env("JIRA_JQL", Text())] = None
+    jira_webhook_secret: Annotated[Secret | None, Env("JIRA_WEBHOOK_SECRET", SecretText())] = None
+    jira_sync_interval: Annotated[float, Env("JIRA_SYNC_INTERVAL", Duration(low=10.0))] = 300.0
+    # extension: JIRA_SYNC_AT_START=0 waits one interval before the first sync
+    jira_sync_at_start: Annotated[bool, Env("JIRA_SYNC_AT_START", Switch())] = True
+    review_debounce_seconds: Annotated[float, Env("REVIEW_DEBOUNCE_SECONDS", Duration())] = 30.0
+    review_max_wait_seconds: Annotated[float, Env("REVIEW_MAX_WAIT_SECONDS", Duration())] = 300.0
+    review_max_runs_per_hour: Annotated[
+        int, Env("REVIEW_MAX_RUNS_PER_HOUR", WholeNumber(1, 1000))
+    ] = 6
+    review_max_consecutive_commits: Annotated[
+        int, Env("REVIEW_MAX_CONSECUTIVE_COMMITS", WholeNumber(1, 1000))
+    ] = 5
+    review_max_usd_per_pr: Annotated[float, Env("REVIEW_MAX_USD_PER_PR", Number())] = 20.0
+    review_max_usd_per_installation_day: Annotated[
+        float, Env("REVIEW_MAX_USD_PER_INSTALLATION_DAY", Number())
+    ] = 100.0
+    github_write_spacing_seconds: Annotated[
+        float, Env("GITHUB_WRITE_SPACING_SECONDS", Duration())
+    ] = 1.0
+    worktree_root: Annotated[Path, Env("WORKTREE_ROOT", AnyPath())] = Path("worktrees")
+    worktree_quota_gb: Annotated[int, Env("WORKTREE_QUOTA_GB", WholeNumber(1, 100_000))] = 50
+    worktree_idle_ttl: Annotated[float, Env("WORKTREE_IDLE_TTL", Duration(low=60.0))] = 3 * 86400.0
+    worktree_setup_timeout: Annotated[float, Env("WORKTREE_SETUP_TIMEOUT", Duration(low=1.0))] = (
+        1200.0
+    )
+    worktree_port_base: Annotated[int, Env("WORKTREE_PORT_BASE", WholeNumber(1024, 60000))] = 20000
+    worktree_spares: Annotated[int, Env("WORKTREE_SPARES", WholeNumber(0, 8))] = 1
+    dispatch_concurrency: Annotated[int, Env("DISPATCH_CONCURRENCY", WholeNumber(1, 64))] = 4
+    delivery_max_attempts: Annotated[int, Env("DELIVERY_MAX_ATTEMPTS", WholeNumber(1, 100))] = 8
+    events_kept: Annotated[int, Env("EVENTS_KEPT", WholeNumber(100, 100_000_000))] = 100_000
+    log_level: Annotated[str, Env("LOG_LEVEL", OneOf(("DEBUG", "INFO", "WARNING", "ERROR")))] = (
+        "INFO"
+    )
+    agents_file: Annotated[Path | None, Env("BIAGENT_AGENTS_FILE", ReadableFile())] = None
+    agent_max_retries: Annotated[int, Env("AGENT_MAX_RETRIES", WholeNumber(0, 20))] = 4
+    agent_bash_timeout: Annotated[float, Env("AGENT_BASH_TIMEOUT", Duration(low=1.0))] = 120.0
+    token_buffer_ttl: Annotated[float, Env("TOKEN_BUFFER_TTL", Duration(low=10.0))] = 3600.0
 
     @property
     def github_enabled(self) -> bool:
@@ -146,206 +403,45 @@ class Settings:
         ]
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+DEFAULT_SETTINGS = Settings()
+"""Every default, for code that needs one without an environment (the repository rules)."""
 
 
-class _Reader:
-    def __init__(self, environ: Mapping[str, str]) -> None:
-        self.environ = environ
-        self.problems: list[str] = []
-
-    def text(self, name: str) -> str | None:
-        value = self.environ.get(name)
-        if value is None or value.strip() == "":
-            return None
-        return value.strip()
-
-    def integer(self, name: str, default: int, *, low: int, high: int) -> int:
-        raw = self.text(name)
-        if raw is None:
-            return default
-        try:
-            value = int(raw)
-        except ValueError:
-            self.problems.append(f"{name}: expected a whole number, got {raw!r}")
-            return default
-        if not low <= value <= high:
-            self.problems.append(f"{name}: must be between {low} and {high}, got {value}")
-            return default
-        return value
-
-    def duration(self, name: str, default: float, *, low: float = 0.0) -> float:
-        raw = self.text(name)
-        if raw is None:
-            return default
-        match = _DURATION.match(raw.lower())
-        if match is None:
-            self.problems.append(
-                f"{name}: expected seconds or a duration like 30s, 5m, 1h; got {raw!r}"
-            )
-            return default
-        value = float(match.group(1)) * _UNITS[match.group(2)]
-        if value < low:
-            self.problems.append(f"{name}: must be at least {low:g} seconds, got {raw!r}")
-            return default
-        return value
-
-    def decimal(self, name: str, default: float, *, low: float = 0.0) -> float:
-        raw = self.text(name)
-        if raw is None:
-            return default
-        try:
-            value = float(raw)
-        except ValueError:
-            self.problems.append(f"{name}: expected a number, got {raw!r}")
-            return default
-        if value < low:
-            self.problems.append(f"{name}: must be at least {low:g}, got {raw!r}")
-            return default
-        return value
-
-    def url(self, name: str, default: str | None = None) -> str | None:
-        raw = self.text(name)
-        if raw is None:
-            return default
-        if not re.match(r"^https?://[^\s/]+", raw):
-            self.problems.append(f"{name}: expected an http(s):// URL, got {raw!r}")
-            return default
-        return raw.rstrip("/")
-
-    def secret(self, name: str) -> Secret | None:
-        raw = self.text(name)
-        return None if raw is None else Secret(raw)
+@functools.cache
+def variables() -> dict[str, Env]:
+    """Each settings field that is read from the environment, with its variable and rule."""
+    hints = typing.get_type_hints(Settings, include_extras=True)
+    found = {}
+    for field in dataclasses.fields(Settings):
+        for mark in getattr(hints[field.name], "__metadata__", ()):
+            if isinstance(mark, Env):
+                found[field.name] = mark
+    return found
 
 
-def _private_key(reader: _Reader) -> Secret | None:
-    inline = reader.environ.get("GITHUB_PRIVATE_KEY", "").strip()
-    path = reader.text("GITHUB_PRIVATE_KEY_PATH")
-    if inline and path:
-        reader.problems.append("GITHUB_PRIVATE_KEY and GITHUB_PRIVATE_KEY_PATH: set one, not both")
-        return None
-    if path:
-        try:
-            inline = Path(path).read_text(encoding="utf-8").strip()
-        except OSError as error:
-            reader.problems.append(f"GITHUB_PRIVATE_KEY_PATH: cannot read {path}: {error.strerror}")
-            return None
-    if not inline:
-        return None
-    pem = inline.replace("\\r", "").replace("\\n", "\n").replace("\r\n", "\n")
-    source = "GITHUB_PRIVATE_KEY_PATH" if path else "GITHUB_PRIVATE_KEY"
-    if "-----BEGIN" not in pem or "PRIVATE KEY-----" not in pem:
-        reader.problems.append(f"{source}: not a PEM private key (no BEGIN ... PRIVATE KEY line)")
-        return None
-    try:  # the App's JWTs are signed with it: a key that cannot be read fails here, not later
-        serialization.load_pem_private_key(pem.encode("utf-8"), password=None)
-    except (ValueError, TypeError, UnsupportedAlgorithm):
-        reader.problems.append(
-            f"{source}: the PEM private key cannot be read (damaged, or protected by a password)"
+def _check_together(environment: Environment, values: dict[str, Any]) -> None:
+    """The rules that involve two settings; each is skipped when one side was already refused."""
+    github = {"GITHUB_APP_ID", "GITHUB_PRIVATE_KEY", PRIVATE_KEY_PATH}
+    app_id, private_key = values["github_app_id"], values["github_private_key"]
+    if (app_id is None) != (private_key is None) and not environment.refused & github:
+        missing = "GITHUB_PRIVATE_KEY or GITHUB_PRIVATE_KEY_PATH" if app_id else "GITHUB_APP_ID"
+        environment.refuse(missing, "needed too, the GitHub App needs both id and key")
+    if values["jira_url"] and values["jira_api_token"] is None:
+        environment.refuse("JIRA_API_TOKEN", "needed when JIRA_URL is set")
+    if values["review_max_wait_seconds"] < values["review_debounce_seconds"]:
+        environment.refuse(
+            "REVIEW_MAX_WAIT_SECONDS", "must not be shorter than REVIEW_DEBOUNCE_SECONDS"
         )
-        return None
-    return Secret(pem)
-
-
-def _agents_file(reader: _Reader) -> Path | None:
-    raw = reader.text("BIAGENT_AGENTS_FILE")
-    if raw is None:
-        return None
-    path = Path(raw)
-    if not path.is_file():
-        reader.problems.append(f"BIAGENT_AGENTS_FILE: {raw} is not a readable file")
-        return None
-    return path
 
 
 def load_settings(environ: Mapping[str, str]) -> Settings:
     """Read and validate every setting; raises ConfigError listing all bad ones."""
-    reader = _Reader(environ)
-    database_url = reader.text("DATABASE_URL") or "sqlite:///biagent.db"
-    if not database_url.startswith("sqlite:///"):
-        reader.problems.append(
-            "DATABASE_URL: only sqlite:///path is supported in this release"
-            f" (got a {database_url.split(':', 1)[0]} URL)"
-        )
-    synchronous = (reader.text("DATABASE_SYNCHRONOUS") or "NORMAL").upper()
-    if synchronous not in ("NORMAL", "FULL", "EXTRA"):
-        reader.problems.append(
-            f"DATABASE_SYNCHRONOUS: one of NORMAL, FULL, EXTRA; got {synchronous}"
-        )
-        synchronous = "NORMAL"
-    api_token = reader.secret("BIAGENT_API_TOKEN")
-    app_id = reader.text("GITHUB_APP_ID")
-    if app_id is not None and not app_id.isdigit():
-        reader.problems.append(f"GITHUB_APP_ID: expected the app's numeric id, got {app_id!r}")
-    private_key = _private_key(reader)
-    if (app_id is None) != (private_key is None) and not reader.problems:
-        missing = "GITHUB_PRIVATE_KEY or GITHUB_PRIVATE_KEY_PATH" if app_id else "GITHUB_APP_ID"
-        reader.problems.append(f"{missing}: needed too, the GitHub App needs both id and key")
-    jira_url = reader.url("JIRA_URL")
-    if jira_url and not reader.text("JIRA_API_TOKEN"):
-        reader.problems.append("JIRA_API_TOKEN: needed when JIRA_URL is set")
-    debounce = reader.duration("REVIEW_DEBOUNCE_SECONDS", 30.0)
-    max_wait = reader.duration("REVIEW_MAX_WAIT_SECONDS", 300.0)
-    if max_wait < debounce:
-        reader.problems.append(
-            "REVIEW_MAX_WAIT_SECONDS: must not be shorter than REVIEW_DEBOUNCE_SECONDS"
-        )
-    log_level = (reader.text("LOG_LEVEL") or "INFO").upper()
-    if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-        reader.problems.append(f"LOG_LEVEL: one of DEBUG, INFO, WARNING, ERROR; got {log_level}")
-        log_level = "INFO"
-    settings = Settings(
-        host=reader.text("HOST") or "127.0.0.1",
-        port=reader.integer("PORT", 8080, low=0, high=65535),
-        database_url=database_url,
-        database_synchronous=synchronous,
-        api_token=api_token,
-        public_url=reader.url("BIAGENT_PUBLIC_URL"),
-        github_app_id=app_id,
-        github_private_key=private_key,
-        github_private_key_path=Path(key_path)
-        if (key_path := reader.text("GITHUB_PRIVATE_KEY_PATH"))
-        else None,
-        github_webhook_secret=reader.secret("GITHUB_WEBHOOK_SECRET"),
-        github_api_url=reader.url("GITHUB_API_URL", "https://api.github.com") or "",
-        anthropic_configured=reader.text("ANTHROPIC_API_KEY") is not None,
-        anthropic_base_url=reader.url("ANTHROPIC_BASE_URL"),
-        model=reader.text("BIAGENT_MODEL") or DEFAULT_MODEL,
-        jira_url=jira_url,
-        jira_email=reader.text("JIRA_EMAIL"),
-        jira_api_token=reader.secret("JIRA_API_TOKEN"),
-        jira_jql=reader.text("JIRA_JQL"),
-        jira_webhook_secret=reader.secret("JIRA_WEBHOOK_SECRET"),
-        jira_sync_interval=reader.duration("JIRA_SYNC_INTERVAL", 300.0, low=10.0),
-        jira_sync_at_start=(reader.text("JIRA_SYNC_AT_START") or "1").lower()
-        not in ("0", "false", "no", "off"),
-        review_debounce_seconds=debounce,
-        review_max_wait_seconds=max_wait,
-        review_max_runs_per_hour=reader.integer("REVIEW_MAX_RUNS_PER_HOUR", 6, low=1, high=1000),
-        review_max_consecutive_commits=reader.integer(
-            "REVIEW_MAX_CONSECUTIVE_COMMITS", 5, low=1, high=1000
-        ),
-        review_max_usd_per_pr=reader.decimal("REVIEW_MAX_USD_PER_PR", 20.0),
-        review_max_usd_per_installation_day=reader.decimal(
-            "REVIEW_MAX_USD_PER_INSTALLATION_DAY", 100.0
-        ),
-        github_write_spacing_seconds=reader.duration("GITHUB_WRITE_SPACING_SECONDS", 1.0),
-        worktree_root=Path(reader.text("WORKTREE_ROOT") or "worktrees"),
-        worktree_quota_gb=float(reader.integer("WORKTREE_QUOTA_GB", 50, low=1, high=100_000)),
-        worktree_idle_ttl=reader.duration("WORKTREE_IDLE_TTL", 3 * 86400.0, low=60.0),
-        worktree_setup_timeout=reader.duration("WORKTREE_SETUP_TIMEOUT", 1200.0, low=1.0),
-        worktree_port_base=reader.integer("WORKTREE_PORT_BASE", 20000, low=1024, high=60000),
-        worktree_spares=reader.integer("WORKTREE_SPARES", 1, low=0, high=8),
-        dispatch_concurrency=reader.integer("DISPATCH_CONCURRENCY", 4, low=1, high=64),
-        delivery_max_attempts=reader.integer("DELIVERY_MAX_ATTEMPTS", 8, low=1, high=100),
-        events_kept=reader.integer("EVENTS_KEPT", 100_000, low=100, high=100_000_000),
-        log_level=log_level,
-        agents_file=_agents_file(reader),
-        agent_max_retries=reader.integer("AGENT_MAX_RETRIES", 4, low=0, high=20),
-        agent_bash_timeout=reader.duration("AGENT_BASH_TIMEOUT", 120.0, low=1.0),
-        token_buffer_ttl=reader.duration("TOKEN_BUFFER_TTL", 3600.0, low=10.0),
-    )
-    if reader.problems:
-        raise ConfigError(reader.problems)
-    return settings
+    environment = Environment(environ)
+    values = {
+        field: env.rule.read(environment, env.name, getattr(DEFAULT_SETTINGS, field))
+        for field, env in variables().items()
+    }
+    _check_together(environment, values)
+    if environment.problems:
+        raise ConfigError(environment.problems)
+    return Settings(**values)

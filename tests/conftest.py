@@ -1,4 +1,5 @@
-"""Fixtures: the real app on a loopback port with a real SQLite file in tmp_path."""
+"""Fixtures: the real app on a loopback port with a real SQLite file in tmp_path, migrated
+databases that are closed whatever the test did, and the protocol fakes on loopback."""
 
 from __future__ import annotations
 
@@ -12,12 +13,16 @@ from aiohttp.test_utils import TestClient
 
 from bot.clock import ManualClock
 from bot.config import Settings
+from storage.database import Database
 from tests.fakes.jira import FakeJira
 from tests.helpers import auth_headers, make_settings
 from web.app import create_app
 
+pytest_plugins = ["tests.ci_rules"]
+
 AppClient = TestClient[web.Request, web.Application]
 StartApp = Callable[..., Awaitable[AppClient]]
+OpenDatabase = Callable[..., Awaitable[Database]]
 
 
 @pytest.fixture
@@ -40,6 +45,29 @@ def start_app(
 @pytest.fixture
 async def client(start_app: StartApp, settings: Settings) -> AppClient:
     return await start_app(settings)
+
+
+@pytest.fixture
+async def open_database(tmp_path: Path) -> AsyncIterator[OpenDatabase]:
+    """Opens a migrated SQLite file in tmp_path (`await open_database("x.db", **options)`);
+    every database opened is closed after the test, passed or failed."""
+    opened: list[Database] = []
+
+    async def open_migrated(name: str = "biagent.db", **options: Any) -> Database:
+        database = await Database.open(f"sqlite:///{tmp_path / name}", **options)
+        opened.append(database)
+        await database.migrate()
+        return database
+
+    yield open_migrated
+    for database in reversed(opened):
+        await database.close()
+
+
+@pytest.fixture
+async def db(open_database: OpenDatabase) -> Database:
+    """A migrated database in tmp_path, closed after the test."""
+    return await open_database()
 
 
 @pytest.fixture

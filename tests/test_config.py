@@ -97,3 +97,22 @@ def test_bad_configuration_exits_2_with_the_problem(
     monkeypatch.setenv("PORT", "-1")
     assert main([]) == 2
     assert "PORT: must be between 0 and 65535" in capsys.readouterr().err
+
+
+def test_every_setting_is_read_from_its_own_variable() -> None:
+    import dataclasses
+
+    from bot.config import Settings, variables
+
+    read = variables()
+    assert set(read) == {field.name for field in dataclasses.fields(Settings)}
+    assert len({env.name for env in read.values()}) == len(read)
+
+
+def test_an_id_without_a_key_is_reported_once_with_what_is_missing() -> None:
+    with pytest.raises(ConfigError) as error:
+        load_settings({"GITHUB_APP_ID": "12", "PORT": "80"})
+    assert error.value.problems == [
+        "GITHUB_PRIVATE_KEY or GITHUB_PRIVATE_KEY_PATH: needed too, the GitHub App needs both id"
+        " and key"
+    ]

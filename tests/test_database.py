@@ -8,19 +8,16 @@ from pathlib import Path
 import pytest
 
 from storage.database import Database
+from tests.conftest import OpenDatabase
 
 
-async def open_db(tmp_path: Path, checkpoint_every_s: float = 0.5) -> Database:
-    db = await Database.open(
-        f"sqlite:///{tmp_path / 'x.db'}", checkpoint_every_s=checkpoint_every_s
-    )
-    await db.migrate()
-    return db
+@pytest.fixture
+async def db(open_database: OpenDatabase) -> Database:
+    return await open_database("x.db", checkpoint_every_s=0.5)
 
 
-async def test_reads_interleaved_with_writes_see_every_committed_row(tmp_path: Path) -> None:
+async def test_reads_interleaved_with_writes_see_every_committed_row(db: Database) -> None:
     """A read after a committed write sees it, however many other reads are in flight."""
-    db = await open_db(tmp_path)
 
     async def write_then_read(n: int) -> bool:
         await db.write("INSERT INTO meta (key, value) VALUES (?, ?)", (f"k{n}", str(n)))
@@ -34,13 +31,9 @@ async def test_reads_interleaved_with_writes_see_every_committed_row(tmp_path: P
     seen = await asyncio.gather(*(write_then_read(n) for n in range(300)))
     await asyncio.gather(*readers)
     assert all(seen)
-    await db.close()
 
 
-async def test_concurrent_writes_share_commits_and_a_failing_one_fails_alone(
-    tmp_path: Path,
-) -> None:
-    db = await open_db(tmp_path)
+async def test_concurrent_writes_share_commits_and_a_failing_one_fails_alone(db: Database) -> None:
     await db.write("INSERT INTO meta (key, value) VALUES ('taken', '1')")
     writes = [
         db.write("INSERT INTO meta (key, value) VALUES (?, '1')", (f"w{n}",)) for n in range(50)
@@ -51,11 +44,16 @@ async def test_concurrent_writes_share_commits_and_a_failing_one_fails_alone(
     assert isinstance(results[-1], Exception)
     assert await db.fetchval("SELECT COUNT(*) FROM meta WHERE key LIKE 'w%'") == 50
     assert await db.fetchval("SELECT value FROM meta WHERE key = 'taken'") == "1"
-    await db.close()
 
 
-async def test_write_many_is_all_or_nothing(tmp_path: Path) -> None:
-    db = await open_db(tmp_path)
+async def test_write_many_is_all_or_nothing(db: Database) -> None:
+    await db.write_many(
+        [
+            ("INSERT INTO meta (key, value) VALUES ('b', '1')", ()),
+            ("INSERT INTO meta (key, value) VALUES ('c', '1')", ()),
+        ]
+    )
+    assert await db.fetchval("SELECT COUNT(*) FROM meta WHERE key IN ('b', 'c')") == 2
     with pytest.raises(Exception, match="UNIQUE"):
         await db.write_many(
             [
@@ -64,19 +62,18 @@ async def test_write_many_is_all_or_nothing(tmp_path: Path) -> None:
             ]
         )
     assert await db.fetchval("SELECT COUNT(*) FROM meta WHERE key = 'a'") == 0
-    await db.close()
 
 
-async def test_migrations_are_applied_once(tmp_path: Path) -> None:
-    db = await open_db(tmp_path)
+async def test_migrations_are_applied_once(db: Database) -> None:
     version = await db.migrate()
     assert version >= 1
     assert await db.fetchval("SELECT COUNT(*) FROM schema_migrations") == version
-    await db.close()
 
 
-async def test_commits_leave_checkpoints_to_their_own_connection(tmp_path: Path) -> None:
-    db = await open_db(tmp_path, checkpoint_every_s=3600)
+async def test_commits_leave_checkpoints_to_their_own_connection(
+    tmp_path: Path, open_database: OpenDatabase
+) -> None:
+    db = await open_database("x.db", checkpoint_every_s=3600)
     main_file = tmp_path / "x.db"
     before = main_file.stat().st_size
     payload = "x" * 30_000
@@ -90,4 +87,3 @@ async def test_commits_leave_checkpoints_to_their_own_connection(tmp_path: Path)
     assert main_file.stat().st_size == before
     await db.checkpoint()
     assert main_file.stat().st_size > 300 * 30_000
-    await db.close()

@@ -1,14 +1,31 @@
-"""The README stays true: quick start, every setting, every event type."""
+"""The README stays true: quick start, every setting and its default, every event type, the docs."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
+from bot.config import DEFAULT_SETTINGS, Environment, variables
 from bot.events.catalogue import message_types, with_table
 
-README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-CONFIG = (Path(__file__).resolve().parent.parent / "bot" / "config.py").read_text()
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+
+
+def settings_table() -> dict[str, str | None]:
+    """The README's settings table: each variable named in a row, with its default as written
+    when the default cell is backquoted values (`127.0.0.1`, `8080` for HOST, PORT), else None."""
+    section = README.split("## Settings", 1)[1].split("\n## ", 1)[0]
+    rows: dict[str, str | None] = {}
+    for line in section.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) != 3:
+            continue
+        names = re.findall(r"`([A-Z][A-Z0-9_]{2,})`", cells[0])
+        shown = re.findall(r"`([^`]+)`", cells[2]) if cells[2].startswith("`") else []
+        for n, name in enumerate(names):
+            rows[name] = shown[n] if len(shown) == len(names) else None
+    return rows
 
 
 def test_quick_start_is_make_run_and_make_test() -> None:
@@ -18,9 +35,27 @@ def test_quick_start_is_make_run_and_make_test() -> None:
 
 
 def test_every_setting_read_by_config_is_documented() -> None:
-    names = set(re.findall(r'(?:reader\.\w+|environ\.get)\("([A-Z][A-Z0-9_]{2,})"', CONFIG))
-    undocumented = {name for name in names if f"`{name}`" not in README}
-    assert not undocumented
+    names = {env.name for env in variables().values()}
+    assert "WORKTREE_ROOT" in names
+    assert names == set(settings_table()), "the README's settings table and bot/config.py differ"
+
+
+def test_the_readme_gives_each_setting_the_default_the_model_declares() -> None:
+    """A default written in the README, read as the variable would be, is the field's default."""
+    table, checked = settings_table(), 0
+    for field, env in variables().items():
+        written, default = table[env.name], getattr(DEFAULT_SETTINGS, field)
+        if written is None or default is None:
+            continue  # the cell says in words what leaving the variable unset means
+        assert env.rule.read(Environment({env.name: written}), env.name, None) == default, env.name
+        checked += 1
+    assert checked >= 25
+
+
+def test_the_readme_links_every_document() -> None:
+    documents = sorted(path.relative_to(ROOT).as_posix() for path in (ROOT / "docs").glob("*.md"))
+    assert {"docs/design.md", "docs/architecture.md"} <= set(documents)
+    assert [doc for doc in documents if f"({doc})" not in README and f"`{doc}`" not in README] == []
 
 
 def test_the_events_table_is_the_catalogue() -> None:

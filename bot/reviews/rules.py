@@ -1,55 +1,90 @@
 """Per-repository rules from `.github/biagent.yml`, read through the contents API and cached.
 
 The file is read from the default branch (the GitHub App convention), so a pull request cannot
-loosen its own rules. A missing file means the defaults from the settings; a file that does not
-parse is logged and the defaults are used (a broken file must not switch caps off). Shape:
+loosen its own rules. Its parts are typed models (`CommandsPart`, `ReviewsPart`, `CapsPart`);
+whatever the file leaves out comes from the settings (bot/config.py), which hold every default
+once. A missing file means the settings' values; a key that does not fit its model is logged and
+left out, keeping the settings' value (a broken file must not switch caps off). Shape:
 
     setup: make setup              # the engine's setup command
     test: make test                # the engine's test command
     reviews:
       enabled: true
-      debounce_seconds: 30
-      max_wait_seconds: 300
+      debounce_seconds: 10           # else REVIEW_DEBOUNCE_SECONDS
+      max_wait_seconds: 120          # else REVIEW_MAX_WAIT_SECONDS
       allowed_bots: ["renovate[bot]"]  # bots whose comments are worked (others are ignored)
       commands_from: [alice, bob]      # who may run slash commands (besides needing write)
-      caps:
-        runs_per_hour: 6
-        consecutive_commits: 5
-        usd_per_pr: 20
-        usd_per_installation_day: 100
+      caps:                          # else the REVIEW_MAX_* settings
+        runs_per_hour: 3
+        consecutive_commits: 2
+        usd_per_pr: 5
+        usd_per_installation_day: 50
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, TypeVar
 
 import cachetools
 import gidgethub
+import msgspec
 import yaml
 
 from bot.clock import Clock
-from bot.config import Settings
+from bot.config import DEFAULT_SETTINGS, Settings
 
 log = logging.getLogger(__name__)
 
 RULES_PATH = ".github/biagent.yml"
 RULES_TTL_S = 300.0
 
+NonNegative = Annotated[float, msgspec.Meta(ge=0)]
+
+
+class CommandsPart(msgspec.Struct, frozen=True):
+    """The top of the file: the engine's commands, one or a list (bot/worktrees reads the list
+    form); keys of other concerns are left alone."""
+
+    setup: str | list[str] | None = None
+    test: str | list[str] | None = None
+
+
+class ReviewsPart(msgspec.Struct, frozen=True):
+    """`reviews` but its caps; a window left out keeps the settings' window."""
+
+    enabled: bool = True
+    debounce_seconds: NonNegative | None = None
+    max_wait_seconds: NonNegative | None = None
+    allowed_bots: list[str] | None = None
+    commands_from: list[str] | None = None
+
+
+class CapsPart(msgspec.Struct, frozen=True):
+    """`reviews.caps`; a cap left out keeps the settings' cap."""
+
+    runs_per_hour: NonNegative | None = None
+    consecutive_commits: NonNegative | None = None
+    usd_per_pr: NonNegative | None = None
+    usd_per_installation_day: NonNegative | None = None
+
 
 @dataclass(frozen=True, slots=True)
 class RepoRules:
+    """A repository's rules; the shared defaults are the settings' (bot/config.py)."""
+
     enabled: bool = True
-    debounce_s: float = 30.0
-    max_wait_s: float = 300.0
+    debounce_s: float = DEFAULT_SETTINGS.review_debounce_seconds
+    max_wait_s: float = DEFAULT_SETTINGS.review_max_wait_seconds
     allowed_bots: frozenset[str] = frozenset()
     commands_from: frozenset[str] | None = None
-    max_runs_per_hour: int = 6
-    max_consecutive_commits: int = 5
-    max_usd_per_pr: float = 20.0
-    max_usd_per_installation_day: float = 100.0
+    max_runs_per_hour: int = DEFAULT_SETTINGS.review_max_runs_per_hour
+    max_consecutive_commits: int = DEFAULT_SETTINGS.review_max_consecutive_commits
+    max_usd_per_pr: float = DEFAULT_SETTINGS.review_max_usd_per_pr
+    max_usd_per_installation_day: float = DEFAULT_SETTINGS.review_max_usd_per_installation_day
     setup_command: str | None = None
     test_command: str | None = None
     problems: tuple[str, ...] = ()
@@ -70,87 +105,74 @@ def defaults(settings: Settings) -> RepoRules:
     )
 
 
+Part = TypeVar("Part", CommandsPart, ReviewsPart, CapsPart)
+
+
+def _read_part(value: Any, model: type[Part], where: str, problems: list[str]) -> Part:
+    """`value` as `model`, keeping each key that is valid on its own: a bad key is reported and
+    left out, so a typo in one cap never switches the others off."""
+    if value is None:
+        return model()
+    if not isinstance(value, dict):
+        problems.append(f"{where}: must be a mapping")
+        return model()
+    accepted = {}
+    for key, item in value.items():
+        try:
+            msgspec.convert({key: item}, model, strict=False)
+        except msgspec.ValidationError as error:
+            expected = str(error).split(" - at ", 1)[0]  # msgspec's words, without its path
+            problems.append(f"{where}.{key}: {expected} ({item!r})".lstrip("."))
+        else:
+            accepted[key] = item
+    return msgspec.convert(accepted, model, strict=False)
+
+
+def _logins(names: list[str] | None) -> frozenset[str] | None:
+    return None if names is None else frozenset(name.lower() for name in names)
+
+
+def _or(value: float | None, default: float) -> float:
+    return default if value is None else value
+
+
 def parse_rules(text: str, base: RepoRules) -> RepoRules:
     """The rules a file's text gives on top of `base`; problems are listed, never raised."""
-    problems: list[str] = []
     try:
         document = yaml.safe_load(text) or {}
     except yaml.YAMLError as error:
-        return _with_problems(base, [f"{RULES_PATH} is not valid YAML: {error}"])
+        return dataclasses.replace(base, problems=(f"{RULES_PATH} is not valid YAML: {error}",))
     if not isinstance(document, dict):
-        return _with_problems(base, [f"{RULES_PATH} must be a mapping"])
-    reviews = document.get("reviews") or {}
-    if not isinstance(reviews, dict):
-        problems.append("reviews: must be a mapping")
-        reviews = {}
-    caps = reviews.get("caps") or {}
-    if not isinstance(caps, dict):
-        problems.append("reviews.caps: must be a mapping")
-        caps = {}
-
-    def number(source: dict[str, Any], key: str, default: float, label: str) -> float:
-        value = source.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            problems.append(f"{label}: expected a number >= 0, got {value!r}")
-            return default
-        return float(value)
-
-    def names(key: str) -> frozenset[str] | None:
-        value = reviews.get(key)
-        if value is None:
-            return None
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            problems.append(f"reviews.{key}: expected a list of logins")
-            return None
-        return frozenset(v.lower() for v in value)
-
-    debounce = number(reviews, "debounce_seconds", base.debounce_s, "reviews.debounce_seconds")
-    max_wait = number(reviews, "max_wait_seconds", base.max_wait_s, "reviews.max_wait_seconds")
+        return dataclasses.replace(base, problems=(f"{RULES_PATH} must be a mapping",))
+    problems: list[str] = []
+    commands = _read_part(document, CommandsPart, "", problems)
+    reviews_value = document.get("reviews")
+    caps_value = reviews_value.get("caps") if isinstance(reviews_value, dict) else None
+    if isinstance(reviews_value, dict):
+        reviews_value = {key: item for key, item in reviews_value.items() if key != "caps"}
+    reviews = _read_part(reviews_value, ReviewsPart, "reviews", problems)
+    caps = _read_part(caps_value, CapsPart, "reviews.caps", problems)
+    debounce = _or(reviews.debounce_seconds, base.debounce_s)
+    max_wait = _or(reviews.max_wait_seconds, base.max_wait_s)
     if max_wait < debounce:
         problems.append("reviews.max_wait_seconds: shorter than debounce_seconds; using both")
         max_wait = debounce
-    setup, test = document.get("setup"), document.get("test")
     return RepoRules(
-        enabled=bool(reviews.get("enabled", True)),
+        enabled=reviews.enabled,
         debounce_s=debounce,
         max_wait_s=max_wait,
-        allowed_bots=names("allowed_bots") or frozenset(),
-        commands_from=names("commands_from"),
-        max_runs_per_hour=int(
-            number(caps, "runs_per_hour", base.max_runs_per_hour, "reviews.caps.runs_per_hour")
+        allowed_bots=_logins(reviews.allowed_bots) or frozenset(),
+        commands_from=_logins(reviews.commands_from),
+        max_runs_per_hour=int(_or(caps.runs_per_hour, base.max_runs_per_hour)),
+        max_consecutive_commits=int(_or(caps.consecutive_commits, base.max_consecutive_commits)),
+        max_usd_per_pr=_or(caps.usd_per_pr, base.max_usd_per_pr),
+        max_usd_per_installation_day=_or(
+            caps.usd_per_installation_day, base.max_usd_per_installation_day
         ),
-        max_consecutive_commits=int(
-            number(
-                caps,
-                "consecutive_commits",
-                base.max_consecutive_commits,
-                "reviews.caps.consecutive_commits",
-            )
-        ),
-        max_usd_per_pr=number(caps, "usd_per_pr", base.max_usd_per_pr, "reviews.caps.usd_per_pr"),
-        max_usd_per_installation_day=number(
-            caps,
-            "usd_per_installation_day",
-            base.max_usd_per_installation_day,
-            "reviews.caps.usd_per_installation_day",
-        ),
-        setup_command=setup if isinstance(setup, str) else None,
-        test_command=test if isinstance(test, str) else None,
+        setup_command=commands.setup if isinstance(commands.setup, str) else None,
+        test_command=commands.test if isinstance(commands.test, str) else None,
         problems=tuple(problems),
         raw=document,
-    )
-
-
-def _with_problems(base: RepoRules, problems: list[str]) -> RepoRules:
-    return RepoRules(
-        enabled=base.enabled,
-        debounce_s=base.debounce_s,
-        max_wait_s=base.max_wait_s,
-        max_runs_per_hour=base.max_runs_per_hour,
-        max_consecutive_commits=base.max_consecutive_commits,
-        max_usd_per_pr=base.max_usd_per_pr,
-        max_usd_per_installation_day=base.max_usd_per_installation_day,
-        problems=tuple(problems),
     )
 
 
@@ -162,9 +184,6 @@ class RulesCache:
         self._cache: cachetools.TTLCache[str, RepoRules] = cachetools.TTLCache(
             maxsize=1024, ttl=ttl_s, timer=clock.monotonic
         )
-
-    def forget(self, repository: str) -> None:
-        self._cache.pop(repository, None)
 
     async def rules(self, gh: Any, repository: str) -> RepoRules:
         cached = self._cache.get(repository)
