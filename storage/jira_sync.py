@@ -9,19 +9,42 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from storage.database import Database
 from storage.timestamps import to_text
 
 
+class RunStatus(StrEnum):
+    """Where a sync run is: the `status` column of sync_status."""
+
+    RUNNING = "running"
+    COMPLETE = "complete"
+    FAILED = "failed"
+
+
+class SyncKind(StrEnum):
+    """What a run was: the `kind` column of sync_status and the events' `kind`.
+
+    A run is full or incremental; a failure before any project's run could begin is recorded
+    as a run of its own kind: the project list could not be read, or a project's run could
+    not start.
+    """
+
+    FULL = "full"
+    INCREMENTAL = "incremental"
+    PROJECTS = "projects"
+    START = "start"
+
+
 @dataclass(frozen=True, slots=True)
 class SyncRun:
     id: int
     project: str
-    kind: str
+    kind: SyncKind
     trigger: str
-    status: str
+    status: RunStatus
     started_at: str
     finished_at: str | None
     seen: int
@@ -59,19 +82,28 @@ class SyncCursor:
     synced_at: str
 
 
+def _run(row: Any) -> SyncRun:
+    values = list(row)
+    values[2], values[4] = SyncKind(values[2]), RunStatus(values[4])
+    return SyncRun(*values)
+
+
 _RUN_COLUMNS = (
     "id, project, kind, trigger, status, started_at, finished_at, seen, created, updated,"
     " deleted, requests, error"
 )
 
 
-async def start_run(db: Database, *, project: str, kind: str, trigger: str, now: datetime) -> int:
+async def start_run(
+    db: Database, *, project: str, kind: SyncKind, trigger: str, now: datetime
+) -> int:
     result = await db.write(
         "INSERT INTO sync_status (project, kind, trigger, status, started_at)"
-        " VALUES (?, ?, ?, 'running', ?)",
-        (project, kind, trigger, to_text(now)),
+        " VALUES (?, ?, ?, ?, ?)",
+        (project, kind, trigger, RunStatus.RUNNING, to_text(now)),
     )
-    assert result.lastrowid is not None
+    if result.lastrowid is None:
+        raise RuntimeError(f"sync_status: no row id for the new run of {project}")
     return result.lastrowid
 
 
@@ -79,7 +111,7 @@ async def finish_run(
     db: Database,
     run_id: int,
     *,
-    status: str,
+    status: RunStatus,
     seen: int,
     created: int,
     updated: int,
@@ -99,11 +131,6 @@ async def finish_run(
     )
 
 
-async def get_run(db: Database, run_id: int) -> SyncRun | None:
-    row = await db.fetchone(f"SELECT {_RUN_COLUMNS} FROM sync_status WHERE id = ?", (run_id,))
-    return None if row is None else SyncRun(*row)
-
-
 async def recent_runs(
     db: Database, *, project: str | None = None, limit: int = 20
 ) -> list[SyncRun]:
@@ -116,15 +143,19 @@ async def recent_runs(
             f"SELECT {_RUN_COLUMNS} FROM sync_status WHERE project = ? ORDER BY id DESC LIMIT ?",
             (project, limit),
         )
-    return [SyncRun(*row) for row in rows]
+    return [_run(row) for row in rows]
 
 
 async def fail_abandoned_runs(db: Database, *, now: datetime) -> int:
     """At start-up: runs a crash left `running` are marked failed (their lease lapses alone)."""
     result = await db.write(
-        "UPDATE sync_status SET status = 'failed', finished_at = ?,"
-        " error = 'interrupted: the process stopped during the sync' WHERE status = 'running'",
-        (to_text(now),),
+        "UPDATE sync_status SET status = ?, finished_at = ?, error = ? WHERE status = ?",
+        (
+            RunStatus.FAILED,
+            to_text(now),
+            "interrupted: the process stopped during the sync",
+            RunStatus.RUNNING,
+        ),
     )
     return result.rowcount
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from jira import JIRA
 
 from bot.clock import Clock, ManualClock, SystemClock
 from bot.config import Secret
@@ -153,6 +154,9 @@ async def test_a_deleted_issue_is_removed_with_its_links(mirror: Mirror) -> None
     doomed = fake.add_issue("PROJ", "goes")
     fake.link(keep, doomed)
     await mirror.sync.sync_project("PROJ", trigger="manual")
+    assert [link.other_key for link in await tickets.links_of(mirror.db, fake.issue(keep).id)] == [
+        doomed
+    ]
     fake.delete_issue(doomed)
     result = await mirror.sync.sync_project("PROJ", trigger="manual")
     assert result.deleted == 1
@@ -213,7 +217,16 @@ async def test_attachment_metadata_is_stored_without_content(mirror: Mirror) -> 
     assert [(a.filename, a.mime_type, a.size) for a in stored] == [
         ("debuglog.txt", "text/plain", 2460)
     ]
-    assert not any("attachment/content" in r.path or "/secure/" in r.path for r in fake.requests)
+
+    def downloads() -> list[str]:
+        return [
+            r.path for r in fake.requests if "attachment/content" in r.path or "/secure/" in r.path
+        ]
+
+    assert downloads() == []
+    stream = await mirror.client.open_attachment(stored[0].content_url, stored[0].id)
+    stream.close()
+    assert len(downloads()) == 1  # a download would have been seen
 
 
 async def test_a_truncated_changelog_is_fetched_in_full(tmp_path: Path) -> None:
@@ -244,23 +257,41 @@ async def test_cloud_uses_search_jql_and_never_the_removed_search(mirror: Mirror
     assert len(pages) == 2 and "nextPageToken" in pages[1].query
 
 
+class WatchedClock(ManualClock):
+    """A manual clock that tells when something starts sleeping on it, and when it wakes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sleeping = asyncio.Event()
+        self.woke = asyncio.Event()
+        self.asked: list[float] = []
+
+    async def sleep(self, seconds: float) -> None:
+        self.asked.append(seconds)
+        self.sleeping.set()
+        await super().sleep(seconds)
+        self.woke.set()
+
+
 async def test_a_429_is_honoured_after_retry_after(tmp_path: Path, fake_jira: FakeJira) -> None:
-    clock = ManualClock()
+    clock = WatchedClock()
     mirror = await open_mirror(tmp_path, fake_jira, clock)
     fake_jira.add_issue("PROJ", "one")
     await mirror.client.connect()
     fake_jira.throttle(retry_after=7)
     task = asyncio.create_task(mirror.sync.sync_project("PROJ", trigger="manual"))
-    while fake_jira.throttle_queue:  # until Jira has answered 429  # noqa: ASYNC110
-        await asyncio.sleep(0.01)
+    await asyncio.wait_for(clock.sleeping.wait(), 10)  # Jira answered 429; the sync waits
+    assert clock.asked == [7]
     answered = len(fake_jira.requests)
+    assert fake_jira.requests[-1].path.endswith("/search")  # the throttled search
     await clock.advance(6)
-    await asyncio.sleep(0.2)
-    assert not task.done()
+    assert not clock.woke.is_set() and not task.done()
     assert len(fake_jira.requests) == answered  # nothing sent before Retry-After has passed
     await clock.advance(1)
+    await asyncio.wait_for(clock.woke.wait(), 10)
     result = await asyncio.wait_for(task, 10)
     assert result.created == 1
+    assert len(fake_jira.requests) > answered  # the search again, once the wait was over
     mirror.client.close()
     await mirror.db.close()
 
@@ -312,6 +343,8 @@ async def test_jira_jql_narrows_the_scope_and_names_the_projects(
 async def test_jira_refuses_an_id_search_naming_a_deleted_issue(mirror: Mirror) -> None:
     key = mirror.fake.add_issue("PROJ", "soon gone")
     issue_id = mirror.fake.issue(key).id
+    found = await mirror.client.search_page(f"id in ({issue_id})", fields=["id"])
+    assert [issue["id"] for issue in found.issues] == [issue_id]
     mirror.fake.delete_issue(key)
     with pytest.raises(JiraBadRequest, match=f"An issue with key '{issue_id}' does not exist"):
         await mirror.client.search_page(f"id in ({issue_id})", fields=["id"])
@@ -357,6 +390,16 @@ async def test_an_issue_moved_out_of_scope_is_dropped_on_cloud(tmp_path: Path) -
 
 
 async def test_a_sync_never_asks_for_the_field_list(mirror: Mirror) -> None:
+    fake = mirror.fake
+
+    def search_with_the_bare_library() -> None:
+        bare = JIRA(server=fake.url, basic_auth=(fake.email, fake.token), max_retries=0)
+        bare.search_issues('project = "PROJ"', json_result=True)
+        bare.close()
+
+    await asyncio.to_thread(search_with_the_bare_library)
+    assert len(fake.requests_to("/field")) == 1  # the library alone asks before its search
+    fake.requests.clear()
     mirror.fake.add_issue("PROJ", "one")
     await mirror.sync.sync_project("PROJ", trigger="manual")
     mirror.fake.add_issue("PROJ", "two")
@@ -482,6 +525,7 @@ async def test_a_refresh_of_a_deleted_issue_forgets_it(mirror: Mirror) -> None:
     key = mirror.fake.add_issue("PROJ", "soon gone")
     issue_id = mirror.fake.issue(key).id
     await mirror.sync.sync_project("PROJ", trigger="manual")
+    assert await mirror.keys() == [key]
     mirror.fake.delete_issue(key)
     assert await mirror.sync.refresh_issue(issue_id) == key
     assert await mirror.keys() == []

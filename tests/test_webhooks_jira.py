@@ -90,6 +90,7 @@ async def test_issue_deleted_removes_the_ticket(
     client = await start_app(jira_settings(tmp_path, fake_jira))
     await post(client, payload)
     await client.app[DISPATCHER].drain()
+    assert await ticket(client, "KAN-3") is not None
     fake_jira.delete_issue("KAN-3")
     await post(client, {**payload, "webhookEvent": "jira:issue_deleted"})
     await client.app[DISPATCHER].drain()
@@ -132,6 +133,8 @@ async def test_an_event_outside_the_configured_scope_is_not_mirrored(
     client = await start_app(jira_settings(tmp_path, fake_jira, jira_jql="project = PROJ"))
     await post(client, payload)
     await client.app[DISPATCHER].drain()
+    (search,) = fake_jira.requests_to("/search")  # the webhook was worked: Jira was asked
+    assert search.query["jql"] == [f"id = {payload['issue']['id']} AND (project = PROJ)"]
     assert await ticket(client, "KAN-3") is None
 
 

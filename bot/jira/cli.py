@@ -35,6 +35,7 @@ from bot.jira.client import (
 from bot.jira.issues import SYNC_FIELDS, ticket_from_issue
 from bot.jira.service import client_from_settings
 from bot.jira.sync import JiraSync, SyncAlreadyRunning, SyncResult, is_project_key
+from storage.tickets import TicketRecord
 
 T = TypeVar("T")
 
@@ -138,66 +139,70 @@ def list_tickets(
 ) -> None:
     """List tickets from Jira, newest change first."""
     settings = _settings()
-    clauses = []
-    for name, value in (
-        ("project", project),
-        ("status", status),
-        ("assignee", assignee),
-        ("issuetype", issue_type),
-        ("labels", label),
-    ):
-        if value:
-            clauses.append(f"{name} = {_quote(value)}")
-    if text:
-        clauses.append(f"text ~ {_quote(text)}")
-    if jql:
-        clauses.append(f"({jql})")
-    if not clauses and settings.jira_jql:
-        clauses.append(f"({settings.jira_jql})")
-    if not clauses:
+    equals = {
+        "project": project,
+        "status": status,
+        "assignee": assignee,
+        "issuetype": issue_type,
+        "labels": label,
+    }
+    query = list_query(equals, text=text, jql=jql, default_jql=settings.jira_jql)
+    if query is None:
         _fail("give a filter (--project, --jql, ...) or set JIRA_JQL", EXIT_USAGE)
-    query = " AND ".join(clauses) + " ORDER BY updated DESC"
 
     async def work(client: JiraClient) -> list[dict[str, Any]]:
         page = await client.search_page(query, fields=SYNC_FIELDS, max_results=limit)
         return page.issues
 
-    issues = _run(settings, work)
-    records = [ticket_from_issue(issue) for issue in issues]
+    records = [ticket_from_issue(issue) for issue in _run(settings, work)]
     if as_json:
-        _print_json(
-            [
-                {
-                    "key": r.key,
-                    "summary": r.summary,
-                    "status": r.status,
-                    "type": r.issue_type,
-                    "priority": r.priority,
-                    "assignee": r.assignee,
-                    "labels": list(r.labels),
-                    "updated_at": r.updated_at,
-                }
-                for r in records
-            ]
-        )
-        return
-    if not records:
+        _print_json([_listed_json(r) for r in records])
+    elif not records:
         typer.echo("no tickets match")
-        return
-    _table(
-        ["KEY", "STATUS", "TYPE", "ASSIGNEE", "UPDATED", "SUMMARY"],
-        [
+    else:
+        _table(
+            ["KEY", "STATUS", "TYPE", "ASSIGNEE", "UPDATED", "SUMMARY"],
             [
-                r.key,
-                r.status or "",
-                r.issue_type or "",
-                r.assignee or "-",
-                r.updated_at[:16].replace("T", " "),
-                r.summary,
-            ]
-            for r in records
-        ],
-    )
+                [
+                    r.key,
+                    r.status or "",
+                    r.issue_type or "",
+                    r.assignee or "-",
+                    r.updated_at[:16].replace("T", " "),
+                    r.summary,
+                ]
+                for r in records
+            ],
+        )
+
+
+def list_query(
+    equals: dict[str, str | None], *, text: str | None, jql: str | None, default_jql: str | None
+) -> str | None:
+    """The JQL `list` searches: the filters given ANDed, else JIRA_JQL; None when neither."""
+    clauses = [f"{name} = {_quote(value)}" for name, value in equals.items() if value]
+    if text:
+        clauses.append(f"text ~ {_quote(text)}")
+    if jql:
+        clauses.append(f"({jql})")
+    if not clauses and default_jql:
+        clauses.append(f"({default_jql})")
+    if not clauses:
+        return None
+    return " AND ".join(clauses) + " ORDER BY updated DESC"
+
+
+def _listed_json(record: TicketRecord) -> dict[str, Any]:
+    return {
+        "key": record.key,
+        "summary": record.summary,
+        "status": record.status,
+        "type": record.issue_type,
+        "priority": record.priority,
+        "assignee": record.assignee,
+        "labels": list(record.labels),
+        "updated_at": record.updated_at,
+    }
 
 
 # -- get / related -----------------------------------------------------------------------------
@@ -350,22 +355,7 @@ def update_ticket(
             await client.update_fields(key, fields)
             done.append(f"{key}: updated {', '.join(sorted(fields))}")
         if transition is not None:
-            available = await client.transitions(key)
-            chosen = next(
-                (
-                    t
-                    for t in available
-                    if str(t.get("id")) == transition
-                    or str(t.get("name", "")).lower() == transition.lower()
-                ),
-                None,
-            )
-            if chosen is None:
-                names = ", ".join(f"{t.get('name')} ({t.get('id')})" for t in available) or "none"
-                raise JiraBadRequest(f"{key}: no transition {transition!r}; available: {names}")
-            await client.transition(key, str(chosen["id"]))
-            target = (chosen.get("to") or {}).get("name") or chosen.get("name")
-            done.append(f"{key}: moved to {target} ({chosen.get('name')})")
+            done.append(await _move(client, key, transition))
         if comment is not None:
             added = await client.add_comment(key, comment)
             done.append(f"{key}: commented (comment {added.get('id')})")
@@ -373,6 +363,28 @@ def update_ticket(
 
     for line in _run(settings, work):
         typer.echo(line)
+
+
+def chosen_transition(available: list[dict[str, Any]], wanted: str) -> dict[str, Any] | None:
+    """The transition named `wanted` by its id or (in any case) its name, if offered."""
+    for offered in available:
+        if str(offered.get("id")) == wanted:
+            return offered
+        if str(offered.get("name", "")).lower() == wanted.lower():
+            return offered
+    return None
+
+
+async def _move(client: JiraClient, key: str, transition: str) -> str:
+    """Move the issue through the transition named (by id or name); what was done."""
+    available = await client.transitions(key)
+    chosen = chosen_transition(available, transition)
+    if chosen is None:
+        names = ", ".join(f"{t.get('name')} ({t.get('id')})" for t in available) or "none"
+        raise JiraBadRequest(f"{key}: no transition {transition!r}; available: {names}")
+    await client.transition(key, str(chosen["id"]))
+    target = (chosen.get("to") or {}).get("name") or chosen.get("name")
+    return f"{key}: moved to {target} ({chosen.get('name')})"
 
 
 # -- sync --------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.clock import Clock
-from bot.config import Settings
+from bot.config import ConfigError, Settings
 from bot.events.bus import EventBus
 from bot.jira.client import JiraClient, JiraError
 from bot.jira.sync import ALL_PROJECTS, JiraSync, SyncAlreadyRunning, SyncJob, SyncResult
@@ -31,7 +31,9 @@ SYNC_JOB_ID = "jira-sync"
 
 
 def client_from_settings(settings: Settings, clock: Clock) -> JiraClient:
-    assert settings.jira_url and settings.jira_api_token, "JIRA_URL and JIRA_API_TOKEN are needed"
+    """The JIRA client the settings describe; ConfigError when JIRA is not configured."""
+    if not settings.jira_url or settings.jira_api_token is None:
+        raise ConfigError(["JIRA_URL and JIRA_API_TOKEN are needed"])
     return JiraClient(
         url=settings.jira_url,
         email=settings.jira_email,
