@@ -76,4 +76,10 @@ class RetryPolicy:
             before_sleep=before_sleep,
             reraise=True,
         )
-        return await retrying(function)
+
+        async def attempt() -> T:
+            # tenacity awaits only coroutine functions; this also takes a callable that returns
+            # any awaitable (a Future from run_in_executor, say).
+            return await function()
+
+        return await retrying(attempt)

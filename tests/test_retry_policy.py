@@ -86,3 +86,24 @@ async def test_an_error_not_worth_retrying_goes_up_at_once() -> None:
         await RetryPolicy().call(call, clock=clock, retry_on=lambda error: isinstance(error, Flaky))
     assert calls == 1
     assert clock.slept == []
+
+
+async def test_a_callable_returning_a_future_is_awaited_and_retried() -> None:
+    clock = RecordingClock()
+    loop = asyncio.get_running_loop()
+    answers = iter([Flaky(), "ok"])
+
+    def call() -> asyncio.Future[str]:
+        future: asyncio.Future[str] = loop.create_future()
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            future.set_exception(answer)
+        else:
+            future.set_result(answer)
+        return future
+
+    result = await RetryPolicy().call(
+        call, clock=clock, retry_on=lambda error: isinstance(error, Flaky)
+    )
+    assert result == "ok"
+    assert clock.slept == [1.0]
