@@ -1,4 +1,4 @@
-"""The git jail of a linked worktree (bot/git_jail.py, `enter_git_jail`/`leave_git_jail`),
+"""The git jail of a linked worktree (bot/isolation/git_jail.py, `enter_git_jail`/`leave_git_jail`),
 with real git and real bubblewrap: whatever the command does to HEAD, its object directory or
 the process running it, the worktree ends on its own branch, the branch only moves to a commit
 whose objects are all in the mirror, and nothing the command wrote is read unbounded."""
@@ -16,10 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from bot import git_jail
-from bot.git_jail import finish_interrupted_git_jail
-from bot.sandbox import SandboxResult, bwrap_path, run_command
-from bot.worktrees.git import run_git
+from bot.gitops.runner import run_git
+from bot.isolation import jail_objects
+from bot.isolation.git_guard import JAIL_OBJECTS
+from bot.isolation.git_jail import finish_interrupted_git_jail
+from bot.isolation.jail_files import JAIL_RECORDS
+from bot.isolation.sandbox import SandboxResult, bwrap_path, run_command
 from tests.worktree_helpers import GIT_ENV, Remote, World, git, make_remote, open_world
 
 pytestmark = pytest.mark.skipif(
@@ -72,7 +74,7 @@ PROJECT = Path(__file__).resolve().parent.parent
 _RUN_ONE = """
 import asyncio, json, sys
 from pathlib import Path
-from bot.sandbox import run_command
+from bot.isolation.sandbox import run_command
 spec = json.loads(sys.argv[1])
 asyncio.run(run_command(
     spec["command"], Path(spec["cwd"]), env=spec["env"],
@@ -133,7 +135,7 @@ async def test_a_deep_tree_and_a_rewritten_head_leave_head_on_the_own_branch(
     again = await linked.run(COMMIT)
     assert again.ok, again.output
     assert linked.sha("job") == again.output.strip().splitlines()[-1]
-    assert not (linked.private / git_jail.JAIL_OBJECTS).exists()
+    assert not (linked.private / JAIL_OBJECTS).exists()
 
 
 @pytest.mark.parametrize("kind", ["detached", "unborn"])
@@ -159,7 +161,7 @@ async def test_a_leave_a_crash_skipped_is_finished_by_the_next_command(linked: L
     assert git("symbolic-ref", "HEAD", cwd=linked.worktree) == "refs/heads/job"
     assert git("status", "--porcelain", cwd=linked.worktree) == ""
     assert git("fsck", "--no-dangling", cwd=linked.mirror) == ""
-    assert not (linked.mirror / git_jail.JAIL_RECORDS / "wt").exists()
+    assert not (linked.mirror / JAIL_RECORDS / "wt").exists()
 
 
 async def test_a_crashed_leave_is_finished_at_start_up(linked: Linked) -> None:
@@ -175,7 +177,7 @@ async def test_a_crashed_leave_is_finished_at_start_up(linked: Linked) -> None:
 async def test_a_record_of_a_removed_worktree_of_the_same_name_is_dropped(
     linked: Linked,
 ) -> None:
-    records = linked.mirror / git_jail.JAIL_RECORDS
+    records = linked.mirror / JAIL_RECORDS
     records.mkdir()
     stale = {"head": "ref: refs/heads/victim", "ref": "refs/heads/victim", "sha": "0" * 40}
     (records / "wt").write_text(json.dumps({**stale, "left": None, "private": -1}))
@@ -197,7 +199,7 @@ async def test_a_cancel_after_the_commit_still_takes_it_in(linked: Linked) -> No
     with pytest.raises(asyncio.CancelledError):
         await running
     for _ in range(100):  # the shielded leave finishes on its own
-        if not (linked.mirror / git_jail.JAIL_RECORDS / "wt").exists():
+        if not (linked.mirror / JAIL_RECORDS / "wt").exists():
             break
         await asyncio.sleep(0.05)
     assert linked.sha("job") == marker.read_text().strip()
@@ -239,7 +241,7 @@ async def test_a_zlib_bomb_is_dropped_at_the_cap(
     name, compressed = loose_blob(8 * 1024 * 1024)  # 8 MB inflated from about 8 kB
     bomb = linked.worktree / "bomb"  # /tmp is the jail's own
     bomb.write_bytes(compressed)
-    monkeypatch.setattr(git_jail, "MAX_JAIL_OBJECT_BYTES", 1024 * 1024)
+    monkeypatch.setattr(jail_objects, "MAX_JAIL_OBJECT_BYTES", 1024 * 1024)
     script = (
         f"d=$(git rev-parse --git-path objects)/{name[:2]} && mkdir -p $d && "
         f"cp {bomb} $d/{name[2:]} && echo planted"
@@ -249,8 +251,8 @@ async def test_a_zlib_bomb_is_dropped_at_the_cap(
     # The same object within the cap is a good one: it is the cap that dropped it.
     target = tmp_path / "taken" / name[:2] / name[2:]
     target.parent.parent.mkdir()
-    monkeypatch.setattr(git_jail, "MAX_JAIL_OBJECT_BYTES", 16 * 1024 * 1024)
-    assert git_jail._copy_verified(bomb, name, target)
+    monkeypatch.setattr(jail_objects, "MAX_JAIL_OBJECT_BYTES", 16 * 1024 * 1024)
+    assert jail_objects.copy_verified(bomb, name, target)
     assert target.read_bytes() == compressed
 
 

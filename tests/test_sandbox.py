@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bot import sandbox
+from bot.isolation import sandbox
 from tests.fakes.github import generate_app_key
 
 needs_bwrap = pytest.mark.skipif(sandbox.bwrap_path() is None, reason="bubblewrap not installed")

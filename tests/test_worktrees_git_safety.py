@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from bot.agents.sandbox import BashPolicy, run_bash
-from bot.sandbox import bwrap_path
-from bot.worktrees.git import git_environment, run_git
+from bot.gitops.runner import git_environment, run_git
+from bot.isolation.sandbox import bwrap_path
 from storage.repositories import Repository
 from tests.worktree_helpers import Remote, World, git, make_remote, open_world
 

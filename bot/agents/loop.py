@@ -40,7 +40,7 @@ from bot.agents.tokens import TokenCoalescer, TokenSequence
 from bot.agents.tools import Tool, ToolContext, ToolRegistry, ToolResult
 from bot.clock import Clock
 from bot.events.bus import EventBus
-from bot.sandbox import SandboxScope
+from bot.isolation.sandbox import SandboxScope
 from storage import agent_runs, clarifications, tool_calls
 from storage.database import Database
 

@@ -21,7 +21,6 @@ import os
 
 import anthropic
 
-from bot import sandbox
 from bot.agents.clarifications import answer_clarification
 from bot.agents.client import build_client
 from bot.agents.costs import CostTracker
@@ -34,6 +33,7 @@ from bot.agents.tools import ToolRegistry, builtin_registry
 from bot.clock import Clock
 from bot.config import Settings
 from bot.events.bus import EventBus
+from bot.isolation import sandbox
 from storage import agent_runs, token_buffer
 from storage.clarifications import Clarification
 from storage.database import Database

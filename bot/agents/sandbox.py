@@ -24,7 +24,7 @@ import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot import sandbox
+from bot.isolation import sandbox
 
 
 class PathRefused(ValueError):

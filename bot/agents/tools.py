@@ -45,8 +45,8 @@ from bot.agents.sandbox import (
     resolve_inside,
     run_bash,
 )
-from bot.sandbox import SandboxScope
-from bot.worktrees.git import git_environment
+from bot.gitops.runner import git_environment
+from bot.isolation.sandbox import SandboxScope
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ import logging
 import os
 from pathlib import Path
 
-from bot import sandbox
-from bot.worktrees.core import ManagerCore
-from bot.worktrees.git import run_git
+from bot.gitops.runner import run_git
+from bot.isolation import sandbox
+from bot.worktrees.layout import WorktreeLayout
 from storage.worktrees import WorktreeRepo
 
 log = logging.getLogger(__name__)
@@ -72,24 +72,31 @@ def toolchain_paths(hidden: list[Path], own: list[Path]) -> list[Path]:
     return list(dict.fromkeys(shown))
 
 
-class CommandScope(ManagerCore):
-    """The sandbox scope of a worktree."""
+class CommandScopes:
+    """The sandbox scope of a worktree: its ports, its repository's caches, what it may see."""
+
+    def __init__(
+        self, layout: WorktreeLayout, *, port_block: int, hidden_paths: tuple[Path, ...]
+    ) -> None:
+        self._layout = layout
+        self._port_block = port_block
+        self._hidden_paths = hidden_paths
 
     def environment(self, row: WorktreeRepo) -> dict[str, str]:
         """Variables for any command run in the worktree: its ports and its repository's
         caches."""
-        cache = self.cache_path(row.repository_id)
+        cache = self._layout.cache_path(row.repository_id)
         environment: dict[str, str] = {}
         for name, variables in CACHE_VARIABLES.items():
             for variable in variables:
                 environment[variable] = str(cache / name)
         if row.port_base is not None:
-            last = row.port_base + self.port_block - 1
+            last = row.port_base + self._port_block - 1
             environment.update(
                 {
                     "PORT": str(row.port_base),
                     "BIAGENT_PORT_BASE": str(row.port_base),
-                    "BIAGENT_PORT_COUNT": str(self.port_block),
+                    "BIAGENT_PORT_COUNT": str(self._port_block),
                     "BIAGENT_PORTS": f"{row.port_base}-{last}",
                 }
             )
@@ -114,16 +121,16 @@ class CommandScope(ManagerCore):
         )
         writable = [Path(git_dir.stdout.strip())]
         if install:
-            writable.append(self.cache_path(row.repository_id))
-        told = [path.resolve() for path in self.hidden_paths]
+            writable.append(self._layout.cache_path(row.repository_id))
+        told = [path.resolve() for path in self._hidden_paths]
         folders = [path.parent for path in told if _hideable(path.parent)]
-        hidden = [self.root, *operator_paths(), *told, *folders]
+        hidden = [self._layout.root, *operator_paths(), *told, *folders]
         return writable, list(dict.fromkeys(hidden))
 
     def toolchain_paths(self, hidden: list[Path]) -> list[Path]:
         """Toolchains on `PATH` (or in the operator's home) that `hidden` would hide: shown
         read-only to setup, tests and the agents' bash."""
-        return toolchain_paths(hidden, [self.root, SERVICE_DIR])
+        return toolchain_paths(hidden, [self._layout.root, SERVICE_DIR])
 
     async def command_sandbox(
         self, row: WorktreeRepo, *, install: bool = False
@@ -134,7 +141,7 @@ class CommandScope(ManagerCore):
         (`AgentContext.sandbox`) and test commands they are read-only. The writable paths and
         the caches exist when this returns."""
         writable, hidden = await self.sandbox_paths(row, install=install)
-        cache = self.cache_path(row.repository_id)
+        cache = self._layout.cache_path(row.repository_id)
         await asyncio.to_thread(
             _make_dirs, [*writable, *(cache / name for name in CACHE_VARIABLES)]
         )
