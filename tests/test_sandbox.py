@@ -1,4 +1,5 @@
-"""bot/sandbox.py: timeout, output cap, scrubbed environment, streaming, bubblewrap limits."""
+"""bot/isolation/sandbox.py: timeout, output cap, scrubbed environment, streaming, bubblewrap
+limits."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""What a command run in a worktree gets from bot/sandbox.py: its ports, its repository's
+"""What a command run in a worktree gets from bot/isolation/sandbox.py: its ports, its repository's
 package caches, and the paths it may write or must not see. Setup uses it, and so do an agent's
 bash (`AgentContext.sandbox`) and test commands.
 
@@ -105,11 +105,11 @@ class CommandScopes:
     async def sandbox_paths(
         self, row: WorktreeRepo, *, install: bool = False
     ) -> tuple[list[Path], list[Path]]:
-        """(writable, hidden) paths for bot/sandbox.py when running in this worktree.
+        """(writable, hidden) paths for bot/isolation/sandbox.py when running in this worktree.
 
         Writable: the worktree, its private git dir in the mirror (index, HEAD) and, only with
         `install` (setup), its repository's caches; the mirror itself is shown read-only by
-        bot/sandbox.py. Hidden: the whole of WORKTREE_ROOT besides those (other mirrors,
+        bot/isolation/sandbox.py. Hidden: the whole of WORKTREE_ROOT besides those (other mirrors,
         sessions, spares, the file store, other repositories' caches), the service's own
         directory, the operator's home, what the service was told to hide (database files, the
         GitHub private key) and the directories those are in. Without `install` the caches are
@@ -135,7 +135,7 @@ class CommandScopes:
     async def command_sandbox(
         self, row: WorktreeRepo, *, install: bool = False
     ) -> sandbox.SandboxScope:
-        """What a command run in this worktree gets from bot/sandbox.py: the environment
+        """What a command run in this worktree gets from bot/isolation/sandbox.py: the environment
         (ports, caches) and the writable, hidden and read-only paths. The repository's caches
         are writable only with `install` (setup, which fills them); for the agents' bash
         (`AgentContext.sandbox`) and test commands they are read-only. The writable paths and
