@@ -154,6 +154,23 @@ def bwrap_arguments(
     if os.geteuid() == 0:
         # As root bwrap keeps capabilities, which would let the command remount / writable.
         arguments += ["--cap-drop", "ALL"]
+    arguments += _mount_arguments(
+        writable, hidden_paths, visible_paths, readonly_paths=readonly_paths, moved=moved
+    )
+    arguments += ["--chdir", str(cwd), "--"]
+    return arguments
+
+
+def _mount_arguments(
+    writable: list[Path],
+    hidden_paths: Sequence[Path],
+    visible_paths: Sequence[Path] | None,
+    *,
+    readonly_paths: Sequence[Path],
+    moved: Sequence[tuple[Path, Path, bool]],
+) -> list[str]:
+    """The hidden, writable, read-only and moved mounts, shallowest first."""
+    arguments: list[str] = []
     mounts: list[tuple[Path, str, Path]] = []  # (path in the jail, kind, host path)
     for hidden in (path.resolve() for path in hidden_paths):
         if visible_paths is not None and not any(
@@ -176,7 +193,6 @@ def bwrap_arguments(
             arguments += ["--ro-bind", "/dev/null", str(path)]
         elif kind != "hide" and source.exists():
             arguments += [f"--{kind}", str(source), str(path)]
-    arguments += ["--chdir", str(cwd), "--"]
     return arguments
 
 
@@ -269,22 +285,8 @@ async def _run(
         stderr=asyncio.subprocess.STDOUT,
         start_new_session=True,
     )
-    stdout = process.stdout
-    if stdout is None:  # asked for a pipe above: asyncio always makes one
-        raise RuntimeError("the command's output pipe was not opened")
-
-    async def pump() -> None:
-        stopping = False
-        while chunk := await stdout.read(READ_CHUNK):
-            await collector.feed(chunk)
-            if collector.full and not stopping:
-                # Stopped at the cap: what it writes while dying is read to the end and dropped.
-                stopping = True
-                await _kill_tree(process)
-        await collector.feed(b"", final=True)
-
     timed_out = False
-    pumping = asyncio.create_task(pump())
+    pumping = asyncio.create_task(_pump(process, collector))
     try:
         await asyncio.wait_for(asyncio.shield(pumping), timeout_s)
         await process.wait()
@@ -310,6 +312,21 @@ async def _run(
         duration_s=time.monotonic() - started,
         isolated=bwrap is not None,
     )
+
+
+async def _pump(process: asyncio.subprocess.Process, collector: OutputCollector) -> None:
+    """Read the command's output into the collector to its end."""
+    stdout = process.stdout
+    if stdout is None:  # `_run` asks for a pipe: asyncio always makes one
+        raise RuntimeError("the command's output pipe was not opened")
+    stopping = False
+    while chunk := await stdout.read(READ_CHUNK):
+        await collector.feed(chunk)
+        if collector.full and not stopping:
+            # Stopped at the cap: what it writes while dying is read to the end and dropped.
+            stopping = True
+            await _kill_tree(process)
+    await collector.feed(b"", final=True)
 
 
 async def _kill_tree(process: asyncio.subprocess.Process) -> None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bot.config import Settings
-from bot.isolation import sandbox
+from bot.isolation.sandbox import DEFAULT_OUTPUT_CAP_BYTES, Isolation
 
 GIB = 1024**3
 # What nothing configures: a worktree's block of ports and how long setup waits for an answer.
@@ -29,9 +29,9 @@ class WorktreeOptions:
     spares_per_repository: int = _SETTINGS.worktree_spares
     port_block: int = PORT_BLOCK
     input_timeout_s: float = INPUT_TIMEOUT_S
-    output_cap_bytes: int = sandbox.DEFAULT_OUTPUT_CAP_BYTES
+    output_cap_bytes: int = DEFAULT_OUTPUT_CAP_BYTES
     hidden_paths: tuple[Path, ...] = field(default=())  # never readable by a command
-    isolation: sandbox.Isolation = "auto"
+    isolation: Isolation = "auto"
 
     @classmethod
     def from_settings(
