@@ -22,7 +22,16 @@ from bot.isolation.git_guard import JAIL_OBJECTS
 from bot.isolation.git_jail import finish_interrupted_git_jail
 from bot.isolation.jail_files import JAIL_RECORDS
 from bot.isolation.sandbox import SandboxResult, bwrap_path, run_command
-from tests.worktree_helpers import GIT_ENV, Remote, World, git, make_remote, open_world
+from tests.worktree_helpers import (
+    GIT_ENV,
+    Remote,
+    World,
+    git,
+    lock_released,
+    make_remote,
+    open_world,
+    wait_until,
+)
 
 pytestmark = pytest.mark.skipif(
     bwrap_path() is None, reason="bwrap not installed (Debian package bubblewrap)"
@@ -87,10 +96,13 @@ async def commit_then_crash(
     worktree: Path, writable: list[Path], env: dict[str, str], command: str = COMMIT
 ) -> str:
     """Run `command` in the jail from a process of its own, SIGKILLed once the command has
-    committed: the jail is never left, as after a real crash. Returns the commit's sha."""
+    committed: the jail is never left, as after a real crash. Returns the commit's sha once
+    the command is gone too (bwrap --die-with-parent takes it along: the flock it holds on
+    `.alive` goes with the last of its processes)."""
     marker = worktree / ".committed"
+    alive = worktree / ".alive"
     spec = {
-        "command": f"{command} > {marker}; sleep 60",
+        "command": f"exec 9>{alive}; flock 9; {command} > {marker}; sleep 60",
         "cwd": str(worktree),
         "env": env,
         "writable": [str(path) for path in writable],
@@ -99,16 +111,16 @@ async def commit_then_crash(
         sys.executable, "-c", _RUN_ONE, json.dumps(spec), cwd=PROJECT
     )
     try:
-        for _ in range(600):
-            if marker.exists() and marker.read_text().strip():
-                break
-            await asyncio.sleep(0.05)
+        await wait_until(
+            lambda: marker.exists() and marker.read_text().strip(), what="the commit in the jail"
+        )
     finally:
         process.kill()
         await process.wait()
-    await asyncio.sleep(0.2)  # bwrap --die-with-parent takes the command with it
+    await wait_until(lambda: lock_released(alive), what="the jailed command to die")
     commit = marker.read_text().strip().splitlines()[-1]
     marker.unlink()
+    alive.unlink()
     return commit
 
 
@@ -191,17 +203,16 @@ async def test_a_record_of_a_removed_worktree_of_the_same_name_is_dropped(
 async def test_a_cancel_after_the_commit_still_takes_it_in(linked: Linked) -> None:
     marker = linked.worktree / "committed"
     running = asyncio.create_task(linked.run(f"{COMMIT} > {marker}; sleep 30"))
-    for _ in range(200):
-        if marker.exists() and marker.read_text().strip():
-            break
-        await asyncio.sleep(0.05)
+    await wait_until(
+        lambda: marker.exists() and marker.read_text().strip(), what="the commit in the jail"
+    )
+    record = linked.mirror / JAIL_RECORDS / "wt"
+    assert record.exists()  # the jail is entered, not yet left
     running.cancel()
     with pytest.raises(asyncio.CancelledError):
         await running
-    for _ in range(100):  # the shielded leave finishes on its own
-        if not (linked.mirror / JAIL_RECORDS / "wt").exists():
-            break
-        await asyncio.sleep(0.05)
+    # The shielded leave finishes on its own.
+    await wait_until(lambda: not record.exists(), what="the jail to be left")
     assert linked.sha("job") == marker.read_text().strip()
     assert git("symbolic-ref", "HEAD", cwd=linked.worktree) == "refs/heads/job"
 
@@ -222,9 +233,13 @@ async def test_a_commit_naming_a_missing_tree_does_not_move_the_branch(linked: L
 
 
 async def test_stale_locks_of_a_killed_command_are_removed(linked: Linked) -> None:
-    script = f"touch {linked.private}/HEAD.lock {linked.private}/index.lock; sleep 30"
+    script = (
+        f"touch {linked.private}/HEAD.lock {linked.private}/index.lock"
+        f" && ls {linked.private}; sleep 30"
+    )
     result = await linked.run(script, timeout_s=1.0)
     assert result.timed_out
+    assert "HEAD.lock" in result.output and "index.lock" in result.output  # they were there
     assert not (linked.private / "HEAD.lock").exists()
     assert not (linked.private / "index.lock").exists()
     assert (await linked.run(COMMIT)).ok

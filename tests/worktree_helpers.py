@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import fcntl
 import os
 import subprocess
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -137,3 +140,25 @@ async def open_world(base: Path, **manager_options: Any) -> AsyncIterator[World]
         yield World(db, bus, clock, manager, base)
     finally:
         await db.close()
+
+
+async def wait_until(
+    condition: Callable[[], object], *, what: str, timeout_s: float = 30.0
+) -> None:
+    """Poll `condition` until it holds; fail naming `what` when it has not by the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:g}s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+def lock_released(path: Path) -> bool:
+    """True once no process holds an flock on `path` (a command holds one for as long as it
+    or any process it started lives)."""
+    with path.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
