@@ -18,7 +18,7 @@ from bot.gitops.worktree_list import list_worktrees
 from bot.worktrees.events import WorktreeRepoCreated
 from bot.worktrees.layout import WorktreeLayout
 from bot.worktrees.mirrors import Mirrors
-from bot.worktrees.records import WorktreeBusy, WorktreeError
+from bot.worktrees.records import WorktreeBusy, WorktreeError, lock_reason
 from bot.worktrees.spares import SparePool
 from bot.worktrees.states import RepoStatus
 from storage import repositories as repository_store
@@ -184,7 +184,7 @@ class WorktreeCheckout:
                 await _move_branch(mirror, session.branch, start)
         if await self._spares.take(mirror, repository, session, path, start, branch_exists):
             return
-        reason = f"biagent session {session.id} ({session.owner})"
+        reason = lock_reason(session)
         if branch_exists:
             # The branch survives from an earlier job of the same owner: continue its work.
             await run_git(

@@ -12,7 +12,7 @@ from bot.gitops.worktree_list import list_worktrees
 from bot.isolation.git_jail import finish_interrupted_git_jail
 from bot.worktrees.layout import WorktreeLayout
 from bot.worktrees.mirrors import Mirrors
-from bot.worktrees.records import ReconcileReport, SessionView
+from bot.worktrees.records import ReconcileReport, SessionView, lock_reason
 from bot.worktrees.removal import Removal
 from bot.worktrees.spares import SparePool
 from bot.worktrees.states import RepoStatus, SessionStatus
@@ -141,7 +141,7 @@ class Reconciler:
             entries = {entry.path: entry for entry in await list_worktrees(mirror)}
             entry = entries.get(Path(row.path))
             if entry is not None and not entry.locked:
-                reason = f"biagent session {session.id} ({session.owner})"
+                reason = lock_reason(session)
                 await run_git("worktree", "lock", "--reason", reason, row.path, cwd=mirror)
                 changed = True
             if await finish_interrupted_git_jail(Path(row.path)):

@@ -103,3 +103,8 @@ def branch_name(owner: str) -> str:
 def stamp(clock: Clock) -> str:
     """The clock's now as stored text (a measurement's time)."""
     return to_text(clock.now())
+
+
+def lock_reason(session: WorktreeSession) -> str:
+    """What `git worktree lock --reason` records for a session's worktree."""
+    return f"biagent session {session.id} ({session.owner})"

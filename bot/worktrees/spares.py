@@ -21,6 +21,7 @@ from bot.gitops.worktree_list import list_worktrees
 from bot.worktrees import disk
 from bot.worktrees.layout import WorktreeLayout
 from bot.worktrees.mirrors import Mirrors
+from bot.worktrees.records import lock_reason
 from storage import repositories as repository_store
 from storage.database import Database
 from storage.repositories import Repository
@@ -175,7 +176,7 @@ async def _move_spare(
     branch_exists: bool,
 ) -> None:
     """Move the spare worktree to `path`, locked for the session, on the session's branch."""
-    reason = f"biagent session {session.id} ({session.owner})"
+    reason = lock_reason(session)
     start_sha = (await run_git("rev-parse", f"{start}^{{commit}}", cwd=mirror)).stdout
     await run_git("worktree", "unlock", str(spare), cwd=mirror)
     await run_git("worktree", "move", str(spare), str(path), cwd=mirror)
