@@ -156,6 +156,7 @@ class WorktreeManager:
         self.cleanup_idle = self.sweeper.cleanup_idle
         self.cleanup_orphans = self.sweeper.cleanup_orphans
         self.sweep_once = self.sweeper.sweep_once
+        self.sweep = self.sweeper.sweep_once  # the name web/ schedules today
         self.run_sweeps = self.sweeper.run_sweeps
         self.forget_repository = self.forgetting.forget_repository
         self.reconcile = self.reconciler.reconcile
