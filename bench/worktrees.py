@@ -35,7 +35,7 @@ from pathlib import Path
 
 from bot.clock import SystemClock
 from bot.events.bus import EventBus
-from bot.worktrees.manager import WorktreeManager
+from bot.worktrees.manager import WorktreeManager, WorktreeOptions
 from storage import repositories as repository_store
 from storage.database import Database
 
@@ -115,10 +115,8 @@ async def time_worktrees(
     clock = SystemClock()
     bus = EventBus(db, clock)
     await bus.start()
-    manager = WorktreeManager(
-        db=db, bus=bus, clock=clock, root=base / f"worktrees-{spares}",
-        spares_per_repository=spares,
-    )  # fmt: skip
+    options = WorktreeOptions(root=base / f"worktrees-{spares}", spares_per_repository=spares)
+    manager = WorktreeManager(db=db, bus=bus, clock=clock, options=options)
     try:
         repository = await repository_store.upsert(
             db, full_name="bench/repo", clone_url=url, now=clock.now()

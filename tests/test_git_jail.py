@@ -1,4 +1,4 @@
-"""The git jail of a linked worktree (bot/git_jail.py, `enter_git_jail`/`leave_git_jail`),
+"""The git jail of a linked worktree (bot/isolation/git_jail.py, `enter_git_jail`/`leave_git_jail`),
 with real git and real bubblewrap: whatever the command does to HEAD, its object directory or
 the process running it, the worktree ends on its own branch, the branch only moves to a commit
 whose objects are all in the mirror, and nothing the command wrote is read unbounded."""
@@ -16,11 +16,22 @@ from pathlib import Path
 
 import pytest
 
-from bot import git_jail
-from bot.git_jail import finish_interrupted_git_jail
-from bot.sandbox import SandboxResult, bwrap_path, run_command
-from bot.worktrees.git import run_git
-from tests.worktree_helpers import GIT_ENV, Remote, World, git, make_remote, open_world
+from bot.gitops.runner import run_git
+from bot.isolation import jail_objects
+from bot.isolation.git_guard import JAIL_OBJECTS
+from bot.isolation.git_jail import finish_interrupted_git_jail
+from bot.isolation.jail_files import JAIL_RECORDS
+from bot.isolation.sandbox import SandboxResult, bwrap_path, run_command
+from tests.worktree_helpers import (
+    GIT_ENV,
+    Remote,
+    World,
+    git,
+    lock_released,
+    make_remote,
+    open_world,
+    wait_until,
+)
 
 pytestmark = pytest.mark.skipif(
     bwrap_path() is None, reason="bwrap not installed (Debian package bubblewrap)"
@@ -72,7 +83,7 @@ PROJECT = Path(__file__).resolve().parent.parent
 _RUN_ONE = """
 import asyncio, json, sys
 from pathlib import Path
-from bot.sandbox import run_command
+from bot.isolation.sandbox import run_command
 spec = json.loads(sys.argv[1])
 asyncio.run(run_command(
     spec["command"], Path(spec["cwd"]), env=spec["env"],
@@ -85,10 +96,13 @@ async def commit_then_crash(
     worktree: Path, writable: list[Path], env: dict[str, str], command: str = COMMIT
 ) -> str:
     """Run `command` in the jail from a process of its own, SIGKILLed once the command has
-    committed: the jail is never left, as after a real crash. Returns the commit's sha."""
+    committed: the jail is never left, as after a real crash. Returns the commit's sha once
+    the command is gone too (bwrap --die-with-parent takes it along: the flock it holds on
+    `.alive` goes with the last of its processes)."""
     marker = worktree / ".committed"
+    alive = worktree / ".alive"
     spec = {
-        "command": f"{command} > {marker}; sleep 60",
+        "command": f"exec 9>{alive}; flock 9; {command} > {marker}; sleep 60",
         "cwd": str(worktree),
         "env": env,
         "writable": [str(path) for path in writable],
@@ -97,16 +111,16 @@ async def commit_then_crash(
         sys.executable, "-c", _RUN_ONE, json.dumps(spec), cwd=PROJECT
     )
     try:
-        for _ in range(600):
-            if marker.exists() and marker.read_text().strip():
-                break
-            await asyncio.sleep(0.05)
+        await wait_until(
+            lambda: marker.exists() and marker.read_text().strip(), what="the commit in the jail"
+        )
     finally:
         process.kill()
         await process.wait()
-    await asyncio.sleep(0.2)  # bwrap --die-with-parent takes the command with it
+    await wait_until(lambda: lock_released(alive), what="the jailed command to die")
     commit = marker.read_text().strip().splitlines()[-1]
     marker.unlink()
+    alive.unlink()
     return commit
 
 
@@ -133,7 +147,7 @@ async def test_a_deep_tree_and_a_rewritten_head_leave_head_on_the_own_branch(
     again = await linked.run(COMMIT)
     assert again.ok, again.output
     assert linked.sha("job") == again.output.strip().splitlines()[-1]
-    assert not (linked.private / git_jail.JAIL_OBJECTS).exists()
+    assert not (linked.private / JAIL_OBJECTS).exists()
 
 
 @pytest.mark.parametrize("kind", ["detached", "unborn"])
@@ -159,7 +173,7 @@ async def test_a_leave_a_crash_skipped_is_finished_by_the_next_command(linked: L
     assert git("symbolic-ref", "HEAD", cwd=linked.worktree) == "refs/heads/job"
     assert git("status", "--porcelain", cwd=linked.worktree) == ""
     assert git("fsck", "--no-dangling", cwd=linked.mirror) == ""
-    assert not (linked.mirror / git_jail.JAIL_RECORDS / "wt").exists()
+    assert not (linked.mirror / JAIL_RECORDS / "wt").exists()
 
 
 async def test_a_crashed_leave_is_finished_at_start_up(linked: Linked) -> None:
@@ -175,7 +189,7 @@ async def test_a_crashed_leave_is_finished_at_start_up(linked: Linked) -> None:
 async def test_a_record_of_a_removed_worktree_of_the_same_name_is_dropped(
     linked: Linked,
 ) -> None:
-    records = linked.mirror / git_jail.JAIL_RECORDS
+    records = linked.mirror / JAIL_RECORDS
     records.mkdir()
     stale = {"head": "ref: refs/heads/victim", "ref": "refs/heads/victim", "sha": "0" * 40}
     (records / "wt").write_text(json.dumps({**stale, "left": None, "private": -1}))
@@ -189,17 +203,16 @@ async def test_a_record_of_a_removed_worktree_of_the_same_name_is_dropped(
 async def test_a_cancel_after_the_commit_still_takes_it_in(linked: Linked) -> None:
     marker = linked.worktree / "committed"
     running = asyncio.create_task(linked.run(f"{COMMIT} > {marker}; sleep 30"))
-    for _ in range(200):
-        if marker.exists() and marker.read_text().strip():
-            break
-        await asyncio.sleep(0.05)
+    await wait_until(
+        lambda: marker.exists() and marker.read_text().strip(), what="the commit in the jail"
+    )
+    record = linked.mirror / JAIL_RECORDS / "wt"
+    assert record.exists()  # the jail is entered, not yet left
     running.cancel()
     with pytest.raises(asyncio.CancelledError):
         await running
-    for _ in range(100):  # the shielded leave finishes on its own
-        if not (linked.mirror / git_jail.JAIL_RECORDS / "wt").exists():
-            break
-        await asyncio.sleep(0.05)
+    # The shielded leave finishes on its own.
+    await wait_until(lambda: not record.exists(), what="the jail to be left")
     assert linked.sha("job") == marker.read_text().strip()
     assert git("symbolic-ref", "HEAD", cwd=linked.worktree) == "refs/heads/job"
 
@@ -220,9 +233,13 @@ async def test_a_commit_naming_a_missing_tree_does_not_move_the_branch(linked: L
 
 
 async def test_stale_locks_of_a_killed_command_are_removed(linked: Linked) -> None:
-    script = f"touch {linked.private}/HEAD.lock {linked.private}/index.lock; sleep 30"
+    script = (
+        f"touch {linked.private}/HEAD.lock {linked.private}/index.lock"
+        f" && ls {linked.private}; sleep 30"
+    )
     result = await linked.run(script, timeout_s=1.0)
     assert result.timed_out
+    assert "HEAD.lock" in result.output and "index.lock" in result.output  # they were there
     assert not (linked.private / "HEAD.lock").exists()
     assert not (linked.private / "index.lock").exists()
     assert (await linked.run(COMMIT)).ok
@@ -239,7 +256,7 @@ async def test_a_zlib_bomb_is_dropped_at_the_cap(
     name, compressed = loose_blob(8 * 1024 * 1024)  # 8 MB inflated from about 8 kB
     bomb = linked.worktree / "bomb"  # /tmp is the jail's own
     bomb.write_bytes(compressed)
-    monkeypatch.setattr(git_jail, "MAX_JAIL_OBJECT_BYTES", 1024 * 1024)
+    monkeypatch.setattr(jail_objects, "MAX_JAIL_OBJECT_BYTES", 1024 * 1024)
     script = (
         f"d=$(git rev-parse --git-path objects)/{name[:2]} && mkdir -p $d && "
         f"cp {bomb} $d/{name[2:]} && echo planted"
@@ -249,8 +266,8 @@ async def test_a_zlib_bomb_is_dropped_at_the_cap(
     # The same object within the cap is a good one: it is the cap that dropped it.
     target = tmp_path / "taken" / name[:2] / name[2:]
     target.parent.parent.mkdir()
-    monkeypatch.setattr(git_jail, "MAX_JAIL_OBJECT_BYTES", 16 * 1024 * 1024)
-    assert git_jail._copy_verified(bomb, name, target)
+    monkeypatch.setattr(jail_objects, "MAX_JAIL_OBJECT_BYTES", 16 * 1024 * 1024)
+    assert jail_objects.copy_verified(bomb, name, target)
     assert target.read_bytes() == compressed
 
 

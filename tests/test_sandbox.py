@@ -1,4 +1,5 @@
-"""bot/sandbox.py: timeout, output cap, scrubbed environment, streaming, bubblewrap limits."""
+"""bot/isolation/sandbox.py: timeout, output cap, scrubbed environment, streaming, bubblewrap
+limits."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bot import sandbox
+from bot.isolation import sandbox
 from tests.fakes.github import generate_app_key
 
 needs_bwrap = pytest.mark.skipif(sandbox.bwrap_path() is None, reason="bubblewrap not installed")
@@ -23,12 +24,19 @@ async def test_runs_a_shell_command_in_its_directory(tmp_path: Path) -> None:
 
 async def test_timeout_kills_the_whole_process_tree(tmp_path: Path) -> None:
     marker = tmp_path / "survived"
-    result = await sandbox.run_command(
-        f"(sleep 1; touch {marker}) & sleep 30", tmp_path, timeout_s=0.3, isolation="none"
+    witness = tmp_path / "witness"
+    # A witness started alongside, with no timeout: the same kind of background child, later by
+    # half a second; its command returns once the child has written (it holds the output pipe
+    # until it exits). By then the killed command's child would have written too.
+    killed, witnessed = await asyncio.gather(
+        sandbox.run_command(
+            f"(sleep 1; touch {marker}) & sleep 30", tmp_path, timeout_s=0.3, isolation="none"
+        ),
+        sandbox.run_command(f"(sleep 1.5; touch {witness}) &", tmp_path, isolation="none"),
     )
-    assert result.timed_out and result.exit_code is None
-    assert result.duration_s < 5
-    await asyncio.sleep(1.2)  # past the moment the background child would have written
+    assert killed.timed_out and killed.exit_code is None
+    assert killed.duration_s < 5
+    assert witnessed.ok and witness.exists()
     assert not marker.exists()
 
 
@@ -79,12 +87,15 @@ async def test_bwrap_keeps_writes_inside_the_directory(tmp_path: Path) -> None:
 
 @needs_bwrap
 async def test_bwrap_hides_listed_paths_and_opens_writable_ones(tmp_path: Path) -> None:
-    secret = tmp_path / "biagent.db"
-    secret.write_text("api token hash")
     cache = tmp_path / "cache"
     cache.mkdir()
     work = tmp_path / "work"
     work.mkdir()
+    # In the working directory: the one place of tmp_path the command sees (/tmp is its own).
+    secret = work / "biagent.db"
+    secret.write_text("api token hash")
+    shown = await sandbox.run_command(f"cat {secret}", work, isolation="bwrap")
+    assert "api token hash" in shown.output  # readable unless hidden
     result = await sandbox.run_command(
         f"cat {secret}; echo cached > {cache}/x",
         work,
@@ -139,10 +150,13 @@ async def test_commands_cannot_read_the_database_or_the_app_key(tmp_path: Path) 
     from bot.config import load_settings
     from bot.worktrees.service import hidden_from_commands
 
-    key = tmp_path / "app.pem"
+    # In the working directory: the one place of tmp_path the command sees (/tmp is its own).
+    work = tmp_path / "work"
+    work.mkdir()
+    key = work / "app.pem"
     private_pem, _ = generate_app_key()
     key.write_text(private_pem)
-    database = tmp_path / "biagent.db"
+    database = work / "biagent.db"
     database.write_text("api token hash")
     settings = load_settings(
         {
@@ -151,8 +165,8 @@ async def test_commands_cannot_read_the_database_or_the_app_key(tmp_path: Path) 
             "DATABASE_URL": f"sqlite:///{database}",
         }
     )
-    work = tmp_path / "work"
-    work.mkdir()
+    shown = await sandbox.run_command(f"cat {key} {database}", work)
+    assert "PRIVATE KEY" in shown.output and "api token hash" in shown.output  # unless hidden
     result = await sandbox.run_command(
         f"cat {key} {database}", work, hidden_paths=hidden_from_commands(settings)
     )

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bot import sandbox
 from bot.agents.sandbox import BashPolicy, run_bash
+from bot.isolation import sandbox
 from storage.repositories import Repository
 from tests.worktree_helpers import World, make_remote, open_world
 

@@ -1,7 +1,7 @@
 """biagent's own git runs outside the agents' jail, in repositories the jail wrote to: nothing
 planted there may run. Two layers, each tested alone with real git: the jail keeps what steers
-git read-only (bot/sandbox.py), and biagent's git commands switch off what a configuration
-could run (bot/worktrees/git.py)."""
+git read-only (bot/isolation/sandbox.py), and biagent's git commands switch off what a configuration
+could run (bot/gitops/runner.py)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from bot.agents.sandbox import BashPolicy, run_bash
-from bot.sandbox import bwrap_path
-from bot.worktrees.git import git_environment, run_git
+from bot.gitops.runner import git_environment, run_git
+from bot.isolation.sandbox import bwrap_path
 from storage.repositories import Repository
 from tests.worktree_helpers import Remote, World, git, make_remote, open_world
 

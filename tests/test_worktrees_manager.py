@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from bot import sandbox
 from bot.config import Secret
+from bot.gitops.runner import run_git
+from bot.isolation import sandbox
 from bot.worktrees.cleanup import PullRequestState
-from bot.worktrees.git import run_git
 from bot.worktrees.manager import PushRejected, QuotaExceeded, WorktreeSetupError
 from storage import repositories as repository_store
 from storage import worktrees as worktree_store

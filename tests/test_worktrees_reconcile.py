@@ -27,7 +27,9 @@ def remote(tmp_path: Path) -> Remote:
 
 def restarted(world: World) -> WorktreeManager:
     """A new manager over the same database and root, as after a restart."""
-    return WorktreeManager(db=world.db, bus=world.bus, clock=world.clock, root=world.manager.root)
+    return WorktreeManager(
+        db=world.db, bus=world.bus, clock=world.clock, options=world.manager.options
+    )
 
 
 def listed_paths(world: World, repository: Repository) -> str:

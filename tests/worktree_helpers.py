@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import fcntl
 import os
 import subprocess
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bot.clock import ManualClock
 from bot.events.bus import EventBus
-from bot.worktrees.manager import WorktreeManager
+from bot.worktrees.manager import WorktreeManager, WorktreeOptions
 from storage import events as event_store
 from storage import repositories as repository_store
 from storage.database import Database
@@ -105,16 +108,57 @@ class World:
         ]
 
 
+# What the tests pass to the manager itself; every other option is a WorktreeOptions field.
+MANAGER_ARGUMENTS = ("detector", "token_source", "pull_request_state", "new_id")
+
+
+def manager_arguments(base: Path, given: dict[str, Any]) -> dict[str, Any]:
+    """WorktreeManager's arguments for a test: short timeouts, no spares unless asked for."""
+    options: dict[str, Any] = {
+        "root": base / "wt",
+        "setup_timeout_s": 30.0,
+        "input_timeout_s": 10.0,
+        "spares_per_repository": 0,
+    }
+    options.update({name: value for name, value in given.items() if name not in MANAGER_ARGUMENTS})
+    if "hidden_paths" in options:
+        options["hidden_paths"] = tuple(options["hidden_paths"])
+    arguments = {name: value for name, value in given.items() if name in MANAGER_ARGUMENTS}
+    return {"options": WorktreeOptions(**options), **arguments}
+
+
 async def open_world(base: Path, **manager_options: Any) -> AsyncIterator[World]:
     db = await Database.open(f"sqlite:///{base / 'biagent.db'}")
     await db.migrate()
     clock = ManualClock()
     bus = EventBus(db, clock)
     await bus.start()
-    options: dict[str, Any] = {"setup_timeout_s": 30.0, "input_timeout_s": 10.0}
-    options.update(manager_options)
-    manager = WorktreeManager(db=db, bus=bus, clock=clock, root=base / "wt", **options)
+    manager = WorktreeManager(
+        db=db, bus=bus, clock=clock, **manager_arguments(base, manager_options)
+    )
     try:
         yield World(db, bus, clock, manager, base)
     finally:
         await db.close()
+
+
+async def wait_until(
+    condition: Callable[[], object], *, what: str, timeout_s: float = 30.0
+) -> None:
+    """Poll `condition` until it holds; fail naming `what` when it has not by the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:g}s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+def lock_released(path: Path) -> bool:
+    """True once no process holds an flock on `path` (a command holds one for as long as it
+    or any process it started lives)."""
+    with path.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True

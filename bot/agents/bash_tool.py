@@ -26,7 +26,7 @@ from bot.agents.worktree_files import (
     read_text,
     unified_diff,
 )
-from bot.worktrees.git import git_environment
+from bot.gitops.runner import git_environment
 from storage.tool_calls import ChangeType
 
 PATHS_PER_GIT_CALL = 500  # changed paths named in one git command (the argument list is finite)
@@ -36,7 +36,7 @@ WorktreeState = dict[str, tuple[str, str]]  # path -> (git status code, content 
 
 def _git(worktree: Path, *args: str) -> bytes | None:
     try:
-        # Outside the sandbox: with the repository's code switched off (bot/worktrees/git.py).
+        # Outside the sandbox: with the repository's code switched off (bot/gitops/runner.py).
         completed = subprocess.run(
             ["git", *args],
             cwd=worktree,

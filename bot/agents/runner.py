@@ -21,7 +21,6 @@ import os
 
 import anthropic
 
-from bot import sandbox
 from bot.agents.clarifications import answer_clarification
 from bot.agents.client import build_client
 from bot.agents.costs import CostTracker
@@ -36,6 +35,7 @@ from bot.agents.tools import builtin_registry
 from bot.clock import Clock
 from bot.config import Settings
 from bot.events.bus import EventBus
+from bot.isolation import sandbox
 from storage import agent_runs
 from storage.clarifications import Clarification
 from storage.database import Database

@@ -5,15 +5,16 @@ when inside the worktree, and resolved through symlinks before the check, so a l
 is refused too. The worktree's `.git` is off limits to the file tools (git itself, run from
 bash, may use it).
 
-bash: the agents' policy over the one command runner, bot/sandbox.py: a scrubbed environment
-(an allow-list, so no API key or token of the service leaks in), a timeout that kills the whole
-process group, an output cap at which the command is stopped, and where `bwrap` (Debian package
-bubblewrap) exists, a jail: only the system directories visible and read-only, the worktree and
-its own private git dir writable (except what steers git), the shared mirror read-only with the
-command's own object directory in front of it (bot/git_jail.py takes the new objects and commits
-in afterwards), a private /tmp, no network. When the step runs in a worktree of the
-WorktreeManager, its `SandboxScope` adds the worktree's ports, its repository's package caches
-(read-only: only setup writes them) and its writable and hidden paths. Without bwrap the
+bash: the agents' policy over the one command runner, bot/isolation/sandbox.py: a scrubbed
+environment (an allow-list, so no API key or token of the service leaks in), a timeout that
+kills the whole process group, an output cap at which the command is stopped, and where `bwrap`
+(Debian package bubblewrap) exists, a jail: only the system directories visible and read-only,
+the worktree and its own private git dir writable (except what steers git), the shared mirror
+read-only with the command's own object directory in front of it (bot/isolation/git_jail.py
+takes the new objects and commits in afterwards), a private /tmp, no network. When the step runs
+in a worktree of the WorktreeManager, its `SandboxScope` adds the worktree's ports, its
+repository's package caches (read-only: only setup writes them) and its writable and hidden
+paths. Without bwrap the
 command runs unjailed (no file system isolation, no network isolation) and the tool result says
 so plainly.
 """
@@ -24,7 +25,7 @@ import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot import sandbox
+from bot.isolation import sandbox
 
 
 class PathRefused(ValueError):
@@ -65,8 +66,8 @@ def relative_name(worktree: Path, resolved: Path) -> str:
 
 def git_dirs_outside(worktree: Path) -> list[Path]:
     """A linked worktree's `.git` is a file naming its private git dir elsewhere: that one is
-    writable (index, HEAD). The shared git dir it names is listed too, but bot/git_jail.py keeps
-    it read-only whatever is writable (`guard_git_dirs`)."""
+    writable (index, HEAD). The shared git dir it names is listed too, but
+    bot/isolation/git_jail.py keeps it read-only whatever is writable (`guard_git_dirs`)."""
     dot_git = worktree / ".git"
     if not dot_git.is_file():
         return []

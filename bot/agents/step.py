@@ -14,7 +14,7 @@ from typing import Any
 
 from bot.agents.failures import FailureKind
 from bot.agents.tool_registry import Tool
-from bot.sandbox import SandboxScope
+from bot.isolation.sandbox import SandboxScope
 from storage.agent_runs import RunStatus
 
 

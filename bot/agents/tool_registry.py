@@ -20,7 +20,7 @@ import referencing
 import referencing.jsonschema
 
 from bot.agents.sandbox import BashPolicy
-from bot.sandbox import SandboxScope
+from bot.isolation.sandbox import SandboxScope
 from storage.tool_calls import ChangeType
 
 log = logging.getLogger(__name__)

@@ -20,6 +20,7 @@ EVENT_MODULES: tuple[str, ...] = (
     "bot.github.events",
     "bot.jira.events",
     "bot.agents.events",
+    "bot.worktrees.events",
 )
 
 

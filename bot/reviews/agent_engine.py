@@ -34,11 +34,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bot import sandbox
 from bot.agents.loop import AgentContext, StepResult
 from bot.agents.runner import AgentRunner
 from bot.config import Secret
 from bot.github.app import GitHubApp
+from bot.gitops.runner import run_git
+from bot.isolation import sandbox
 from bot.reviews.engine import (
     BatchComment,
     CommentOutcome,
@@ -47,7 +48,6 @@ from bot.reviews.engine import (
     OutcomeKind,
     ReviewBatch,
 )
-from bot.worktrees.git import run_git
 from bot.worktrees.manager import (
     PushRejected,
     SessionView,

@@ -6,19 +6,49 @@ import logging
 from datetime import datetime
 from pathlib import Path
 
-from bot.git_jail import finish_interrupted_git_jail
-from bot.worktrees.git import list_worktrees, run_git
-from bot.worktrees.records import ReconcileReport, SessionView
-from bot.worktrees.sweeps import Sweeps
+from bot.clock import Clock
+from bot.gitops.runner import run_git
+from bot.gitops.worktree_list import list_worktrees
+from bot.isolation.git_jail import finish_interrupted_git_jail
+from bot.worktrees.layout import WorktreeLayout
+from bot.worktrees.mirrors import Mirrors
+from bot.worktrees.records import ReconcileReport, SessionView, lock_reason
+from bot.worktrees.removal import Removal
+from bot.worktrees.spares import SparePool
+from bot.worktrees.states import RepoStatus, SessionStatus
+from bot.worktrees.sweeps import Sweeper
+from bot.worktrees.views import SessionViews
 from storage import repositories as repository_store
 from storage import worktrees as worktree_store
+from storage.database import Database
 from storage.worktrees import WorktreeRepo, WorktreeSession
 
 log = logging.getLogger(__name__)
 
 
-class Reconciliation(Sweeps):
+class Reconciler:
     """Repairing what a crash left (call `reconcile` once at start-up)."""
+
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        *,
+        layout: WorktreeLayout,
+        views: SessionViews,
+        mirrors: Mirrors,
+        removal: Removal,
+        spares: SparePool,
+        sweeper: Sweeper,
+    ) -> None:
+        self._db = db
+        self._clock = clock
+        self._layout = layout
+        self._views = views
+        self._mirrors = mirrors
+        self._removal = removal
+        self._spares = spares
+        self._sweeper = sweeper
 
     async def reconcile(self) -> ReconcileReport:
         """Make the tables and the disk agree after a crash (call once at start-up); never
@@ -33,17 +63,17 @@ class Reconciliation(Sweeps):
         """
         repaired: list[str] = []
         cleaned: list[str] = []
-        now = self.clock.now()
+        now = self._clock.now()
         # Spares are not in the tables; whatever a crash left of them is rebuilt on demand.
-        await self._discard_spares()
-        for view in await self.list_sessions():
+        await self._spares.discard()
+        for view in await self._views.list_sessions():
             try:
                 await self._reconcile_session(view, now, repaired, cleaned)
             except Exception:
                 # One broken session must not stop the service from starting: log, go on.
                 log.exception("session %s: not reconciled", view.session.id)
         try:
-            orphans = await self.cleanup_orphans()
+            orphans = await self._sweeper.cleanup_orphans()
         except Exception:
             log.exception("orphaned worktrees not cleaned")
             orphans = []
@@ -61,53 +91,57 @@ class Reconciliation(Sweeps):
         self, view: SessionView, now: datetime, repaired: list[str], cleaned: list[str]
     ) -> None:
         session = view.session
-        if session.status in ("creating", "cleaning"):
+        if session.status in (SessionStatus.CREATING, SessionStatus.CLEANING):
             reason = (
                 "interrupted while being created"
-                if session.status == "creating"
+                if session.status == SessionStatus.CREATING
                 else "cleanup finished after a restart"
             )
-            await self.cleanup_session(session.id, reason, force=True)
+            await self._removal.cleanup_session(session.id, reason, force=True)
             cleaned.append(session.id)
             return
         missing = [
-            row for row in view.repos if row.status != "removed" and not await self._present(row)
+            row
+            for row in view.repos
+            if row.status != RepoStatus.REMOVED and not await self._present(row)
         ]
         if missing:
-            await self.cleanup_session(session.id, "worktree missing on disk", force=True)
+            await self._removal.cleanup_session(session.id, "worktree missing on disk", force=True)
             cleaned.append(session.id)
             return
         if session.held_by is not None:
             # The job that held it died with the process.
-            await worktree_store.release_session(self.db, session.id, now=now)
-        if session.status == "setting_up" or any(r.status == "setup_running" for r in view.repos):
+            await worktree_store.release_session(self._db, session.id, now=now)
+        if session.status == SessionStatus.SETTING_UP or any(
+            r.status == RepoStatus.SETUP_RUNNING for r in view.repos
+        ):
             for row in view.repos:
-                if row.status in ("setup_running", "created"):
+                if row.status in (RepoStatus.SETUP_RUNNING, RepoStatus.CREATED):
                     await worktree_store.update_repo(
-                        self.db, row.id, now=now, status="setup_failed"
+                        self._db, row.id, now=now, status=RepoStatus.SETUP_FAILED
                     )
             await worktree_store.set_session_status(
-                self.db, session.id, "failed", now=now,
+                self._db, session.id, SessionStatus.FAILED, now=now,
                 error="setup interrupted by a restart; run setup again",
             )  # fmt: skip
             repaired.append(session.id)
         for row in view.repos:
-            if row.status != "removed" and await self._relock(row, session):
+            if row.status != RepoStatus.REMOVED and await self._relock(row, session):
                 repaired.append(session.id)
 
     async def _relock(self, row: WorktreeRepo, session: WorktreeSession) -> bool:
         """Lock the worktree again if it is not, finish a git jail a crash left
-        (bot/sandbox.py), drop a stale index.lock; True if it did any."""
-        repository = await repository_store.get(self.db, row.repository_id)
+        (bot/isolation/git_jail.py), drop a stale index.lock; True if it did any."""
+        repository = await repository_store.get(self._db, row.repository_id)
         if repository is None:
             return False
-        mirror = self.mirror_path(repository)
+        mirror = self._layout.mirror_path(repository)
         changed = False
-        async with self._lock(repository):
+        async with self._mirrors.lock(repository):
             entries = {entry.path: entry for entry in await list_worktrees(mirror)}
             entry = entries.get(Path(row.path))
             if entry is not None and not entry.locked:
-                reason = f"biagent session {session.id} ({session.owner})"
+                reason = lock_reason(session)
                 await run_git("worktree", "lock", "--reason", reason, row.path, cwd=mirror)
                 changed = True
             if await finish_interrupted_git_jail(Path(row.path)):
@@ -125,8 +159,8 @@ class Reconciliation(Sweeps):
 
     async def _present(self, row: WorktreeRepo) -> bool:
         """The worktree is on disk with its git dir, and its repository's mirror is there."""
-        repository = await repository_store.get(self.db, row.repository_id)
-        if repository is None or not (self.mirror_path(repository) / "HEAD").is_file():
+        repository = await repository_store.get(self._db, row.repository_id)
+        if repository is None or not (self._layout.mirror_path(repository) / "HEAD").is_file():
             return False
         return _is_worktree(Path(row.path))
 

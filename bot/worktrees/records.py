@@ -9,8 +9,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from bot.clock import Clock
 from bot.config import Secret
+from bot.worktrees.states import SessionStatus
 from storage.repositories import Repository
+from storage.timestamps import to_text
 from storage.worktrees import WorktreeRepo, WorktreeSession
 
 BRANCH_PREFIX = "biagent/"
@@ -50,8 +53,8 @@ class SessionView:
         return self.session.id
 
     @property
-    def status(self) -> str:
-        return self.session.status
+    def status(self) -> SessionStatus:
+        return SessionStatus(self.session.status)
 
     def path_of(self, repository_id: int) -> Path:
         for repo in self.repos:
@@ -95,3 +98,13 @@ def branch_name(owner: str) -> str:
     if cleaned.endswith(".lock"):
         cleaned = cleaned[: -len(".lock")] + "-lock"
     return BRANCH_PREFIX + cleaned
+
+
+def stamp(clock: Clock) -> str:
+    """The clock's now as stored text (a measurement's time)."""
+    return to_text(clock.now())
+
+
+def lock_reason(session: WorktreeSession) -> str:
+    """What `git worktree lock --reason` records for a session's worktree."""
+    return f"biagent session {session.id} ({session.owner})"

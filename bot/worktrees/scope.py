@@ -1,4 +1,4 @@
-"""What a command run in a worktree gets from bot/sandbox.py: its ports, its repository's
+"""What a command run in a worktree gets from bot/isolation/sandbox.py: its ports, its repository's
 package caches, and the paths it may write or must not see. Setup uses it, and so do an agent's
 bash (`AgentContext.sandbox`) and test commands.
 
@@ -16,9 +16,9 @@ import logging
 import os
 from pathlib import Path
 
-from bot import sandbox
-from bot.worktrees.core import ManagerCore
-from bot.worktrees.git import run_git
+from bot.gitops.runner import run_git
+from bot.isolation import sandbox
+from bot.worktrees.layout import WorktreeLayout
 from storage.worktrees import WorktreeRepo
 
 log = logging.getLogger(__name__)
@@ -72,24 +72,31 @@ def toolchain_paths(hidden: list[Path], own: list[Path]) -> list[Path]:
     return list(dict.fromkeys(shown))
 
 
-class CommandScope(ManagerCore):
-    """The sandbox scope of a worktree."""
+class CommandScopes:
+    """The sandbox scope of a worktree: its ports, its repository's caches, what it may see."""
+
+    def __init__(
+        self, layout: WorktreeLayout, *, port_block: int, hidden_paths: tuple[Path, ...]
+    ) -> None:
+        self._layout = layout
+        self._port_block = port_block
+        self._hidden_paths = hidden_paths
 
     def environment(self, row: WorktreeRepo) -> dict[str, str]:
         """Variables for any command run in the worktree: its ports and its repository's
         caches."""
-        cache = self.cache_path(row.repository_id)
+        cache = self._layout.cache_path(row.repository_id)
         environment: dict[str, str] = {}
         for name, variables in CACHE_VARIABLES.items():
             for variable in variables:
                 environment[variable] = str(cache / name)
         if row.port_base is not None:
-            last = row.port_base + self.port_block - 1
+            last = row.port_base + self._port_block - 1
             environment.update(
                 {
                     "PORT": str(row.port_base),
                     "BIAGENT_PORT_BASE": str(row.port_base),
-                    "BIAGENT_PORT_COUNT": str(self.port_block),
+                    "BIAGENT_PORT_COUNT": str(self._port_block),
                     "BIAGENT_PORTS": f"{row.port_base}-{last}",
                 }
             )
@@ -98,11 +105,11 @@ class CommandScope(ManagerCore):
     async def sandbox_paths(
         self, row: WorktreeRepo, *, install: bool = False
     ) -> tuple[list[Path], list[Path]]:
-        """(writable, hidden) paths for bot/sandbox.py when running in this worktree.
+        """(writable, hidden) paths for bot/isolation/sandbox.py when running in this worktree.
 
         Writable: the worktree, its private git dir in the mirror (index, HEAD) and, only with
         `install` (setup), its repository's caches; the mirror itself is shown read-only by
-        bot/sandbox.py. Hidden: the whole of WORKTREE_ROOT besides those (other mirrors,
+        bot/isolation/sandbox.py. Hidden: the whole of WORKTREE_ROOT besides those (other mirrors,
         sessions, spares, the file store, other repositories' caches), the service's own
         directory, the operator's home, what the service was told to hide (database files, the
         GitHub private key) and the directories those are in. Without `install` the caches are
@@ -114,27 +121,27 @@ class CommandScope(ManagerCore):
         )
         writable = [Path(git_dir.stdout.strip())]
         if install:
-            writable.append(self.cache_path(row.repository_id))
-        told = [path.resolve() for path in self.hidden_paths]
+            writable.append(self._layout.cache_path(row.repository_id))
+        told = [path.resolve() for path in self._hidden_paths]
         folders = [path.parent for path in told if _hideable(path.parent)]
-        hidden = [self.root, *operator_paths(), *told, *folders]
+        hidden = [self._layout.root, *operator_paths(), *told, *folders]
         return writable, list(dict.fromkeys(hidden))
 
     def toolchain_paths(self, hidden: list[Path]) -> list[Path]:
         """Toolchains on `PATH` (or in the operator's home) that `hidden` would hide: shown
         read-only to setup, tests and the agents' bash."""
-        return toolchain_paths(hidden, [self.root, SERVICE_DIR])
+        return toolchain_paths(hidden, [self._layout.root, SERVICE_DIR])
 
     async def command_sandbox(
         self, row: WorktreeRepo, *, install: bool = False
     ) -> sandbox.SandboxScope:
-        """What a command run in this worktree gets from bot/sandbox.py: the environment
+        """What a command run in this worktree gets from bot/isolation/sandbox.py: the environment
         (ports, caches) and the writable, hidden and read-only paths. The repository's caches
         are writable only with `install` (setup, which fills them); for the agents' bash
         (`AgentContext.sandbox`) and test commands they are read-only. The writable paths and
         the caches exist when this returns."""
         writable, hidden = await self.sandbox_paths(row, install=install)
-        cache = self.cache_path(row.repository_id)
+        cache = self._layout.cache_path(row.repository_id)
         await asyncio.to_thread(
             _make_dirs, [*writable, *(cache / name for name in CACHE_VARIABLES)]
         )

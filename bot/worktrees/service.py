@@ -10,6 +10,7 @@ from bot.events.bus import EventBus
 from bot.github.app import GitHubApp
 from bot.worktrees.cleanup import github_pull_request_state
 from bot.worktrees.manager import TokenSource, WorktreeManager
+from bot.worktrees.options import WorktreeOptions
 from storage.database import Database, sqlite_path_from_url
 from storage.repositories import Repository
 
@@ -39,17 +40,14 @@ def hidden_from_commands(settings: Settings) -> list[Path]:
 def build_manager(
     settings: Settings, db: Database, bus: EventBus, clock: Clock, github: GitHubApp | None
 ) -> WorktreeManager:
+    options = WorktreeOptions.from_settings(
+        settings, hidden_paths=tuple(hidden_from_commands(settings))
+    )
     return WorktreeManager(
         db=db,
         bus=bus,
         clock=clock,
-        root=settings.worktree_root,
+        options=options,
         token_source=installation_tokens(github) if github is not None else None,
         pull_request_state=github_pull_request_state(github) if github is not None else None,
-        setup_timeout_s=settings.worktree_setup_timeout,
-        default_quota_bytes=int(settings.worktree_quota_gb * 1024**3),
-        default_idle_ttl_s=settings.worktree_idle_ttl,
-        port_first=settings.worktree_port_base,
-        hidden_paths=hidden_from_commands(settings),
-        spares_per_repository=settings.worktree_spares,
     )

@@ -1,26 +1,32 @@
 """Setting a worktree up: the plan (`.github/biagent.yml`, a person's answer, or detection),
-asking a person when detection is unsure, stored files copied in, and the setup command run
-under bot/sandbox.py with its output streamed as `worktree_status` events.
+asking a person when detection is unsure (bot/worktrees/setup_questions.py), stored files copied
+in, and the setup command run under bot/isolation/sandbox.py with its output streamed as
+`worktree_status` events.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
-from bot import sandbox
+from bot.clock import Clock
+from bot.events.bus import EventBus
+from bot.isolation import sandbox
 from bot.worktrees import disk
-from bot.worktrees.core import stamp
-from bot.worktrees.git import run_git
-from bot.worktrees.records import SessionView, WorktreeError, WorktreeSetupError
-from bot.worktrees.scope import CommandScope
-from bot.worktrees.setup_detector import RepositoryConfigError, SetupPlan
-from storage import repositories as repository_store
+from bot.worktrees.events import WorktreeSessionReady, WorktreeSetupStarted, WorktreeStatus
+from bot.worktrees.files import copy_stored_files, tracked_changes
+from bot.worktrees.layout import WorktreeLayout
+from bot.worktrees.records import SessionView, WorktreeError, WorktreeSetupError, stamp
+from bot.worktrees.scope import CommandScopes
+from bot.worktrees.setup_detector import RepositoryConfigError, SetupDetector, SetupPlan
+from bot.worktrees.setup_questions import SetupQuestions
+from bot.worktrees.spares import SparePool
+from bot.worktrees.states import ProgressKind, RepoStatus, SessionStatus, SetupOutcome
+from bot.worktrees.views import SessionViews
 from storage import worktrees as worktree_store
+from storage.database import Database
 from storage.repositories import Repository
 from storage.worktrees import WorktreeRepo, WorktreeSession
 
@@ -29,11 +35,18 @@ log = logging.getLogger(__name__)
 STATUS_BATCH_LINES = 20
 
 
+@dataclass(frozen=True, slots=True)
+class SetupLimits:
+    timeout_s: float
+    output_cap_bytes: int
+    isolation: sandbox.Isolation
+
+
 @dataclass
 class _StatusStream:
     """Setup output lines, published as worktree_status events in small batches."""
 
-    manager: Setup
+    bus: EventBus
     session: WorktreeSession
     repository: Repository
     lines: list[str] = field(default_factory=list)
@@ -47,195 +60,214 @@ class _StatusStream:
         if not self.lines:
             return
         detail, self.lines = "\n".join(self.lines), []
-        await self.manager._publish(
-            self.session,
-            "worktree_status",
-            {"status": "setup_output", "repository": self.repository.full_name, "detail": detail},
+        await self.bus.publish(
+            self.session.stream,
+            WorktreeStatus(
+                session_id=self.session.id,
+                status=ProgressKind.SETUP_OUTPUT,
+                repository=self.repository.full_name,
+                detail=detail,
+            ),
         )
 
 
-class Setup(CommandScope):
-    """Running setup in a session's worktrees, and the questions it asks."""
+class SetupRunner:
+    """Running setup in a session's worktrees."""
 
-    async def answer_setup(
+    def __init__(
         self,
-        repository_id: int,
+        db: Database,
+        bus: EventBus,
+        clock: Clock,
         *,
-        setup_command: str | None,
-        test_command: str | None = None,
-        answered_by: str,
-    ) -> list[str]:
-        """Store a person's answer for the repository and wake the setups waiting for it."""
-        await repository_store.record_answer(
-            self.db,
-            repository_id,
-            setup_command=setup_command,
-            test_command=test_command,
-            answered_by=answered_by,
-            now=self.clock.now(),
-        )
-        answered = await worktree_store.answer_input_requests(
-            self.db,
-            repository_id,
-            answer=setup_command if setup_command is not None else "",
-            now=self.clock.now(),
-        )
-        waiter = self._answers.pop(repository_id, None)
-        if waiter is not None:
-            waiter.set()
-        return answered
+        layout: WorktreeLayout,
+        views: SessionViews,
+        detector: SetupDetector,
+        questions: SetupQuestions,
+        scopes: CommandScopes,
+        spares: SparePool,
+        limits: SetupLimits,
+    ) -> None:
+        self._db = db
+        self._bus = bus
+        self._clock = clock
+        self._layout = layout
+        self._views = views
+        self._detector = detector
+        self._questions = questions
+        self._scopes = scopes
+        self._spares = spares
+        self._limits = limits
 
     async def run_setup(self, session_id: str, *, wait_for_input: bool = True) -> SessionView:
         """Set up every worktree of the session that is not ready; raises on a failed setup."""
-        session = await worktree_store.get_session(self.db, session_id)
+        session = await worktree_store.get_session(self._db, session_id)
         if session is None:
             raise WorktreeError(f"no session {session_id}")
-        await worktree_store.set_session_status(
-            self.db, session_id, "setting_up", now=self.clock.now()
-        )
+        await self._set_status(session_id, SessionStatus.SETTING_UP)
         rows = [
             row
-            for row in await worktree_store.repos_of_session(self.db, session_id)
-            if row.status not in ("ready", "removed")
+            for row in await worktree_store.repos_of_session(self._db, session_id)
+            if row.status not in (RepoStatus.READY, RepoStatus.REMOVED)
         ]
         outcomes = await asyncio.gather(
             *(self._setup_one(session, row, wait_for_input) for row in rows),
             return_exceptions=True,
         )
         failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
-        waiting = any(outcome == "needs_input" for outcome in outcomes)
-        now = self.clock.now()
         if failures:
             message = "; ".join(str(failure) for failure in failures)
-            await worktree_store.set_session_status(
-                self.db, session_id, "failed", now=now, error=message
-            )
+            await self._set_status(session_id, SessionStatus.FAILED, error=message)
             first = failures[0]
             if isinstance(first, WorktreeError):
                 raise first
             raise WorktreeSetupError(message) from first
-        if waiting:
-            await worktree_store.set_session_status(self.db, session_id, "needs_input", now=now)
+        if SetupOutcome.NEEDS_INPUT in outcomes:
+            await self._set_status(session_id, SessionStatus.NEEDS_INPUT)
         else:
-            await worktree_store.set_session_status(self.db, session_id, "ready", now=now)
-            every = await worktree_store.repos_of_session(self.db, session_id)
-            await self._publish(
-                session,
-                "worktree_session_ready",
-                {"paths": [row.path for row in every if row.status != "removed"]},
+            await self._set_status(session_id, SessionStatus.READY)
+            every = await worktree_store.repos_of_session(self._db, session_id)
+            paths = [row.path for row in every if row.status != RepoStatus.REMOVED]
+            await self._bus.publish(
+                session.stream, WorktreeSessionReady(session_id=session.id, paths=paths)
             )
-        view = await self.get(session_id)
-        assert view is not None
-        return view
+        return await self._views.require(session_id)
+
+    async def _set_status(
+        self, session_id: str, status: SessionStatus, *, error: str | None = None
+    ) -> None:
+        await worktree_store.set_session_status(
+            self._db, session_id, status, now=self._clock.now(), error=error
+        )
 
     async def _plan(self, repository: Repository, worktree: Path) -> SetupPlan:
         return await asyncio.to_thread(
-            self.detector.detect,
+            self._detector.detect,
             worktree,
             repository=repository.full_name,
             answered_setup=repository.setup_command,
             answered_test=repository.test_command,
         )
 
-    async def _setup_one(self, session: WorktreeSession, row: WorktreeRepo, wait: bool) -> str:
-        repository = await repository_store.get(self.db, row.repository_id)
-        assert repository is not None
-        worktree = Path(row.path)
+    async def _settled_plan(
+        self, session: WorktreeSession, row: WorktreeRepo, wait: bool
+    ) -> tuple[Repository, SetupPlan] | None:
+        """The repository (as answered) and a confident plan; None while a person is asked."""
+        repository = await self._views.repository_of(row)
         try:
-            plan = await self._plan(repository, worktree)
+            plan = await self._plan(repository, Path(row.path))
         except RepositoryConfigError as error:
             await self._fail_setup(session, row, repository, str(error), None, None)
             raise WorktreeSetupError(f"{repository.full_name}: {error}") from error
         while not plan.confident:
-            if not await self._ask(session, row, repository, plan, wait):
-                return "needs_input"
-            repository = await repository_store.get(self.db, row.repository_id)
-            assert repository is not None
-            plan = await self._plan(repository, worktree)
-        await worktree_store.update_repo(
-            self.db,
-            row.id,
-            now=self.clock.now(),
-            status="setup_running",
-            setup_command=plan.setup_command,
-        )
-        notes = await self._copy_stored_files(repository, worktree, plan.copy_files)
-        for note in notes:
-            await self._publish(
-                session,
-                "worktree_status",
-                {"status": "copy_files", "repository": repository.full_name, "detail": note},
-            )
+            if not await self._questions.ask(session, row, repository, plan, wait):
+                return None
+            repository = await self._views.repository_of(row)
+            plan = await self._plan(repository, Path(row.path))
+        return repository, plan
+
+    async def _setup_one(
+        self, session: WorktreeSession, row: WorktreeRepo, wait: bool
+    ) -> SetupOutcome:
+        settled = await self._settled_plan(session, row, wait)
+        if settled is None:
+            return SetupOutcome.NEEDS_INPUT
+        repository, plan = settled
+        worktree = Path(row.path)
         command = plan.setup_command
-        await self._publish(
-            session,
-            "worktree_setup_started",
-            {
-                "repository": repository.full_name,
-                "command": command or "",
-                "source": plan.source,
-                "test_command": plan.test_command,
-            },
+        await worktree_store.update_repo(
+            self._db,
+            row.id,
+            now=self._clock.now(),
+            status=RepoStatus.SETUP_RUNNING,
+            setup_command=command,
         )
-        if command is None:
-            result = None
-        else:
-            scope = await self.command_sandbox(row, install=True)  # fills the caches
-            output = _StatusStream(self, session, repository)
-            result = await sandbox.run_command(
-                command,
-                worktree,
-                timeout_s=self.setup_timeout_s,
-                output_cap_bytes=self.output_cap_bytes,
-                env=scope.env,
-                writable_paths=scope.writable_paths,
-                hidden_paths=scope.hidden_paths,
-                readonly_paths=scope.readonly_paths,
-                on_line=output.line,
-                isolation=self.isolation,
+        store = self._layout.store_path(repository)
+        for note in await copy_stored_files(repository.full_name, store, worktree, plan.copy_files):
+            await self._progress(session, repository, ProgressKind.COPY_FILES, note)
+        started = WorktreeSetupStarted(
+            session_id=session.id,
+            repository=repository.full_name,
+            command=command or "",
+            source=plan.source,
+            test_command=plan.test_command,
+        )
+        await self._bus.publish(session.stream, started)
+        result = None
+        if command is not None:
+            result = await self._run_command(session, row, repository, command)
+        await self._record_ready(session, row, repository, result)
+        return SetupOutcome.READY
+
+    async def _run_command(
+        self, session: WorktreeSession, row: WorktreeRepo, repository: Repository, command: str
+    ) -> sandbox.SandboxResult:
+        """Run the setup command in the sandbox; raise (after recording why) unless it succeeded
+        without touching tracked files."""
+        scope = await self._scopes.command_sandbox(row, install=True)  # fills the caches
+        output = _StatusStream(self._bus, session, repository)
+        result = await sandbox.run_command(
+            command,
+            Path(row.path),
+            timeout_s=self._limits.timeout_s,
+            output_cap_bytes=self._limits.output_cap_bytes,
+            env=scope.env,
+            writable_paths=scope.writable_paths,
+            hidden_paths=scope.hidden_paths,
+            readonly_paths=scope.readonly_paths,
+            on_line=output.line,
+            isolation=self._limits.isolation,
+        )
+        await output.flush()
+        message = None
+        if not result.ok:
+            why = (
+                f"timed out after {self._limits.timeout_s:.0f}s"
+                if result.timed_out
+                else f"exited {result.exit_code}"
             )
-            await output.flush()
-            if not result.ok:
-                why = (
-                    f"timed out after {self.setup_timeout_s:.0f}s"
-                    if result.timed_out
-                    else f"exited {result.exit_code}"
-                )
-                message = f"{repository.full_name}: setup `{command}` {why}"
-                await self._fail_setup(session, row, repository, message, result, command)
-                raise WorktreeSetupError(message)
-        changed = [] if command is None else await self._tracked_changes(worktree)
-        if changed:
+            message = f"{repository.full_name}: setup `{command}` {why}"
+        elif changed := await tracked_changes(Path(row.path)):
             message = (
                 f"{repository.full_name}: setup changed tracked files, which would end up in"
                 f" the agent's commits: {', '.join(changed[:20])}"
             )
+        if message is not None:
             await self._fail_setup(session, row, repository, message, result, command)
             raise WorktreeSetupError(message)
-        size = self._taken_sizes.pop(row.path, None) if command is None else None
+        return result
+
+    async def _record_ready(
+        self,
+        session: WorktreeSession,
+        row: WorktreeRepo,
+        repository: Repository,
+        result: sandbox.SandboxResult | None,
+    ) -> None:
+        # Nothing ran: a spare's size measured at refill still holds.
+        size = self._spares.taken_size(row.path) if result is None else None
         if size is None:
-            size = await asyncio.to_thread(disk.allocated_bytes, worktree)
+            size = await asyncio.to_thread(disk.allocated_bytes, Path(row.path))
         await worktree_store.update_repo(
-            self.db,
+            self._db,
             row.id,
-            now=self.clock.now(),
-            status="ready",
-            setup_exit_code=None if result is None else result.exit_code,
-            setup_output=None if result is None else result.output[-self.output_cap_bytes :],
-            setup_seconds=None if result is None else round(result.duration_s, 3),
+            now=self._clock.now(),
+            status=RepoStatus.READY,
+            **self._result_columns(result),
             size_bytes=size,
-            size_measured_at=stamp(self.clock),
+            size_measured_at=stamp(self._clock),
         )
-        await self._publish(
-            session,
-            "worktree_status",
-            {
-                "status": "setup_done",
-                "repository": repository.full_name,
-                "detail": f"ready, {disk.human_size(size)} on disk",
-            },
-        )
-        return "ready"
+        detail = f"ready, {disk.human_size(size)} on disk"
+        await self._progress(session, repository, ProgressKind.SETUP_DONE, detail)
+
+    def _result_columns(self, result: sandbox.SandboxResult | None) -> dict[str, object]:
+        return {
+            "setup_exit_code": None if result is None else result.exit_code,
+            "setup_output": (
+                None if result is None else result.output[-self._limits.output_cap_bytes :]
+            ),
+            "setup_seconds": None if result is None else round(result.duration_s, 3),
+        }
 
     async def _fail_setup(
         self,
@@ -248,110 +280,19 @@ class Setup(CommandScope):
     ) -> None:
         log.error("session %s: %s", session.id, message)
         await worktree_store.update_repo(
-            self.db,
+            self._db,
             row.id,
-            now=self.clock.now(),
-            status="setup_failed",
+            now=self._clock.now(),
+            status=RepoStatus.SETUP_FAILED,
             setup_command=command,
-            setup_exit_code=None if result is None else result.exit_code,
-            setup_output=None if result is None else result.output[-self.output_cap_bytes :],
-            setup_seconds=None if result is None else round(result.duration_s, 3),
+            **self._result_columns(result),
         )
-        await self._publish(
-            session,
-            "worktree_status",
-            {"status": "setup_failed", "repository": repository.full_name, "detail": message},
-        )
+        await self._progress(session, repository, ProgressKind.SETUP_FAILED, message)
 
-    async def _ask(
-        self,
-        session: WorktreeSession,
-        row: WorktreeRepo,
-        repository: Repository,
-        plan: SetupPlan,
-        wait: bool,
-    ) -> bool:
-        """Ask a person how to set the repository up; True once answered (when waiting)."""
-        question = plan.question or f"How is {repository.full_name} set up?"
-        pending = await worktree_store.pending_input_requests(self.db, repository.id)
-        waiter = self._answers.setdefault(repository.id, asyncio.Event())
-        if not pending:
-            request = await worktree_store.add_input_request(
-                self.db,
-                request_id=self.new_id(),
-                repository_id=repository.id,
-                session_id=session.id,
-                question=question,
-                choices=list(plan.choices),
-                now=self.clock.now(),
-            )
-            await self._publish(
-                session,
-                "pipeline_needs_input",
-                {
-                    "question": question,
-                    "request_id": request.id,
-                    "repository": repository.full_name,
-                    "choices": list(plan.choices),
-                },
-            )
-            await self.bus.publish(
-                session.stream,
-                "user_input_request",
-                {
-                    "request_id": request.id,
-                    "question": question,
-                    "choices": list(plan.choices),
-                    "repository": repository.full_name,
-                    "repository_id": repository.id,
-                    "session_id": session.id,
-                    "answer_url": f"/api/repositories/{repository.id}/answers",
-                },
-            )
-        await worktree_store.update_repo(
-            self.db, row.id, now=self.clock.now(), status="needs_input"
+    async def _progress(
+        self, session: WorktreeSession, repository: Repository, kind: ProgressKind, detail: str
+    ) -> None:
+        progress = WorktreeStatus(
+            session_id=session.id, status=kind, repository=repository.full_name, detail=detail
         )
-        await worktree_store.set_session_status(
-            self.db, session.id, "needs_input", now=self.clock.now()
-        )
-        if not wait:
-            return False
-        try:
-            await asyncio.wait_for(waiter.wait(), self.input_timeout_s)
-        except TimeoutError:
-            return False
-        return True
-
-    async def _copy_stored_files(
-        self, repository: Repository, worktree: Path, names: Sequence[str]
-    ) -> list[str]:
-        """Copy listed gitignored files from the repository's store; refuse tracked paths."""
-        notes = []
-        store = self.store_path(repository)
-        for name in names:
-            relative = PurePosixPath(name)
-            if relative.is_absolute() or ".." in relative.parts or not relative.parts:
-                raise WorktreeSetupError(f"{repository.full_name}: copy_files entry {name!r}")
-            ignored = await run_git(
-                "check-ignore", "--quiet", str(relative), cwd=worktree, check=False
-            )
-            if ignored.returncode != 0:
-                raise WorktreeSetupError(
-                    f"{repository.full_name}: copy_files lists {name}, which is not gitignored;"
-                    " only ignored files are copied in"
-                )
-            source = store / relative
-            if not source.is_file():
-                notes.append(f"{name}: not in the store ({source}); skipped")
-                continue
-            target = worktree / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            await asyncio.to_thread(shutil.copy2, source, target)
-            notes.append(f"{name}: copied from the store")
-        return notes
-
-    async def _tracked_changes(self, worktree: Path) -> list[str]:
-        status = await run_git(
-            "status", "--porcelain", "--untracked-files=no", cwd=worktree, optional_locks=False
-        )
-        return [line[3:] for line in status.stdout.splitlines() if line.strip()]
+        await self._bus.publish(session.stream, progress)

@@ -11,7 +11,7 @@ import pytest
 
 from bot.agents.loop import AgentContext
 from bot.agents.runner import AgentRunner
-from bot.sandbox import bwrap_path
+from bot.isolation.sandbox import bwrap_path
 from storage.worktrees import WorktreeRepo
 from tests.agents.conftest import git
 from tests.fakes import anthropic as scripted

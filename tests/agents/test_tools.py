@@ -13,7 +13,7 @@ import pytest
 from bot.agents import grep_tool, tools
 from bot.agents.sandbox import BashPolicy, PathRefused, bash_tool_text, resolve_inside, run_bash
 from bot.agents.tool_registry import ToolContext, ToolResult
-from bot.sandbox import bwrap_path
+from bot.isolation.sandbox import bwrap_path
 from tests.fakes.anthropic import FakeAnthropic
 
 needs_bwrap = pytest.mark.skipif(

@@ -1,15 +1,15 @@
 """The sandboxed command runner: one way to run an untrusted command in a directory.
 
-Worktree setup (bot/worktrees/) and the agents' bash tool both run commands that come from a
-repository or a model, so both go through `run_command`: a wall-clock timeout that kills the
-whole process tree, an output cap (the head and the tail are kept, the middle is cut), a
-scrubbed environment built from an allow-list (the service's own variables, tokens and keys
-never reach the command), output streamed line by line to a callback, and, when `bwrap`
-(bubblewrap) is installed, a mount/pid/ipc namespace: the file system is read-only except the
-working directory and the paths the caller lists, chosen paths are hidden (the database, the
-GitHub private key, other worktrees), /tmp is private, capabilities are dropped, and the network
-can be switched off. Without bwrap the same limits apply except the namespaces; the result says
-which one ran (`isolated`).
+Worktree setup (bot/worktrees/), the review engine's test runs and the agents' bash tool run
+commands that come from a repository or a model, so all go through `run_command`: a wall-clock
+timeout that kills the whole process tree, an output cap (the head and the tail are kept, the
+middle is cut), a scrubbed environment built from an allow-list (the service's own variables,
+tokens and keys never reach the command), output streamed line by line to a callback, and, when
+`bwrap` (bubblewrap) is installed, a mount/pid/ipc namespace: the file system is read-only
+except the working directory and the paths the caller lists, chosen paths are hidden (the
+database, the GitHub private key, other worktrees), /tmp is private, capabilities are dropped,
+and the network can be switched off. Without bwrap the same limits apply except the namespaces;
+the result says which one ran (`isolated`).
 
 The two callers differ in three choices, all parameters here: what of the host is visible (setup:
 the whole file system read-only; the agents' bash: only the system directories, `SYSTEM_PATHS`),
@@ -19,28 +19,28 @@ off). A `SandboxScope` carries what one workspace adds: its variables (ports, ca
 writable and hidden paths (WorktreeManager.command_sandbox builds it for a worktree).
 
 A command that runs in a git worktree cannot steer biagent's own git afterwards nor touch the
-shared mirror of a linked worktree: bot/git_jail.py decides what stays read-only and, around
-each command, gives it an object directory of its own and takes its work back in afterwards.
+shared mirror of a linked worktree: the git jail (bot/isolation/git_jail.py) decides what stays
+read-only and, around each command, gives it an object directory of its own and takes its work
+back in afterwards. What the command prints is kept and streamed by bot/isolation/output.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import codecs
 import contextlib
-import inspect
 import logging
 import os
 import shutil
 import signal
 import time
-from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from bot import git_jail
+from bot.isolation import git_jail
+from bot.isolation.git_guard import LinkedGitDirs, guard_git_dirs
+from bot.isolation.output import LineCallback, OutputCollector
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,6 @@ BASE_ENVIRONMENT = {
     "HOME": "/tmp",
 }
 
-LineCallback = Callable[[str], Awaitable[None] | None]
 Isolation = Literal["auto", "bwrap", "none"]
 
 
@@ -155,6 +154,23 @@ def bwrap_arguments(
     if os.geteuid() == 0:
         # As root bwrap keeps capabilities, which would let the command remount / writable.
         arguments += ["--cap-drop", "ALL"]
+    arguments += _mount_arguments(
+        writable, hidden_paths, visible_paths, readonly_paths=readonly_paths, moved=moved
+    )
+    arguments += ["--chdir", str(cwd), "--"]
+    return arguments
+
+
+def _mount_arguments(
+    writable: list[Path],
+    hidden_paths: Sequence[Path],
+    visible_paths: Sequence[Path] | None,
+    *,
+    readonly_paths: Sequence[Path],
+    moved: Sequence[tuple[Path, Path, bool]],
+) -> list[str]:
+    """The hidden, writable, read-only and moved mounts, shallowest first."""
+    arguments: list[str] = []
     mounts: list[tuple[Path, str, Path]] = []  # (path in the jail, kind, host path)
     for hidden in (path.resolve() for path in hidden_paths):
         if visible_paths is not None and not any(
@@ -177,102 +193,7 @@ def bwrap_arguments(
             arguments += ["--ro-bind", "/dev/null", str(path)]
         elif kind != "hide" and source.exists():
             arguments += [f"--{kind}", str(source), str(path)]
-    arguments += ["--chdir", str(cwd), "--"]
     return arguments
-
-
-class _OutputCollector:
-    """Keeps the output within the cap and streams lines until the cap.
-
-    By default the head and the tail are kept and the middle is cut; with `stop_at_cap`, the
-    first `cap_bytes` bytes exactly, and `full` tells the caller to stop the command.
-    """
-
-    def __init__(
-        self, cap_bytes: int, on_line: LineCallback | None, *, stop_at_cap: bool = False
-    ) -> None:
-        self.half = max(1, cap_bytes // 2)
-        self.cap_bytes = cap_bytes
-        self.on_line = on_line
-        self.stop_at_cap = stop_at_cap
-        self.first_bytes = bytearray()
-        self.head: list[str] = []
-        self.head_bytes = 0
-        self.tail: deque[str] = deque()
-        self.tail_bytes = 0
-        self.cut_bytes = 0
-        self.streamed_bytes = 0
-        self.stream_closed = False
-        self.partial = ""
-        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-
-    @property
-    def truncated(self) -> bool:
-        return self.cut_bytes > 0
-
-    @property
-    def full(self) -> bool:
-        return self.stop_at_cap and self.truncated
-
-    async def feed(self, chunk: bytes, *, final: bool = False) -> None:
-        if self.stop_at_cap:
-            room = self.cap_bytes - len(self.first_bytes)
-            if len(chunk) > room:
-                self.cut_bytes += len(chunk) - room
-                chunk = chunk[:room]
-            self.first_bytes += chunk
-        text = self.partial + self.decoder.decode(chunk, final=final)
-        lines = text.split("\n")
-        if final:
-            self.partial = ""
-            if lines[-1] == "":
-                lines.pop()
-        else:
-            self.partial = lines.pop()
-            if len(self.partial) > self.half:  # one endless line: keep it bounded
-                lines.append(self.partial)
-                self.partial = ""
-        for line in lines:
-            await self._line(line)
-
-    async def _line(self, line: str) -> None:
-        size = len(line.encode("utf-8", errors="replace")) + 1
-        if not self.stop_at_cap:  # with stop_at_cap, feed keeps the first bytes as they are
-            self._keep_head_or_tail(line, size)
-        await self._stream(line, size)
-
-    def _keep_head_or_tail(self, line: str, size: int) -> None:
-        if self.head_bytes + size <= self.half and not self.tail:
-            self.head.append(line)
-            self.head_bytes += size
-            return
-        self.tail.append(line)
-        self.tail_bytes += size
-        while self.tail_bytes > self.half and len(self.tail) > 1:
-            dropped = self.tail.popleft()
-            dropped_size = len(dropped.encode("utf-8", errors="replace")) + 1
-            self.tail_bytes -= dropped_size
-            self.cut_bytes += dropped_size
-
-    async def _stream(self, line: str, size: int) -> None:
-        if self.on_line is None or self.stream_closed:
-            return
-        self.streamed_bytes += size
-        if self.streamed_bytes > self.cap_bytes:
-            self.stream_closed = True
-            line = f"[output capped at {self.cap_bytes} bytes; the rest is not streamed]"
-        outcome = self.on_line(line)
-        if inspect.isawaitable(outcome):
-            await outcome
-
-    def text(self) -> str:
-        if self.stop_at_cap:
-            return self.first_bytes.decode("utf-8", errors="replace")
-        parts = list(self.head)
-        if self.cut_bytes:
-            parts.append(f"[... {self.cut_bytes} bytes of output cut ...]")
-        parts += list(self.tail)
-        return "\n".join(parts)
 
 
 async def run_command(
@@ -302,7 +223,7 @@ async def run_command(
     rules need bubblewrap; `isolation="bwrap"` refuses to run without it, `"none"` never uses
     it, `"auto"` uses it when installed. Under bwrap, the git repository `cwd` is in stays
     unable to steer git whatever is writable, and a linked worktree's shared git dir stays
-    untouched (bot/git_jail.py).
+    untouched (bot/isolation/git_jail.py).
     """
     argv = ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
     bwrap = None if isolation == "none" else bwrap_path()
@@ -313,10 +234,9 @@ async def run_command(
         if not network:
             log.warning("network cannot be switched off without bubblewrap; running with it")
         return await _run(argv, cwd, timeout_s, output_cap_bytes, env, on_line, stop_at_cap, None)
-    guard = await asyncio.to_thread(git_jail.guard_git_dirs, cwd, writable_paths)
-    entering = (
-        None if guard.private is None else asyncio.ensure_future(git_jail.enter_git_jail(guard))
-    )
+    guard = await asyncio.to_thread(guard_git_dirs, cwd, writable_paths)
+    jailed = guard.jailed
+    entering = None if jailed is None else asyncio.ensure_future(git_jail.enter_git_jail(jailed))
     try:
         if entering is not None:
             await asyncio.shield(entering)  # a cancel here still lets it finish, then leave
@@ -334,14 +254,14 @@ async def run_command(
         argv = [*prefix, *argv]
         return await _run(argv, cwd, timeout_s, output_cap_bytes, env, on_line, stop_at_cap, bwrap)
     finally:
-        if entering is not None:
-            await asyncio.shield(_after_git_jail(entering, guard))
+        if entering is not None and jailed is not None:
+            await asyncio.shield(_after_git_jail(entering, jailed))
 
 
-async def _after_git_jail(entering: asyncio.Future[None], guard: git_jail.GitGuard) -> None:
+async def _after_git_jail(entering: asyncio.Future[None], jailed: LinkedGitDirs) -> None:
     """Leave the jail once its enter is over (whether it finished, failed or was cancelled)."""
     await asyncio.wait([entering])
-    await git_jail.leave_git_jail(guard)
+    await git_jail.leave_git_jail(jailed)
 
 
 async def _run(
@@ -354,7 +274,7 @@ async def _run(
     stop_at_cap: bool,
     bwrap: str | None,
 ) -> SandboxResult:
-    collector = _OutputCollector(output_cap_bytes, on_line, stop_at_cap=stop_at_cap)
+    collector = OutputCollector(output_cap_bytes, on_line, stop_at_cap=stop_at_cap)
     started = time.monotonic()
     process = await asyncio.create_subprocess_exec(
         *argv,
@@ -365,21 +285,8 @@ async def _run(
         stderr=asyncio.subprocess.STDOUT,
         start_new_session=True,
     )
-    assert process.stdout is not None
-    stdout = process.stdout
-
-    async def pump() -> None:
-        stopping = False
-        while chunk := await stdout.read(READ_CHUNK):
-            await collector.feed(chunk)
-            if collector.full and not stopping:
-                # Stopped at the cap: what it writes while dying is read to the end and dropped.
-                stopping = True
-                await _kill_tree(process)
-        await collector.feed(b"", final=True)
-
     timed_out = False
-    pumping = asyncio.create_task(pump())
+    pumping = asyncio.create_task(_pump(process, collector))
     try:
         await asyncio.wait_for(asyncio.shield(pumping), timeout_s)
         await process.wait()
@@ -405,6 +312,21 @@ async def _run(
         duration_s=time.monotonic() - started,
         isolated=bwrap is not None,
     )
+
+
+async def _pump(process: asyncio.subprocess.Process, collector: OutputCollector) -> None:
+    """Read the command's output into the collector to its end."""
+    stdout = process.stdout
+    if stdout is None:  # `_run` asks for a pipe: asyncio always makes one
+        raise RuntimeError("the command's output pipe was not opened")
+    stopping = False
+    while chunk := await stdout.read(READ_CHUNK):
+        await collector.feed(chunk)
+        if collector.full and not stopping:
+            # Stopped at the cap: what it writes while dying is read to the end and dropped.
+            stopping = True
+            await _kill_tree(process)
+    await collector.feed(b"", final=True)
 
 
 async def _kill_tree(process: asyncio.subprocess.Process) -> None:

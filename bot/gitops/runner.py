@@ -1,4 +1,6 @@
-"""Git as asyncio subprocesses, with the installation token passed per command only.
+"""The one git runner: every git command biagent runs, as an asyncio subprocess, with the
+installation token passed per command only. Shared infrastructure: worktrees, the git jail
+(bot/isolation/) and the review engine all run git through `run_git`.
 
 The token reaches git as command-scoped configuration (`GIT_CONFIG_COUNT`/`GIT_CONFIG_KEY_n`/
 `GIT_CONFIG_VALUE_n`, the environment form of `git -c http.extraHeader=...`): it is never in a
@@ -6,10 +8,10 @@ remote URL, `.git/config`, the argument list (which `ps` shows to every local us
 or an error message. Credential helpers are switched off for the same command, so no helper
 stores it either.
 
-Every git command biagent runs (here, and the agents' change listing in bot/agents/tools.py)
-also switches off what a repository's configuration could make it run: `NO_REPOSITORY_CODE`
-below is the one list. Those commands run outside any jail, in worktrees and a mirror that an
-agent's bash or a setup command wrote to.
+Every git command biagent runs (here, and the agents' change listing in bot/agents/tools.py,
+through `git_environment`) also switches off what a repository's configuration could make it
+run: `NO_REPOSITORY_CODE` below is the one list. Those commands run outside any jail, in
+worktrees and a mirror that an agent's bash or a setup command wrote to.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from bot.config import Secret
 
@@ -40,10 +43,10 @@ PASSED_TO_GIT = (
 # repository's `config` (or a file it includes) says. What has no single key to switch off,
 # filter/textconv/merge drivers (`filter.<name>.clean`...), `include.path`, `core.worktree`,
 # `url.<base>.insteadOf`, a `commondir` pointing at another repository, can only come from
-# files the jail keeps read-only (bot/git_jail.py, `guard_git_dirs`); diff commands of ours also
-# pass `--no-ext-diff --no-textconv` (an empty `diff.external` would not switch it off), and
-# fetches from a named remote pass `ORIGIN_UPLOAD_PACK` (`remote.<name>.uploadpack` takes the
-# file's value first, whatever the command line says).
+# files the jail keeps read-only (bot/isolation/git_guard.py, `guard_git_dirs`); diff commands
+# of ours also pass `--no-ext-diff --no-textconv` (an empty `diff.external` would not switch it
+# off), and fetches from a named remote pass `ORIGIN_UPLOAD_PACK` (`remote.<name>.uploadpack`
+# takes the file's value first, whatever the command line says).
 NO_REPOSITORY_CODE: tuple[tuple[str, str], ...] = (
     ("core.hooksPath", "/dev/null"),  # every hook: post-checkout, reference-transaction, ...
     ("core.fsmonitor", "false"),  # a program run before status, add, reset, switch
@@ -131,8 +134,10 @@ async def run_git(
     check: bool = True,
     optional_locks: bool = True,
     timeout_s: float = GIT_TIMEOUT_S,
+    stdin: IO[bytes] | None = None,
 ) -> GitOutput:
-    """Run one git command. `optional_locks=False` is for polling: it never takes index.lock."""
+    """Run one git command. `optional_locks=False` is for polling: it never takes index.lock.
+    `stdin` is an open file git reads (a pack for `index-pack --stdin`); nothing by default."""
     argv = ["git"]
     if not optional_locks:
         argv.append("--no-optional-locks")
@@ -141,7 +146,7 @@ async def run_git(
         *argv,
         cwd=None if cwd is None else str(cwd),
         env=git_environment(token),
-        stdin=asyncio.subprocess.DEVNULL,
+        stdin=asyncio.subprocess.DEVNULL if stdin is None else stdin,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -162,44 +167,3 @@ async def run_git(
     if check and returncode != 0:
         raise GitError(args, returncode, stderr)
     return GitOutput(stdout, stderr, returncode)
-
-
-@dataclass(frozen=True, slots=True)
-class ListedWorktree:
-    """One entry of `git worktree list --porcelain`."""
-
-    path: Path
-    head: str | None
-    branch: str | None  # refs/heads/...
-    bare: bool
-    locked: bool
-    lock_reason: str | None
-    prunable: bool
-
-
-def parse_worktree_list(porcelain: str) -> list[ListedWorktree]:
-    entries: list[ListedWorktree] = []
-    for block in porcelain.strip().split("\n\n"):
-        if not block.strip():
-            continue
-        fields: dict[str, str | None] = {}
-        for line in block.splitlines():
-            name, _, value = line.partition(" ")
-            fields[name] = value if value else None
-        entries.append(
-            ListedWorktree(
-                path=Path(fields.get("worktree") or ""),
-                head=fields.get("HEAD"),
-                branch=fields.get("branch"),
-                bare="bare" in fields,
-                locked="locked" in fields,
-                lock_reason=fields.get("locked"),
-                prunable="prunable" in fields,
-            )
-        )
-    return entries
-
-
-async def list_worktrees(mirror: Path) -> list[ListedWorktree]:
-    output = await run_git("worktree", "list", "--porcelain", cwd=mirror, optional_locks=False)
-    return [entry for entry in parse_worktree_list(output.stdout) if not entry.bare]
