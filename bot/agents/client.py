@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from anthropic import AsyncAnthropic, DefaultAioHttpClient
 
-DEFAULT_MAX_RETRIES = 4
+from bot.config import DEFAULT_SETTINGS
+
+DEFAULT_MAX_RETRIES = DEFAULT_SETTINGS.agent_max_retries
 DEFAULT_TIMEOUT_S = 600.0
 
 

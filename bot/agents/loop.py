@@ -45,6 +45,7 @@ from bot.agents.tool_registry import Tool, ToolRegistry, schema_problem
 from bot.agents.tool_use import PendingClarification, ToolCaller
 from bot.agents.turns import Interrupted, TurnFailed, TurnStreamer
 from bot.clock import Clock
+from bot.config import DEFAULT_SETTINGS
 from bot.events.bus import EventBus
 from storage import agent_runs, tool_calls
 from storage.agent_runs import RunStatus
@@ -69,7 +70,7 @@ class AgentRuntime:
     token_sequence: TokenSequence
     bash_policy: BashPolicy = field(default_factory=BashPolicy)
     token_interval_s: float = 0.1
-    token_ttl_s: float = 3600.0
+    token_ttl_s: float = DEFAULT_SETTINGS.token_buffer_ttl
     stream_retries: int = 2
     interruption_backoff_s: float = 1.0
 

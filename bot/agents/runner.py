@@ -33,7 +33,7 @@ from bot.agents.tokens import TokenSequence
 from bot.agents.tool_registry import ToolRegistry
 from bot.agents.tools import builtin_registry
 from bot.clock import Clock
-from bot.config import Settings
+from bot.config import DEFAULT_SETTINGS, Settings
 from bot.events.bus import EventBus
 from bot.isolation import sandbox
 from storage import agent_runs
@@ -59,7 +59,7 @@ class AgentRunner:
         tools: ToolRegistry | None = None,
         bash_policy: BashPolicy | None = None,
         token_interval_s: float = 0.1,
-        token_ttl_s: float = 3600.0,
+        token_ttl_s: float = DEFAULT_SETTINGS.token_buffer_ttl,
         stream_retries: int = 2,
         interruption_backoff_s: float = 1.0,
         agent_classes: dict[str, type[BaseAgent]] | None = None,

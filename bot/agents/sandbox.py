@@ -25,6 +25,7 @@ import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
+from bot.config import DEFAULT_SETTINGS
 from bot.isolation import sandbox
 
 
@@ -85,7 +86,7 @@ def git_dirs_outside(worktree: Path) -> list[Path]:
 
 @dataclass(frozen=True, slots=True)
 class BashPolicy:
-    timeout_s: float = 120.0
+    timeout_s: float = DEFAULT_SETTINGS.agent_bash_timeout
     output_cap_bytes: int = 30_000
     use_bwrap: bool = True
     network: bool = False

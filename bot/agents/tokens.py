@@ -16,13 +16,14 @@ from datetime import timedelta
 
 from bot.agents.events import Token
 from bot.clock import Clock
+from bot.config import DEFAULT_SETTINGS
 from bot.events.bus import EventBus
 from storage import token_buffer
 from storage.database import Database
 
 DEFAULT_INTERVAL_S = 0.1
 DEFAULT_MAX_CHARS = 2000
-DEFAULT_TTL_S = 3600.0
+DEFAULT_TTL_S = DEFAULT_SETTINGS.token_buffer_ttl
 
 
 class TokenSequence:
