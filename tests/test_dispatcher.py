@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from gidgethub import routing, sansio
+from gidgethub.abc import GitHubAPI
 
 from bot.clock import ManualClock
 from bot.dispatcher import Concern, Dispatcher, HandlerContext, backoff_delay
@@ -22,7 +23,7 @@ def failing_router(fail_times: int) -> routing.Router:
     state = {"left": fail_times}
 
     @router.register("ping")
-    async def flaky(event: sansio.Event, context: HandlerContext) -> None:
+    async def flaky(event: sansio.Event, gh: GitHubAPI | None, context: HandlerContext) -> None:
         calls.append("flaky")
         if state["left"] > 0:
             state["left"] -= 1
@@ -35,7 +36,7 @@ def steady_router() -> routing.Router:
     router = routing.Router()
 
     @router.register("ping")
-    async def steady(event: sansio.Event, context: HandlerContext) -> None:
+    async def steady(event: sansio.Event, gh: GitHubAPI | None, context: HandlerContext) -> None:
         calls.append("steady")
 
     return router
@@ -149,7 +150,7 @@ async def test_only_concerns_with_a_handler_run_and_get_a_result(
     deaf = routing.Router()
 
     @deaf.register("issues", action="opened")
-    async def never(event: sansio.Event, context: HandlerContext) -> None:
+    async def never(event: sansio.Event, gh: GitHubAPI | None, context: HandlerContext) -> None:
         calls.append("deaf")
 
     dispatcher = await make_dispatcher(

@@ -173,6 +173,7 @@ def _lifecycle(  # type: ignore[no-untyped-def]
                     api_url=settings.github_api_url,
                     session=session,
                     clock=clock,
+                    write_spacing_s=settings.github_write_spacing_seconds,
                 )
                 tasks.append(asyncio.create_task(github.keep_loading_identity()))
             if settings.anthropic_configured:

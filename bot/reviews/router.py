@@ -24,6 +24,7 @@ from typing import Any
 
 import gidgethub
 from gidgethub import routing, sansio
+from gidgethub.abc import GitHubAPI
 
 from bot.dispatcher import HandlerContext
 from bot.reviews import checks, control, replies, worker
@@ -121,7 +122,9 @@ def _installation(payload: dict[str, Any]) -> int | None:
 @router.register("pull_request", action="reopened")
 @router.register("pull_request", action="ready_for_review")
 @router.register("pull_request", action="edited")
-async def on_pull_request_opened(event: sansio.Event, context: HandlerContext) -> None:
+async def on_pull_request_opened(
+    event: sansio.Event, gh: GitHubAPI | None, context: HandlerContext
+) -> None:
     service = _service(context)
     installation = _installation(event.data)
     if service is None or installation is None:
@@ -136,7 +139,9 @@ async def on_pull_request_opened(event: sansio.Event, context: HandlerContext) -
 
 
 @router.register("pull_request", action="synchronize")
-async def on_pull_request_synchronize(event: sansio.Event, context: HandlerContext) -> None:
+async def on_pull_request_synchronize(
+    event: sansio.Event, gh: GitHubAPI | None, context: HandlerContext
+) -> None:
     service = _service(context)
     if service is None:
         return
@@ -160,7 +165,9 @@ async def on_pull_request_synchronize(event: sansio.Event, context: HandlerConte
 
 
 @router.register("pull_request", action="closed")
-async def on_pull_request_closed(event: sansio.Event, context: HandlerContext) -> None:
+async def on_pull_request_closed(
+    event: sansio.Event, gh: GitHubAPI | None, context: HandlerContext
+) -> None:
     service = _service(context)
     if service is None:
         return
@@ -187,7 +194,9 @@ async def on_pull_request_closed(event: sansio.Event, context: HandlerContext) -
 
 
 @router.register("pull_request_review_comment")
-async def on_review_comment(event: sansio.Event, context: HandlerContext) -> None:
+async def on_review_comment(
+    event: sansio.Event, gh: GitHubAPI | None, context: HandlerContext
+) -> None:
     service = _service(context)
     installation = _installation(event.data)
     if service is None or installation is None:
@@ -211,7 +220,9 @@ async def on_review_comment(event: sansio.Event, context: HandlerContext) -> Non
 
 
 @router.register("issue_comment")
-async def on_issue_comment(event: sansio.Event, context: HandlerContext) -> None:
+async def on_issue_comment(
+    event: sansio.Event, gh: GitHubAPI | None, context: HandlerContext
+) -> None:
     service = _service(context)
     installation = _installation(event.data)
     issue = event.data.get("issue") or {}
@@ -423,7 +434,7 @@ async def _gather(
 
 
 @router.register("pull_request_review")
-async def on_review(event: sansio.Event, context: HandlerContext) -> None:
+async def on_review(event: sansio.Event, gh: GitHubAPI | None, context: HandlerContext) -> None:
     service = _service(context)
     installation = _installation(event.data)
     if service is None or installation is None:
@@ -587,7 +598,9 @@ async def _recompute_review_state(service: ReviewService, pr: PullRequest) -> st
 
 
 @router.register("pull_request_review_thread")
-async def on_review_thread(event: sansio.Event, context: HandlerContext) -> None:
+async def on_review_thread(
+    event: sansio.Event, gh: GitHubAPI | None, context: HandlerContext
+) -> None:
     service = _service(context)
     if service is None:
         return
@@ -610,7 +623,9 @@ async def on_review_thread(event: sansio.Event, context: HandlerContext) -> None
 
 @router.register("check_run", action="rerequested")
 @router.register("check_run", action="requested_action")
-async def on_check_run_rerun(event: sansio.Event, context: HandlerContext) -> None:
+async def on_check_run_rerun(
+    event: sansio.Event, gh: GitHubAPI | None, context: HandlerContext
+) -> None:
     service = _service(context)
     if service is None:
         return
