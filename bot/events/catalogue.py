@@ -18,6 +18,7 @@ from bot.events.message import REGISTRY, Event
 EVENT_MODULES: tuple[str, ...] = (
     "bot.dispatcher",
     "bot.github.events",
+    "bot.reviews.events",
 )
 
 

@@ -10,10 +10,10 @@ permission stops working within minutes.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import cachetools
 import gidgethub
+from gidgethub.abc import GitHubAPI
 
 from bot.clock import Clock
 
@@ -30,7 +30,7 @@ class PermissionCache:
         )
         self.lookups = 0
 
-    async def can_write(self, gh: Any, repository: str, login: str) -> bool:
+    async def can_write(self, gh: GitHubAPI, repository: str, login: str) -> bool:
         key = (repository.lower(), login.lower())
         cached = self._cache.get(key)
         if cached is not None:

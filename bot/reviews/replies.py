@@ -25,6 +25,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 import gidgethub
+from gidgethub.abc import GitHubAPI
 
 from bot.github.manners import is_final_refusal
 from storage import review_comments, review_replies
@@ -99,7 +100,7 @@ def thread_reply_body(comment_body: str, item: ItemOutcome, *, retry_hint: bool)
 
 async def post_thread_reply(
     service: ReviewService,
-    gh: Any,
+    gh: GitHubAPI,
     pr: PullRequest,
     *,
     root_id: int,
@@ -147,7 +148,7 @@ async def post_thread_reply(
 
 
 async def _settled(
-    service: ReviewService, gh: Any, reply: Reply, *, new: bool, listed_at: str
+    service: ReviewService, gh: GitHubAPI, reply: Reply, *, new: bool, listed_at: str
 ) -> bool:
     """True when the reply needs no POST: it was posted (or gone) already, or an earlier
     attempt posted it but stopped before recording that (found on GitHub by its marker)."""
@@ -164,7 +165,7 @@ async def _settled(
 
 async def post_pr_comment(
     service: ReviewService,
-    gh: Any,
+    gh: GitHubAPI,
     pr: PullRequest,
     *,
     key: str,
@@ -188,7 +189,7 @@ async def post_pr_comment(
 
 
 async def post_recorded_pr_comment(
-    service: ReviewService, gh: Any, pr: PullRequest, reply: Reply, *, new: bool
+    service: ReviewService, gh: GitHubAPI, pr: PullRequest, reply: Reply, *, new: bool
 ) -> Reply:
     """Post a conversation comment whose intent is recorded (`new`: recorded just now, so no
     earlier attempt can have posted it), unless it is posted already."""
@@ -222,7 +223,7 @@ async def _give_up(
     return await review_replies.get_reply(service.db, reply.id) or reply
 
 
-async def react_eyes(gh: Any, pr: PullRequest, comment_kind: str, comment_id: int) -> None:
+async def react_eyes(gh: GitHubAPI, pr: PullRequest, comment_kind: str, comment_id: int) -> None:
     """An eyes reaction: the comment was picked up. GitHub keeps one per user, so a repeat is
     harmless; a comment deleted meanwhile is skipped."""
     if comment_kind == "review_comment":
@@ -238,7 +239,7 @@ async def react_eyes(gh: Any, pr: PullRequest, comment_kind: str, comment_id: in
             raise
 
 
-async def _find_marked(gh: Any, url: str, key: str) -> int | None:
+async def _find_marked(gh: GitHubAPI, url: str, key: str) -> int | None:
     async for comment in gh.getiter(url + "{?per_page}", {"per_page": 100}):
         if marker_key(comment.get("body")) == key:
             return int(comment["id"])

@@ -29,6 +29,7 @@ from typing import Any
 import cachetools
 import gidgethub
 import yaml
+from gidgethub.abc import GitHubAPI
 
 from bot.clock import Clock
 from bot.config import Settings
@@ -163,7 +164,7 @@ class RulesCache:
             maxsize=1024, ttl=ttl_s, timer=clock.monotonic
         )
 
-    async def rules(self, gh: Any, repository: str) -> RepoRules:
+    async def rules(self, gh: GitHubAPI, repository: str) -> RepoRules:
         cached = self._cache.get(repository)
         if cached is not None:
             return cached
