@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from bot.reviews.agent_engine import summarize_tests
+from bot.reviews.agent_texts import summarize_tests
 from bot.reviews.running import build_review_batch
 from bot.sandbox import SandboxResult, bwrap_path
 from storage import pull_requests, review_batches
