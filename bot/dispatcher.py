@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import json
 import logging
 import traceback
@@ -40,6 +41,14 @@ log = logging.getLogger(__name__)
 IDLE_POLL_S = 30.0
 BACKOFF_BASE_S = 5.0
 BACKOFF_CAP_S = 3600.0
+
+
+class DeliveryStatus(enum.StrEnum):
+    """What working a delivery came to, as the log stores and `delivery_processed` says it."""
+
+    DONE = "done"
+    FAILED = "failed"  # will be retried at its retry time
+    DEAD = "dead"  # no retry: undispatchable, or out of attempts
 
 
 class DeliveryProcessed(Event):
@@ -156,11 +165,11 @@ class Dispatcher:
             dead = deliveries.mark_failed_statement(
                 delivery.id, error=message, retry_at=None, now=clock.now()
             )
-            await self._announce(delivery, "dead", message, [dead])
+            await self._announce(delivery, DeliveryStatus.DEAD, message, [dead])
             return
         if not errors:
             done = deliveries.mark_done_statement(delivery.id, now=clock.now())
-            await self._announce(delivery, "done", None, [*last_result, done])
+            await self._announce(delivery, DeliveryStatus.DONE, None, [*last_result, done])
             return
         message = "; ".join(errors)
         attempts = delivery.attempts  # claim_due counted this attempt
@@ -170,7 +179,7 @@ class Dispatcher:
         failed = deliveries.mark_failed_statement(
             delivery.id, error=message, retry_at=retry_at, now=clock.now()
         )
-        status = "failed" if retry_at else "dead"
+        status = DeliveryStatus.FAILED if retry_at else DeliveryStatus.DEAD
         log.warning("%s: %s after attempt %d: %s", context_line, status, attempts, message)
         await self._announce(delivery, status, message, [*last_result, failed])
 
@@ -239,7 +248,7 @@ class Dispatcher:
     async def _announce(
         self,
         delivery: Delivery,
-        status: str,
+        status: DeliveryStatus,
         error: str | None,
         changes: list[tuple[str, Params]],
     ) -> None:
@@ -249,7 +258,7 @@ class Dispatcher:
             source=delivery.source,
             event=delivery.event,
             action=delivery.action,
-            status=status,
+            status=str(status),
             error=error or None,
         )
         await self.services.bus.publish("deliveries", processed, together_with=changes)

@@ -18,6 +18,7 @@ from gidgethub.abc import GitHubAPI
 from bot.reviews import checks, replies, unworked
 from bot.reviews.commands import Command, help_text
 from bot.reviews.service import ReviewService
+from bot.reviews.states import BatchStatus
 from storage import pull_requests, review_batches, review_costs, review_iterations, review_replies
 from storage.pull_requests import PullRequest
 from storage.timestamps import from_text
@@ -104,7 +105,7 @@ async def _retry(service: ReviewService, gh: GitHubAPI, pr: PullRequest, author:
     last = await review_batches.latest_batch(service.db, pr.id)
     if last is None:
         return "there is no earlier batch to retry."
-    if last.status in ("running", "responding"):
+    if last.status in (BatchStatus.RUNNING, BatchStatus.RESPONDING):
         return "a batch is being worked right now; retry once it is answered."
     retried = await review_batches.copy_for_retry(service.db, last.id, now=service.clock.now())
     if retried is None or not await review_batches.batch_items(service.db, retried.id):

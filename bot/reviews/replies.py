@@ -28,6 +28,7 @@ import gidgethub
 from gidgethub.abc import GitHubAPI
 
 from bot.github.manners import is_final_refusal
+from bot.reviews.states import Answer
 from storage import review_comments, review_replies
 from storage.pull_requests import PullRequest
 from storage.review_comments import NewComment
@@ -42,11 +43,11 @@ log = logging.getLogger(__name__)
 MARKER_START = "<!-- biagent:"
 _MARKER = re.compile(r"<!-- biagent:(\S+) -->")
 
-OUTCOME_TITLES = {
-    "fixed": "Fixed",
-    "declined": "Not changed",
-    "question": "Question",
-    "not_addressed": "Not addressed",
+OUTCOME_TITLES: dict[str, str] = {
+    Answer.FIXED: "Fixed",
+    Answer.DECLINED: "Not changed",
+    Answer.QUESTION: "Question",
+    Answer.NOT_ADDRESSED: "Not addressed",
 }
 
 
@@ -83,7 +84,7 @@ def short_sha(sha: str | None) -> str:
 
 def outcome_sentence(outcome: str, detail: str | None, commit_sha: str | None) -> str:
     title = OUTCOME_TITLES.get(outcome, outcome)
-    if outcome == "fixed":
+    if outcome == Answer.FIXED:
         text = f"**{title}** in {short_sha(commit_sha)}."
         return f"{text} {detail}" if detail else text
     return f"**{title}**: {detail}" if detail else f"**{title}**."
@@ -93,7 +94,7 @@ def thread_reply_body(comment_body: str, item: ItemOutcome, *, retry_hint: bool)
     body = (
         f"{quote(comment_body)}\n\n{outcome_sentence(item.outcome, item.detail, item.commit_sha)}"
     )
-    if item.outcome == "not_addressed" and retry_hint:
+    if item.outcome == Answer.NOT_ADDRESSED and retry_hint:
         body += "\n\n`/biagent retry` works this batch again."
     return body
 

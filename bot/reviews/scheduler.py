@@ -22,6 +22,7 @@ from datetime import timedelta
 from bot.clock import Clock
 from bot.reviews import worker
 from bot.reviews.service import ReviewService
+from bot.reviews.states import BatchStatus
 from storage import review_batches
 from storage.timestamps import from_text
 
@@ -120,13 +121,13 @@ class ReviewScheduler:
                 batch = await review_batches.get_batch(service.db, batch_id)
                 if batch is None:
                     return
-                if attempt >= self.max_attempts and batch.status != "gathering":
+                if attempt >= self.max_attempts and batch.status != BatchStatus.GATHERING:
                     await worker.give_up(
                         service, batch_id, why=f"{type(error).__name__}: {error}"[:300]
                     )
                     return
                 delay = retry_delay(attempt)
-                if batch.status == "gathering":
+                if batch.status == BatchStatus.GATHERING:
                     await review_batches.set_due(
                         service.db, batch_id, service.clock.now() + timedelta(seconds=delay)
                     )

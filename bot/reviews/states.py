@@ -26,6 +26,16 @@ class BatchStatus(enum.StrEnum):
         return self in (BatchStatus.GATHERING, BatchStatus.RUNNING, BatchStatus.RESPONDING)
 
 
+class Answer(enum.StrEnum):
+    """What biagent answered one comment of a batch (a batch item's stored outcome): the
+    engine's outcome kinds (engine.OutcomeKind) and `not_addressed` when it has none."""
+
+    FIXED = "fixed"
+    DECLINED = "declined"
+    QUESTION = "question"
+    NOT_ADDRESSED = "not_addressed"
+
+
 class ReviewState(enum.StrEnum):
     """A submitted review's state, as the `pull_request_review` webhook spells it."""
 
