@@ -92,7 +92,6 @@ class ApiManners:
     backoff_base_s: float = 1.0
     secondary_wait_s: float = 60.0
     longest_wait_s: float = 900.0
-    waits: list[tuple[str, float]] = field(default_factory=list)  # (reason, seconds), newest last
     _last_write: dict[int, float] = field(default_factory=dict)
     _write_locks: dict[int, asyncio.Lock] = field(default_factory=dict)
     _etag_caches: dict[int, cachetools.LRUCache[Any, Any]] = field(default_factory=dict)
@@ -108,8 +107,7 @@ class ApiManners:
         self._etag_caches.pop(installation_id, None)
 
     async def wait(self, reason: str, seconds: float) -> None:
-        self.waits.append((reason, seconds))
-        del self.waits[:-100]
+        log.debug("waiting %.1fs: %s", seconds, reason)
         await self.clock.sleep(seconds)
 
     async def space_write(self, installation_id: int) -> None:

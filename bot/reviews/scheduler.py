@@ -49,14 +49,9 @@ class ReviewScheduler:
         self.max_attempts = max_attempts
         self._wakeup = asyncio.Event()
         self._running: dict[int, asyncio.Task[None]] = {}
-        self.runs_started = 0
 
     def wake(self) -> None:
         self._wakeup.set()
-
-    @property
-    def busy(self) -> bool:
-        return bool(self._running)
 
     async def recover(self) -> int:
         """At start-up: go on with the batches a stop left in the middle of their work."""
@@ -97,7 +92,6 @@ class ReviewScheduler:
     def _start(self, batch_id: int) -> None:
         if batch_id in self._running:
             return
-        self.runs_started += 1
         task = asyncio.create_task(self._work(batch_id), name=f"review-batch-{batch_id}")
         self._running[batch_id] = task
         task.add_done_callback(lambda _task: self._finished(batch_id))
