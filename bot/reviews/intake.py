@@ -178,6 +178,23 @@ async def upsert_pr(
     return pr
 
 
+async def asked_in_pr(
+    arrived: Arrival, item: dict[str, Any], event: sansio.Event
+) -> PullRequest | None:
+    """The pull request biagent watches, or the one `item` (a comment or a review) asks it
+    into (stored now, read from GitHub when the payload lacks it); None when neither."""
+    if arrived.pr is not None:
+        return arrived.pr
+    number = pr_number(event.data)
+    if number is None or not is_request(arrived.service, item):
+        return None
+    pr_json = event.data.get("pull_request")
+    if not isinstance(pr_json, dict):  # an issue_comment names its pull request by number
+        full_name = arrived.repository["full_name"]
+        pr_json = await arrived.gh.getitem(f"/repos/{full_name}/pulls/{number}")
+    return await upsert_pr(arrived.service, pr_json, arrived.repository, arrived.installation_id)
+
+
 def waiting_for_review(pr: PullRequest) -> WaitingForReview:
     return WaitingForReview(pr=pr.id, number=pr.number, repository=pr.repository)
 

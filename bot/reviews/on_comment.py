@@ -23,14 +23,13 @@ from bot.reviews.commands import mentions, parse_commands
 from bot.reviews.intake import (
     Arrival,
     arrival,
+    asked_in_pr,
     blocked_bot,
     gather,
     is_own,
-    is_request,
     may_command,
     refuse,
     subscribe_on_request,
-    upsert_pr,
     worth_working,
 )
 from bot.reviews.service import ReviewService
@@ -51,13 +50,9 @@ async def on_review_comment(
     if arrived is None:
         return
     comment = event.data["comment"]
-    pr = arrived.pr
+    pr = await asked_in_pr(arrived, comment, event)
     if pr is None:
-        if not is_request(arrived.service, comment):
-            return
-        pr = await upsert_pr(
-            arrived.service, event.data["pull_request"], arrived.repository, arrived.installation_id
-        )
+        return
     record = replies.review_comment_record(comment, own=is_own(arrived.service, comment))
     await take_comment(arrived, pr, comment, record, event.data.get("action", ""))
 
@@ -71,13 +66,9 @@ async def on_issue_comment(
     if arrived is None or "pull_request" not in issue:
         return
     comment = event.data["comment"]
-    pr = arrived.pr
+    pr = await asked_in_pr(arrived, comment, event)
     if pr is None:
-        if not is_request(arrived.service, comment):
-            return
-        full_name = arrived.repository["full_name"]
-        pr_json = await arrived.gh.getitem(f"/repos/{full_name}/pulls/{issue['number']}")
-        pr = await upsert_pr(arrived.service, pr_json, arrived.repository, arrived.installation_id)
+        return
     record = replies.issue_comment_record(comment, own=is_own(arrived.service, comment))
     await take_comment(arrived, pr, comment, record, event.data.get("action", ""))
 

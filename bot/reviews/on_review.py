@@ -31,14 +31,13 @@ from bot.reviews.gathering import (
 from bot.reviews.intake import (
     Arrival,
     arrival,
+    asked_in_pr,
     blocked_bot,
     gather,
     is_own,
-    is_request,
     may_command,
     refuse,
     subscribe_on_request,
-    upsert_pr,
     waiting_for_review,
     worth_working,
 )
@@ -92,13 +91,9 @@ async def on_review_submitted(
     if arrived is None:
         return
     service, review = arrived.service, event.data["review"]
-    pr = arrived.pr
+    pr = await asked_in_pr(arrived, review, event)
     if pr is None:
-        if not is_request(service, review):
-            return
-        pr = await upsert_pr(
-            service, event.data["pull_request"], arrived.repository, arrived.installation_id
-        )
+        return
     if is_own(service, review) or await blocked_bot(
         service, arrived.gh, pr, review.get("user") or {}
     ):
