@@ -29,7 +29,6 @@ from typing import Any
 import cachetools
 import gidgethub
 import yaml
-from gidgethub.abc import GitHubAPI
 
 from bot.clock import Clock
 from bot.config import Settings
@@ -71,74 +70,73 @@ def defaults(settings: Settings) -> RepoRules:
     )
 
 
-class _FieldReader:
-    """Reads typed fields of the file, noting each problem instead of raising."""
-
-    def __init__(self) -> None:
-        self.problems: list[str] = []
-
-    def mapping(self, source: dict[str, Any], key: str, label: str) -> dict[str, Any]:
-        value = source.get(key) or {}
-        if not isinstance(value, dict):
-            self.problems.append(f"{label}: must be a mapping")
-            return {}
-        return value
-
-    def number(self, source: dict[str, Any], key: str, default: float, label: str) -> float:
-        value = source.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            self.problems.append(f"{label}: expected a number >= 0, got {value!r}")
-            return default
-        return float(value)
-
-    def names(self, source: dict[str, Any], key: str, label: str) -> frozenset[str] | None:
-        value = source.get(key)
-        if value is None:
-            return None
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            self.problems.append(f"{label}: expected a list of logins")
-            return None
-        return frozenset(v.lower() for v in value)
-
-
 def parse_rules(text: str, base: RepoRules) -> RepoRules:
     """The rules a file's text gives on top of `base`; problems are listed, never raised."""
+    problems: list[str] = []
     try:
         document = yaml.safe_load(text) or {}
     except yaml.YAMLError as error:
         return _with_problems(base, [f"{RULES_PATH} is not valid YAML: {error}"])
     if not isinstance(document, dict):
         return _with_problems(base, [f"{RULES_PATH} must be a mapping"])
-    read = _FieldReader()
-    reviews = read.mapping(document, "reviews", "reviews")
-    caps = read.mapping(reviews, "caps", "reviews.caps")
-    debounce = read.number(reviews, "debounce_seconds", base.debounce_s, "reviews.debounce_seconds")
-    max_wait = read.number(reviews, "max_wait_seconds", base.max_wait_s, "reviews.max_wait_seconds")
+    reviews = document.get("reviews") or {}
+    if not isinstance(reviews, dict):
+        problems.append("reviews: must be a mapping")
+        reviews = {}
+    caps = reviews.get("caps") or {}
+    if not isinstance(caps, dict):
+        problems.append("reviews.caps: must be a mapping")
+        caps = {}
+
+    def number(source: dict[str, Any], key: str, default: float, label: str) -> float:
+        value = source.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            problems.append(f"{label}: expected a number >= 0, got {value!r}")
+            return default
+        return float(value)
+
+    def names(key: str) -> frozenset[str] | None:
+        value = reviews.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            problems.append(f"reviews.{key}: expected a list of logins")
+            return None
+        return frozenset(v.lower() for v in value)
+
+    debounce = number(reviews, "debounce_seconds", base.debounce_s, "reviews.debounce_seconds")
+    max_wait = number(reviews, "max_wait_seconds", base.max_wait_s, "reviews.max_wait_seconds")
     if max_wait < debounce:
-        read.problems.append("reviews.max_wait_seconds: shorter than debounce_seconds; using both")
+        problems.append("reviews.max_wait_seconds: shorter than debounce_seconds; using both")
         max_wait = debounce
-    allowed_bots = read.names(reviews, "allowed_bots", "reviews.allowed_bots") or frozenset()
-    commands_from = read.names(reviews, "commands_from", "reviews.commands_from")
-
-    def cap(key: str, default: float) -> float:
-        return read.number(caps, key, default, f"reviews.caps.{key}")
-
     setup, test = document.get("setup"), document.get("test")
     return RepoRules(
         enabled=bool(reviews.get("enabled", True)),
         debounce_s=debounce,
         max_wait_s=max_wait,
-        allowed_bots=allowed_bots,
-        commands_from=commands_from,
-        max_runs_per_hour=int(cap("runs_per_hour", base.max_runs_per_hour)),
-        max_consecutive_commits=int(cap("consecutive_commits", base.max_consecutive_commits)),
-        max_usd_per_pr=cap("usd_per_pr", base.max_usd_per_pr),
-        max_usd_per_installation_day=cap(
-            "usd_per_installation_day", base.max_usd_per_installation_day
+        allowed_bots=names("allowed_bots") or frozenset(),
+        commands_from=names("commands_from"),
+        max_runs_per_hour=int(
+            number(caps, "runs_per_hour", base.max_runs_per_hour, "reviews.caps.runs_per_hour")
+        ),
+        max_consecutive_commits=int(
+            number(
+                caps,
+                "consecutive_commits",
+                base.max_consecutive_commits,
+                "reviews.caps.consecutive_commits",
+            )
+        ),
+        max_usd_per_pr=number(caps, "usd_per_pr", base.max_usd_per_pr, "reviews.caps.usd_per_pr"),
+        max_usd_per_installation_day=number(
+            caps,
+            "usd_per_installation_day",
+            base.max_usd_per_installation_day,
+            "reviews.caps.usd_per_installation_day",
         ),
         setup_command=setup if isinstance(setup, str) else None,
         test_command=test if isinstance(test, str) else None,
-        problems=tuple(read.problems),
+        problems=tuple(problems),
         raw=document,
     )
 
@@ -165,7 +163,10 @@ class RulesCache:
             maxsize=1024, ttl=ttl_s, timer=clock.monotonic
         )
 
-    async def rules(self, gh: GitHubAPI, repository: str) -> RepoRules:
+    def forget(self, repository: str) -> None:
+        self._cache.pop(repository, None)
+
+    async def rules(self, gh: Any, repository: str) -> RepoRules:
         cached = self._cache.get(repository)
         if cached is not None:
             return cached

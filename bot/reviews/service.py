@@ -2,8 +2,8 @@
 
 Built once by the app factory when the GitHub App is configured and handed around in
 `Services.reviews`. It holds the engine (None until one is configured: batches are then
-concluded `skipped`, see worker.py), the permission and rules caches, and a way to wake the
-scheduler. Its GitHub clients are the app's one kind (`GitHubApp.client`, bot/github/).
+concluded `skipped`, see worker.py), the polite GitHub clients, the permission and rules
+caches, and a way to wake the scheduler.
 """
 
 from __future__ import annotations
