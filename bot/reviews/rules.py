@@ -163,9 +163,6 @@ class RulesCache:
             maxsize=1024, ttl=ttl_s, timer=clock.monotonic
         )
 
-    def forget(self, repository: str) -> None:
-        self._cache.pop(repository, None)
-
     async def rules(self, gh: Any, repository: str) -> RepoRules:
         cached = self._cache.get(repository)
         if cached is not None:
