@@ -7,21 +7,27 @@ or dead after `max_attempts`. Only the concerns with a handler for the event (`R
 run and get a result; the last one's result commits with the delivery's new state. A concern
 that already succeeded for a delivery is not run again on a retry; every handler is idempotent
 anyway, so a crash between a handler's effect and the `done` mark repeats nothing visible.
+
+A handler is a plain async function of `(event, gh, context)`, gidgethub style: `gh` is the
+delivery's installation client (`GitHubApp.client`, rate-limit aware), None for a delivery
+without an installation or when no GitHub App is configured; `context` holds the services and
+the stored delivery.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import json
 import logging
 import traceback
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from gidgethub import routing, sansio
+from gidgethub.abc import GitHubAPI
 
 from bot.events.message import Event
 from bot.services import Services
@@ -35,6 +41,14 @@ log = logging.getLogger(__name__)
 IDLE_POLL_S = 30.0
 BACKOFF_BASE_S = 5.0
 BACKOFF_CAP_S = 3600.0
+
+
+class DeliveryStatus(enum.StrEnum):
+    """What working a delivery came to, as the log stores and `delivery_processed` says it."""
+
+    DONE = "done"
+    FAILED = "failed"  # will be retried at its retry time
+    DEAD = "dead"  # no retry: undispatchable, or out of attempts
 
 
 class DeliveryProcessed(Event):
@@ -61,11 +75,10 @@ class Concern:
 
 @dataclass(frozen=True, slots=True)
 class HandlerContext:
-    """What a webhook handler gets beside the event: the services and a GitHub client."""
+    """What a webhook handler gets beside the event and its GitHub client."""
 
     services: Services
     delivery: Delivery
-    gh: Any = None  # an InstallationAPI for the delivery's installation, when GitHub is on
 
 
 def backoff_delay(attempts: int) -> float:
@@ -78,7 +91,6 @@ class Dispatcher:
     concerns: list[Concern]
     concurrency: int = 4
     max_attempts: int = 8
-    on_processed: Callable[[Delivery, str], None] | None = None
     _wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     _running: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -143,49 +155,21 @@ class Dispatcher:
                 await asyncio.wait(set(self._running))
 
     async def process(self, delivery: Delivery) -> None:
-        services = self.services
-        db, clock = services.db, services.clock
+        clock = self.services.clock
         context_line = f"delivery {delivery.source}/{delivery.delivery_id} ({delivery.event})"
         try:
-            payload = json.loads(await deliveries.load_payload(db, delivery.id))
-            event = sansio.Event(payload, event=delivery.event, delivery_id=delivery.delivery_id)
-            gh = None
-            if services.github is not None and delivery.installation_id is not None:
-                gh = services.github.client(delivery.installation_id)
-            context = HandlerContext(services, delivery, gh)
-            # Only the concerns with a handler for this event run and get a result recorded.
-            interested = [
-                concern
-                for concern in self.concerns
-                if delivery.source in concern.sources and concern.router.fetch(event)
-            ]
-            if delivery.attempts > 1 and interested:
-                already_done = await deliveries.done_concerns(db, delivery.id)
-                interested = [c for c in interested if c.name not in already_done]
-            errors = []
-            last_result: list[tuple[str, Params]] = []
-            for position, concern in enumerate(interested, start=1):
-                error = await self._run_concern(concern, event, context, context_line)
-                result = deliveries.record_concern_statement(
-                    delivery.id, concern.name, error=error, now=clock.now()
-                )
-                if position == len(interested):
-                    last_result = [result]  # commits with the delivery's own new state
-                else:
-                    await db.write(*result)
-                if error:
-                    errors.append(f"{concern.name}: {error}")
+            errors, last_result = await self._run_concerns(delivery, context_line)
         except Exception as error:  # the payload itself is unusable: retrying will not help
             log.exception("%s: cannot be dispatched", context_line)
             message = f"undispatchable: {error}"
             dead = deliveries.mark_failed_statement(
                 delivery.id, error=message, retry_at=None, now=clock.now()
             )
-            await self._announce(delivery, "dead", message, [dead])
+            await self._announce(delivery, DeliveryStatus.DEAD, message, [dead])
             return
         if not errors:
             done = deliveries.mark_done_statement(delivery.id, now=clock.now())
-            await self._announce(delivery, "done", None, [*last_result, done])
+            await self._announce(delivery, DeliveryStatus.DONE, None, [*last_result, done])
             return
         message = "; ".join(errors)
         attempts = delivery.attempts  # claim_due counted this attempt
@@ -195,15 +179,61 @@ class Dispatcher:
         failed = deliveries.mark_failed_statement(
             delivery.id, error=message, retry_at=retry_at, now=clock.now()
         )
-        status = "failed" if retry_at else "dead"
+        status = DeliveryStatus.FAILED if retry_at else DeliveryStatus.DEAD
         log.warning("%s: %s after attempt %d: %s", context_line, status, attempts, message)
         await self._announce(delivery, status, message, [*last_result, failed])
 
+    def _client_for(self, delivery: Delivery) -> GitHubAPI | None:
+        """The one GitHub client the delivery's handlers share: its installation's."""
+        github = self.services.github
+        if github is None or delivery.installation_id is None:
+            return None
+        return github.client(delivery.installation_id)
+
+    async def _run_concerns(
+        self, delivery: Delivery, context_line: str
+    ) -> tuple[list[str], list[tuple[str, Params]]]:
+        """Run each interested concern once; their errors, and the last one's result statement
+        (it commits with the delivery's own new state)."""
+        db, clock = self.services.db, self.services.clock
+        payload = json.loads(await deliveries.load_payload(db, delivery.id))
+        event = sansio.Event(payload, event=delivery.event, delivery_id=delivery.delivery_id)
+        gh = self._client_for(delivery)
+        context = HandlerContext(self.services, delivery)
+        # Only the concerns with a handler for this event run and get a result recorded.
+        interested = [
+            concern
+            for concern in self.concerns
+            if delivery.source in concern.sources and concern.router.fetch(event)
+        ]
+        if delivery.attempts > 1 and interested:
+            already_done = await deliveries.done_concerns(db, delivery.id)
+            interested = [c for c in interested if c.name not in already_done]
+        errors = []
+        last_result: list[tuple[str, Params]] = []
+        for position, concern in enumerate(interested, start=1):
+            error = await self._run_concern(concern, event, gh, context, context_line)
+            result = deliveries.record_concern_statement(
+                delivery.id, concern.name, error=error, now=clock.now()
+            )
+            if position == len(interested):
+                last_result = [result]
+            else:
+                await db.write(*result)
+            if error:
+                errors.append(f"{concern.name}: {error}")
+        return errors, last_result
+
     async def _run_concern(
-        self, concern: Concern, event: sansio.Event, context: HandlerContext, context_line: str
+        self,
+        concern: Concern,
+        event: sansio.Event,
+        gh: GitHubAPI | None,
+        context: HandlerContext,
+        context_line: str,
     ) -> str | None:
         try:
-            await concern.router.dispatch(event, context)
+            await concern.router.dispatch(event, gh, context)
         except Exception as error:
             log.error(
                 "%s: concern %s failed: %s\n%s",
@@ -218,7 +248,7 @@ class Dispatcher:
     async def _announce(
         self,
         delivery: Delivery,
-        status: str,
+        status: DeliveryStatus,
         error: str | None,
         changes: list[tuple[str, Params]],
     ) -> None:
@@ -228,9 +258,7 @@ class Dispatcher:
             source=delivery.source,
             event=delivery.event,
             action=delivery.action,
-            status=status,
+            status=str(status),
             error=error or None,
         )
         await self.services.bus.publish("deliveries", processed, together_with=changes)
-        if self.on_processed is not None:
-            self.on_processed(delivery, status)

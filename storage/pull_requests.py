@@ -2,7 +2,7 @@
 
 One row per pull request (`pull_requests`): its head, state, pause and the count of biagent's
 consecutive commits that the caps check. A `webhook_subscriptions` row means biagent answers
-review comments on it. The review router (bot/reviews/router.py) keeps both up to date from
+review comments on it. The review handlers (bot/reviews/on_*.py) keep both up to date from
 webhooks; the worker and the control commands pause, resume and move the head.
 """
 

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import aiohttp
 from gidgethub import routing, sansio
+from gidgethub.abc import GitHubAPI
 
 from bot.clock import ManualClock
+from bot.config import Secret
 from bot.dispatcher import Concern, Dispatcher, HandlerContext, backoff_delay
 from bot.events.bus import EventBus
+from bot.github.app import GitHubApp
+from bot.github.manners import PoliteInstallationAPI
 from bot.services import Services
 from storage import deliveries
 from storage.database import Database
@@ -22,7 +27,7 @@ def failing_router(fail_times: int) -> routing.Router:
     state = {"left": fail_times}
 
     @router.register("ping")
-    async def flaky(event: sansio.Event, context: HandlerContext) -> None:
+    async def flaky(event: sansio.Event, gh: GitHubAPI | None, context: HandlerContext) -> None:
         calls.append("flaky")
         if state["left"] > 0:
             state["left"] -= 1
@@ -35,7 +40,7 @@ def steady_router() -> routing.Router:
     router = routing.Router()
 
     @router.register("ping")
-    async def steady(event: sansio.Event, context: HandlerContext) -> None:
+    async def steady(event: sansio.Event, gh: GitHubAPI | None, context: HandlerContext) -> None:
         calls.append("steady")
 
     return router
@@ -149,7 +154,7 @@ async def test_only_concerns_with_a_handler_run_and_get_a_result(
     deaf = routing.Router()
 
     @deaf.register("issues", action="opened")
-    async def never(event: sansio.Event, context: HandlerContext) -> None:
+    async def never(event: sansio.Event, gh: GitHubAPI | None, context: HandlerContext) -> None:
         calls.append("deaf")
 
     dispatcher = await make_dispatcher(
@@ -171,3 +176,40 @@ async def test_only_concerns_with_a_handler_run_and_get_a_result(
     assert calls == ["flaky", "steady", "flaky"]  # the retry skips what already succeeded
     assert (await deliveries.list_recent(db))[0].status == "done"
     await db.close()
+
+
+async def test_handlers_get_the_polite_client_of_the_delivery_installation(
+    tmp_path: Path, manual_clock: ManualClock
+) -> None:
+    given: list[GitHubAPI | None] = []
+    router = routing.Router()
+
+    @router.register("ping")
+    async def record(event: sansio.Event, gh: GitHubAPI | None, context: HandlerContext) -> None:
+        given.append(gh)
+
+    dispatcher = await make_dispatcher(tmp_path, manual_clock, [Concern("record", router)])
+    async with aiohttp.ClientSession() as session:
+        dispatcher.services.github = GitHubApp(
+            app_id="1",
+            private_key=Secret("unused: no request is made"),
+            api_url="http://127.0.0.1:9",
+            session=session,
+            clock=manual_clock,
+        )
+        for delivery_id, installation_id in (("with", 7), ("without", None)):
+            await deliveries.accept(
+                dispatcher.services.db,
+                source="github",
+                delivery_id=delivery_id,
+                event="ping",
+                action=None,
+                installation_id=installation_id,
+                payload="{}",
+                now=manual_clock.now(),
+            )
+        await dispatcher.drain()
+    await dispatcher.services.db.close()
+    polite = [gh for gh in given if gh is not None]
+    assert len(given) == 2 and len(polite) == 1
+    assert isinstance(polite[0], PoliteInstallationAPI) and polite[0].installation_id == 7

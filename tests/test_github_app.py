@@ -11,6 +11,7 @@ import pytest
 from bot.clock import ManualClock
 from bot.config import Secret
 from bot.github.app import GitHubApp
+from bot.github.manners import PoliteInstallationAPI
 from tests.fakes.github import FakeGitHub
 
 
@@ -72,3 +73,17 @@ async def test_wrong_key_is_refused_by_github(
             await app.installation_token(7)
     assert refused.value.status_code == 401
     assert app.tokens_minted == 0
+
+
+async def test_each_installation_gets_the_polite_client_with_a_cache_of_its_own(
+    fake_github: FakeGitHub, app_key: tuple[str, str], manual_clock: ManualClock
+) -> None:
+    async with aiohttp.ClientSession() as session:
+        app = make_app(fake_github, app_key[0], manual_clock, session)
+        seven, seven_again, eight = app.client(7), app.client(7), app.client(8)
+        assert isinstance(seven, PoliteInstallationAPI)
+        assert seven._cache is seven_again._cache
+        assert seven._cache is not eight._cache
+        app.forget_installation(7)
+        assert app.client(7)._cache is not seven._cache
+        assert app.client(8)._cache is eight._cache

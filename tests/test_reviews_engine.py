@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from bot.isolation.sandbox import SandboxResult, bwrap_path
-from bot.reviews.agent_engine import summarize_tests
-from bot.reviews.worker import build_review_batch
+from bot.reviews.agent_texts import summarize_tests
+from bot.reviews.running import build_review_batch
 from storage import pull_requests, review_batches
 from tests.conftest import StartApp
 from tests.fakes import anthropic as scripted

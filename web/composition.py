@@ -10,7 +10,6 @@ stores nothing, and the contexts that need it see `app.get(KEY)` as None.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 from collections.abc import AsyncIterator, Callable
 
@@ -22,7 +21,6 @@ from bot.agents.runner import build_agent_runner
 from bot.dispatcher import Dispatcher
 from bot.events.bus import EventBus
 from bot.github.app import GitHubApp
-from bot.github.manners import ApiManners
 from bot.housekeeping import PRUNE_EVERY_S, Housekeeping
 from bot.intake import DeliveryIntake
 from bot.jira.service import JiraService
@@ -131,6 +129,7 @@ async def github_app(app: web.Application) -> AsyncIterator[None]:
             api_url=settings.github_api_url,
             session=session,
             clock=app[CLOCK],
+            write_spacing_s=settings.github_write_spacing_seconds,
         )
         app[GITHUB] = github
         identity = asyncio.create_task(github.keep_loading_identity(), name="github-identity")
@@ -171,9 +170,7 @@ async def agents(app: web.Application) -> AsyncIterator[None]:
         await runner.close()
 
 
-def _review_engine(
-    app: web.Application, github: GitHubApp, manners: ApiManners
-) -> ReviewEngine | None:
+def _review_engine(app: web.Application, github: GitHubApp) -> ReviewEngine | None:
     """The engine that works review batches: the one given to create_app (tests), else the
     agent engine when the agents are configured too, else none (batches conclude skipped)."""
     given = app.get(REVIEW_ENGINE)
@@ -189,7 +186,7 @@ def _review_engine(
         agents=runner,
         worktrees=app[WORKTREES],
         github=github,
-        github_client=functools.partial(manners.client, github),
+        github_client=github.client,
     )
 
 
@@ -201,7 +198,6 @@ async def reviews(app: web.Application) -> AsyncIterator[None]:
         yield
         return
     settings, clock = app[SETTINGS], app[CLOCK]
-    manners = ApiManners(clock, write_spacing_s=settings.github_write_spacing_seconds)
     doorbell = Doorbell()
     service = ReviewService(
         settings=settings,
@@ -209,8 +205,7 @@ async def reviews(app: web.Application) -> AsyncIterator[None]:
         bus=app[BUS],
         clock=clock,
         github=github,
-        engine=_review_engine(app, github, manners),
-        manners=manners,
+        engine=_review_engine(app, github),
         wake_scheduler=doorbell.ring,
     )
     review_scheduler = ReviewScheduler(service)

@@ -2,10 +2,10 @@
 
 One `GitHubApp` per process holds one aiohttp session. Installation tokens are cached per
 installation until a minute before their `expires_at` (cachetools TLRUCache on the injected
-clock); each installation gets its own gidgethub ETag cache, so one organisation's responses
-never serve another's. `InstallationAPI` asks for the (cached) token before every request, so a
-long job never carries an expired token. GITHUB_API_URL is the base of every call, which is all
-GitHub Enterprise Server needs.
+clock). `client(installation_id)` is the one factory of installation clients: a
+`PoliteInstallationAPI` (manners.py) that asks for the cached token before every request, keeps
+its installation's own ETag cache and waits when GitHub asks it to. GITHUB_API_URL is the base
+of every call, which is all GitHub Enterprise Server needs.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import aiohttp
 import cachetools
@@ -23,10 +22,10 @@ from gidgethub import apps
 
 from bot.clock import Clock
 from bot.config import Secret
+from bot.github.manners import REQUESTER, ApiManners, PoliteInstallationAPI
 
 log = logging.getLogger(__name__)
 
-REQUESTER = "biagent"
 TOKEN_REFRESH_MARGIN_S = 60.0
 
 
@@ -47,20 +46,6 @@ class AppIdentity:
         return f"{self.slug}[bot]"
 
 
-class InstallationAPI(gidgethub.aiohttp.GitHubAPI):
-    """A gidgethub client for one installation that fetches a fresh token when it needs one."""
-
-    def __init__(self, app: GitHubApp, installation_id: int, cache: Any) -> None:
-        super().__init__(app.session, REQUESTER, cache=cache, base_url=app.api_url)
-        self.app = app
-        self.installation_id = installation_id
-
-    async def _make_request(self, *args: Any, **kwargs: Any) -> Any:
-        token = await self.app.installation_token(self.installation_id)
-        self.oauth_token = token.token.reveal()
-        return await super()._make_request(*args, **kwargs)
-
-
 class GitHubApp:
     def __init__(
         self,
@@ -70,6 +55,7 @@ class GitHubApp:
         api_url: str,
         session: aiohttp.ClientSession,
         clock: Clock,
+        write_spacing_s: float = 1.0,
     ) -> None:
         self.app_id = app_id
         self.private_key = private_key
@@ -83,7 +69,7 @@ class GitHubApp:
             timer=lambda: self.clock.now().timestamp(),
         )
         self._token_locks: dict[int, asyncio.Lock] = {}
-        self._etag_caches: dict[int, cachetools.LRUCache[Any, Any]] = {}
+        self.manners = ApiManners(clock, write_spacing_s=write_spacing_s)
         self.tokens_minted = 0
 
     def jwt(self) -> str:
@@ -121,11 +107,11 @@ class GitHubApp:
 
     def forget_installation(self, installation_id: int) -> None:
         self._tokens.pop(installation_id, None)
-        self._etag_caches.pop(installation_id, None)
+        self.manners.forget(installation_id)
 
-    def client(self, installation_id: int) -> InstallationAPI:
-        cache = self._etag_caches.setdefault(installation_id, cachetools.LRUCache(maxsize=500))
-        return InstallationAPI(self, installation_id, cache)
+    def client(self, installation_id: int) -> PoliteInstallationAPI:
+        """The installation's client, the one every handler, job and sweep uses."""
+        return self.manners.client(self, installation_id)
 
     async def load_identity(self) -> AppIdentity:
         """GET /app: the app's slug, from which its bot login follows."""

@@ -11,6 +11,7 @@ import logging
 from typing import Any
 
 from gidgethub import routing, sansio
+from gidgethub.abc import GitHubAPI
 
 from bot.dispatcher import HandlerContext
 from bot.github.events import InstallationUpdated
@@ -30,7 +31,7 @@ def _stream(installation_id: int) -> str:
 
 
 @router.register("ping")
-async def on_ping(event: sansio.Event, context: HandlerContext) -> None:
+async def on_ping(event: sansio.Event, gh: GitHubAPI | None, context: HandlerContext) -> None:
     hook = event.data.get("hook") or {}
     log.info(
         "ping from GitHub: hook %s for %s (%s)",
@@ -78,14 +79,18 @@ async def _announce(
 
 @router.register("installation", action="created")
 @router.register("installation", action="new_permissions_accepted")
-async def on_installation_created(event: sansio.Event, context: HandlerContext) -> None:
+async def on_installation_created(
+    event: sansio.Event, gh: GitHubAPI | None, context: HandlerContext
+) -> None:
     installation_id = await _record(event, context, with_repos=event.data["action"] == "created")
     account = event.data["installation"].get("account", {}).get("login", "?")
     await _announce(context, installation_id, account, event.data["action"])
 
 
 @router.register("installation", action="deleted")
-async def on_installation_deleted(event: sansio.Event, context: HandlerContext) -> None:
+async def on_installation_deleted(
+    event: sansio.Event, gh: GitHubAPI | None, context: HandlerContext
+) -> None:
     services = context.services
     installation_id = await _record(event, context, with_repos=False)
     await installations.set_flags(
@@ -99,7 +104,9 @@ async def on_installation_deleted(event: sansio.Event, context: HandlerContext) 
 
 @router.register("installation", action="suspend")
 @router.register("installation", action="unsuspend")
-async def on_installation_suspension(event: sansio.Event, context: HandlerContext) -> None:
+async def on_installation_suspension(
+    event: sansio.Event, gh: GitHubAPI | None, context: HandlerContext
+) -> None:
     services = context.services
     installation_id = await _record(event, context, with_repos=False)
     suspended = event.data["action"] == "suspend"
@@ -111,7 +118,9 @@ async def on_installation_suspension(event: sansio.Event, context: HandlerContex
 
 
 @router.register("installation_repositories")
-async def on_installation_repositories(event: sansio.Event, context: HandlerContext) -> None:
+async def on_installation_repositories(
+    event: sansio.Event, gh: GitHubAPI | None, context: HandlerContext
+) -> None:
     services = context.services
     installation_id = await _record(event, context, with_repos=False)
     now = services.clock.now()

@@ -1,4 +1,10 @@
-"""GitHub API manners: a gidgethub installation client that waits when GitHub asks it to.
+"""GitHub API manners: the one installation client, which waits when GitHub asks it to.
+
+`GitHubApp.client(installation_id)` (app.py) builds every installation client through
+`ApiManners.client`: the dispatcher's handlers, the review worker and the worktree sweep all talk
+to GitHub through a `PoliteInstallationAPI`. It asks the app for the (cached) installation token
+before every request, so a long job never carries an expired token, and it keeps the gidgethub
+ETag cache of its own installation, so one organisation's responses never serve another's.
 
 GitHub's REST guidance, which `PoliteInstallationAPI` follows through gidgethub 6's two hooks:
 
@@ -16,7 +22,10 @@ GitHub's REST guidance, which `PoliteInstallationAPI` follows through gidgethub 
   (`write_spacing_s`, GitHub asks for about a second), so one busy pull request cannot trip
   the secondary limits for the whole installation.
 
-All waiting is on the injected clock, so tests see the waits without sleeping through them.
+All waiting is on the injected clock, so tests see the waits without sleeping through them. The
+retries themselves are gidgethub's loop (`_make_request` asks `handle_rate_limit_error` after
+each failed attempt); this module only decides each wait, so bot/retry.py's policy, which wraps
+a whole call, has no loop here to replace.
 biagent never approves its own work: a request to submit an APPROVE review is refused here,
 below every caller.
 """
@@ -26,16 +35,21 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cachetools
 import gidgethub
+import gidgethub.aiohttp
 
 from bot.clock import Clock
-from bot.github.app import GitHubApp, InstallationAPI
+
+if TYPE_CHECKING:
+    from bot.github.app import GitHubApp
 
 log = logging.getLogger(__name__)
 
+REQUESTER = "biagent"
+ETAG_CACHE_SIZE = 500
 CONTENT_CREATING = frozenset({"POST", "PATCH", "PUT", "DELETE"})
 
 
@@ -69,7 +83,8 @@ class SelfApprovalRefused(RuntimeError):
 
 @dataclass
 class ApiManners:
-    """Process-wide politeness state: when each installation last created content."""
+    """Process-wide politeness state: when each installation last created content, and each
+    installation's ETag cache (one per installation, never shared)."""
 
     clock: Clock
     write_spacing_s: float = 1.0
@@ -77,18 +92,22 @@ class ApiManners:
     backoff_base_s: float = 1.0
     secondary_wait_s: float = 60.0
     longest_wait_s: float = 900.0
-    waits: list[tuple[str, float]] = field(default_factory=list)  # (reason, seconds), newest last
     _last_write: dict[int, float] = field(default_factory=dict)
     _write_locks: dict[int, asyncio.Lock] = field(default_factory=dict)
     _etag_caches: dict[int, cachetools.LRUCache[Any, Any]] = field(default_factory=dict)
 
     def client(self, app: GitHubApp, installation_id: int) -> PoliteInstallationAPI:
-        cache = self._etag_caches.setdefault(installation_id, cachetools.LRUCache(maxsize=500))
+        cache = self._etag_caches.setdefault(
+            installation_id, cachetools.LRUCache(maxsize=ETAG_CACHE_SIZE)
+        )
         return PoliteInstallationAPI(app, installation_id, cache, self)
 
+    def forget(self, installation_id: int) -> None:
+        """An uninstalled installation: its cached answers go."""
+        self._etag_caches.pop(installation_id, None)
+
     async def wait(self, reason: str, seconds: float) -> None:
-        self.waits.append((reason, seconds))
-        del self.waits[:-100]
+        log.debug("waiting %.1fs: %s", seconds, reason)
         await self.clock.sleep(seconds)
 
     async def space_write(self, installation_id: int) -> None:
@@ -104,11 +123,15 @@ class ApiManners:
             self._last_write[installation_id] = self.clock.monotonic()
 
 
-class PoliteInstallationAPI(InstallationAPI):
+class PoliteInstallationAPI(gidgethub.aiohttp.GitHubAPI):
+    """A gidgethub client for one installation: a fresh token when it needs one, and manners."""
+
     def __init__(
         self, app: GitHubApp, installation_id: int, cache: Any, manners: ApiManners
     ) -> None:
-        super().__init__(app, installation_id, cache)
+        super().__init__(app.session, REQUESTER, cache=cache, base_url=app.api_url)
+        self.app = app
+        self.installation_id = installation_id
         self.manners = manners
 
     async def sleep(self, seconds: float) -> None:
@@ -124,6 +147,8 @@ class PoliteInstallationAPI(InstallationAPI):
             and str(data.get("event", "")).upper() == "APPROVE"
         ):
             raise SelfApprovalRefused("biagent never approves a pull request")
+        token = await self.app.installation_token(self.installation_id)
+        self.oauth_token = token.token.reveal()
         return await super()._make_request(method, url, url_vars, data, *args, **kwargs)
 
     async def manage_rate_limit(self, *, method: str, url: str) -> None:

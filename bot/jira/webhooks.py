@@ -13,6 +13,7 @@ import re
 from typing import Any
 
 from gidgethub import routing, sansio
+from gidgethub.abc import GitHubAPI
 
 from bot.dispatcher import HandlerContext
 
@@ -36,7 +37,7 @@ def _issue_id(payload: dict[str, Any]) -> str | None:
     return None
 
 
-async def _refresh(event: sansio.Event, context: HandlerContext) -> None:
+async def _refresh(event: sansio.Event, gh: GitHubAPI | None, context: HandlerContext) -> None:
     jira = context.services.jira
     issue_id = _issue_id(event.data)
     if jira is None or issue_id is None:
@@ -62,7 +63,7 @@ for _event_name in (
 
 
 @router.register("jira:issue_deleted")
-async def issue_deleted(event: sansio.Event, context: HandlerContext) -> None:
+async def issue_deleted(event: sansio.Event, gh: GitHubAPI | None, context: HandlerContext) -> None:
     jira = context.services.jira
     issue_id = _issue_id(event.data)
     if jira is None or issue_id is None:
@@ -73,7 +74,9 @@ async def issue_deleted(event: sansio.Event, context: HandlerContext) -> None:
 
 @router.register("issuelink_created")
 @router.register("issuelink_deleted")
-async def issue_link_changed(event: sansio.Event, context: HandlerContext) -> None:
+async def issue_link_changed(
+    event: sansio.Event, gh: GitHubAPI | None, context: HandlerContext
+) -> None:
     jira = context.services.jira
     link = event.data.get("issueLink")
     if jira is None or not isinstance(link, dict):

@@ -21,6 +21,9 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from gidgethub.abc import GitHubAPI
+
+from bot.reviews.states import Conclusion
 from storage import review_batches
 from storage.pull_requests import PullRequest
 from storage.review_batches import Batch
@@ -49,7 +52,7 @@ def _output(title: str, summary: str, text: str | None = None) -> dict[str, Any]
 
 async def open_check(
     service: ReviewService,
-    gh: Any,
+    gh: GitHubAPI,
     pr: PullRequest,
     *,
     batch_id: int,
@@ -94,7 +97,9 @@ async def open_check(
     return check_run_id
 
 
-async def known_check(service: ReviewService, gh: Any, pr: PullRequest, batch: Batch) -> int | None:
+async def known_check(
+    service: ReviewService, gh: GitHubAPI, pr: PullRequest, batch: Batch
+) -> int | None:
     """The batch's check run id, if it has one: stored, or created by an attempt that stopped
     before storing it (found on GitHub by its key, and stored now)."""
     if batch.check_run_id is not None:
@@ -110,10 +115,10 @@ async def known_check(service: ReviewService, gh: Any, pr: PullRequest, batch: B
     return found
 
 
-async def find_check(gh: Any, pr: PullRequest, head_sha: str, key: str) -> int | None:
+async def find_check(gh: GitHubAPI, pr: PullRequest, head_sha: str, key: str) -> int | None:
     """The id of the `biagent/review` check run on `head_sha` whose external_id is `key`."""
     url = f"/repos/{pr.repository}/commits/{head_sha}/check-runs{{?check_name,filter,per_page}}"
-    url_vars = {"check_name": CHECK_NAME, "filter": "all", "per_page": 100}
+    url_vars: dict[str, str | int] = {"check_name": CHECK_NAME, "filter": "all", "per_page": 100}
     async for check_run in gh.getiter(url, url_vars, iterable_key="check_runs"):
         if check_run.get("name") == CHECK_NAME and check_run.get("external_id") == key:
             return int(check_run["id"])
@@ -126,7 +131,7 @@ def github_time(service: ReviewService) -> str:
 
 
 async def supersede(
-    service: ReviewService, gh: Any, pr: PullRequest, check_run_id: int, head_sha: str
+    service: ReviewService, gh: GitHubAPI, pr: PullRequest, check_run_id: int, head_sha: str
 ) -> None:
     """A check run left on a commit the branch moved away from: concluded neutral, pointing at
     the commit the comments are worked on now."""
@@ -134,7 +139,7 @@ async def supersede(
         gh,
         pr,
         check_run_id,
-        conclusion="neutral",
+        conclusion=Conclusion.NEUTRAL,
         title="Superseded: the branch moved",
         summary=f"These comments are worked on {head_sha[:7]}.",
         text=None,
@@ -143,7 +148,13 @@ async def supersede(
 
 
 async def conclude_neutral(
-    service: ReviewService, gh: Any, pr: PullRequest, batch: Batch, *, title: str, summary: str
+    service: ReviewService,
+    gh: GitHubAPI,
+    pr: PullRequest,
+    batch: Batch,
+    *,
+    title: str,
+    summary: str,
 ) -> None:
     """The batch's check run, if it has one (stored or found by its key), concluded neutral:
     biagent's own trouble never blocks a merge."""
@@ -153,7 +164,7 @@ async def conclude_neutral(
             gh,
             pr,
             check_run_id,
-            conclusion="neutral",
+            conclusion=Conclusion.NEUTRAL,
             title=title,
             summary=summary,
             text=None,
@@ -162,7 +173,7 @@ async def conclude_neutral(
 
 
 async def mark_in_progress(
-    gh: Any, pr: PullRequest, check_run_id: int, *, title: str, summary: str, started_at: str
+    gh: GitHubAPI, pr: PullRequest, check_run_id: int, *, title: str, summary: str, started_at: str
 ) -> None:
     await gh.patch(
         f"/repos/{pr.repository}/check-runs/{check_run_id}",
@@ -175,17 +186,16 @@ async def mark_in_progress(
 
 
 async def complete(
-    gh: Any,
+    gh: GitHubAPI,
     pr: PullRequest,
     check_run_id: int,
     *,
-    conclusion: str,
+    conclusion: Conclusion,
     title: str,
     summary: str,
     text: str | None,
     completed_at: str,
 ) -> None:
-    assert conclusion in ("success", "neutral", "skipped", "cancelled"), conclusion
     await gh.patch(
         f"/repos/{pr.repository}/check-runs/{check_run_id}",
         data={

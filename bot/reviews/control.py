@@ -12,11 +12,13 @@ comment's first version is the one that runs.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
-from bot.reviews import checks, replies, worker
+from gidgethub.abc import GitHubAPI
+
+from bot.reviews import checks, replies, unworked
 from bot.reviews.commands import Command, help_text
 from bot.reviews.service import ReviewService
+from bot.reviews.states import BatchStatus
 from storage import pull_requests, review_batches, review_costs, review_iterations, review_replies
 from storage.pull_requests import PullRequest
 from storage.timestamps import from_text
@@ -26,7 +28,7 @@ log = logging.getLogger(__name__)
 
 async def run_command(
     service: ReviewService,
-    gh: Any,
+    gh: GitHubAPI,
     pr: PullRequest,
     command: Command,
     *,
@@ -56,11 +58,11 @@ async def run_command(
     await replies.post_recorded_pr_comment(service, gh, pr, recorded, new=new)
 
 
-async def _help(service: ReviewService, gh: Any, pr: PullRequest, author: str) -> str:
+async def _help(service: ReviewService, gh: GitHubAPI, pr: PullRequest, author: str) -> str:
     return help_text()
 
 
-async def _address(service: ReviewService, gh: Any, pr: PullRequest, author: str) -> str:
+async def _address(service: ReviewService, gh: GitHubAPI, pr: PullRequest, author: str) -> str:
     if pr.paused:
         return "biagent is paused on this pull request; `/biagent resume` first."
     pending = await review_batches.close_gathering_batch(
@@ -73,7 +75,7 @@ async def _address(service: ReviewService, gh: Any, pr: PullRequest, author: str
     return f"working the {count} pending review comment(s) now."
 
 
-async def _pause(service: ReviewService, gh: Any, pr: PullRequest, author: str) -> str:
+async def _pause(service: ReviewService, gh: GitHubAPI, pr: PullRequest, author: str) -> str:
     now = service.clock.now()
     if await pull_requests.pause(service.db, pr.id, f"paused by @{author}", now) is None:
         return "biagent was already paused here."
@@ -81,13 +83,13 @@ async def _pause(service: ReviewService, gh: Any, pr: PullRequest, author: str) 
     if pending is not None and (
         pending.check_run_id is not None or pending.check_run_creating is not None
     ):
-        await worker.finish_pending_check(
+        await unworked.finish_pending_check(
             service, gh, pr, pending, title="Paused", why=f"paused by @{author}"
         )
     return "paused. Pending review comments are kept; `/biagent resume` to go on."
 
 
-async def _resume(service: ReviewService, gh: Any, pr: PullRequest, author: str) -> str:
+async def _resume(service: ReviewService, gh: GitHubAPI, pr: PullRequest, author: str) -> str:
     if not await pull_requests.resume(service.db, pr.id, service.clock.now()):
         return "biagent was not paused here."
     service.wake()
@@ -97,13 +99,13 @@ async def _resume(service: ReviewService, gh: Any, pr: PullRequest, author: str)
     return "resumed; the pending review comments will be worked now."
 
 
-async def _retry(service: ReviewService, gh: Any, pr: PullRequest, author: str) -> str:
+async def _retry(service: ReviewService, gh: GitHubAPI, pr: PullRequest, author: str) -> str:
     if pr.paused:
         return "biagent is paused on this pull request; `/biagent resume` first."
     last = await review_batches.latest_batch(service.db, pr.id)
     if last is None:
         return "there is no earlier batch to retry."
-    if last.status in ("running", "responding"):
+    if last.status in (BatchStatus.RUNNING, BatchStatus.RESPONDING):
         return "a batch is being worked right now; retry once it is answered."
     retried = await review_batches.copy_for_retry(service.db, last.id, now=service.clock.now())
     if retried is None or not await review_batches.batch_items(service.db, retried.id):
@@ -112,7 +114,7 @@ async def _retry(service: ReviewService, gh: Any, pr: PullRequest, author: str) 
     return f"working the comments of batch {last.id} again."
 
 
-async def _ignore(service: ReviewService, gh: Any, pr: PullRequest, author: str) -> str:
+async def _ignore(service: ReviewService, gh: GitHubAPI, pr: PullRequest, author: str) -> str:
     dropped = await review_batches.drop_gathering(
         service.db, pr.id, note=f"ignored by @{author}", now=service.clock.now()
     )
@@ -130,7 +132,7 @@ async def _ignore(service: ReviewService, gh: Any, pr: PullRequest, author: str)
     return f"dropped the {count} pending review comment(s)."
 
 
-async def _status(service: ReviewService, gh: Any, pr: PullRequest, author: str) -> str:
+async def _status(service: ReviewService, gh: GitHubAPI, pr: PullRequest, author: str) -> str:
     lines = [f"review state: {pr.review_state.replace('_', ' ')}"]
     if pr.paused:
         lines.append(f"paused ({pr.pause_reason})")
@@ -148,7 +150,7 @@ async def _status(service: ReviewService, gh: Any, pr: PullRequest, author: str)
     return "here is where things stand:\n\n" + "\n".join(f"- {line}" for line in lines)
 
 
-async def _cost(service: ReviewService, gh: Any, pr: PullRequest, author: str) -> str:
+async def _cost(service: ReviewService, gh: GitHubAPI, pr: PullRequest, author: str) -> str:
     iterations = await review_iterations.list_iterations(service.db, pr.id)
     total = sum(iteration.cost_usd for iteration in iterations)
     return f"biagent has spent ${total:.2f} on this pull request over {len(iterations)} run(s)."

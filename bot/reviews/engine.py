@@ -77,9 +77,6 @@ class ReviewBatch:
     comments: tuple[BatchComment, ...]
     repo_config: dict[str, Any] = field(default_factory=dict)  # .github/biagent.yml
 
-    def comment(self, comment_id: int) -> BatchComment | None:
-        return next((c for c in self.comments if c.comment_id == comment_id), None)
-
 
 @dataclass(frozen=True, slots=True)
 class CommentOutcome:

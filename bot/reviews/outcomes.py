@@ -17,11 +17,12 @@ from bot.reviews.engine import (
     OutcomeKind,
     ReviewBatch,
 )
+from bot.reviews.states import Answer
 from storage.review_iterations import ItemOutcome
 
 log = logging.getLogger(__name__)
 
-NOT_ADDRESSED = "not_addressed"
+NOT_ADDRESSED = Answer.NOT_ADDRESSED
 
 _STOPPED_BECAUSE = {
     EngineStatus.COMPLETED: "the agent finished without reporting on this comment",
@@ -108,13 +109,15 @@ def _one(
         commit = outcome.commit_sha or result.commit_sha
         if not commit or result.commit_sha is None:
             return not_addressed("the agent reported a fix, but no commit was pushed")
-        return ItemOutcome(kind, comment_id, "fixed", (outcome.note or "").strip(), commit)
+        return ItemOutcome(kind, comment_id, Answer.FIXED, (outcome.note or "").strip(), commit)
     if outcome.kind is OutcomeKind.DECLINED:
         if not (outcome.reason or "").strip():
             return not_addressed("the agent declined without giving a reason")
         return ItemOutcome(
-            kind, comment_id, "declined", (outcome.reason or "").strip() + note, None
+            kind, comment_id, Answer.DECLINED, (outcome.reason or "").strip() + note, None
         )
     if not (outcome.question or "").strip():
         return not_addressed("the agent had a question but did not say what it was")
-    return ItemOutcome(kind, comment_id, "question", (outcome.question or "").strip() + note, None)
+    return ItemOutcome(
+        kind, comment_id, Answer.QUESTION, (outcome.question or "").strip() + note, None
+    )

@@ -10,10 +10,10 @@ permission stops working within minutes.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import cachetools
 import gidgethub
+from gidgethub.abc import GitHubAPI
 
 from bot.clock import Clock
 
@@ -28,14 +28,12 @@ class PermissionCache:
         self._cache: cachetools.TTLCache[tuple[str, str], bool] = cachetools.TTLCache(
             maxsize=4096, ttl=ttl_s, timer=clock.monotonic
         )
-        self.lookups = 0
 
-    async def can_write(self, gh: Any, repository: str, login: str) -> bool:
+    async def can_write(self, gh: GitHubAPI, repository: str, login: str) -> bool:
         key = (repository.lower(), login.lower())
         cached = self._cache.get(key)
         if cached is not None:
             return cached
-        self.lookups += 1
         try:
             answer = await gh.getitem(f"/repos/{repository}/collaborators/{login}/permission")
         except gidgethub.BadRequest as error:

@@ -25,8 +25,10 @@ import re
 from typing import TYPE_CHECKING, Any
 
 import gidgethub
+from gidgethub.abc import GitHubAPI
 
 from bot.github.manners import is_final_refusal
+from bot.reviews.states import Answer
 from storage import review_comments, review_replies
 from storage.pull_requests import PullRequest
 from storage.review_comments import NewComment
@@ -41,11 +43,11 @@ log = logging.getLogger(__name__)
 MARKER_START = "<!-- biagent:"
 _MARKER = re.compile(r"<!-- biagent:(\S+) -->")
 
-OUTCOME_TITLES = {
-    "fixed": "Fixed",
-    "declined": "Not changed",
-    "question": "Question",
-    "not_addressed": "Not addressed",
+OUTCOME_TITLES: dict[str, str] = {
+    Answer.FIXED: "Fixed",
+    Answer.DECLINED: "Not changed",
+    Answer.QUESTION: "Question",
+    Answer.NOT_ADDRESSED: "Not addressed",
 }
 
 
@@ -82,7 +84,7 @@ def short_sha(sha: str | None) -> str:
 
 def outcome_sentence(outcome: str, detail: str | None, commit_sha: str | None) -> str:
     title = OUTCOME_TITLES.get(outcome, outcome)
-    if outcome == "fixed":
+    if outcome == Answer.FIXED:
         text = f"**{title}** in {short_sha(commit_sha)}."
         return f"{text} {detail}" if detail else text
     return f"**{title}**: {detail}" if detail else f"**{title}**."
@@ -92,14 +94,14 @@ def thread_reply_body(comment_body: str, item: ItemOutcome, *, retry_hint: bool)
     body = (
         f"{quote(comment_body)}\n\n{outcome_sentence(item.outcome, item.detail, item.commit_sha)}"
     )
-    if item.outcome == "not_addressed" and retry_hint:
+    if item.outcome == Answer.NOT_ADDRESSED and retry_hint:
         body += "\n\n`/biagent retry` works this batch again."
     return body
 
 
 async def post_thread_reply(
     service: ReviewService,
-    gh: Any,
+    gh: GitHubAPI,
     pr: PullRequest,
     *,
     root_id: int,
@@ -147,7 +149,7 @@ async def post_thread_reply(
 
 
 async def _settled(
-    service: ReviewService, gh: Any, reply: Reply, *, new: bool, listed_at: str
+    service: ReviewService, gh: GitHubAPI, reply: Reply, *, new: bool, listed_at: str
 ) -> bool:
     """True when the reply needs no POST: it was posted (or gone) already, or an earlier
     attempt posted it but stopped before recording that (found on GitHub by its marker)."""
@@ -164,7 +166,7 @@ async def _settled(
 
 async def post_pr_comment(
     service: ReviewService,
-    gh: Any,
+    gh: GitHubAPI,
     pr: PullRequest,
     *,
     key: str,
@@ -188,7 +190,7 @@ async def post_pr_comment(
 
 
 async def post_recorded_pr_comment(
-    service: ReviewService, gh: Any, pr: PullRequest, reply: Reply, *, new: bool
+    service: ReviewService, gh: GitHubAPI, pr: PullRequest, reply: Reply, *, new: bool
 ) -> Reply:
     """Post a conversation comment whose intent is recorded (`new`: recorded just now, so no
     earlier attempt can have posted it), unless it is posted already."""
@@ -222,7 +224,7 @@ async def _give_up(
     return await review_replies.get_reply(service.db, reply.id) or reply
 
 
-async def react_eyes(gh: Any, pr: PullRequest, comment_kind: str, comment_id: int) -> None:
+async def react_eyes(gh: GitHubAPI, pr: PullRequest, comment_kind: str, comment_id: int) -> None:
     """An eyes reaction: the comment was picked up. GitHub keeps one per user, so a repeat is
     harmless; a comment deleted meanwhile is skipped."""
     if comment_kind == "review_comment":
@@ -238,7 +240,7 @@ async def react_eyes(gh: Any, pr: PullRequest, comment_kind: str, comment_id: in
             raise
 
 
-async def _find_marked(gh: Any, url: str, key: str) -> int | None:
+async def _find_marked(gh: GitHubAPI, url: str, key: str) -> int | None:
     async for comment in gh.getiter(url + "{?per_page}", {"per_page": 100}):
         if marker_key(comment.get("body")) == key:
             return int(comment["id"])

@@ -22,6 +22,7 @@ from datetime import timedelta
 from bot.clock import Clock
 from bot.reviews import worker
 from bot.reviews.service import ReviewService
+from bot.reviews.states import BatchStatus
 from storage import review_batches
 from storage.timestamps import from_text
 
@@ -48,14 +49,9 @@ class ReviewScheduler:
         self.max_attempts = max_attempts
         self._wakeup = asyncio.Event()
         self._running: dict[int, asyncio.Task[None]] = {}
-        self.runs_started = 0
 
     def wake(self) -> None:
         self._wakeup.set()
-
-    @property
-    def busy(self) -> bool:
-        return bool(self._running)
 
     async def recover(self) -> int:
         """At start-up: go on with the batches a stop left in the middle of their work."""
@@ -96,7 +92,6 @@ class ReviewScheduler:
     def _start(self, batch_id: int) -> None:
         if batch_id in self._running:
             return
-        self.runs_started += 1
         task = asyncio.create_task(self._work(batch_id), name=f"review-batch-{batch_id}")
         self._running[batch_id] = task
         task.add_done_callback(lambda _task: self._finished(batch_id))
@@ -120,13 +115,13 @@ class ReviewScheduler:
                 batch = await review_batches.get_batch(service.db, batch_id)
                 if batch is None:
                     return
-                if attempt >= self.max_attempts and batch.status != "gathering":
+                if attempt >= self.max_attempts and batch.status != BatchStatus.GATHERING:
                     await worker.give_up(
                         service, batch_id, why=f"{type(error).__name__}: {error}"[:300]
                     )
                     return
                 delay = retry_delay(attempt)
-                if batch.status == "gathering":
+                if batch.status == BatchStatus.GATHERING:
                     await review_batches.set_due(
                         service.db, batch_id, service.clock.now() + timedelta(seconds=delay)
                     )

@@ -13,12 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from cachetools import LRUCache
+from gidgethub.abc import GitHubAPI
 
 from bot.clock import Clock
 from bot.config import Settings
 from bot.events.bus import EventBus
 from bot.github.app import GitHubApp
-from bot.github.manners import ApiManners, PoliteInstallationAPI
 from bot.reviews.engine import ReviewEngine
 from bot.reviews.permissions import PermissionCache
 from bot.reviews.rules import RepoRules, RulesCache
@@ -48,9 +48,6 @@ class ReviewService:
     clock: Clock
     github: GitHubApp
     engine: ReviewEngine | None = None
-    manners: ApiManners | None = None
-    permissions: PermissionCache | None = None
-    rules_cache: RulesCache | None = None
     wake_scheduler: Callable[[], None] = field(default=lambda: None)
     # (repository, review id) -> the state GitHub gave a submitted review, which never changes:
     # an approval's inline comments each ask about the same review.
@@ -58,26 +55,20 @@ class ReviewService:
         default_factory=lambda: LRUCache(maxsize=4096)
     )
 
+    permissions: PermissionCache = field(init=False)
+    rules_cache: RulesCache = field(init=False)
+
     def __post_init__(self) -> None:
-        if self.manners is None:
-            self.manners = ApiManners(
-                self.clock, write_spacing_s=self.settings.github_write_spacing_seconds
-            )
-        if self.permissions is None:
-            self.permissions = PermissionCache(self.clock)
-        if self.rules_cache is None:
-            self.rules_cache = RulesCache(self.settings, self.clock)
+        self.permissions = PermissionCache(self.clock)
+        self.rules_cache = RulesCache(self.settings, self.clock)
 
-    def client(self, installation_id: int) -> PoliteInstallationAPI:
-        assert self.manners is not None
-        return self.manners.client(self.github, installation_id)
+    def client(self, installation_id: int) -> GitHubAPI:
+        return self.github.client(installation_id)
 
-    async def rules(self, gh: PoliteInstallationAPI, repository: str) -> RepoRules:
-        assert self.rules_cache is not None
+    async def rules(self, gh: GitHubAPI, repository: str) -> RepoRules:
         return await self.rules_cache.rules(gh, repository)
 
-    async def can_write(self, gh: PoliteInstallationAPI, repository: str, login: str) -> bool:
-        assert self.permissions is not None
+    async def can_write(self, gh: GitHubAPI, repository: str, login: str) -> bool:
         return await self.permissions.can_write(gh, repository, login)
 
     @property

@@ -7,6 +7,8 @@ once); one line per comment's outcome, then the commit, the tests and the cost o
 from __future__ import annotations
 
 from bot.reviews import checks, replies
+from bot.reviews.engine import EngineStatus
+from bot.reviews.states import Answer
 from storage.pull_requests import PullRequest
 from storage.review_batches import BatchItem
 from storage.review_comments import Comment
@@ -16,7 +18,8 @@ from storage.review_iterations import Iteration
 def outcome_counts(items: list[BatchItem]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for item in items:
-        counts[item.outcome or "not_addressed"] = counts.get(item.outcome or "not_addressed", 0) + 1
+        answer = item.outcome or Answer.NOT_ADDRESSED
+        counts[answer] = counts.get(answer, 0) + 1
     return counts
 
 
@@ -27,20 +30,21 @@ def counted(number: int, noun: str) -> str:
 
 def check_title(status: str, counts: dict[str, int]) -> str:
     parts = [f"{counts[key]} {label}" for key, label in _LABELS if counts.get(key)]
-    head = {
-        "completed": "Answered",
-        "budget_stopped": "Stopped at the budget",
-        "rate_limited": "Stopped: rate-limited",
-        "failed": "Failed",
-    }.get(status, status)
+    head = _STATUS_HEADS.get(status, status)
     return f"{head}: {', '.join(parts) or 'nothing'}"
 
 
+_STATUS_HEADS: dict[str, str] = {
+    EngineStatus.COMPLETED: "Answered",
+    EngineStatus.BUDGET_STOPPED: "Stopped at the budget",
+    EngineStatus.RATE_LIMITED: "Stopped: rate-limited",
+    EngineStatus.FAILED: "Failed",
+}
 _LABELS = (
-    ("fixed", "fixed"),
-    ("declined", "not changed"),
-    ("question", "questions"),
-    ("not_addressed", "not addressed"),
+    (Answer.FIXED, "fixed"),
+    (Answer.DECLINED, "not changed"),
+    (Answer.QUESTION, "questions"),
+    (Answer.NOT_ADDRESSED, "not addressed"),
 )
 
 
@@ -56,7 +60,7 @@ def _run_lines(iteration: Iteration) -> list[str]:
         lines.append(f"Commit: {iteration.commit_sha[:7]}")
     lines.append(f"Tests: {iteration.tests_summary or 'not reported'}")
     lines.append(f"Cost: ${iteration.cost_usd:.2f}")
-    if iteration.status != "completed":
+    if iteration.status != EngineStatus.COMPLETED:
         why = iteration.error or iteration.status.replace("_", " ")
         lines.append(f"The run stopped early ({why}). `/biagent retry` works this batch again.")
     return lines
@@ -71,7 +75,7 @@ def check_summary(
     for item in items:
         comment = by_key[(item.comment_kind, item.comment_id)]
         detail = item.detail or ""
-        if item.outcome == "fixed":
+        if item.outcome == Answer.FIXED:
             detail = f"{(item.commit_sha or '')[:7]} {detail}".strip()
         rows.append(
             (

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 
 from gidgethub import routing, sansio
+from gidgethub.abc import GitHubAPI
 
 from bot.dispatcher import HandlerContext
 from bot.worktrees.cleanup import PullRequestState
@@ -19,7 +20,9 @@ router = routing.Router()
 
 
 @router.register("pull_request", action="closed")
-async def on_pull_request_closed(event: sansio.Event, context: HandlerContext) -> None:
+async def on_pull_request_closed(
+    event: sansio.Event, gh: GitHubAPI | None, context: HandlerContext
+) -> None:
     manager = context.services.worktrees
     if manager is None:
         return
