@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import aiohttp
@@ -190,13 +191,14 @@ async def test_handlers_get_the_polite_client_of_the_delivery_installation(
 
     dispatcher = await make_dispatcher(tmp_path, manual_clock, [Concern("record", router)])
     async with aiohttp.ClientSession() as session:
-        dispatcher.services.github = GitHubApp(
+        github = GitHubApp(
             app_id="1",
             private_key=Secret("unused: no request is made"),
             api_url="http://127.0.0.1:9",
             session=session,
             clock=manual_clock,
         )
+        dispatcher.services = dataclasses.replace(dispatcher.services, github=github)
         for delivery_id, installation_id in (("with", 7), ("without", None)):
             await deliveries.accept(
                 dispatcher.services.db,
