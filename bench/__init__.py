@@ -1,1 +1,1 @@
-"""Benchmarks: run one with `python -m bench.NAME` (DESIGN.md, Benchmarks)."""
+"""Benchmarks: run one with `python -m bench.NAME` (docs/design.md, Benchmarks)."""

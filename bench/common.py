@@ -1,6 +1,6 @@
 """What the benchmarks share: free ports, server subprocesses, percentiles, the report.
 
-Every bench (DESIGN.md, Benchmarks) starts what it needs on loopback, measures the project
+Every bench (docs/design.md, Benchmarks) starts what it needs on loopback, measures the project
 beside a bare baseline in the same run, prints a readable report and, as its very last line,
 one JSON object with its figures. This module is a library: it is not a bench itself.
 """

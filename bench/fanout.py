@@ -1,6 +1,6 @@
 """WebSocket fan-out: 500 live clients, one publisher, against a bare aiohttp broadcast loop.
 
-What it measures (issue 2, "Must show"; DESIGN.md, Events): `--clients` WebSocket clients
+What it measures (issue 2, "Must show"; docs/design.md, Events): `--clients` WebSocket clients
 subscribed to every stream of `/ws` (token as `?token=`, `{"action": "subscribe", "streams":
 "*"}`, then `{"control": "live"}`), while one publisher calls `bus.publish("bench",
 "worktree_status", ...)` on the running app: each event is stored in the events table
@@ -50,6 +50,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from aiohttp import WSMsgType, web
 
 from bench.common import (
@@ -62,11 +63,13 @@ from bench.common import (
     raise_open_files_limit,
     scratch_directory,
 )
+from bot.worktrees.events import WorktreeStatus
+from bot.worktrees.states import ProgressKind
 
 TARGET_RATIO = 0.6
 TARGET_P99_MS = 100.0
 STREAM = "bench"
-_SEQ_AND_TIME = re.compile(rb'"seq":(\d+),"sent_ns":(\d+)')
+_SEQ_AND_TIME = re.compile(rb"seq=(\d+) sent_ns=(\d+)")
 
 
 # -- the clients (child process) -------------------------------------------------------------
@@ -311,13 +314,13 @@ class ClientProcess:
 Publish = Callable[[int], Awaitable[None]]
 
 
-def envelope_data(seq: int) -> dict[str, Any]:
-    """The event's data: a valid worktree_status whose detail carries the seq and send time."""
-    return {
-        "session_id": "bench",
-        "status": "running",
-        "detail": {"seq": seq, "sent_ns": time.monotonic_ns()},
-    }
+def envelope_data(seq: int) -> WorktreeStatus:
+    """The event: a valid worktree_status whose detail carries the seq and send time."""
+    return WorktreeStatus(
+        session_id="bench",
+        status=ProgressKind.SETUP_OUTPUT,
+        detail=f"seq={seq} sent_ns={time.monotonic_ns()}",
+    )
 
 
 async def start_ours(workdir: Path, port: int) -> tuple[web.AppRunner, Publish]:
@@ -339,7 +342,7 @@ async def start_ours(workdir: Path, port: int) -> tuple[web.AppRunner, Publish]:
     bus = app[SERVICES].bus
 
     async def publish(seq: int) -> None:
-        await bus.publish(STREAM, "worktree_status", envelope_data(seq))
+        await bus.publish(STREAM, envelope_data(seq))
 
     return runner, publish
 
@@ -366,7 +369,7 @@ async def start_bare(port: int) -> tuple[web.AppRunner, Publish]:
     async def publish(seq: int) -> None:
         nonlocal counter
         counter += 1
-        data = json.dumps(envelope_data(seq), separators=(",", ":"))
+        data = msgspec.json.encode(envelope_data(seq)).decode()
         text = (
             f'{{"id":{counter},"type":"worktree_status","stream":"{STREAM}",'
             f'"ts":"2026-01-01T00:00:00.000000Z","data":{data}}}'

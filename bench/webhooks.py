@@ -1,6 +1,6 @@
 """Webhook intake: signed deliveries/s and ack latency, against a bare aiohttp 202 handler.
 
-What it measures (issue 2, "Must show"; DESIGN.md, Data flow of a webhook): `--deliveries`
+What it measures (issue 2, "Must show"; docs/design.md, Data flow of a webhook): `--deliveries`
 signed POSTs to `/webhooks/github` from `--senders` concurrent senders (keep-alive
 connections, one aiohttp client session in this process), each with its own
 X-GitHub-Delivery and a real GitHub payload from tests/fixtures (by default a

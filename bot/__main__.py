@@ -1,6 +1,6 @@
 """The entry point, `python -m bot`: read settings, print what is on and off, serve.
 
-The one module of bot/ that may import web/ (DESIGN.md, Layers). `python -m bot rotate-token`
+The one module of bot/ that may import web/ (docs/design.md, Layers). `python -m bot rotate-token`
 replaces a generated API token and prints the new login URL.
 """
 

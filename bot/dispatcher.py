@@ -1,4 +1,4 @@
-"""The dispatcher: works stored webhook deliveries in the background (DESIGN.md, data flow).
+"""The dispatcher: works stored webhook deliveries in the background (docs/design.md, data flow).
 
 It claims due deliveries from the log (pending ones, failed ones whose retry time came, and at
 start-up the ones a crash left `processing`), runs each concern's gidgethub Router on its own,
@@ -26,9 +26,10 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import ClassVar
 
-from gidgethub import routing, sansio
+from gidgethub import sansio
 from gidgethub.abc import GitHubAPI
 
+from bot.concerns import Concern, HandlerContext
 from bot.events.message import Event
 from bot.services import Services
 from storage import deliveries
@@ -62,23 +63,6 @@ class DeliveryProcessed(Event):
     action: str | None
     status: str
     error: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Concern:
-    """One concern's webhook handlers, for the sources it listens to."""
-
-    name: str
-    router: routing.Router
-    sources: frozenset[str] = frozenset({"github"})
-
-
-@dataclass(frozen=True, slots=True)
-class HandlerContext:
-    """What a webhook handler gets beside the event and its GitHub client."""
-
-    services: Services
-    delivery: Delivery
 
 
 def backoff_delay(attempts: int) -> float:

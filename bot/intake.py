@@ -1,6 +1,6 @@
 """The delivery log's writes from outside: a webhook accepted, a stored delivery queued again.
 
-The webhook endpoints and `POST /api/deliveries/{id}/redeliver` call this (DESIGN.md, Data flow
+The webhook endpoints and `POST /api/deliveries/{id}/redeliver` call this (docs/design.md, Data flow
 of a webhook); each write that leaves work behind wakes the dispatcher, handed in as `wake`
 (the dispatcher is built from the services, so this is built after it, by the app factory).
 """

@@ -1,6 +1,6 @@
 """The repositories biagent may check out: registering, unregistering, linking to tickets.
 
-What `/api/repositories` changes goes through here (DESIGN.md, Layers: web -> bot -> storage):
+What `/api/repositories` changes goes through here (docs/design.md, Layers: web -> bot -> storage):
 a registration writes the record, its quota and idle TTL, passes setup answers to the worktree
 manager, and links the tickets named with it. Reads for listing stay with the routes.
 """

@@ -7,7 +7,7 @@ reply). A new concern adds one line here.
 
 from __future__ import annotations
 
-from bot.dispatcher import Concern
+from bot.concerns import Concern
 from bot.github import installations
 from bot.jira import webhooks as jira_webhooks
 from bot.reviews import router as reviews

@@ -1,4 +1,4 @@
-"""The one scheduler for periodic jobs, on the injected clock (DESIGN.md, Layers).
+"""The one scheduler for periodic jobs, on the injected clock (docs/design.md, Layers).
 
 Housekeeping (event and token pruning), the worktree sweeps and the JIRA scheduled sync are
 registered here by the app factory's contexts: a name, an interval, and whether the first run

@@ -1,6 +1,6 @@
 """The services a handler or an API route may use, built once by the app factory.
 
-A service gets what it needs passed in (DESIGN.md, Layers); this record is how the app factory
+A service gets what it needs passed in (docs/design.md, Layers); this record is how the app factory
 hands them around. It is built after every part it holds exists (web/composition.py) and never
 changes afterwards. Features that are off (no GitHub App configured, say) are None here.
 """

@@ -1,4 +1,4 @@
-"""token_buffer: coalesced token frames per stream, kept until they expire (DESIGN.md, Events).
+"""token_buffer: coalesced token frames per stream, kept until they expire (docs/design.md, Events).
 
 Token frames are not stored in `events` (they are many); a reconnecting client asks for the
 frames after the last `seq` it saw, and gets them while they are still kept.

@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 
 from bot.config import Settings
+from bot.worktrees.events import WorktreeStatus
+from bot.worktrees.states import ProgressKind
 from tests.conftest import AppClient
 from tests.helpers import auth_headers, github_headers, load_json
 from web.app import AccessLogger, create_app
@@ -49,25 +51,29 @@ async def test_redeliver_runs_a_delivery_again(client: AppClient) -> None:
     assert missing.status == 404
 
 
+def progress(n: int) -> WorktreeStatus:
+    return WorktreeStatus(session_id=str(n), status=ProgressKind.SETUP_OUTPUT)
+
+
 async def test_events_since_returns_later_events_in_order(client: AppClient) -> None:
     bus = client.app[SERVICES].bus
-    ids = [await bus.publish("s", "pipeline_resumed", {"pipeline_id": n}) for n in range(4)]
+    ids = [await bus.publish("s", progress(n)) for n in range(4)]
     body = await (await client.get(f"/api/events?since={ids[1]}", headers=auth_headers())).json()
     assert [event["id"] for event in body["events"]] == ids[2:]
     assert body["epoch"] == bus.epoch
     assert body["events"][0] == {
         "id": ids[2],
-        "type": "pipeline_resumed",
+        "type": "worktree_status",
         "stream": "s",
         "ts": body["events"][0]["ts"],
-        "data": {"pipeline_id": 2},
+        "data": {"session_id": "2", "status": "setup_output", "detail": None, "repository": None},
     }
 
 
 async def test_events_since_pruned_history_is_410(client: AppClient) -> None:
     bus = client.app[SERVICES].bus
     for n in range(6):
-        await bus.publish("s", "pipeline_resumed", {"pipeline_id": n})
+        await bus.publish("s", progress(n))
     await bus.prune(keep=2)
     response = await client.get("/api/events?since=1", headers=auth_headers())
     assert response.status == 410

@@ -10,8 +10,9 @@ from gidgethub import routing, sansio
 from gidgethub.abc import GitHubAPI
 
 from bot.clock import ManualClock
+from bot.concerns import Concern, HandlerContext
 from bot.config import Secret
-from bot.dispatcher import Concern, Dispatcher, HandlerContext, backoff_delay
+from bot.dispatcher import Dispatcher, backoff_delay
 from bot.events.bus import EventBus
 from bot.github.app import GitHubApp
 from bot.github.manners import PoliteInstallationAPI

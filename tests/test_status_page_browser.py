@@ -11,6 +11,7 @@ import shutil
 import pytest
 from playwright.async_api import async_playwright
 
+from bot.agents.events import Token
 from bot.github.events import InstallationUpdated
 from tests.conftest import AppClient
 from tests.helpers import API_TOKEN
@@ -58,7 +59,7 @@ async def test_page_goes_live_and_catches_up_after_a_forced_reconnect(
         # and resumes from the last id it saw, so the events in between still arrive.
         bus.queue_size = 2
         for n in range(50):
-            bus.publish_transient("s", "token", {"seq": n, "text": "x"})
+            bus.publish_transient("s", Token(seq=n, text="x"))
         missed = [await bus.publish("s", shown(f"m{n}")) for n in range(3)]
         bus.queue_size = 2000
         after = await bus.publish("s", shown("after"))

@@ -9,6 +9,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from bot.agents.events import Token
+from bot.worktrees.events import WorktreeStatus
+from bot.worktrees.states import ProgressKind
 from tests.conftest import AppClient
 from tests.helpers import API_TOKEN
 from web.keys import SERVICES
@@ -28,10 +31,15 @@ async def connect(client: AppClient, **query: Any) -> aiohttp.ClientWebSocketRes
     return ws
 
 
+PROGRESS = ProgressKind.SETUP_OUTPUT
+
+
 async def publish_many(client: AppClient, count: int, stream: str = "s") -> list[int]:
     bus = client.app[SERVICES].bus
     return [
-        await bus.publish(stream, "worktree_status", {"session_id": n, "status": "x"})
+        await bus.publish(
+            stream, WorktreeStatus(session_id=str(n), status=ProgressKind.SETUP_OUTPUT)
+        )
         for n in range(count)
     ]
 
@@ -175,7 +183,7 @@ async def test_slow_consumer_is_closed_with_a_resumable_code(client: AppClient) 
     assert (await next_json(ws))["control"] == "live"
     # Fan out faster than the socket can be read: the subscription's queue overflows.
     for n in range(200):
-        bus.publish_transient("s", "token", {"seq": n, "text": "x" * 10_000})
+        bus.publish_transient("s", Token(seq=n, text="x" * 10_000))
     while True:
         message = await asyncio.wait_for(ws.receive(), 5)
         if message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):

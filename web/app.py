@@ -1,4 +1,4 @@
-"""The app factory: the route table and the resources to open (DESIGN.md, Layers).
+"""The app factory: the route table and the resources to open (docs/design.md, Layers).
 
 `create_app(settings)` returns an aiohttp Application: the middlewares, the route table (one
 `RouteTableDef` per web module) and the cleanup contexts of web/composition.py, which open each

@@ -1,4 +1,4 @@
-"""Request bodies: one typed decode for every route that takes JSON (DESIGN.md, Layers).
+"""Request bodies: one typed decode for every route that takes JSON (docs/design.md, Layers).
 
 A route declares its body as a msgspec Struct and calls `read_json(request, Model)`. The decode
 is strict (no coercion: `"1"` is not a number, `true` is not 1) and depth-limited (msgspec stops

@@ -1,4 +1,4 @@
-"""The composition root: one cleanup context per resource, in start-up order (DESIGN.md, Layers).
+"""The composition root: one cleanup context per resource, in start-up order (docs/architecture.md).
 
 `CONTEXTS` is what `create_app` appends to `app.cleanup_ctx`. Each context opens one resource
 from what the earlier ones stored, stores it under its own `AppKey` (web/keys.py), and closes

@@ -1,4 +1,4 @@
-"""POST /webhooks/github: verify, store, 202 (DESIGN.md, Data flow of a webhook).
+"""POST /webhooks/github: verify, store, 202 (docs/design.md, Data flow of a webhook).
 
 No secret configured -> 503; missing or bad X-Hub-Signature-256 -> 401; missing event or
 delivery headers, or a body that is not a JSON object -> 400; otherwise the delivery is stored

@@ -1,4 +1,4 @@
-"""GET /ws: the live event stream, resumable by event id (DESIGN.md, Events).
+"""GET /ws: the live event stream, resumable by event id (docs/design.md, Events).
 
 Protocol (JSON text frames). The server's own messages carry `control`, events carry `type`:
 

@@ -1,4 +1,4 @@
-"""The message types the agent runtime emits (DESIGN.md, Events; bot.events.message).
+"""The message types the agent runtime emits (docs/design.md, Events; bot.events.message).
 
 A step publishes on its context's stream: agent_step_started, then per tool call
 tool_call_started / file_changed / tool_call_completed, agent_turn_interrupted when a stream

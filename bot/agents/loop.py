@@ -1,4 +1,4 @@
-"""The tool-use loop: BaseAgent runs one step of an agent in a worktree (DESIGN.md, agents).
+"""The tool-use loop: BaseAgent runs one step of an agent in a worktree (docs/agents.md).
 
 A turn is one streamed Messages API call (bot/agents/turns.py): its text goes out as token
 frames, its tool_use blocks are answered by the ToolCaller (bot/agents/tool_use.py: validated,

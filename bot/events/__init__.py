@@ -1,1 +1,1 @@
-"""The event bus and the catalogue of every message type it carries (DESIGN.md, Events)."""
+"""The event bus and the catalogue of every message type it carries (docs/design.md, Events)."""

@@ -6,7 +6,7 @@ its class names the envelope's `type` and its fields are the `data`.
 An event is stored first and fanned out from the database's post-commit callback, so
 subscribers see events strictly in id order and only once they are committed: a WebSocket that
 replays from the table and then follows the live queue never sees a gap. `token` frames are the
-exception (DESIGN.md, Events): they are many and short-lived, so `publish_transient` fans them
+exception (docs/design.md, Events): they are many and short-lived, so `publish_transient` fans them
 out without an id and the token buffer (agents) keeps them instead.
 
 Each subscriber has a bounded queue; one that falls behind is marked overflowed and told
@@ -21,10 +21,8 @@ import logging
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from bot.clock import Clock
-from bot.events import legacy_catalogue
 from bot.events.message import Event, encode
 from storage import events as event_store
 from storage import meta
@@ -105,8 +103,7 @@ class EventBus:
     async def publish(
         self,
         stream: str,
-        event: Event | str,
-        legacy_data: dict[str, Any] | None = None,
+        event: Event,
         *,
         together_with: Sequence[tuple[str, Params]] = (),
     ) -> int:
@@ -115,7 +112,7 @@ class EventBus:
         `together_with` statements commit atomically with the event, so a state change and the
         event that announces it are both there or both not, whatever crash comes between.
         """
-        type_name, data_text = _type_and_data(event, legacy_data)
+        type_name, data_text = event.type_name, encode(event).decode("utf-8")
         ts = to_text(self.clock.now())
 
         def fan_out(result: WriteResult) -> None:
@@ -133,11 +130,9 @@ class EventBus:
         )
         return found(results[-1].lastrowid, "the new event's id")
 
-    def publish_transient(
-        self, stream: str, event: Event | str, legacy_data: dict[str, Any] | None = None
-    ) -> None:
+    def publish_transient(self, stream: str, event: Event) -> None:
         """Fan out a frame that is not stored in events (token frames)."""
-        type_name, data_text = _type_and_data(event, legacy_data)
+        type_name, data_text = event.type_name, encode(event).decode("utf-8")
         text = (
             f'{{"id":null,"type":{json.dumps(type_name)},"stream":{json.dumps(stream)},'
             f'"ts":"{to_text(self.clock.now())}","data":{data_text}}}'
@@ -180,11 +175,3 @@ class EventBus:
         if removed:
             log.info("pruned %d events up to id %d", removed, floor)
         return removed
-
-
-def _type_and_data(event: Event | str, legacy_data: dict[str, Any] | None) -> tuple[str, str]:
-    """The envelope's type and its data as JSON text."""
-    if isinstance(event, Event):
-        return event.type_name, encode(event).decode("utf-8")
-    legacy_catalogue.check(event, legacy_data or {})
-    return event, json.dumps(legacy_data or {}, separators=(",", ":"), default=str)

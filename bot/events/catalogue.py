@@ -12,7 +12,6 @@ import importlib
 
 import msgspec
 
-from bot.events import legacy_catalogue
 from bot.events.message import REGISTRY, Event
 
 EVENT_MODULES: tuple[str, ...] = (
@@ -57,11 +56,6 @@ def markdown_table() -> str:
     for cls in message_types():
         fields = ", ".join(_field_names(cls))
         lines.append(f"| `{cls.type_name}` | {cls.concern} | {fields} | {_summary(cls)} |")
-    for legacy in legacy_catalogue.CATALOGUE:
-        if legacy.name in REGISTRY:
-            continue
-        fields = ", ".join(f"`{name}`" for name in legacy.fields)
-        lines.append(f"| `{legacy.name}` | {legacy.concern} | {fields} | {legacy.doc} |")
     return "\n".join(lines)
 
 

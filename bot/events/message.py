@@ -1,4 +1,4 @@
-"""The base of every message type the event bus carries (DESIGN.md, Events; docs/events.md).
+"""The base of every message type the event bus carries (docs/design.md, Events; docs/design.md).
 
 A message type is a msgspec Struct declared next to the code that emits it, in its concern's
 `events.py`: the class names its wire `type_name` and `concern` as ClassVars, its docstring's

@@ -1,4 +1,4 @@
-"""The message types the GitHub App concern emits (DESIGN.md, Events; bot.events.message)."""
+"""The message types the GitHub App concern emits (docs/design.md, Events; bot.events.message)."""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ from typing import Any
 from gidgethub import routing, sansio
 from gidgethub.abc import GitHubAPI
 
-from bot.dispatcher import HandlerContext
+from bot.concerns import HandlerContext
 from bot.github.events import InstallationUpdated
 from storage import installations
 

@@ -1,4 +1,4 @@
-"""The JIRA sync: a full sync per project, then incremental ones (DESIGN.md, "Syncs JIRA").
+"""The JIRA sync: a full sync per project, then incremental ones (docs/design.md, "Syncs JIRA").
 
 A project's scope is `project = "KEY"`, narrowed by JIRA_JQL when that is set (bot/jira/
 scope.py). The first run (or one a day, or after JIRA_JQL changed) is full: every issue, then

@@ -15,7 +15,7 @@ from typing import Any
 from gidgethub import routing, sansio
 from gidgethub.abc import GitHubAPI
 
-from bot.dispatcher import HandlerContext
+from bot.concerns import HandlerContext
 
 log = logging.getLogger(__name__)
 

@@ -1,1 +1,1 @@
-"""Review response (DESIGN.md, 1): debounced comment batches, engine runs, replies, checks."""
+"""Review response (docs/design.md, 1): debounced comment batches, engine runs, replies, checks."""

@@ -1,4 +1,4 @@
-"""The message types the review concern emits (DESIGN.md, Events; bot.events.message).
+"""The message types the review concern emits (docs/design.md, Events; bot.events.message).
 
 Each is published on the pull request's stream (`pr:<owner>/<repo>#<number>`) by the router
 (a review or comment arrived) or the worker (a batch was answered).

@@ -17,7 +17,7 @@ from typing import Any
 from gidgethub import sansio
 from gidgethub.abc import GitHubAPI
 
-from bot.dispatcher import HandlerContext
+from bot.concerns import HandlerContext
 from bot.reviews import checks, replies
 from bot.reviews.commands import mentions, parse_commands
 from bot.reviews.events import ReviewReceived, WaitingForReview

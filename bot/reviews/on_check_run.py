@@ -11,7 +11,7 @@ import logging
 from gidgethub import routing, sansio
 from gidgethub.abc import GitHubAPI
 
-from bot.dispatcher import HandlerContext
+from bot.concerns import HandlerContext
 from bot.reviews import checks
 from bot.reviews.intake import arrival
 from bot.reviews.states import BatchStatus

@@ -17,7 +17,7 @@ import gidgethub
 from gidgethub import routing, sansio
 from gidgethub.abc import GitHubAPI
 
-from bot.dispatcher import HandlerContext
+from bot.concerns import HandlerContext
 from bot.reviews import control, replies
 from bot.reviews.commands import mentions, parse_commands
 from bot.reviews.intake import (

@@ -13,7 +13,7 @@ import logging
 from gidgethub import routing, sansio
 from gidgethub.abc import GitHubAPI
 
-from bot.dispatcher import HandlerContext
+from bot.concerns import HandlerContext
 from bot.reviews.intake import arrival, is_biagent, upsert_pr
 from bot.reviews.states import BatchStatus
 from bot.reviews.unworked import conclude_unworked

@@ -18,7 +18,7 @@ from typing import Any
 from gidgethub import routing, sansio
 from gidgethub.abc import GitHubAPI
 
-from bot.dispatcher import HandlerContext
+from bot.concerns import HandlerContext
 from bot.reviews import replies
 from bot.reviews.commands import mentions, parse_commands
 from bot.reviews.events import ChangesRequested, PrApproved

@@ -1,1 +1,1 @@
-"""Worktree isolation: a git worktree per agent job over a cached mirror (DESIGN.md, worktrees)."""
+"""Worktree isolation: a git worktree per agent job over a cached mirror (docs/worktrees.md)."""

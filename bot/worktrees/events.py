@@ -1,4 +1,4 @@
-"""The message types the worktree manager emits (DESIGN.md, Events; bot.events.message), each on
+"""The message types the worktree manager emits (docs/design.md, Events), each on
 its session's stream."""
 
 from __future__ import annotations

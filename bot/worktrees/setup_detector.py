@@ -6,7 +6,7 @@ root: uv, poetry or pip (pyproject.toml, requirements.txt), pnpm, yarn or npm (b
 go.mod, Cargo.toml, and Makefile targets. When detection is unsure (nothing found, two
 lockfiles that disagree, several ecosystems and no Makefile target tying them together) the
 plan carries a question and suggested answers; the manager asks a person and stores the answer
-per repository (DESIGN.md, worktrees).
+per repository (docs/worktrees.md).
 """
 
 from __future__ import annotations

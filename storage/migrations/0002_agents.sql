@@ -1,5 +1,5 @@
 -- The agent runtime: conversations, runs, tool calls, file changes, costs, token frames,
--- clarifications (DESIGN.md, Events and Storage; docs/agents.md).
+-- clarifications (docs/design.md, Events and Storage; docs/agents.md).
 
 -- One conversation of an agent step, keyed by its owner's session key
 -- ('pipeline:12/step:3', 'pr:octo/repo#12/batch:5'). Its messages live in

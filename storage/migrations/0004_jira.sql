@@ -1,4 +1,4 @@
--- JIRA mirror (DESIGN.md, "Syncs JIRA"): tickets, their links both ways, attachment metadata,
+-- JIRA mirror (docs/design.md, "Syncs JIRA"): tickets, their links both ways, attachment metadata,
 -- every sync run, and the per-project sync state (watermark, boundary set, lease).
 
 CREATE TABLE tickets (

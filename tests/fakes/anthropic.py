@@ -1,4 +1,4 @@
-"""A protocol fake of the Anthropic Messages API on loopback (DESIGN.md, Testing).
+"""A protocol fake of the Anthropic Messages API on loopback (docs/design.md, Testing).
 
 `POST /v1/messages` answers scripted replies, in order, to the real `anthropic.AsyncAnthropic`
 pointed at it by `base_url`:
