@@ -30,6 +30,7 @@ from gidgethub import sansio
 from gidgethub.abc import GitHubAPI
 
 from bot.concerns import Concern, HandlerContext
+from bot.config import DEFAULT_SETTINGS
 from bot.events.message import Event
 from bot.services import Services
 from storage import deliveries
@@ -73,8 +74,8 @@ def backoff_delay(attempts: int) -> float:
 class Dispatcher:
     services: Services
     concerns: list[Concern]
-    concurrency: int = 4
-    max_attempts: int = 8
+    concurrency: int = DEFAULT_SETTINGS.dispatch_concurrency
+    max_attempts: int = DEFAULT_SETTINGS.delivery_max_attempts
     _wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     _running: set[asyncio.Task[None]] = field(default_factory=set)
 

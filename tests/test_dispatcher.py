@@ -49,11 +49,10 @@ def steady_router() -> routing.Router:
 
 
 async def make_dispatcher(
-    tmp_path: Path, clock: ManualClock, concerns: list[Concern], max_attempts: int = 3
+    db: Database, tmp_path: Path, clock: ManualClock, concerns: list[Concern], max_attempts: int = 3
 ) -> Dispatcher:
+    """A dispatcher over `db` (the conftest fixture, which closes it after the test)."""
     settings = make_settings(tmp_path)
-    db = await Database.open(settings.database_url)
-    await db.migrate()
     bus = EventBus(db, clock)
     await bus.start()
     services = Services(settings=settings, db=db, bus=bus, clock=clock)
@@ -74,10 +73,11 @@ async def store_ping(dispatcher: Dispatcher, clock: ManualClock) -> None:
 
 
 async def test_failed_concern_is_retried_alone_after_backoff(
-    tmp_path: Path, manual_clock: ManualClock
+    db: Database, tmp_path: Path, manual_clock: ManualClock
 ) -> None:
     calls.clear()
     dispatcher = await make_dispatcher(
+        db,
         tmp_path,
         manual_clock,
         [Concern("flaky", failing_router(1)), Concern("steady", steady_router())],
@@ -96,13 +96,14 @@ async def test_failed_concern_is_retried_alone_after_backoff(
     done = await deliveries.list_recent(db)
     assert (done[0].status, done[0].attempts, done[0].last_error) == ("done", 2, None)
     assert calls == ["flaky", "steady", "flaky"]
-    await db.close()
 
 
-async def test_gives_up_after_the_attempt_limit(tmp_path: Path, manual_clock: ManualClock) -> None:
+async def test_gives_up_after_the_attempt_limit(
+    db: Database, tmp_path: Path, manual_clock: ManualClock
+) -> None:
     calls.clear()
     dispatcher = await make_dispatcher(
-        tmp_path, manual_clock, [Concern("flaky", failing_router(99))], max_attempts=3
+        db, tmp_path, manual_clock, [Concern("flaky", failing_router(99))], max_attempts=3
     )
     await store_ping(dispatcher, manual_clock)
     for attempt in range(1, 4):
@@ -120,13 +121,12 @@ async def test_gives_up_after_the_attempt_limit(tmp_path: Path, manual_clock: Ma
         )
     ]
     assert statuses == ["failed", "failed", "dead"]
-    await db.close()
 
 
 async def test_unparseable_stored_payload_goes_dead_without_retry(
-    tmp_path: Path, manual_clock: ManualClock
+    db: Database, tmp_path: Path, manual_clock: ManualClock
 ) -> None:
-    dispatcher = await make_dispatcher(tmp_path, manual_clock, [Concern("s", steady_router())])
+    dispatcher = await make_dispatcher(db, tmp_path, manual_clock, [Concern("s", steady_router())])
     await deliveries.accept(
         dispatcher.services.db,
         source="github",
@@ -141,7 +141,6 @@ async def test_unparseable_stored_payload_goes_dead_without_retry(
     dead = (await deliveries.list_recent(dispatcher.services.db))[0]
     assert dead.status == "dead"
     assert (dead.last_error or "").startswith("undispatchable")
-    await dispatcher.services.db.close()
 
 
 async def test_backoff_grows_and_is_capped() -> None:
@@ -150,7 +149,7 @@ async def test_backoff_grows_and_is_capped() -> None:
 
 
 async def test_only_concerns_with_a_handler_run_and_get_a_result(
-    tmp_path: Path, manual_clock: ManualClock
+    db: Database, tmp_path: Path, manual_clock: ManualClock
 ) -> None:
     calls.clear()
     deaf = routing.Router()
@@ -160,6 +159,7 @@ async def test_only_concerns_with_a_handler_run_and_get_a_result(
         calls.append("deaf")
 
     dispatcher = await make_dispatcher(
+        db,
         tmp_path,
         manual_clock,
         [Concern("deaf", deaf), Concern("flaky", failing_router(1)), Concern("s", steady_router())],
@@ -177,11 +177,10 @@ async def test_only_concerns_with_a_handler_run_and_get_a_result(
     await dispatcher.drain()
     assert calls == ["flaky", "steady", "flaky"]  # the retry skips what already succeeded
     assert (await deliveries.list_recent(db))[0].status == "done"
-    await db.close()
 
 
 async def test_handlers_get_the_polite_client_of_the_delivery_installation(
-    tmp_path: Path, manual_clock: ManualClock
+    db: Database, tmp_path: Path, manual_clock: ManualClock
 ) -> None:
     given: list[GitHubAPI | None] = []
     router = routing.Router()
@@ -190,7 +189,7 @@ async def test_handlers_get_the_polite_client_of_the_delivery_installation(
     async def record(event: sansio.Event, gh: GitHubAPI | None, context: HandlerContext) -> None:
         given.append(gh)
 
-    dispatcher = await make_dispatcher(tmp_path, manual_clock, [Concern("record", router)])
+    dispatcher = await make_dispatcher(db, tmp_path, manual_clock, [Concern("record", router)])
     async with aiohttp.ClientSession() as session:
         github = GitHubApp(
             app_id="1",
@@ -212,7 +211,6 @@ async def test_handlers_get_the_polite_client_of_the_delivery_installation(
                 now=manual_clock.now(),
             )
         await dispatcher.drain()
-    await dispatcher.services.db.close()
     polite = [gh for gh in given if gh is not None]
     assert len(given) == 2 and len(polite) == 1
     assert isinstance(polite[0], PoliteInstallationAPI) and polite[0].installation_id == 7

@@ -100,13 +100,20 @@ async def test_resume_during_a_publish_storm_has_no_gap_and_no_duplicate(
     """Clients subscribe from a past id while events are being published concurrently."""
     first = await publish_many(client, 50)
     stop = asyncio.Event()
+    published: list[int] = []
+    grew = asyncio.Condition()
 
-    async def storm() -> list[int]:
-        published = []
+    async def storm() -> None:
         while not stop.is_set():
-            published += await publish_many(client, 5)
+            batch = await publish_many(client, 5)
+            async with grew:
+                published.extend(batch)
+                grew.notify_all()
             await asyncio.sleep(0)
-        return published
+
+    async def at_least(count: int) -> None:
+        async with asyncio.timeout(10), grew:
+            await grew.wait_for(lambda: len(published) >= count)
 
     storm_task = asyncio.create_task(storm())
     sockets = []
@@ -114,10 +121,10 @@ async def test_resume_during_a_publish_storm_has_no_gap_and_no_duplicate(
         ws = await connect(client)
         await ws.send_json({"action": "subscribe", "streams": "*", "since": since})
         sockets.append((since, ws))
-        await asyncio.sleep(0.01)
-    await asyncio.sleep(0.2)
+        await at_least(len(published) + 5)  # each subscription lands amid the storm
+    await at_least(len(published) + 100)
     stop.set()
-    published = await storm_task
+    await storm_task
     last = published[-1]
     for since, ws in sockets:
         received, controls = await collect_until(ws, last)

@@ -21,7 +21,7 @@ import gidgethub.aiohttp
 from gidgethub import apps
 
 from bot.clock import Clock
-from bot.config import Secret
+from bot.config import DEFAULT_SETTINGS, Secret
 from bot.github.manners import REQUESTER, ApiManners, PoliteInstallationAPI
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ class GitHubApp:
         api_url: str,
         session: aiohttp.ClientSession,
         clock: Clock,
-        write_spacing_s: float = 1.0,
+        write_spacing_s: float = DEFAULT_SETTINGS.github_write_spacing_seconds,
     ) -> None:
         self.app_id = app_id
         self.private_key = private_key

@@ -42,6 +42,7 @@ import gidgethub
 import gidgethub.aiohttp
 
 from bot.clock import Clock
+from bot.config import DEFAULT_SETTINGS
 
 if TYPE_CHECKING:
     from bot.github.app import GitHubApp
@@ -87,7 +88,7 @@ class ApiManners:
     installation's ETag cache (one per installation, never shared)."""
 
     clock: Clock
-    write_spacing_s: float = 1.0
+    write_spacing_s: float = DEFAULT_SETTINGS.github_write_spacing_seconds
     max_attempts: int = 5
     backoff_base_s: float = 1.0
     secondary_wait_s: float = 60.0
