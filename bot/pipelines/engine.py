@@ -1,0 +1,229 @@
+"""The pipeline engine: what people (and webhooks) can do to a pipeline, and its running tasks.
+
+Each action checks the pipeline's state (a wrong one raises `ConflictingState`, naming it: the
+API's 409), commits the change with its event, and then starts or cancels the pipeline's task.
+A task runs `PipelineDriver.advance` while the row says `running`; there is at most one per
+pipeline, and none for a pipeline whose row says otherwise. At start-up `recover()` marks steps
+a stopped process left running as interrupted and starts a task for every running pipeline, so
+no row says `running` without a live task after start-up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from bot.clock import Clock
+from bot.events.bus import EventBus
+from bot.pipelines import events
+from bot.pipelines.driver import PipelineDriver
+from bot.pipelines.states import PipelineStatus, StepStatus
+from storage import pipelines
+from storage.database import Database, Params
+from storage.pipelines import Pipeline
+
+log = logging.getLogger(__name__)
+
+ACTIVE = frozenset(
+    {
+        PipelineStatus.RUNNING,
+        PipelineStatus.WAITING_FOR_INPUT,
+        PipelineStatus.WAITING_FOR_APPROVAL,
+    }
+)
+
+
+class PipelineNotFound(LookupError):
+    """No pipeline (or step, or risk) with that id."""
+
+
+class ConflictingState(Exception):
+    """The action does not fit the pipeline's (or step's) current state."""
+
+    def __init__(self, message: str, state: str) -> None:
+        super().__init__(message)
+        self.state = state
+
+
+class PipelineTasks:
+    """The running task of each pipeline, at most one each."""
+
+    def __init__(self, driver: PipelineDriver) -> None:
+        self.driver = driver
+        self._tasks: dict[int, asyncio.Task[None]] = {}
+
+    def spawn(self, pipeline_id: int) -> None:
+        running = self._tasks.get(pipeline_id)
+        if running is not None and not running.done():
+            return
+        task = asyncio.create_task(self._advance(pipeline_id), name=f"pipeline-{pipeline_id}")
+        self._tasks[pipeline_id] = task
+
+    async def _advance(self, pipeline_id: int) -> None:
+        try:
+            await self.driver.advance(pipeline_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            log.exception("pipeline %d: the engine failed", pipeline_id)
+            await self.driver.fail_internal(pipeline_id, f"{type(error).__name__}: {error}")
+        finally:
+            if self._tasks.get(pipeline_id) is asyncio.current_task():
+                del self._tasks[pipeline_id]
+
+    async def stop(self, pipeline_id: int) -> None:
+        """Cancel the pipeline's task and wait for it to record its interrupted step."""
+        task = self._tasks.pop(pipeline_id, None)
+        if task is None or task.done():
+            return
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    def running(self, pipeline_id: int) -> bool:
+        task = self._tasks.get(pipeline_id)
+        return task is not None and not task.done()
+
+    async def wait(self, pipeline_id: int) -> None:
+        """Until the pipeline's task ends (tests, the bench)."""
+        task = self._tasks.get(pipeline_id)
+        if task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(task)
+
+    async def close(self) -> None:
+        for pipeline_id in list(self._tasks):
+            await self.stop(pipeline_id)
+
+
+class PipelineEngine:
+    def __init__(self, *, db: Database, bus: EventBus, clock: Clock, tasks: PipelineTasks) -> None:
+        self.db = db
+        self.bus = bus
+        self.clock = clock
+        self.tasks = tasks
+
+    async def get(self, pipeline_id: int) -> Pipeline:
+        pipeline = await pipelines.get_pipeline(self.db, pipeline_id)
+        if pipeline is None:
+            raise PipelineNotFound(f"no pipeline {pipeline_id}")
+        return pipeline
+
+    async def _publish(
+        self, pipeline: Pipeline, event: events.PipelineEvent, *changes: tuple[str, Params]
+    ) -> None:
+        await self.bus.publish(events.stream_of(pipeline.id), event, together_with=changes)
+
+    def _running(self, pipeline: Pipeline) -> tuple[str, Params]:
+        return pipelines.pipeline_status(pipeline.id, PipelineStatus.RUNNING, now=self.clock.now())
+
+    async def start(self, pipeline_id: int) -> Pipeline:
+        pipeline = await self.get(pipeline_id)
+        if pipeline.status != PipelineStatus.CREATED:
+            raise ConflictingState(f"pipeline {pipeline_id} is {pipeline.status}", pipeline.status)
+        if pipeline.cycle_type is None:
+            raise ConflictingState(f"pipeline {pipeline_id} has no cycle type yet", pipeline.status)
+        steps = await pipelines.list_steps(self.db, pipeline_id)
+        started = events.PipelineStarted(
+            pipeline_id=pipeline.id,
+            ticket=pipeline.ticket_key,
+            cycle_type=pipeline.cycle_type,
+            cycle_reason=pipeline.cycle_reason,
+            phases=[step.phase for step in steps],
+        )
+        await self._publish(pipeline, started, self._running(pipeline))
+        self.tasks.spawn(pipeline_id)
+        return await self.get(pipeline_id)
+
+    async def pause(self, pipeline_id: int, reason: str | None = None) -> Pipeline:
+        pipeline = await self.get(pipeline_id)
+        if pipeline.status not in ACTIVE:
+            raise ConflictingState(f"pipeline {pipeline_id} is {pipeline.status}", pipeline.status)
+        paused = pipelines.pipeline_status(pipeline_id, PipelineStatus.PAUSED, now=self.clock.now())
+        await self._publish(
+            pipeline,
+            events.PipelinePaused(
+                pipeline_id=pipeline.id, ticket=pipeline.ticket_key, reason=reason
+            ),
+            paused,
+        )
+        await self.tasks.stop(pipeline_id)  # the running step commits itself interrupted
+        return await self.get(pipeline_id)
+
+    async def resume(self, pipeline_id: int) -> Pipeline:
+        """Go on after a pause, or after a failure (from the failed step, same conversation)."""
+        pipeline = await self.get(pipeline_id)
+        if pipeline.status not in (PipelineStatus.PAUSED, PipelineStatus.FAILED):
+            raise ConflictingState(f"pipeline {pipeline_id} is {pipeline.status}", pipeline.status)
+        changes = [self._running(pipeline), pipelines.clear_failure(pipeline_id)]
+        for step in await pipelines.list_steps(self.db, pipeline_id):
+            if step.status in (StepStatus.FAILED, StepStatus.RUNNING):
+                changes.append(
+                    pipelines.step_status(step.id, StepStatus.INTERRUPTED, now=self.clock.now())
+                )
+        resumed = events.PipelineResumed(pipeline_id=pipeline.id, ticket=pipeline.ticket_key)
+        await self._publish(pipeline, resumed, *changes)
+        self.tasks.spawn(pipeline_id)
+        return await self.get(pipeline_id)
+
+    async def cancel(self, pipeline_id: int, reason: str | None = None) -> Pipeline:
+        pipeline = await self.get(pipeline_id)
+        if pipeline.status in (PipelineStatus.COMPLETED, PipelineStatus.CANCELLED):
+            raise ConflictingState(f"pipeline {pipeline_id} is {pipeline.status}", pipeline.status)
+        cancelled = pipelines.pipeline_status(
+            pipeline_id, PipelineStatus.CANCELLED, now=self.clock.now(), finished=True
+        )
+        event = events.PipelineCancelled(
+            pipeline_id=pipeline.id, ticket=pipeline.ticket_key, reason=reason
+        )
+        await self._publish(pipeline, event, cancelled)
+        await self.tasks.stop(pipeline_id)
+        return await self.get(pipeline_id)
+
+    async def go_on(
+        self, pipeline: Pipeline, event: events.PipelineEvent, *changes: tuple[str, Params]
+    ) -> Pipeline:
+        """Commit a person's release of a gate or a restart, and run again unless paused."""
+        if pipeline.status in (
+            PipelineStatus.WAITING_FOR_APPROVAL,
+            PipelineStatus.WAITING_FOR_INPUT,
+            PipelineStatus.FAILED,
+            PipelineStatus.RUNNING,
+        ):
+            changes = (*changes, self._running(pipeline), pipelines.clear_failure(pipeline.id))
+        await self._publish(pipeline, event, *changes)
+        fresh = await self.get(pipeline.id)
+        if fresh.status == PipelineStatus.RUNNING:
+            self.tasks.spawn(pipeline.id)
+        return fresh
+
+    async def recover(self) -> int:
+        """At start-up: steps a stopped process left running are interrupted, and every
+        running pipeline gets its task back. Returns how many were resumed."""
+        running = await pipelines.list_pipelines(
+            self.db, statuses=[PipelineStatus.RUNNING], limit=10_000
+        )
+        for pipeline in running:
+            for step in await pipelines.list_steps(self.db, pipeline.id):
+                if step.status == StepStatus.RUNNING:
+                    await self._publish(
+                        pipeline,
+                        events.StepInterrupted(
+                            pipeline_id=pipeline.id,
+                            ticket=pipeline.ticket_key,
+                            step_id=step.id,
+                            phase=step.phase,
+                            reason="the process stopped during the step",
+                        ),
+                        pipelines.step_status(
+                            step.id, StepStatus.INTERRUPTED, now=self.clock.now()
+                        ),
+                    )
+            self.tasks.spawn(pipeline.id)
+        if running:
+            log.info("resuming %d pipelines left running by the last stop", len(running))
+        return len(running)
+
+    async def close(self) -> None:
+        await self.tasks.close()

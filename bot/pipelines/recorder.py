@@ -1,0 +1,340 @@
+"""Commits what happened to a pipeline, each change with the event that announces it.
+
+A step's verdict (bot/pipelines/outcomes.py) becomes rows: its output and artifacts, its risk
+cards, its cost, its status, the pipeline's status, all in one commit with `step_completed`
+(and `risk_identified`, `waiting_for_approval`, `pipeline_failed`...). The pull-request phase
+pushes and opens the PR before its step is marked completed, so a crash in between opens it
+again idempotently (bot/pipelines/pull_request.py finds the one already there).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from bot.agents import StepResult
+from bot.clock import Clock
+from bot.events.bus import EventBus
+from bot.pipelines import events, outcomes, prompts
+from bot.pipelines.gates import Blocked
+from bot.pipelines.notes import TicketNotes
+from bot.pipelines.outcomes import StepVerdict, Verdict
+from bot.pipelines.pull_request import (
+    PullRequestFailed,
+    PullRequestOpener,
+    gather_facts,
+    pull_request_body,
+)
+from bot.pipelines.states import FailureKind, PipelineStatus, StepStatus
+from bot.pipelines.workspace import PipelineWorkspace, Workspace
+from bot.reviews.events import WaitingForReview
+from bot.worktrees.records import WorktreeError
+from storage import claude_sessions, cycle_types, pipelines, risks, step_outputs, tool_calls
+from storage.database import Database, Params
+from storage.pipelines import Pipeline, Step
+
+log = logging.getLogger(__name__)
+
+LOG_EXCERPT_CHARS = 1500
+
+
+class PipelineRecorder:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        bus: EventBus,
+        clock: Clock,
+        workspace: PipelineWorkspace,
+        opener: PullRequestOpener,
+        notes: TicketNotes,
+    ) -> None:
+        self.db = db
+        self.bus = bus
+        self.clock = clock
+        self.workspace = workspace
+        self.opener = opener
+        self.notes = notes
+
+    async def record(
+        self,
+        pipeline: Pipeline,
+        step: Step,
+        workspace: Workspace,
+        result: StepResult,
+        verdict: StepVerdict,
+    ) -> bool:
+        """Commit a finished agent run's verdict; True when the pipeline goes on."""
+        cost = pipelines.add_cost(pipeline.id, step.id, result.cost_usd)
+        if verdict.verdict == Verdict.FAILED:
+            kind = verdict.kind or FailureKind.AGENT
+            await self.fail(pipeline, step, kind, verdict.message, result=result, extra=cost)
+            return False
+        if verdict.verdict == Verdict.NEEDS_INPUT:
+            await self._waiting_for_input(pipeline, step, result, cost)
+            return False
+        text = prompts.with_revision_note(result.final_text, step.attempt)
+        output = result.output if isinstance(result.output, dict) else None
+        changes = [
+            *cost,
+            step_outputs.save_output(step.id, step.attempt, text, output, now=self.clock.now()),
+        ]
+        if step.artifact_kind == "pr_link":
+            opened = await self._open_pull_requests(pipeline, step, workspace, output)
+            if opened is None:
+                return False
+            changes.extend(opened)
+        elif step.artifact_kind is not None:
+            changes.append(
+                step_outputs.add_artifact(
+                    step.id, pipeline.id, step.attempt, step.artifact_kind, text,
+                    now=self.clock.now(),
+                )
+            )  # fmt: skip
+        new_risks = outcomes.reported_risks(output)
+        if new_risks:
+            changes.append(
+                ("DELETE FROM risks WHERE step_id = ? AND acknowledged_at IS NULL", (step.id,))
+            )
+            changes.extend(
+                risks.add_risk(
+                    pipeline.id, step.id, title=risk.title, severity=risk.severity,
+                    detail=risk.detail, now=self.clock.now(),
+                )
+                for risk in new_risks
+            )  # fmt: skip
+        status = StepStatus.COMPLETED
+        if verdict.verdict == Verdict.NEEDS_APPROVAL:
+            status = StepStatus.WAITING_FOR_APPROVAL
+        changes.append(pipelines.step_status(step.id, status, now=self.clock.now()))
+        await self.bus.publish(
+            events.stream_of(pipeline.id),
+            events.StepCompleted(
+                pipeline_id=pipeline.id,
+                ticket=pipeline.ticket_key,
+                step_id=step.id,
+                phase=step.phase,
+                attempt=step.attempt,
+                cost_usd=round(result.step_cost_usd, 6),
+                outcome=status.value,
+            ),
+            together_with=changes,
+        )
+        if new_risks:
+            await self._announce_risks(pipeline, step)
+        if pipeline.cycle_type is None:
+            return await self._decide_cycle_type(pipeline, step, output)
+        return True
+
+    async def _decide_cycle_type(self, pipeline: Pipeline, step: Step, output: Any) -> bool:
+        """The triage step of a pipeline no rule matched chose the cycle type: its phases
+        follow the triage step, and the pipeline starts for real."""
+        name = output.get("cycle_type") if isinstance(output, dict) else None
+        chosen = await cycle_types.get_cycle_type(self.db, name) if isinstance(name, str) else None
+        if chosen is None:
+            await self.fail(
+                pipeline,
+                step,
+                FailureKind.AGENT,
+                f"the triage agent chose no known cycle type ({name!r})",
+            )
+            return False
+        summary = str(output.get("summary") or "").strip() if isinstance(output, dict) else ""
+        reason = f"triage agent: {summary}" if summary else "triage agent"
+        steps = await pipelines.set_cycle_type(
+            self.db, pipeline.id, chosen, reason=reason[:500], max_cost_usd=chosen.max_cost_usd,
+            now=self.clock.now(), keep_done_triage=True,
+        )  # fmt: skip
+        decided = await pipelines.get_pipeline(self.db, pipeline.id)
+        if decided is None:
+            return False
+        await self.bus.publish(events.stream_of(pipeline.id), events.started(decided, steps))
+        return True
+
+    async def _announce_risks(self, pipeline: Pipeline, step: Step) -> None:
+        for risk in await risks.risks_of(self.db, pipeline.id):
+            if risk.step_id == step.id and risk.acknowledged_at is None:
+                await self.bus.publish(
+                    events.stream_of(pipeline.id),
+                    events.RiskIdentified(
+                        pipeline_id=pipeline.id,
+                        ticket=pipeline.ticket_key,
+                        risk_id=risk.id,
+                        title=risk.title,
+                        severity=risk.severity,
+                        step_id=step.id,
+                    ),
+                )
+
+    async def _waiting_for_input(
+        self, pipeline: Pipeline, step: Step, result: StepResult, cost: list[tuple[str, Params]]
+    ) -> None:
+        now = self.clock.now()
+        await self.bus.publish(
+            events.stream_of(pipeline.id),
+            events.PipelineWaitingForInput(
+                pipeline_id=pipeline.id,
+                ticket=pipeline.ticket_key,
+                step_id=step.id,
+                phase=step.phase,
+                clarification_id=result.clarification_id,
+            ),
+            together_with=[
+                *cost,
+                pipelines.step_status(step.id, StepStatus.WAITING_FOR_INPUT, now=now),
+                pipelines.pipeline_status(pipeline.id, PipelineStatus.WAITING_FOR_INPUT, now=now),
+            ],
+        )
+        if result.clarification_id is not None:
+            await self.notes.clarification_asked(pipeline, result.clarification_id)
+
+    async def _open_pull_requests(
+        self, pipeline: Pipeline, step: Step, workspace: Workspace, output: Any
+    ) -> list[tuple[str, Params]] | None:
+        """Push each repository's branch and open its PR; the rows to commit, or None when it
+        failed (the pipeline is marked failed)."""
+        facts = await gather_facts(self.db, pipeline, self.notes.ticket_url(pipeline.ticket_key))
+        summary = await self.notes.summary_of(pipeline.ticket_key)
+        title, agent_body = outcomes.pull_request_text(output, pipeline.ticket_key, summary)
+        changes: list[tuple[str, Params]] = []
+        for repository in workspace.repositories:
+            try:
+                await self.workspace.push(workspace, repository)
+                opened = await self.opener.open(
+                    repository,
+                    branch=pipeline.branch or "",
+                    title=title,
+                    body=pull_request_body(agent_body, facts),
+                    draft=not facts.tests_passed,
+                )
+            except (PullRequestFailed, WorktreeError) as error:
+                await self.fail(pipeline, step, FailureKind.GITHUB, str(error))
+                return None
+            now = self.clock.now()
+            changes.append(
+                pipelines.record_pull_request(
+                    pipeline.id, opened.repository, opened.number, opened.url,
+                    draft=opened.draft, now=now,
+                )
+            )  # fmt: skip
+            changes.append(
+                step_outputs.add_artifact(
+                    step.id, pipeline.id, step.attempt, "pr_link", title, url=opened.url, now=now
+                )
+            )
+        return changes
+
+    async def hold(self, pipeline: Pipeline, held: Blocked, steps: Sequence[Step]) -> None:
+        """A gate holds: the pipeline waits for a person, and says for what."""
+        step = next(s for s in steps if s.id == held.step_id)
+        await self.bus.publish(
+            events.stream_of(pipeline.id),
+            events.WaitingForApproval(
+                pipeline_id=pipeline.id,
+                ticket=pipeline.ticket_key,
+                step_id=step.id,
+                phase=step.phase,
+                gate=held.gate.value,
+                detail=held.detail,
+            ),
+            together_with=[
+                pipelines.pipeline_status(
+                    pipeline.id, PipelineStatus.WAITING_FOR_APPROVAL, now=self.clock.now()
+                )
+            ],
+        )
+
+    async def all_steps_done(self, pipeline: Pipeline, steps: Sequence[Step]) -> None:
+        """Every step completed: wait for the PR's review, or (no PR, a spike) complete."""
+        opened = await pipelines.pull_requests_of(self.db, pipeline.id)
+        now = self.clock.now()
+        if opened:
+            first = opened[0]
+            await self.bus.publish(
+                events.stream_of(pipeline.id),
+                WaitingForReview(
+                    pr=f"{first.repository}#{first.number}",
+                    number=first.number,
+                    repository=first.repository,
+                ),
+                together_with=[
+                    pipelines.pipeline_status(
+                        pipeline.id, PipelineStatus.WAITING_FOR_REVIEW, now=now
+                    )
+                ],
+            )
+            await self.notes.pull_requests_opened(pipeline, opened)
+            return
+        await self.bus.publish(
+            events.stream_of(pipeline.id),
+            events.PipelineCompleted(pipeline_id=pipeline.id, ticket=pipeline.ticket_key),
+            together_with=[
+                pipelines.pipeline_status(
+                    pipeline.id, PipelineStatus.COMPLETED, now=now, finished=True
+                )
+            ],
+        )
+
+    async def fail(
+        self,
+        pipeline: Pipeline,
+        step: Step | None,
+        kind: FailureKind,
+        message: str,
+        *,
+        result: StepResult | None = None,
+        extra: Sequence[tuple[str, Params]] = (),
+    ) -> None:
+        """The pipeline stops failed, with the phase, the kind, the last tool call and an
+        excerpt of what the agent last said, on its row, in its event and on the ticket."""
+        last_call = await self._last_tool_call(step)
+        excerpt = (result.final_text if result is not None else "")[-LOG_EXCERPT_CHARS:] or None
+        detail = {"last_tool_call": last_call, "log_excerpt": excerpt}
+        now = self.clock.now()
+        changes = [*extra]
+        if step is not None:
+            changes.append(
+                pipelines.step_status(step.id, StepStatus.FAILED, now=now, error=message)
+            )
+        changes.append(
+            pipelines.pipeline_failure(
+                pipeline.id,
+                kind=kind.value,
+                message=message,
+                phase=step.phase if step else None,
+                detail=detail,
+                now=now,
+            )
+        )
+        await self.bus.publish(
+            events.stream_of(pipeline.id),
+            events.PipelineFailed(
+                pipeline_id=pipeline.id,
+                ticket=pipeline.ticket_key,
+                kind=kind.value,
+                message=message,
+                error=message,
+                phase=step.phase if step else None,
+                step_id=step.id if step else None,
+                last_tool_call=last_call,
+                log_excerpt=excerpt,
+            ),
+            together_with=changes,
+        )
+        log.warning(
+            "pipeline %d (%s) failed: %s: %s", pipeline.id, pipeline.ticket_key, kind, message
+        )
+        await self.notes.failed(pipeline, step.phase if step else None, kind.value, message)
+
+    async def _last_tool_call(self, step: Step | None) -> dict[str, Any] | None:
+        if step is None or step.session_key is None:
+            return None
+        session = await claude_sessions.find(self.db, step.session_key)
+        if session is None:
+            return None
+        calls = await tool_calls.for_session(self.db, session.id)
+        if not calls:
+            return None
+        last = calls[-1]
+        return {"tool": last.tool, "arguments": last.arguments, "error": last.error}
