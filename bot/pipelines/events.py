@@ -174,3 +174,14 @@ class PipelineWaitingForInput(PipelineEvent):
     step_id: int
     phase: str
     clarification_id: int | None = None
+
+
+class PipelineWaitingForReview(PipelineEvent):
+    """The pipeline's pull request is open; review response answers its reviewers, and its merge
+    completes the pipeline. (`waiting_for_review` itself comes from the reviews concern, on the
+    pull request's stream.)"""
+
+    type_name: ClassVar[str] = "pipeline_waiting_for_review"
+    repository: str
+    number: int
+    url: str

@@ -28,7 +28,6 @@ from bot.pipelines.pull_request import (
 )
 from bot.pipelines.states import FailureKind, PipelineStatus, StepStatus
 from bot.pipelines.workspace import PipelineWorkspace, Workspace
-from bot.reviews.events import WaitingForReview
 from bot.worktrees.records import WorktreeError
 from storage import claude_sessions, cycle_types, pipelines, risks, step_outputs, tool_calls
 from storage.database import Database, Params
@@ -253,10 +252,12 @@ class PipelineRecorder:
             first = opened[0]
             await self.bus.publish(
                 events.stream_of(pipeline.id),
-                WaitingForReview(
-                    pr=f"{first.repository}#{first.number}",
-                    number=first.number,
+                events.PipelineWaitingForReview(
+                    pipeline_id=pipeline.id,
+                    ticket=pipeline.ticket_key,
                     repository=first.repository,
+                    number=first.number,
+                    url=first.url,
                 ),
                 together_with=[
                     pipelines.pipeline_status(

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.sandbox import SandboxScope
+from bot.isolation.sandbox import SandboxScope
 from bot.worktrees.manager import WorktreeManager
 from bot.worktrees.records import PushResult, SessionView
 from storage import pipelines, repositories
