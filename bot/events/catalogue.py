@@ -25,11 +25,12 @@ EVENT_MODULES: tuple[str, ...] = (
 
 
 def message_types() -> list[type[Event]]:
-    """Every declared message type, by concern in EVENT_MODULES order, then by declaration."""
+    """Every message type of the EVENT_MODULES, in that order, then by declaration."""
     for module in EVENT_MODULES:
         importlib.import_module(module)
     order = {module: position for position, module in enumerate(EVENT_MODULES)}
-    return sorted(REGISTRY.values(), key=lambda cls: order.get(cls.__module__, len(order)))
+    listed = [cls for cls in REGISTRY.values() if cls.__module__ in order]
+    return sorted(listed, key=lambda cls: order[cls.__module__])
 
 
 def _field_names(cls: type[Event]) -> list[str]:
