@@ -92,17 +92,7 @@ class PipelineRecorder:
                 )
             )  # fmt: skip
         new_risks = outcomes.reported_risks(output)
-        if new_risks:
-            changes.append(
-                ("DELETE FROM risks WHERE step_id = ? AND acknowledged_at IS NULL", (step.id,))
-            )
-            changes.extend(
-                risks.add_risk(
-                    pipeline.id, step.id, title=risk.title, severity=risk.severity,
-                    detail=risk.detail, now=self.clock.now(),
-                )
-                for risk in new_risks
-            )  # fmt: skip
+        changes.extend(self._risk_cards(pipeline, step, new_risks))
         status = StepStatus.COMPLETED
         if verdict.verdict == Verdict.NEEDS_APPROVAL:
             status = StepStatus.WAITING_FOR_APPROVAL
@@ -125,6 +115,23 @@ class PipelineRecorder:
         if pipeline.cycle_type is None:
             return await self._decide_cycle_type(pipeline, step, output)
         return True
+
+    def _risk_cards(
+        self, pipeline: Pipeline, step: Step, reported: list[outcomes.ReportedRisk]
+    ) -> list[tuple[str, Params]]:
+        """A rerun's cards replace the ones of its earlier attempt not yet acknowledged."""
+        if not reported:
+            return []
+        return [
+            ("DELETE FROM risks WHERE step_id = ? AND acknowledged_at IS NULL", (step.id,)),
+            *(
+                risks.add_risk(
+                    pipeline.id, step.id, title=risk.title, severity=risk.severity,
+                    detail=risk.detail, now=self.clock.now(),
+                )
+                for risk in reported
+            ),
+        ]  # fmt: skip
 
     async def _decide_cycle_type(self, pipeline: Pipeline, step: Step, output: Any) -> bool:
         """The triage step of a pipeline no rule matched chose the cycle type: its phases
