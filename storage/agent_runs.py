@@ -24,6 +24,7 @@ class RunStatus(enum.StrEnum):
     COMPLETED = "completed"
     PAUSED_FOR_CLARIFICATION = "paused_for_clarification"
     BUDGET_STOPPED = "budget_stopped"
+    LOOP_STOPPED = "loop_stopped"  # the same tool call, again and again
     FAILED = "failed"
     INTERRUPTED = "interrupted"
 

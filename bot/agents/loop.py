@@ -36,7 +36,7 @@ from bot.agents.costs import CostTracker, Usage
 from bot.agents.definitions import AgentDefinition
 from bot.agents.events import AgentStepFinished, AgentStepStarted, AgentTurnInterrupted
 from bot.agents.failures import FailureKind, described, failure_kind
-from bot.agents.messages import block_dict, text_of, tool_uses
+from bot.agents.messages import block_dict, repeated_call, text_of, tool_uses
 from bot.agents.sandbox import BashPolicy
 from bot.agents.sessions import EarlierStep, PipelineSession
 from bot.agents.step import AgentContext, RunScope, StepResult
@@ -181,6 +181,13 @@ class BaseAgent:
         await rt.bus.publish(context.stream, started)
         try:
             return await step.drive()
+        except asyncio.CancelledError:
+            # A pause or a shutdown: the run is recorded interrupted (not left `running`), and
+            # the same session key continues the conversation from its last complete turn.
+            await asyncio.shield(
+                step.finish(RunStatus.INTERRUPTED, reason="cancelled: paused or stopped")
+            )
+            raise
         except Exception as error:
             log.exception("agent %s step %s failed", definition.name, context.session_key)
             return await step.finish(
@@ -256,6 +263,14 @@ class _Step:
         uses = tool_uses(last)
         if not uses:
             return await self.finish(RunStatus.COMPLETED)
+        limit = self.context.repeat_limit
+        looping = repeated_call(self.session.messages, uses, limit) if limit else None
+        if looping is not None:
+            tool, count = looping
+            return await self.finish(
+                RunStatus.LOOP_STOPPED,
+                reason=f"the same {tool} call with the same arguments came {count} times",
+            )
         answered = await self.tool_caller.answer(uses)
         if isinstance(answered, PendingClarification):
             return await self.finish(

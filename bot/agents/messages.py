@@ -9,6 +9,7 @@ tool_calls).
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from bot.agents.tool_registry import ToolResult
@@ -65,3 +66,22 @@ def tool_result_block(tool_use_id: str, result: ToolResult) -> dict[str, Any]:
     if result.is_error:
         block["is_error"] = True
     return block
+
+
+def repeated_call(
+    messages: list[dict[str, Any]], last_uses: list[dict[str, Any]], limit: int
+) -> tuple[str, int] | None:
+    """The tool of the last turn whose exact call (name and arguments) the conversation now
+    holds `limit` times or more, with that count; None when no call repeats that often."""
+    counts: dict[str, int] = {}
+    for message in messages:
+        if message.get("role") != "assistant":
+            continue
+        for use in tool_uses(message):
+            key = json.dumps([use.get("name"), use.get("input")], sort_keys=True, default=str)
+            counts[key] = counts.get(key, 0) + 1
+    for use in last_uses:
+        key = json.dumps([use.get("name"), use.get("input")], sort_keys=True, default=str)
+        if counts.get(key, 0) >= limit:
+            return str(use.get("name")), counts[key]
+    return None

@@ -36,6 +36,9 @@ class AgentContext:
     pr: str | None = None
     budget_usd: float | None = None  # replaces the agent's max_cost_usd for this step
     pipeline_budget_usd: float | None = None
+    # Stop the step (`loop_stopped`) when one tool call with the same arguments comes this
+    # many times in its conversation; None: no such check.
+    repeat_limit: int | None = None
     extra_tools: tuple[Tool, ...] = ()
     # The worktree's ports, caches and sandbox paths for bash, when the WorktreeManager made
     # the worktree: `await manager.command_sandbox(row)`.

@@ -68,3 +68,23 @@ def test_event_payloads_keep_their_wire_text_and_send_absent_optionals_as_null()
     assert data["status"] == "budget_stopped" and data["error"] is None
     completed = ToolCallCompleted(call_id=3, tool="bash", result="", duration_ms=12.0, run_id=1)
     assert json.loads(msgspec.json.encode(completed))["duration_ms"] == 12.0
+
+
+def test_a_call_repeated_up_to_the_limit_is_named_and_different_arguments_are_not() -> None:
+    from bot.agents.messages import repeated_call
+
+    def turn(*calls: tuple[str, dict[str, object]]) -> dict[str, object]:
+        return {
+            "role": "assistant",
+            "content": [
+                {"type": "tool_use", "id": f"t{n}", "name": name, "input": args}
+                for n, (name, args) in enumerate(calls)
+            ],
+        }
+
+    same = ("grep", {"pattern": "x", "path": "."})
+    other = ("grep", {"pattern": "y", "path": "."})
+    messages = [turn(same), turn(other), turn(same), turn(same)]
+    last = messages[-1]["content"]
+    assert repeated_call(messages, last, 3) == ("grep", 3)
+    assert repeated_call(messages, last, 4) is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from bot.agents.clarifications import ClarificationError
 from bot.agents.loop import AgentContext
 from bot.agents.runner import AgentRunner
-from storage import agent_runs, clarifications
+from storage import agent_runs, clarifications, claude_sessions
 from storage.database import Database
 from tests.agents.conftest import Recorder
 from tests.fakes import anthropic as scripted
@@ -177,3 +178,36 @@ async def test_a_later_pipeline_step_gets_the_earlier_steps_in_its_prompt(
     await runner.run_step("implementer", implementing)
     system_text = fake.requests[-1].body["system"][-1]["text"]
     assert "## planner\nPlan: rename GREETING's value." in system_text
+
+
+async def test_a_cancelled_step_is_recorded_interrupted_and_continues_its_conversation(
+    runner: AgentRunner, fake: FakeAnthropic, context: AgentContext, db: Database
+) -> None:
+    fake.add(scripted.tool_use("file_read", {"path": "README.md"}, say="Reading first."))
+    fake.add(dataclasses.replace(scripted.text("never sent"), delay_s=30.0))
+    running = asyncio.create_task(runner.run_step("implementer", context))
+    await fake.wait_for_requests(2)  # the second turn is under way when the pause comes
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    session = await claude_sessions.find(db, context.session_key)
+    assert session is not None
+    (run,) = await agent_runs.for_session(db, session.id)
+    assert run.status == "interrupted"
+
+    fake.add(scripted.text("Done after the pause."))
+    resumed = await runner.run_step("implementer", context)
+    assert resumed.status == "completed" and resumed.final_text == "Done after the pause."
+    roles = [m["role"] for m in fake.requests[-1].messages]
+    assert roles == ["user", "assistant", "user"]  # the completed first turn was kept
+
+
+async def test_the_same_tool_call_five_times_stops_the_step_as_a_loop(
+    runner: AgentRunner, fake: FakeAnthropic, context: AgentContext
+) -> None:
+    for _ in range(6):
+        fake.add(scripted.tool_use("file_read", {"path": "README.md"}, say="Again."))
+    looped = await runner.run_step("implementer", dataclasses.replace(context, repeat_limit=5))
+    assert looped.status == "loop_stopped"
+    assert looped.reason == "the same file_read call with the same arguments came 5 times"
+    assert len(fake.requests) == 5  # the fifth call was not run, nor the model asked again

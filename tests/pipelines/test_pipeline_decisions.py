@@ -23,7 +23,7 @@ RULES = [
 
 def traits(**changes: object) -> TicketTraits:
     base = TicketTraits(issue_type="Story", labels=(), components=(), summary="Tidy things")
-    return replace(base, **changes)  # type: ignore[arg-type]  # test-only field overrides
+    return replace(base, **changes)  # test-only field overrides
 
 
 def test_the_first_matching_rule_decides_and_says_why() -> None:
