@@ -33,6 +33,7 @@ from bot.concerns import Concern, HandlerContext
 from bot.config import DEFAULT_SETTINGS
 from bot.events.message import Event
 from bot.services import Services
+from bot.tasks import stop_tasks
 from storage import deliveries
 from storage.database import Params
 from storage.deliveries import Delivery
@@ -97,10 +98,7 @@ class Dispatcher:
                 await self.claim_and_start()
                 await self._wait_for_work()
         finally:
-            for task in self._running:
-                task.cancel()
-            with contextlib.suppress(Exception):
-                await asyncio.gather(*self._running, return_exceptions=True)
+            await stop_tasks(list(self._running))
 
     async def claim_and_start(self) -> int:
         free = self.concurrency - len(self._running)

@@ -14,13 +14,13 @@ an injected one, so its job could not be driven by a test's clock.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from bot.clock import Clock
+from bot.tasks import stop_tasks
 
 log = logging.getLogger(__name__)
 
@@ -77,9 +77,7 @@ class Scheduler:
         """Stop a job (a run in progress is cancelled) and forget it; unknown names are fine."""
         job = self._jobs.pop(name, None)
         if job is not None and job.task is not None:
-            job.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await job.task
+            await stop_tasks([job.task])
 
     async def stop(self) -> None:
         for name in list(self._jobs):

@@ -31,6 +31,7 @@ from bot.reviews.scheduler import ReviewScheduler
 from bot.reviews.service import Doorbell, ReviewService
 from bot.scheduling import Scheduler
 from bot.services import Services
+from bot.tasks import stop_tasks
 from bot.worktrees import service as worktree_service
 from storage.database import Database
 from web.keys import (
@@ -65,13 +66,7 @@ HOUSEKEEPING_JOB = "housekeeping"
 async def _cancel(task: asyncio.Task[None]) -> None:
     """Stop a background task at shutdown; an error it ended with is logged, not raised, so
     the contexts opened before it still close."""
-    task.cancel()
-    try:
-        await task
-    except asyncio.CancelledError:
-        pass
-    except Exception:
-        log.exception("%s ended with an error", task.get_name())
+    await stop_tasks([task])
 
 
 async def database(app: web.Application) -> AsyncIterator[None]:

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 import os
+import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,16 +151,19 @@ async def run_git(
         stdin=asyncio.subprocess.DEVNULL if stdin is None else stdin,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        # Its own process group, so a stop kills git's helpers too (upload-pack, remote
+        # helpers): one left alive would hold the pipes open and `wait()` would never return.
+        start_new_session=True,
     )
     try:
         stdout_bytes, stderr_bytes = await asyncio.wait_for(process.communicate(), timeout_s)
     except TimeoutError:
-        process.kill()
+        _kill_group(process)
         await process.wait()
         raise GitError(args, None, f"timed out after {timeout_s:.0f}s") from None
     except asyncio.CancelledError:
         # A cancelled caller (shutdown) must not leave git running behind it.
-        process.kill()
+        _kill_group(process)
         await asyncio.shield(process.wait())
         raise
     stdout = _scrub(stdout_bytes.decode("utf-8", errors="replace"), token)
@@ -167,3 +172,8 @@ async def run_git(
     if check and returncode != 0:
         raise GitError(args, returncode, stderr)
     return GitOutput(stdout, stderr, returncode)
+
+
+def _kill_group(process: asyncio.subprocess.Process) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)

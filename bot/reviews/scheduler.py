@@ -23,6 +23,7 @@ from bot.clock import Clock
 from bot.reviews import worker
 from bot.reviews.service import ReviewService
 from bot.reviews.states import BatchStatus
+from bot.tasks import stop_tasks
 from storage import review_batches
 from storage.timestamps import from_text
 
@@ -67,10 +68,7 @@ class ReviewScheduler:
                 await self.start_due()
                 await self._wait()
         finally:
-            for task in self._running.values():
-                task.cancel()
-            with contextlib.suppress(Exception):
-                await asyncio.gather(*self._running.values(), return_exceptions=True)
+            await stop_tasks(list(self._running.values()))
 
     async def start_due(self) -> int:
         due = await review_batches.due_batches(self.service.db, self.service.clock.now())

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from bot.gitops.runner import GitError, run_git
 from bot.gitops.worktree_list import list_worktrees
+from bot.tasks import stop_tasks
 from bot.worktrees import disk
 from bot.worktrees.layout import WorktreeLayout
 from bot.worktrees.mirrors import Mirrors
@@ -158,11 +159,7 @@ class SparePool:
 
     async def close(self) -> None:
         """Stop background spare refills (the app's shutdown)."""
-        for task in self._refills.values():
-            task.cancel()
-        for task in self._refills.values():
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await stop_tasks(list(self._refills.values()))
         self._refills.clear()
 
 
