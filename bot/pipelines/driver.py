@@ -33,6 +33,7 @@ class PipelineLimits:
 
     pipeline_max_cost_usd: float = 25.0
     step_max_cost_usd: float | None = None  # None: the agent's own max_cost_usd
+    repeat_limit: int = 5  # the same tool call this often in a step stops it (kind `loop`)
 
 
 class PipelineDriver:
@@ -141,6 +142,7 @@ class PipelineDriver:
             step_id=step.id,
             budget_usd=step.max_cost_usd or self.limits.step_max_cost_usd,
             pipeline_budget_usd=pipeline.max_cost_usd or self.limits.pipeline_max_cost_usd,
+            repeat_limit=self.limits.repeat_limit,
             sandbox=await self.workspace.sandbox(workspace),
         )
         await self.workspace.hold(workspace, pipeline.id)
