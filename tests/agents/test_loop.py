@@ -9,9 +9,9 @@ from bot.agents.loop import AgentContext
 from bot.agents.runner import AgentRunner
 from bot.agents.tokens import token_catchup
 from bot.clock import ManualClock
-from storage import agent_runs, token_buffer, tool_calls
+from storage import agent_runs, claude_sessions, token_buffer, tool_calls
 from storage.database import Database
-from tests.agents.conftest import Recorder, git
+from tests.agents.conftest import MakeRunner, Recorder, git
 from tests.fakes import anthropic as scripted
 from tests.fakes.anthropic import FakeAnthropic
 
@@ -170,12 +170,12 @@ async def test_a_step_continues_its_stored_conversation_after_a_restart(
     )
     task = asyncio.create_task(first.run_step("implementer", context))
     await asyncio.wait_for(fake.wait_for_requests(3), 10)
-    task.cancel()  # the process dies while the third turn is in flight
+    task.cancel()  # the process stops while the third turn is in flight
     await asyncio.gather(task, return_exceptions=True)
     interrupted_request = fake.requests[2]
 
     second = make_runner()
-    await second.start()  # a new process: the run left `running` is marked interrupted
+    await second.start()  # a new process
     fake.add(scripted.text("Both done."))
     result = await second.run_step("implementer", context)
     assert result.status == "completed"
@@ -185,10 +185,26 @@ async def test_a_step_continues_its_stored_conversation_after_a_restart(
     assert (worktree / "ran.log").read_text() == "ran\n"  # the command did not run twice
     runs = await agent_runs.for_session(db, result.session_id)
     assert [(r.status, r.reason) for r in runs] == [
-        ("interrupted", "the process stopped during the run"),
+        ("interrupted", "cancelled: paused or stopped"),
         ("completed", None),
     ]
     assert resumed.cache_read_bytes > 0
+
+
+async def test_a_run_a_killed_process_left_running_is_marked_interrupted_at_start_up(
+    make_runner: MakeRunner, db: Database, clock: ManualClock
+) -> None:
+    session = await claude_sessions.create(
+        db, session_key="k", agent="implementer", model="m", pipeline_id=None, step_id=None,
+        pr=None, now=clock.now(),
+    )  # fmt: skip
+    killed = await agent_runs.start(
+        db, session_id=session.id, agent="implementer", stream="s", now=clock.now()
+    )
+    assert killed.status == "running"
+    await make_runner().start()
+    (run,) = await agent_runs.for_session(db, session.id)
+    assert (run.status, run.reason) == ("interrupted", "the process stopped during the run")
 
 
 async def test_a_broken_stream_after_tool_use_started_is_recorded_and_asked_again(
