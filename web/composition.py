@@ -31,7 +31,7 @@ from bot.reviews.scheduler import ReviewScheduler
 from bot.reviews.service import Doorbell, ReviewService
 from bot.scheduling import Scheduler
 from bot.services import Services
-from bot.tasks import stop_tasks
+from bot.tasks import SHUTDOWN_GRACE_S, stop_tasks
 from bot.worktrees import service as worktree_service
 from storage.database import Database
 from web.keys import (
@@ -65,8 +65,9 @@ HOUSEKEEPING_JOB = "housekeeping"
 
 async def _cancel(task: asyncio.Task[None]) -> None:
     """Stop a background task at shutdown; an error it ended with is logged, not raised, so
-    the contexts opened before it still close."""
-    await stop_tasks([task])
+    the contexts opened before it still close. The grace is longer than the one the task
+    gives its own children (the dispatcher's handlers, the review runs), so they stop first."""
+    await stop_tasks([task], grace_s=SHUTDOWN_GRACE_S + 5.0)
 
 
 async def database(app: web.Application) -> AsyncIterator[None]:
@@ -157,8 +158,8 @@ async def agents(app: web.Application) -> AsyncIterator[None]:
         yield
         return
     runner = build_agent_runner(settings, db=app[DB], bus=app[BUS], clock=app[CLOCK])
-    await runner.start()
     try:
+        await runner.start()  # inside: a start that fails partway still closes what it opened
         app[AGENTS] = runner
         yield
     finally:

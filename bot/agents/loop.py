@@ -178,21 +178,30 @@ class BaseAgent:
             session_key=context.session_key,
             restored=session.restored,
         )
-        await rt.bus.publish(context.stream, started)
         try:
+            await rt.bus.publish(context.stream, started)
             return await step.drive()
         except asyncio.CancelledError:
-            # A pause or a shutdown: the run is recorded interrupted (not left `running`), and
-            # the same session key continues the conversation from its last complete turn.
-            await asyncio.shield(
-                step.finish(RunStatus.INTERRUPTED, reason="cancelled: paused or stopped")
-            )
+            # A pause, a shutdown or the caller's time limit: the run is recorded interrupted
+            # (not left `running`), and the same session key continues the conversation from
+            # its last complete turn. A failure to record it must not hide the cancellation.
+            try:
+                await asyncio.shield(step.finish(RunStatus.INTERRUPTED, reason=CANCELLED))
+            except Exception:
+                log.exception(
+                    "agent %s step %s: recording the cancel failed",
+                    definition.name,
+                    context.session_key,
+                )
             raise
         except Exception as error:
             log.exception("agent %s step %s failed", definition.name, context.session_key)
             return await step.finish(
                 RunStatus.FAILED, error=described(error), failure=failure_kind(error)
             )
+
+
+CANCELLED = "cancelled: paused, stopped or out of time"
 
 
 class _Step:

@@ -71,17 +71,25 @@ def tool_result_block(tool_use_id: str, result: ToolResult) -> dict[str, Any]:
 def repeated_call(
     messages: list[dict[str, Any]], last_uses: list[dict[str, Any]], limit: int
 ) -> tuple[str, int] | None:
-    """The tool of the last turn whose exact call (name and arguments) the conversation now
-    holds `limit` times or more, with that count; None when no call repeats that often."""
-    counts: dict[str, int] = {}
-    for message in messages:
-        if message.get("role") != "assistant":
-            continue
-        for use in tool_uses(message):
-            key = json.dumps([use.get("name"), use.get("input")], sort_keys=True, default=str)
-            counts[key] = counts.get(key, 0) + 1
+    """The tool of the last turn whose exact call (name and arguments) came in each of the last
+    `limit` or more turns in a row, with that count; None otherwise. A different call in
+    between resets the count, so rerunning the tests after each edit is no loop."""
+    turns = [
+        {_call_key(use) for use in tool_uses(message)}
+        for message in messages
+        if message.get("role") == "assistant"
+    ]
     for use in last_uses:
-        key = json.dumps([use.get("name"), use.get("input")], sort_keys=True, default=str)
-        if counts.get(key, 0) >= limit:
-            return str(use.get("name")), counts[key]
+        key = _call_key(use)
+        streak = 0
+        for calls in reversed(turns):
+            if calls != {key}:
+                break
+            streak += 1
+        if streak >= limit:
+            return str(use.get("name")), streak
     return None
+
+
+def _call_key(use: dict[str, Any]) -> str:
+    return json.dumps([use.get("name"), use.get("input")], sort_keys=True, default=str)

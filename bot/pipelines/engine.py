@@ -19,6 +19,7 @@ from bot.events.bus import EventBus
 from bot.pipelines import events
 from bot.pipelines.driver import PipelineDriver
 from bot.pipelines.states import PipelineStatus, StepStatus
+from bot.tasks import stop_tasks
 from storage import pipelines
 from storage.database import Database, Params
 from storage.pipelines import Pipeline
@@ -75,11 +76,8 @@ class PipelineTasks:
     async def stop(self, pipeline_id: int) -> None:
         """Cancel the pipeline's task and wait for it to record its interrupted step."""
         task = self._tasks.pop(pipeline_id, None)
-        if task is None or task.done():
-            return
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        if task is not None:
+            await stop_tasks([task])
 
     def running(self, pipeline_id: int) -> bool:
         task = self._tasks.get(pipeline_id)

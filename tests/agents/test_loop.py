@@ -185,7 +185,7 @@ async def test_a_step_continues_its_stored_conversation_after_a_restart(
     assert (worktree / "ran.log").read_text() == "ran\n"  # the command did not run twice
     runs = await agent_runs.for_session(db, result.session_id)
     assert [(r.status, r.reason) for r in runs] == [
-        ("interrupted", "cancelled: paused or stopped"),
+        ("interrupted", "cancelled: paused, stopped or out of time"),
         ("completed", None),
     ]
     assert resumed.cache_read_bytes > 0

@@ -70,7 +70,7 @@ def test_event_payloads_keep_their_wire_text_and_send_absent_optionals_as_null()
     assert json.loads(msgspec.json.encode(completed))["duration_ms"] == 12.0
 
 
-def test_a_call_repeated_up_to_the_limit_is_named_and_different_arguments_are_not() -> None:
+def test_a_call_repeated_turn_after_turn_is_named_and_one_in_between_resets_it() -> None:
     from bot.agents.messages import repeated_call
 
     def turn(*calls: tuple[str, dict[str, object]]) -> dict[str, object]:
@@ -84,7 +84,9 @@ def test_a_call_repeated_up_to_the_limit_is_named_and_different_arguments_are_no
 
     same = ("grep", {"pattern": "x", "path": "."})
     other = ("grep", {"pattern": "y", "path": "."})
-    messages = [turn(same), turn(other), turn(same), turn(same)]
+    messages = [turn(same), turn(other), turn(same), turn(same), turn(same)]
     last = messages[-1]["content"]
     assert repeated_call(messages, last, 3) == ("grep", 3)
-    assert repeated_call(messages, last, 4) is None
+    assert repeated_call(messages, last, 4) is None  # the other call in between reset it
+    edits = [turn(("pytest", {})), turn(("edit", {"n": 1})), turn(("pytest", {}))]
+    assert repeated_call(edits, edits[-1]["content"], 2) is None
