@@ -15,6 +15,7 @@ from bot.config import Settings
 from bot.events.bus import EventBus
 from bot.github.app import GitHubApp
 from bot.jira.service import JiraService
+from bot.pipelines.cycle_type_service import CycleTypes
 from bot.repositories import RepositoryRegistry
 from bot.reviews.service import ReviewService
 from bot.worktrees.manager import WorktreeManager
@@ -33,3 +34,4 @@ class Services:
     worktrees: WorktreeManager | None = None
     repositories: RepositoryRegistry | None = None  # with the worktrees
     jira: JiraService | None = None
+    cycle_types: CycleTypes | None = None  # the pipelines' recipes (docs/pipelines.md)

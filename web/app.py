@@ -20,6 +20,7 @@ from bot.config import Settings
 from bot.reviews.engine import ReviewEngine
 from web import auth, composition, status, webhooks_github, webhooks_jira, ws
 from web.api import agents as agents_api
+from web.api import cycle_types as cycle_types_api
 from web.api import deliveries as deliveries_api
 from web.api import events as events_api
 from web.api import pull_requests as pull_requests_api
@@ -89,6 +90,7 @@ def create_app(
     app.router.add_routes(agents_api.routes)
     app.router.add_routes(pull_requests_api.routes)
     app.router.add_routes(repositories_api.routes)
+    app.router.add_routes(cycle_types_api.routes)
     app.router.add_routes(worktrees_api.routes)
     app.router.add_routes(tickets_api.routes)
     app.router.add_static("/static", HERE / "static")

@@ -17,13 +17,16 @@ import aiohttp
 from aiohttp import web
 
 from bot import api_token, routers
+from bot.agents.definitions import AgentConfigError, load_agents_config
 from bot.agents.runner import build_agent_runner
+from bot.agents.tools import BUILTIN_TOOLS, CLARIFICATION_TOOL, REPORT_TOOL
 from bot.dispatcher import Dispatcher
 from bot.events.bus import EventBus
 from bot.github.app import GitHubApp
 from bot.housekeeping import PRUNE_EVERY_S, Housekeeping
 from bot.intake import DeliveryIntake
 from bot.jira.service import JiraService
+from bot.pipelines.cycle_type_service import CycleTypes
 from bot.repositories import RepositoryRegistry
 from bot.reviews.agent_engine import build_agent_review_engine
 from bot.reviews.engine import ReviewEngine
@@ -240,8 +243,21 @@ async def services(app: web.Application) -> AsyncIterator[None]:
         worktrees=app[WORKTREES],
         repositories=app[REPOSITORIES],
         jira=app.get(JIRA),
+        cycle_types=_cycle_types(app),
     )
     yield
+
+
+def _cycle_types(app: web.Application) -> CycleTypes:
+    """The cycle types' editor, checking agents against the agents file the runner uses."""
+    settings = app[SETTINGS]
+    try:
+        config = load_agents_config(settings.agents_file, default_model=settings.model)
+    except AgentConfigError as error:  # the runner reports the same problems at its start
+        log.warning("cycle types: the agents file is unusable (%s); using the shipped one", error)
+        config = load_agents_config(None, default_model=settings.model)
+    tools = {tool.name for tool in BUILTIN_TOOLS} | {CLARIFICATION_TOOL, REPORT_TOOL}
+    return CycleTypes(db=app[DB], clock=app[CLOCK], known_agents=config.agents, known_tools=tools)
 
 
 async def dispatcher(app: web.Application) -> AsyncIterator[None]:
