@@ -346,10 +346,6 @@ def set_branch(pipeline_id: int, branch: str, worktree_session_id: str | None) -
     )
 
 
-def raise_cap(pipeline_id: int, max_cost_usd: float) -> Statement:
-    return ("UPDATE pipelines SET max_cost_usd = ? WHERE id = ?", (max_cost_usd, pipeline_id))
-
-
 @dataclass(frozen=True, slots=True)
 class PipelinePullRequest:
     pipeline_id: int

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bot.agents import AgentContext, AgentRunner, StepResult
@@ -66,9 +67,9 @@ class PipelineDriver:
                 return
             step = gates.next_step(steps, found_risks)
             if step is None:
-                await self.recorder.all_steps_done(pipeline, steps)
+                await self.recorder.all_steps_done(pipeline)
                 return
-            if not await self.run_step(pipeline, step):
+            if not await self.run_step(pipeline, step, steps):
                 return
 
     async def fail_internal(self, pipeline_id: int, message: str) -> None:
@@ -77,7 +78,7 @@ class PipelineDriver:
         if pipeline is not None and pipeline.status == PipelineStatus.RUNNING:
             await self.recorder.fail(pipeline, None, FailureKind.INTERNAL, message)
 
-    async def run_step(self, pipeline: Pipeline, step: Step) -> bool:
+    async def run_step(self, pipeline: Pipeline, step: Step, steps: Sequence[Step]) -> bool:
         """Run one step; True when the pipeline goes on to the next one."""
         try:
             ticket = await self._ticket_facts(pipeline.ticket_key)
@@ -105,7 +106,7 @@ class PipelineDriver:
             ],
         )
         try:
-            result = await self._run_agent(pipeline, step, workspace, ticket, session_key)
+            result = await self._run_agent(pipeline, step, steps, workspace, ticket, session_key)
         except asyncio.CancelledError:
             await asyncio.shield(self._interrupted(pipeline, step, "paused or stopped"))
             raise
@@ -122,11 +123,12 @@ class PipelineDriver:
         self,
         pipeline: Pipeline,
         step: Step,
+        steps: Sequence[Step],
         workspace: Workspace,
         ticket: prompts.TicketFacts,
         session_key: str,
     ) -> StepResult:
-        earlier = await self._earlier_outputs(pipeline.id, step)
+        earlier = await self._earlier_outputs(pipeline.id, step, steps)
         feedback = [
             given.text
             for given in await step_outputs.feedback_of(self.db, step.id)
@@ -152,17 +154,14 @@ class PipelineDriver:
         finally:
             await asyncio.shield(self.workspace.release(workspace))
 
-    async def _earlier_outputs(self, pipeline_id: int, step: Step) -> list[prompts.EarlierOutput]:
+    async def _earlier_outputs(
+        self, pipeline_id: int, step: Step, steps: Sequence[Step]
+    ) -> list[prompts.EarlierOutput]:
         outputs = await step_outputs.outputs_of(self.db, pipeline_id)
-        before = [
-            s
-            for s in await pipelines.list_steps(self.db, pipeline_id)
-            if s.position < step.position
-        ]
         return [
             prompts.EarlierOutput(s.phase, outputs[s.id].text, outputs[s.id].output)
-            for s in before
-            if s.id in outputs
+            for s in steps
+            if s.position < step.position and s.id in outputs
         ]
 
     async def _ticket_facts(self, key: str) -> prompts.TicketFacts:

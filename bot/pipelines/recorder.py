@@ -251,7 +251,7 @@ class PipelineRecorder:
             ],
         )
 
-    async def all_steps_done(self, pipeline: Pipeline, steps: Sequence[Step]) -> None:
+    async def all_steps_done(self, pipeline: Pipeline) -> None:
         """Every step completed: wait for the PR's review, or (no PR, a spike) complete."""
         opened = await pipelines.pull_requests_of(self.db, pipeline.id)
         now = self.clock.now()
