@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import tracemalloc
 from pathlib import Path
 
@@ -218,8 +219,9 @@ async def test_the_scheduled_sync_runs_when_the_injected_clock_passes_the_interv
     await manual_clock.advance(119.0)
     assert not [r for r in fake_jira.requests if "/search" in r.path]
     await manual_clock.advance(1.0)
-    while "sync_complete" not in [frame.type for frame in await subscription.next_batch()]:
-        pass
+    async with asyncio.timeout(10):
+        while "sync_complete" not in [frame.type for frame in await subscription.next_batch()]:
+            assert not subscription.overflowed
     assert [r for r in fake_jira.requests if "/search" in r.path]  # the search the sync made
     stats = await (await client.get("/api/tickets/stats", headers=auth_headers())).json()
     assert stats["sync"]["latest"]["PROJ"]["trigger"] == "schedule"

@@ -3,25 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
-
-import pytest
 
 from storage import pull_requests, review_batches, review_comments, review_replies
 from storage.database import Database
 from storage.review_comments import NewComment
 
 NOW = datetime(2026, 11, 24, 15, 40, tzinfo=UTC)
-
-
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = await Database.open(f"sqlite:///{tmp_path / 'r.db'}")
-    await database.migrate()
-    yield database
-    await database.close()
 
 
 async def a_pr(db: Database) -> pull_requests.PullRequest:

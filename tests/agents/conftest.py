@@ -35,14 +35,6 @@ async def fake() -> AsyncIterator[FakeAnthropic]:
 
 
 @pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = await Database.open(f"sqlite:///{tmp_path / 'agents.db'}")
-    await database.migrate()
-    yield database
-    await database.close()
-
-
-@pytest.fixture
 def clock() -> ManualClock:
     return ManualClock()
 

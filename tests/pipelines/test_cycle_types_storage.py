@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
-
-import pytest
 
 from storage import cycle_types
 from storage.cycle_types import PhaseChoice
 from storage.database import Database
 
 NOW = datetime(2026, 12, 3, 10, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = await Database.open(f"sqlite:///{tmp_path / 'p.db'}")
-    await database.migrate()
-    yield database
-    await database.close()
 
 
 def phase_names(cycle_type: cycle_types.CycleType | None) -> list[str]:

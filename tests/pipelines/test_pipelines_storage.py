@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-
-import pytest
 
 from storage import cycle_types, pipelines, risks, step_outputs
 from storage.cycle_types import PhaseChoice
 from storage.database import Database
 
 NOW = datetime(2026, 12, 3, 10, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = await Database.open(f"sqlite:///{tmp_path / 'p.db'}")
-    await database.migrate()
-    yield database
-    await database.close()
 
 
 async def a_backend_pipeline(db: Database) -> tuple[pipelines.Pipeline, list[pipelines.Step]]:
@@ -82,7 +70,11 @@ async def test_editing_the_cycle_type_later_leaves_existing_steps_alone(db: Data
         phases=[PhaseChoice("triage")],
         now=NOW,
     )
-    assert len(await pipelines.list_steps(db, pipeline.id)) == len(steps) == 7
+    edited = await cycle_types.get_cycle_type(db, "backend")
+    assert edited is not None and [p.phase.name for p in edited.phases] == ["triage"]
+    kept = await pipelines.list_steps(db, pipeline.id)
+    assert [step.phase for step in kept] == [step.phase for step in steps]
+    assert len(kept) == 7
 
 
 async def test_running_stamps_the_start_once_and_ending_stamps_the_finish(db: Database) -> None:
