@@ -77,6 +77,7 @@ async def test_no_secret_configured_is_503(start_app: StartApp, tmp_path: Path) 
         (b"not json", None, None),
         (b"[1, 2]", None, None),
         (b"\xff\xfe", None, None),
+        (b'{"action": "x", "other": "\xff"}', None, None),  # bad UTF-8 in a skipped field
         (b"{}", "X-GitHub-Event", ""),
         (b"{}", "X-GitHub-Delivery", ""),
         (b"{}", "X-GitHub-Event", "Bad Event!"),

@@ -47,6 +47,16 @@ async def test_no_secret_configured_is_503(
     assert response.status == 503
 
 
+async def test_a_signed_body_with_bad_utf8_in_a_skipped_field_is_400(
+    start_app: StartApp, tmp_path: Path, fake_jira: FakeJira
+) -> None:
+    client = await start_app(jira_settings(tmp_path, fake_jira))
+    body = b'{"webhookEvent": "jira:issue_updated", "other": "\xff"}'
+    response = await client.post("/webhooks/jira", data=body, headers=jira_headers(body))
+    assert response.status == 400
+    assert (await response.json())["error"]["code"] == "malformed_body"
+
+
 async def test_issue_created_is_mirrored_at_once_and_a_redelivery_is_a_no_op(
     start_app: StartApp, tmp_path: Path, fake_jira: FakeJira
 ) -> None:

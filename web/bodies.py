@@ -68,6 +68,16 @@ def decode_body(
         raise ApiError(400, malformed, f"the body is not valid JSON: {error}") from None
 
 
+def decode_body_and_text(raw: bytes, model: type[BodyT]) -> tuple[BodyT, str]:
+    """`raw` as a `model` and as text (a webhook keeps its payload). msgspec does not check the
+    UTF-8 of fields the model skips, so the text is decoded here too: 400 `malformed_body`."""
+    decoded = decode_body(raw, model)
+    try:
+        return decoded, raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ApiError(400, MALFORMED_BODY, f"the body is not UTF-8: {error}") from None
+
+
 async def read_json(
     request: web.Request,
     model: type[BodyT],

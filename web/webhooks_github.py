@@ -21,7 +21,7 @@ import msgspec
 from aiohttp import web
 
 from bot.intake import WebhookDelivery
-from web.bodies import decode_body
+from web.bodies import decode_body_and_text
 from web.errors import ApiError
 from web.intake import signature_matches, store_delivery
 from web.keys import SERVICES
@@ -51,8 +51,7 @@ def _json_body(request: web.Request, body: bytes) -> bytes:
 
 def _logged_fields(payload: bytes) -> tuple[_LoggedFields, str]:
     """The logged fields and the payload as text; ApiError 400 unless it is a JSON object."""
-    fields = decode_body(payload, _LoggedFields)
-    return fields, payload.decode("utf-8")  # decode_body refused a body that is not UTF-8
+    return decode_body_and_text(payload, _LoggedFields)
 
 
 @routes.post("/webhooks/github")

@@ -17,7 +17,7 @@ import msgspec
 from aiohttp import web
 
 from bot.intake import WebhookDelivery
-from web.bodies import decode_body
+from web.bodies import decode_body_and_text
 from web.errors import ApiError
 from web.intake import signature_matches, store_delivery
 from web.keys import SERVICES
@@ -46,8 +46,7 @@ async def jira_webhook(request: web.Request) -> web.Response:
     body = await request.read()
     if not signature_matches(secret.reveal(), body, request.headers.get("X-Hub-Signature")):
         raise ApiError(401, "bad_signature", "X-Hub-Signature is missing or does not match")
-    fields = decode_body(body, _LoggedFields)
-    payload_text = body.decode("utf-8")  # decode_body refused a body that is not UTF-8
+    fields, payload_text = decode_body_and_text(body, _LoggedFields)
     event = fields.webhookEvent
     if not isinstance(event, str) or not _EVENT_NAME.match(event):
         raise ApiError(400, "malformed_body", "payload has no valid webhookEvent")
