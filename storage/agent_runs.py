@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from storage.database import Database
+from storage.database import Database, found
 from storage.timestamps import to_text
 
 
@@ -213,9 +213,6 @@ _TOTALS = """
 """
 
 
-NO_COSTS = CostTotals(0, 0, 0, 0, 0, 0.0)
-
-
 async def cost_totals(
     db: Database,
     *,
@@ -229,7 +226,6 @@ async def cost_totals(
     if len(chosen) != 1:
         raise ValueError("give exactly one of session_id, pipeline_id, pr")
     column, value = chosen[0]
-    row = await db.fetchone(f"{_TOTALS} WHERE {column} = ?", (value,))
-    if row is None:  # an aggregate without GROUP BY always has its row; kept for the type
-        return NO_COSTS
+    # An aggregate without GROUP BY always gives its one row.
+    row = found(await db.fetchone(f"{_TOTALS} WHERE {column} = ?", (value,)), "cost totals")
     return CostTotals(int(row[0]), int(row[1]), int(row[2]), int(row[3]), int(row[4]), row[5])

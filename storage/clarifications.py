@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from storage.database import Database
+from storage.database import Database, found
 from storage.timestamps import to_text
 
 
@@ -21,10 +21,6 @@ class ClarificationStatus(enum.StrEnum):
 
     OPEN = "open"
     ANSWERED = "answered"
-
-
-class ClarificationVanished(LookupError):
-    """A question stored a moment ago is gone (its session was deleted meanwhile)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,10 +91,8 @@ async def ask(
             to_text(now),
         ),
     )
-    found = await find(db, session_id, tool_use_id)
-    if found is None:
-        raise ClarificationVanished(f"the question of {tool_use_id} in session {session_id}")
-    return found, result.rowcount == 1
+    stored = found(await find(db, session_id, tool_use_id), f"the question of {tool_use_id}")
+    return stored, result.rowcount == 1
 
 
 async def find(db: Database, session_id: int, tool_use_id: str) -> Clarification | None:

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from storage.database import Database
+from storage.database import Database, found
 from storage.timestamps import to_text
 
 
@@ -102,9 +102,7 @@ async def start_run(
         " VALUES (?, ?, ?, ?, ?)",
         (project, kind, trigger, RunStatus.RUNNING, to_text(now)),
     )
-    if result.lastrowid is None:
-        raise RuntimeError(f"sync_status: no row id for the new run of {project}")
-    return result.lastrowid
+    return found(result.lastrowid, f"the new sync run of {project}")
 
 
 async def finish_run(

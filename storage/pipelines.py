@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from storage.cycle_types import CycleType, PhaseDefinition
-from storage.database import Database, Params, found
+from storage.database import Database, Params
 from storage.timestamps import to_text
 
 Statement = tuple[str, Params]
@@ -107,17 +107,13 @@ async def create_pipeline(
 ) -> Pipeline:
     """A new pipeline in status `created`, with no cycle type and no steps yet."""
     stamp = to_text(now)
-    results = await db.write_many(
-        [
-            (
-                "INSERT INTO pipelines (ticket_key, status, repositories, trigger, created_by,"
-                " created_at, updated_at) VALUES (?, 'created', ?, ?, ?, ?, ?)",
-                (ticket_key, json.dumps(list(repositories)), trigger, created_by, stamp, stamp),
-            )
-        ]
+    result = await db.write(
+        "INSERT INTO pipelines (ticket_key, status, repositories, trigger, created_by,"
+        " created_at, updated_at) VALUES (?, 'created', ?, ?, ?, ?, ?)"
+        f" RETURNING {_PIPELINE_COLUMNS}",
+        (ticket_key, json.dumps(list(repositories)), trigger, created_by, stamp, stamp),
     )
-    pipeline_id = found(results[0].lastrowid, "the new pipeline's id")
-    return found(await get_pipeline(db, pipeline_id), f"pipeline {pipeline_id}")
+    return _pipeline(result.rows[0])
 
 
 async def set_cycle_type(

@@ -250,12 +250,15 @@ async def services(app: web.Application) -> AsyncIterator[None]:
 
 def _cycle_types(app: web.Application) -> CycleTypes:
     """The cycle types' editor, checking agents against the agents file the runner uses."""
-    settings = app[SETTINGS]
-    try:
-        config = load_agents_config(settings.agents_file, default_model=settings.model)
-    except AgentConfigError as error:  # the runner reports the same problems at its start
-        log.warning("cycle types: the agents file is unusable (%s); using the shipped one", error)
-        config = load_agents_config(None, default_model=settings.model)
+    settings, runner = app[SETTINGS], app.get(AGENTS)
+    if runner is not None:
+        config = runner.config  # the file the runner already read
+    else:
+        try:
+            config = load_agents_config(settings.agents_file, default_model=settings.model)
+        except AgentConfigError as error:
+            log.warning("cycle types: the agents file is unusable (%s); the shipped one", error)
+            config = load_agents_config(None, default_model=settings.model)
     tools = {tool.name for tool in BUILTIN_TOOLS} | {CLARIFICATION_TOOL, REPORT_TOOL}
     return CycleTypes(db=app[DB], clock=app[CLOCK], known_agents=config.agents, known_tools=tools)
 

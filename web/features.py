@@ -9,6 +9,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from bot.jira.service import JiraService
+from bot.pipelines.cycle_type_service import CycleTypes
 from bot.repositories import RepositoryRegistry
 from bot.worktrees.manager import WorktreeManager
 from web.errors import ApiError
@@ -34,3 +35,10 @@ def jira_of(request: web.Request) -> JiraService:
     if jira is None:
         raise ApiError(503, "jira_disabled", "JIRA is off: set JIRA_URL and JIRA_API_TOKEN")
     return jira
+
+
+def cycle_types_of(request: web.Request) -> CycleTypes:
+    found = request.app[SERVICES].cycle_types
+    if found is None:
+        raise ApiError(503, "feature_off", "cycle types are not available")
+    return found

@@ -132,7 +132,6 @@ class WorktreeManager:
         self.session_json = self.views.session_json
         self.cleanup_session = self.removal.cleanup_session
         self.quota_of = self.quotas.quota_of
-        self.usage = self.quotas.usage
         self.measure = self.quotas.measure
         self.prepare_spares = self.spares.prepare_spares
         self.spares_ready = self.spares.spares_ready
@@ -155,9 +154,7 @@ class WorktreeManager:
         self.check_and_cleanup_merged = self.sweeper.check_and_cleanup_merged
         self.cleanup_idle = self.sweeper.cleanup_idle
         self.cleanup_orphans = self.sweeper.cleanup_orphans
-        self.sweep_once = self.sweeper.sweep_once
-        self.sweep = self.sweeper.sweep_once  # the name web/ schedules today
-        self.run_sweeps = self.sweeper.run_sweeps
+        self.sweep = self.sweeper.sweep_once  # one pass, which the app's scheduler runs
         self.forget_repository = self.forgetting.forget_repository
         self.reconcile = self.reconciler.reconcile
         self.root = layout.root

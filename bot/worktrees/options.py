@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bot.config import Settings
+from bot.config import DEFAULT_SETTINGS, Settings
 from bot.isolation.sandbox import DEFAULT_OUTPUT_CAP_BYTES, Isolation
 
 GIB = 1024**3
@@ -14,19 +14,19 @@ GIB = 1024**3
 PORT_BLOCK = 10
 INPUT_TIMEOUT_S = 3600.0
 
-_SETTINGS = Settings()
+
 
 
 @dataclass(frozen=True, slots=True)
 class WorktreeOptions:
     """Settings-backed values (defaults from `Settings`) and the fixed ones beside them."""
 
-    root: Path = _SETTINGS.worktree_root
-    setup_timeout_s: float = _SETTINGS.worktree_setup_timeout
-    quota_bytes: int = int(_SETTINGS.worktree_quota_gb * GIB)
-    idle_ttl_s: float = _SETTINGS.worktree_idle_ttl
-    port_first: int = _SETTINGS.worktree_port_base
-    spares_per_repository: int = _SETTINGS.worktree_spares
+    root: Path = DEFAULT_SETTINGS.worktree_root
+    setup_timeout_s: float = DEFAULT_SETTINGS.worktree_setup_timeout
+    quota_bytes: int = int(DEFAULT_SETTINGS.worktree_quota_gb * GIB)
+    idle_ttl_s: float = DEFAULT_SETTINGS.worktree_idle_ttl
+    port_first: int = DEFAULT_SETTINGS.worktree_port_base
+    spares_per_repository: int = DEFAULT_SETTINGS.worktree_spares
     port_block: int = PORT_BLOCK
     input_timeout_s: float = INPUT_TIMEOUT_S
     output_cap_bytes: int = DEFAULT_OUTPUT_CAP_BYTES

@@ -181,15 +181,6 @@ class Sweeper:
         report["orphans"] = await self.cleanup_orphans()
         return report
 
-    async def run_sweeps(self, interval_s: float) -> None:
-        """Sweep forever on the injected clock (a task of the app's lifecycle)."""
-        while True:
-            await self._clock.sleep(interval_s)
-            try:
-                await self.sweep_once()
-            except Exception:
-                log.exception("worktree sweep failed")
-
 
 def _remove_path(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():

@@ -12,11 +12,11 @@ from typing import Annotated, Any
 import msgspec
 from aiohttp import web
 
-from bot.pipelines.cycle_type_service import CycleTypeEdit, CycleTypes, InvalidCycleType
+from bot.pipelines.cycle_type_service import CycleTypeEdit, InvalidCycleType
 from storage.cycle_types import CycleType, PhaseChoice
 from web.bodies import read_json
 from web.errors import ApiError
-from web.keys import SERVICES
+from web.features import cycle_types_of
 
 routes = web.RouteTableDef()
 
@@ -63,22 +63,15 @@ def cycle_type_json(cycle_type: CycleType) -> dict[str, Any]:
     }
 
 
-def _cycle_types(request: web.Request) -> CycleTypes:
-    found = request.app[SERVICES].cycle_types
-    if found is None:
-        raise ApiError(503, "feature_off", "cycle types are not available")
-    return found
-
-
 @routes.get("/api/cycle-types")
 async def list_cycle_types(request: web.Request) -> web.Response:
-    listed = await _cycle_types(request).list()
+    listed = await cycle_types_of(request).list()
     return web.json_response({"cycle_types": [cycle_type_json(found) for found in listed]})
 
 
 @routes.get(f"/api/cycle-types/{NAME}")
 async def get_cycle_type(request: web.Request) -> web.Response:
-    found = await _cycle_types(request).get(request.match_info["name"])
+    found = await cycle_types_of(request).get(request.match_info["name"])
     if found is None:
         raise ApiError(404, "not_found", f"no cycle type {request.match_info['name']!r}")
     return web.json_response({"cycle_type": cycle_type_json(found)})
@@ -97,7 +90,7 @@ async def put_cycle_type(request: web.Request) -> web.Response:
         ),
     )
     try:
-        saved = await _cycle_types(request).save(request.match_info["name"], edit)
+        saved = await cycle_types_of(request).save(request.match_info["name"], edit)
     except InvalidCycleType as invalid:
         raise ApiError(400, "invalid_cycle_type", "; ".join(invalid.problems)) from None
     return web.json_response({"cycle_type": cycle_type_json(saved)})
