@@ -15,8 +15,6 @@ PORT_BLOCK = 10
 INPUT_TIMEOUT_S = 3600.0
 
 
-
-
 @dataclass(frozen=True, slots=True)
 class WorktreeOptions:
     """Settings-backed values (defaults from `Settings`) and the fixed ones beside them."""
