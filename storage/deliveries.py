@@ -174,7 +174,12 @@ async def redeliver(db: Database, delivery_pk: int, *, now: datetime) -> bool:
     """Queue a stored delivery to be worked again from scratch (all concerns)."""
     result = await db.write_many(
         [
-            ("DELETE FROM delivery_results WHERE delivery_pk = ?", (delivery_pk,)),
+            # Only when the update below happens: a delivery being worked keeps its results.
+            (
+                "DELETE FROM delivery_results WHERE delivery_pk = ? AND EXISTS ("
+                "SELECT 1 FROM deliveries WHERE id = ? AND status <> 'processing')",
+                (delivery_pk, delivery_pk),
+            ),
             (
                 "UPDATE deliveries SET status = 'pending', attempts = 0, last_error = NULL,"
                 " next_attempt_at = ?, finished_at = NULL WHERE id = ? AND status <> 'processing'",
