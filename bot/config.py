@@ -352,6 +352,13 @@ class Settings:
     agent_max_retries: Annotated[int, Env("AGENT_MAX_RETRIES", WholeNumber(0, 20))] = 4
     agent_bash_timeout: Annotated[float, Env("AGENT_BASH_TIMEOUT", Duration(low=1.0))] = 120.0
     token_buffer_ttl: Annotated[float, Env("TOKEN_BUFFER_TTL", Duration(low=10.0))] = 3600.0
+    pipeline_max_usd: Annotated[float, Env("PIPELINE_MAX_USD", Number())] = 25.0
+    # None: the agent's own max_cost_usd (bot/agents/agents.yml) caps each step
+    pipeline_step_max_usd: Annotated[float | None, Env("PIPELINE_STEP_MAX_USD", Number())] = None
+    pipeline_repeat_limit: Annotated[int, Env("PIPELINE_REPEAT_LIMIT", WholeNumber(2, 100))] = 5
+    pipeline_trigger_label: Annotated[str, Env("PIPELINE_TRIGGER_LABEL", Text())] = "biagent"
+    # the JIRA transition applied when a pipeline's PR opens; None: no transition
+    pipeline_pr_transition: Annotated[str | None, Env("PIPELINE_PR_TRANSITION", Text())] = None
 
     @property
     def github_enabled(self) -> bool:

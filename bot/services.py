@@ -16,6 +16,7 @@ from bot.events.bus import EventBus
 from bot.github.app import GitHubApp
 from bot.jira.service import JiraService
 from bot.pipelines.cycle_type_service import CycleTypes
+from bot.pipelines.service import Pipelines
 from bot.repositories import RepositoryRegistry
 from bot.reviews.service import ReviewService
 from bot.worktrees.manager import WorktreeManager
@@ -35,3 +36,4 @@ class Services:
     repositories: RepositoryRegistry | None = None  # with the worktrees
     jira: JiraService | None = None
     cycle_types: CycleTypes | None = None  # the pipelines' recipes (docs/pipelines.md)
+    pipelines: Pipelines | None = None  # ticket pipelines (bot/pipelines/service.py)

@@ -36,6 +36,7 @@ class Clarification:
     answered_by: str | None
     created_at: str
     answered_at: str | None
+    step_id: int | None = None  # the pipeline step that asked, when a pipeline's agent did
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -49,12 +50,13 @@ class Clarification:
             "answered_by": self.answered_by,
             "created_at": self.created_at,
             "answered_at": self.answered_at,
+            "step_id": self.step_id,
         }
 
 
 _COLUMNS = (
     "id, session_id, tool_use_id, stream, question, choices, status, answer, answered_by,"
-    " created_at, answered_at"
+    " created_at, answered_at, step_id"
 )
 
 
@@ -78,8 +80,9 @@ async def ask(
     """Store the question; returns it and whether it is new (False when asked before)."""
     result = await db.write(
         """
-        INSERT INTO clarifications (session_id, tool_use_id, stream, question, choices, created_at)
-        VALUES (?, ?, ?, ?, ?, ?)
+        INSERT INTO clarifications
+            (session_id, tool_use_id, stream, question, choices, created_at, step_id)
+        VALUES (?, ?, ?, ?, ?, ?, (SELECT step_id FROM claude_sessions WHERE id = ?))
         ON CONFLICT (session_id, tool_use_id) DO NOTHING
         """,
         (
@@ -89,6 +92,7 @@ async def ask(
             question,
             None if choices is None else json.dumps(choices),
             to_text(now),
+            session_id,
         ),
     )
     stored = found(await find(db, session_id, tool_use_id), f"the question of {tool_use_id}")
@@ -144,4 +148,14 @@ async def listed(
             f"SELECT {_COLUMNS} FROM clarifications WHERE status = ? ORDER BY id DESC LIMIT ?",
             (status, limit),
         )
+    return [_clarification(row) for row in rows]
+
+
+async def for_pipeline(db: Database, pipeline_id: int) -> list[Clarification]:
+    """The questions a pipeline's steps asked, oldest first."""
+    rows = await db.fetchall(
+        f"SELECT {_COLUMNS} FROM clarifications WHERE step_id IN"
+        " (SELECT id FROM pipeline_steps WHERE pipeline_id = ?) ORDER BY id",
+        (pipeline_id,),
+    )
     return [_clarification(row) for row in rows]

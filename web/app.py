@@ -23,6 +23,7 @@ from web.api import agents as agents_api
 from web.api import cycle_types as cycle_types_api
 from web.api import deliveries as deliveries_api
 from web.api import events as events_api
+from web.api import pipelines as pipelines_api
 from web.api import pull_requests as pull_requests_api
 from web.api import repositories as repositories_api
 from web.api import tickets as tickets_api
@@ -91,6 +92,7 @@ def create_app(
     app.router.add_routes(pull_requests_api.routes)
     app.router.add_routes(repositories_api.routes)
     app.router.add_routes(cycle_types_api.routes)
+    app.router.add_routes(pipelines_api.routes)
     app.router.add_routes(worktrees_api.routes)
     app.router.add_routes(tickets_api.routes)
     app.router.add_static("/static", HERE / "static")

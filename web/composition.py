@@ -27,6 +27,7 @@ from bot.housekeeping import PRUNE_EVERY_S, Housekeeping
 from bot.intake import DeliveryIntake
 from bot.jira.service import JiraService
 from bot.pipelines.cycle_type_service import CycleTypes
+from bot.pipelines.service import build_pipelines
 from bot.repositories import RepositoryRegistry
 from bot.reviews.agent_engine import build_agent_review_engine
 from bot.reviews.engine import ReviewEngine
@@ -47,6 +48,7 @@ from web.keys import (
     GITHUB,
     INTAKE,
     JIRA,
+    PIPELINES,
     REPOSITORIES,
     REVIEW_ENGINE,
     REVIEW_SCHEDULER,
@@ -230,6 +232,29 @@ async def jira(app: web.Application) -> AsyncIterator[None]:
         await service.close()
 
 
+async def pipelines(app: web.Application) -> AsyncIterator[None]:
+    """PIPELINES: the ticket pipelines' engine; the pipelines a stop left running resume (and
+    those whose question was answered meanwhile), and their tasks stop first at shutdown."""
+    jira_service = app.get(JIRA)
+    built = build_pipelines(
+        app[SETTINGS],
+        db=app[DB],
+        bus=app[BUS],
+        clock=app[CLOCK],
+        agents=app.get(AGENTS),
+        worktrees=app[WORKTREES],
+        github=app.get(GITHUB),
+        jira=jira_service.client if jira_service is not None else None,
+    )
+    app[PIPELINES] = built
+    try:
+        await built.engine.recover()
+        await built.resume_answered()
+        yield
+    finally:
+        await built.engine.close()
+
+
 async def services(app: web.Application) -> AsyncIterator[None]:
     """SERVICES: the record handlers and routes use, built once from the parts above."""
     app[SERVICES] = Services(
@@ -244,6 +269,7 @@ async def services(app: web.Application) -> AsyncIterator[None]:
         repositories=app[REPOSITORIES],
         jira=app.get(JIRA),
         cycle_types=_cycle_types(app),
+        pipelines=app[PIPELINES],
     )
     yield
 
@@ -328,6 +354,7 @@ CONTEXTS: tuple[Context, ...] = (
     agents,
     reviews,
     jira,
+    pipelines,
     services,
     dispatcher,
     housekeeping,

@@ -62,7 +62,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 def path_int(request: web.Request, name: str, what: str) -> int:
     """A numeric id from the path, as the database keeps them (1 to 2**63 - 1), or 400."""
     raw = request.match_info[name]
-    if not (raw.isascii() and raw.isdigit()) or not 0 < int(raw) < 2**63:
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 19) or not 0 < int(raw) < 2**63:
         raise ApiError(400, "bad_parameter", f"{what} must be a positive whole number")
     return int(raw)
 
@@ -72,6 +72,8 @@ def query_int(request: web.Request, name: str, default: int, *, low: int, high: 
     if raw is None or raw == "":
         return default
     try:
+        if len(raw) > 40:  # int() refuses 4,300 digits with its own error; no number is this long
+            raise ValueError(raw)
         value = int(raw)
     except ValueError:
         raise ApiError(400, "bad_parameter", f"{name} must be a whole number") from None

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from bot.jira.service import JiraService
 from bot.pipelines.cycle_type_service import CycleTypes
+from bot.pipelines.service import Pipelines
 from bot.repositories import RepositoryRegistry
 from bot.worktrees.manager import WorktreeManager
 from web.errors import ApiError
@@ -41,4 +42,11 @@ def cycle_types_of(request: web.Request) -> CycleTypes:
     found = request.app[SERVICES].cycle_types
     if found is None:
         raise ApiError(503, "feature_off", "cycle types are not available")
+    return found
+
+
+def pipelines_of(request: web.Request) -> Pipelines:
+    found = request.app[SERVICES].pipelines
+    if found is None:
+        raise ApiError(503, "feature_off", "pipelines are not available")
     return found

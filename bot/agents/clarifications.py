@@ -26,6 +26,7 @@ class ClarificationProblem(enum.StrEnum):
     EMPTY_ANSWER = "empty_answer"
     NOT_FOUND = "not_found"
     ALREADY_ANSWERED = "already_answered"
+    INVALID_CHOICE = "invalid_choice"
 
 
 class ClarificationError(Exception):
@@ -55,9 +56,10 @@ async def answer_clarification(
     )
     if asked.status is not ClarificationStatus.OPEN:
         raise already
+    answer = _checked_against_choices(asked, answer.strip())
     now = clock.now()
     stored = await clarifications.answer(
-        db, clarification_id, answer=answer.strip(), answered_by=answered_by, now=now
+        db, clarification_id, answer=answer, answered_by=answered_by, now=now
     )
     if not stored:
         raise already
@@ -76,4 +78,17 @@ async def answer_clarification(
         answer=answer.strip(),
         answered_by=answered_by,
         answered_at=to_text(now),
+    )
+
+
+def _checked_against_choices(asked: Clarification, answer: str) -> str:
+    """A question with choices takes one of them (case aside), spelled as the question did."""
+    if not asked.choices:
+        return answer
+    for choice in asked.choices:
+        if choice.casefold() == answer.casefold():
+            return choice
+    raise ClarificationError(
+        ClarificationProblem.INVALID_CHOICE,
+        f"answer with one of: {', '.join(asked.choices)}",
     )

@@ -103,8 +103,10 @@ class BaseAgent:
 
     def select_tools(self, context: AgentContext) -> list[Tool]:
         registry = self.runtime.tools
-        wanted = [name for name in self.definition.tools if name != agent_tools.REPORT_TOOL]
-        chosen, missing = registry.select(wanted)
+        named = self.definition.tools if context.tool_names is None else context.tool_names
+        wanted = [name for name in named if name != agent_tools.REPORT_TOOL]
+        extras = {tool.name for tool in context.extra_tools}
+        chosen, missing = registry.select(name for name in wanted if name not in extras)
         if missing:
             log.warning(
                 "agent %s: tools not available, left out: %s", self.definition.name, missing
@@ -114,7 +116,9 @@ class BaseAgent:
             problem = schema_problem(tool.input_schema)
             if problem is not None:
                 log.warning("tool %s left out: bad input schema: %s", tool.name, problem)
-            elif tool.name not in names:
+            elif tool.name not in names and (
+                context.tool_names is None or tool.name in context.tool_names
+            ):
                 chosen.append(tool)
         if agent_tools.REPORT_TOOL in self.definition.tools:
             report = agent_tools.report_tool(self.definition.output_schema)

@@ -40,6 +40,9 @@ class AgentContext:
     # many times in its conversation; None: no such check.
     repeat_limit: int | None = None
     extra_tools: tuple[Tool, ...] = ()
+    # The tools this step may use instead of the agent's own list (a pipeline phase's
+    # `tools`); extra_tools not named here are left out. None: the agent's list.
+    tool_names: tuple[str, ...] | None = None
     # The worktree's ports, caches and sandbox paths for bash, when the WorktreeManager made
     # the worktree: `await manager.command_sandbox(row)`.
     sandbox: SandboxScope | None = None

@@ -21,6 +21,7 @@ EVENT_MODULES: tuple[str, ...] = (
     "bot.agents.events",
     "bot.worktrees.events",
     "bot.reviews.events",
+    "bot.pipelines.events",
 )
 
 

@@ -41,7 +41,7 @@ class PipelineDriver:
     def __init__(
         self,
         *,
-        agents: AgentRunner,
+        agents: AgentRunner | None,
         workspace: PipelineWorkspace,
         recorder: PipelineRecorder,
         limits: PipelineLimits,
@@ -80,6 +80,10 @@ class PipelineDriver:
 
     async def run_step(self, pipeline: Pipeline, step: Step, steps: Sequence[Step]) -> bool:
         """Run one step; True when the pipeline goes on to the next one."""
+        if self.agents is None:
+            message = "the agents are off: set ANTHROPIC_API_KEY and restart, then resume"
+            await self.recorder.fail(pipeline, step, FailureKind.SETUP, message)
+            return False
         try:
             ticket = await self._ticket_facts(pipeline.ticket_key)
             workspace = await self.workspace.ensure(
@@ -146,8 +150,10 @@ class PipelineDriver:
             pipeline_budget_usd=pipeline.max_cost_usd or self.limits.pipeline_max_cost_usd,
             repeat_limit=self.limits.repeat_limit,
             sandbox=await self.workspace.sandbox(workspace),
+            tool_names=step.tools,
         )
         await self.workspace.hold(workspace, pipeline.id)
+        assert self.agents is not None  # run_step checked
         try:
             async with asyncio.timeout(step.time_limit_s):
                 return await self.agents.run_step(step.agent, context)

@@ -98,6 +98,7 @@ class PipelineResumed(PipelineEvent):
     """A paused, failed or restarted pipeline goes on."""
 
     type_name: ClassVar[str] = "pipeline_resumed"
+    reason: str | None = None
 
 
 class PipelineCompleted(PipelineEvent):

@@ -16,6 +16,7 @@ from typing import Any
 from bot.agents import StepResult
 from bot.clock import Clock
 from bot.events.bus import EventBus
+from bot.gitops.runner import GitError
 from bot.pipelines import events, outcomes, prompts
 from bot.pipelines.gates import Blocked
 from bot.pipelines.notes import TicketNotes
@@ -206,7 +207,9 @@ class PipelineRecorder:
         changes: list[tuple[str, Params]] = []
         for repository in workspace.repositories:
             try:
-                await self.workspace.push(workspace, repository)
+                await self.workspace.push(
+                    workspace, repository, f"{pipeline.ticket_key}: {title}"[:200]
+                )
                 opened = await self.opener.open(
                     repository,
                     branch=pipeline.branch or "",
@@ -214,7 +217,7 @@ class PipelineRecorder:
                     body=pull_request_body(agent_body, facts),
                     draft=not facts.tests_passed,
                 )
-            except (PullRequestFailed, WorktreeError) as error:
+            except (PullRequestFailed, WorktreeError, GitError) as error:
                 await self.fail(pipeline, step, FailureKind.GITHUB, str(error))
                 return None
             now = self.clock.now()

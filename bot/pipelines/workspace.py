@@ -11,7 +11,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from bot.gitops.runner import run_git
 from bot.isolation.sandbox import SandboxScope
+from bot.worktrees.files import NOT_COMMITTED
 from bot.worktrees.manager import WorktreeManager
 from bot.worktrees.records import PushResult, SessionView
 from storage import pipelines, repositories
@@ -86,7 +88,9 @@ class PipelineWorkspace:
     async def release(self, workspace: Workspace) -> None:
         await self.worktrees.release(workspace.view.id)
 
-    async def push(self, workspace: Workspace, repository: Repository) -> PushResult:
+    async def push(self, workspace: Workspace, repository: Repository, message: str) -> PushResult:
+        """Commit what the agents left uncommitted (with `message`), then push the branch."""
+        await commit_all(workspace.path_of(repository), message)
         return await self.worktrees.push(workspace.view.id, repository_id=repository.id)
 
     async def remove(self, pipeline: Pipeline, reason: str, *, merged: bool) -> None:
@@ -94,3 +98,15 @@ class PipelineWorkspace:
             await self.worktrees.cleanup_session(
                 pipeline.worktree_session_id, reason, force_delete_branch=merged, force=True
             )
+
+
+async def commit_all(worktree: Path, message: str) -> bool:
+    """Commit every change in the worktree but the tools' leftovers; False when none."""
+    await run_git("add", "--all", "--", ".", *NOT_COMMITTED, cwd=worktree)
+    staged = await run_git(
+        "diff", "--cached", "--quiet", "--no-ext-diff", cwd=worktree, check=False
+    )
+    if staged.returncode == 0:
+        return False
+    await run_git("commit", "--quiet", "--no-verify", "-m", message, cwd=worktree)
+    return True

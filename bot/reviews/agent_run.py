@@ -27,6 +27,7 @@ from bot.reviews.agent_texts import (
     task_text,
 )
 from bot.reviews.engine import EngineResult, EngineStatus, ReviewBatch
+from bot.worktrees.files import NOT_COMMITTED
 from bot.worktrees.manager import PushRejected, SessionView
 from storage import review_iterations as reviews
 from storage.repositories import Repository
@@ -38,16 +39,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 AGENT = "review_response"
-# What tools leave in a worktree that is also their HOME; never part of a review commit.
-NOT_COMMITTED = (
-    ":(exclude,glob).cache/**",
-    ":(exclude,glob).local/**",
-    ":(exclude,glob).config/**",
-    ":(exclude,glob).npm/**",
-    ":(exclude,glob)**/__pycache__/**",
-    ":(exclude,glob)**/.pytest_cache/**",
-    ":(exclude,glob).*_history",
-)
 
 
 class RunStopped(Exception):

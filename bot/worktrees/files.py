@@ -40,6 +40,18 @@ async def copy_stored_files(
     return notes
 
 
+# What tools leave in a worktree that is also their HOME; never part of a commit biagent makes.
+NOT_COMMITTED = (
+    ":(exclude,glob).cache/**",
+    ":(exclude,glob).local/**",
+    ":(exclude,glob).config/**",
+    ":(exclude,glob).npm/**",
+    ":(exclude,glob)**/__pycache__/**",
+    ":(exclude,glob)**/.pytest_cache/**",
+    ":(exclude,glob).*_history",
+)
+
+
 async def tracked_changes(worktree: Path) -> list[str]:
     """The tracked paths that differ from HEAD (staged or not)."""
     status = await run_git(

@@ -109,6 +109,7 @@ class FakeGitHub:
     server: TestServer | None = None
     # review response state, keyed as GitHub keys it
     pulls: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
+    opened_pulls: list[dict[str, Any]] = field(default_factory=list)  # POST /pulls, in order
     review_comments: dict[int, dict[str, Any]] = field(default_factory=dict)
     issue_comments: dict[int, dict[str, Any]] = field(default_factory=dict)
     reviews: dict[int, dict[str, Any]] = field(default_factory=dict)
@@ -129,6 +130,8 @@ class FakeGitHub:
         routes.get("/repos/{owner}/{repo}/installation")(self.get_repo_installation)
         routes.get("/installation/repositories")(self.list_installation_repositories)
         repo = "/repos/{owner}/{repo}"
+        routes.get(repo + "/pulls")(self.list_pulls)
+        routes.post(repo + "/pulls")(self.create_pull)
         routes.get(repo + "/pulls/{number:\\d+}")(self.get_pull)
         routes.get(repo + "/pulls/{number:\\d+}/comments")(self.list_pull_review_comments)
         routes.post(repo + "/pulls/{number:\\d+}/comments/{comment_id:\\d+}/replies")(
@@ -407,6 +410,51 @@ class FakeGitHub:
         if pull is None:
             raise _error(404, "Not Found")
         return pull
+
+    async def list_pulls(self, request: web.Request) -> web.Response:
+        """GET /repos/{o}/{r}/pulls: `state` (open, closed, all) and `head` (owner:branch)."""
+        self.check_token(request)
+        repository = self._repo(request)
+        state = request.query.get("state", "open")
+        head = request.query.get("head")
+        found = [
+            pull
+            for (name, _), pull in sorted(self.pulls.items())
+            if name == repository
+            and (state == "all" or pull.get("state", "open") == state)
+            and (head is None or f"{pull['head'].get('label', '')}" == head)
+        ]
+        return self._paginate(request, found)
+
+    async def create_pull(self, request: web.Request) -> web.Response:
+        """POST /repos/{o}/{r}/pulls, as the installation's bot; 422 for a second open PR of
+        the same head, as GitHub answers."""
+        self.check_token(request)
+        repository = self._repo(request)
+        body = await request.json()
+        owner = repository.split("/", 1)[0]
+        label = f"{owner}:{body['head']}"
+        for (name, _), pull in self.pulls.items():
+            if name == repository and pull["head"].get("label") == label and pull["state"] == "open":
+                raise _error(422, f"A pull request already exists for {label}.")
+        number = 1 + max((n for (name, n) in self.pulls if name == repository), default=0)
+        html = f"https://github.com/{repository}/pull/{number}"
+        pull = {
+            "number": number,
+            "state": "open",
+            "title": body["title"],
+            "body": body.get("body"),
+            "draft": bool(body.get("draft", False)),
+            "html_url": html,
+            "url": f"{self.base_url}/repos/{repository}/pulls/{number}",
+            "user": self.bot_user(),
+            "head": {"ref": body["head"], "label": label, "sha": None, "repo": None},
+            "base": {"ref": body["base"], "label": f"{owner}:{body['base']}", "repo": None},
+            "merged": False,
+        }
+        self.pulls[(repository, number)] = pull
+        self.opened_pulls.append(pull)
+        return web.json_response(self._public(pull), status=201)
 
     async def get_pull(self, request: web.Request) -> web.Response:
         self.check_token(request)

@@ -22,7 +22,12 @@ from web.keys import SERVICES
 
 routes = web.RouteTableDef()
 
-CLARIFICATION_ERRORS = {"not_found": 404, "already_answered": 409, "empty_answer": 400}
+CLARIFICATION_ERRORS = {
+    "not_found": 404,
+    "already_answered": 409,
+    "empty_answer": 400,
+    "invalid_choice": 400,
+}
 
 
 class AnswerBody(msgspec.Struct):
@@ -75,6 +80,8 @@ async def answer(request: web.Request) -> web.Response:
         )
     except ClarificationError as error:
         raise ApiError(CLARIFICATION_ERRORS[error.code], error.code, str(error)) from None
+    if services.pipelines is not None:  # a pipeline's step that asked goes on
+        await services.pipelines.clarification_answered(answered)
     return web.json_response(answered.as_json())
 
 
