@@ -435,7 +435,8 @@ class FakeGitHub:
         owner = repository.split("/", 1)[0]
         label = f"{owner}:{body['head']}"
         for (name, _), pull in self.pulls.items():
-            if name == repository and pull["head"].get("label") == label and pull["state"] == "open":
+            same_head = pull["head"].get("label") == label
+            if name == repository and same_head and pull["state"] == "open":
                 raise _error(422, f"A pull request already exists for {label}.")
         number = 1 + max((n for (name, n) in self.pulls if name == repository), default=0)
         html = f"https://github.com/{repository}/pull/{number}"
