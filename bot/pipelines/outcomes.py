@@ -85,3 +85,23 @@ def pull_request_text(output: Any, ticket_key: str, summary: str) -> tuple[str, 
         if isinstance(output.get("body"), str):
             body = output["body"]
     return title, body
+
+
+# The report fields that hold a step's main text, by the agents' output schemas (agents.yml).
+MAIN_FIELDS = ("plan", "findings", "recommendation", "summary")
+
+
+def output_text(final_text: str, output: Any) -> str:
+    """What a person reads as a step's output: the report's main fields (the plan, the
+    findings...) and then what the agent said last, when it says more than that."""
+    parts = []
+    if isinstance(output, dict):
+        parts = [
+            output[name].strip()
+            for name in MAIN_FIELDS
+            if isinstance(output.get(name), str) and output[name].strip()
+        ]
+    said = final_text.strip()
+    if said and not (parts and len(said) < 80 and said.rstrip(".").casefold() in ("done", "ok")):
+        parts.append(said)
+    return "\n\n".join(parts)

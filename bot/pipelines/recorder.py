@@ -74,8 +74,10 @@ class PipelineRecorder:
         if verdict.verdict == Verdict.NEEDS_INPUT:
             await self._waiting_for_input(pipeline, step, result, cost)
             return False
-        text = prompts.with_revision_note(result.final_text, step.attempt)
         output = result.output if isinstance(result.output, dict) else None
+        text = prompts.with_revision_note(
+            outcomes.output_text(result.final_text, output), step.attempt
+        )
         changes = [
             *cost,
             step_outputs.save_output(step.id, step.attempt, text, output, now=self.clock.now()),

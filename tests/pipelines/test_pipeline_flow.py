@@ -1,0 +1,64 @@
+"""A ticket becomes a pull request through every phase, driven through the real app's API."""
+
+from __future__ import annotations
+
+from tests.fakes import anthropic as scripted
+from tests.pipelines.world import REPO, PipelineWorld, done, report, step_of
+
+BACKEND = ["triage", "plan", "risk", "implement", "test", "self_review", "pull_request"]
+
+
+async def test_a_backend_ticket_becomes_a_pull_request_through_its_gates(
+    world: PipelineWorld,
+) -> None:
+    await world.start()
+    key = await world.ticket(labels=("backend",))
+    world.model.script(
+        "risk",
+        report({"risks": [{"title": "Greeting change", "severity": "high", "detail": "UX"}]}),
+        done(),
+    )
+    world.model.script(
+        "implementer",
+        scripted.tool_use(
+            "edit_file", {"path": "greet.py", "old_text": '"Hi "', "new_text": '"Hello "'}
+        ),
+        report({"summary": "greet() says Hello."}),
+        done(),
+    )
+    created = await world.create(key)
+    assert created["cycle_type"] == "backend"
+    assert created["cycle_reason"].startswith("rule")
+    assert [step["phase"] for step in created["steps"]] == BACKEND
+
+    held = await world.settle(created["id"])
+    assert held["status"] == "waiting_for_approval"
+    plan = step_of(held, "plan")
+    assert plan["status"] == "waiting_for_approval"
+    assert step_of(held, "risk")["status"] == "pending"  # the plan gate holds
+
+    at_risk = await world.act(
+        created["id"], f"steps/{plan['id']}/approve", {"approved_by": "mia", "note": "fine"}
+    )
+    assert at_risk["status"] == "waiting_for_approval"
+    assert step_of(at_risk, "plan")["approved_by"] == "mia"
+    [risk] = at_risk["risks"]
+    assert risk["severity"] == "high" and risk["acknowledged_at"] is None
+    assert step_of(at_risk, "implement")["status"] == "pending"  # the risk gate holds
+
+    opened = await world.act(
+        created["id"], f"risks/{risk['id']}/acknowledge", {"acknowledged_by": "mia"}
+    )
+    assert opened["status"] == "waiting_for_review", opened.get("failure")
+    assert all(step["status"] == "completed" for step in opened["steps"])
+    [pull] = opened["pull_requests"]
+    assert pull["repository"] == REPO
+    [made] = world.github.opened_pulls
+    assert made["title"] == "Say hello in greet()"
+    assert key in made["body"] and "Change greet() to say Hello" in made["body"]
+    assert made["head"]["ref"] == opened["branch"]
+    assert world.branch_file(opened["branch"], "greet.py").count('"Hello "') == 1
+    kinds = [event["type"] for event in await world.events(created["id"])]
+    for kind in ("pipeline_started", "step_started", "step_completed", "waiting_for_approval",
+                 "approval_given", "risk_identified", "risk_acknowledged"):  # fmt: skip
+        assert kind in kinds
