@@ -159,9 +159,7 @@ class PipelineWorld:
         return self.client
 
     async def api(self, method: str, path: str, body: Any = None, status: int = 200) -> Any:
-        response = await self.app_client.request(
-            method, path, json=body, headers=auth_headers()
-        )
+        response = await self.app_client.request(method, path, json=body, headers=auth_headers())
         answer = await response.json()
         assert response.status == status, answer
         return answer
