@@ -299,6 +299,23 @@ def clear_failure(pipeline_id: int) -> Statement:
     )
 
 
+def set_max_cost(pipeline_id: int, max_cost_usd: float) -> Statement:
+    """A person raised (or set) the pipeline's dollar cap."""
+    return ("UPDATE pipelines SET max_cost_usd = ? WHERE id = ?", (max_cost_usd, pipeline_id))
+
+
+def later_steps_stale(pipeline_id: int, position: int, *, now: datetime) -> Statement:
+    """The steps after `position` that ran become `stale`: each runs again as a new attempt
+    (a fresh conversation), and an approval it had is void (a rerun plan is approved again)."""
+    return (
+        "UPDATE pipeline_steps SET status = 'stale', attempt = attempt + 1, session_key = NULL,"
+        " error = NULL, approved_by = NULL, approved_at = NULL, approval_note = NULL,"
+        " started_at = NULL, finished_at = NULL, updated_at = ?"
+        " WHERE pipeline_id = ? AND position > ? AND status NOT IN ('pending', 'stale')",
+        (to_text(now), pipeline_id, position),
+    )
+
+
 def step_status(
     step_id: int,
     status: str,

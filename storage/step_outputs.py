@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from storage import pipelines
 from storage.database import Database, Params
 from storage.timestamps import to_text
 
@@ -161,9 +162,5 @@ def feedback_restart(
             " started_at = NULL, finished_at = NULL, updated_at = ? WHERE id = ?",
             (next_attempt, stamp, step_id),
         ),
-        (
-            "UPDATE pipeline_steps SET status = 'stale', updated_at = ?"
-            " WHERE pipeline_id = ? AND position > ? AND status <> 'pending'",
-            (stamp, pipeline_id, position),
-        ),
+        pipelines.later_steps_stale(pipeline_id, position, now=now),
     ]

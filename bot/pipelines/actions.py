@@ -117,11 +117,7 @@ class PipelineActions:
         ]
         if from_here:
             changes.append(
-                (
-                    "UPDATE pipeline_steps SET status = 'stale' WHERE pipeline_id = ?"
-                    " AND position > ? AND status NOT IN ('pending', 'stale')",
-                    (pipeline.id, step.position),
-                )
+                pipelines.later_steps_stale(pipeline.id, step.position, now=self.clock.now())
             )
         reason = "restarted from here" if from_here else "restarted"
         return await self._restart(pipeline, self._restarted(pipeline, step, reason), changes)

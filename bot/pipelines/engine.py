@@ -120,17 +120,12 @@ class PipelineEngine:
         pipeline = await self.get(pipeline_id)
         if pipeline.status != PipelineStatus.CREATED:
             raise ConflictingState(f"pipeline {pipeline_id} is {pipeline.status}", pipeline.status)
-        if pipeline.cycle_type is None:
-            raise ConflictingState(f"pipeline {pipeline_id} has no cycle type yet", pipeline.status)
         steps = await pipelines.list_steps(self.db, pipeline_id)
-        started = events.PipelineStarted(
-            pipeline_id=pipeline.id,
-            ticket=pipeline.ticket_key,
-            cycle_type=pipeline.cycle_type,
-            cycle_reason=pipeline.cycle_reason,
-            phases=[step.phase for step in steps],
-        )
-        await self._publish(pipeline, started, self._running(pipeline))
+        if not steps:
+            raise ConflictingState(f"pipeline {pipeline_id} has no steps yet", pipeline.status)
+        # Without a cycle type (no rule matched) the lone triage step runs first and decides
+        # it; pipeline_started comes again then, with the cycle type and all its phases.
+        await self._publish(pipeline, events.started(pipeline, steps), self._running(pipeline))
         self.tasks.spawn(pipeline_id)
         return await self.get(pipeline_id)
 
@@ -149,12 +144,15 @@ class PipelineEngine:
         await self.tasks.stop(pipeline_id)  # the running step commits itself interrupted
         return await self.get(pipeline_id)
 
-    async def resume(self, pipeline_id: int) -> Pipeline:
-        """Go on after a pause, or after a failure (from the failed step, same conversation)."""
+    async def resume(self, pipeline_id: int, *, max_cost_usd: float | None = None) -> Pipeline:
+        """Go on after a pause, or after a failure (from the failed step, same conversation),
+        with a new dollar cap when one is given (a budget failure goes on after a raise)."""
         pipeline = await self.get(pipeline_id)
         if pipeline.status not in (PipelineStatus.PAUSED, PipelineStatus.FAILED):
             raise ConflictingState(f"pipeline {pipeline_id} is {pipeline.status}", pipeline.status)
         changes = [self._running(pipeline), pipelines.clear_failure(pipeline_id)]
+        if max_cost_usd is not None:
+            changes.append(pipelines.set_max_cost(pipeline_id, max_cost_usd))
         for step in await pipelines.list_steps(self.db, pipeline_id):
             if step.status in (StepStatus.FAILED, StepStatus.RUNNING):
                 changes.append(

@@ -95,7 +95,8 @@ class PipelineRecorder:
                 )
             )  # fmt: skip
         new_risks = outcomes.reported_risks(output)
-        changes.extend(self._risk_cards(pipeline, step, new_risks))
+        if isinstance(output, dict) and "risks" in output:
+            changes.extend(self._risk_cards(pipeline, step, new_risks))
         status = StepStatus.COMPLETED
         if verdict.verdict == Verdict.NEEDS_APPROVAL:
             status = StepStatus.WAITING_FOR_APPROVAL
@@ -122,9 +123,8 @@ class PipelineRecorder:
     def _risk_cards(
         self, pipeline: Pipeline, step: Step, reported: list[outcomes.ReportedRisk]
     ) -> list[tuple[str, Params]]:
-        """A rerun's cards replace the ones of its earlier attempt not yet acknowledged."""
-        if not reported:
-            return []
+        """A rerun's cards (none, maybe) replace the ones of its earlier attempt not yet
+        acknowledged."""
         return [
             ("DELETE FROM risks WHERE step_id = ? AND acknowledged_at IS NULL", (step.id,)),
             *(
@@ -341,9 +341,12 @@ class PipelineRecorder:
         await self.notes.failed(pipeline, step.phase if step else None, kind.value, message)
 
     async def _last_tool_call(self, step: Step | None) -> dict[str, Any] | None:
-        if step is None or step.session_key is None:
+        if step is None:
             return None
-        session = await claude_sessions.find(self.db, step.session_key)
+        fresh = await pipelines.get_step(self.db, step.id)  # the session key set when it ran
+        if fresh is None or fresh.session_key is None:
+            return None
+        session = await claude_sessions.find(self.db, fresh.session_key)
         if session is None:
             return None
         calls = await tool_calls.for_session(self.db, session.id)

@@ -197,6 +197,24 @@ class PipelineWorld:
         await self.api("POST", f"/api/pipelines/{pipeline_id}/{path}", body)
         return await self.settle(pipeline_id)
 
+    async def drive(self, pipeline_id: int, *, by: str = "mia") -> dict[str, Any]:
+        """Settle, releasing each gate as it holds (approve the plan, acknowledge high risks),
+        until the pipeline stops for anything else; its view then."""
+        view = await self.settle(pipeline_id)
+        while view["status"] == "waiting_for_approval":
+            waiting = [
+                step
+                for step in view["steps"]
+                if step["status"] == "waiting_for_approval" and step["approved_at"] is None
+            ]
+            if waiting:
+                path, body = f"steps/{waiting[0]['id']}/approve", {"approved_by": by}
+            else:
+                risk = next(r for r in view["risks"] if r["acknowledged_at"] is None)
+                path, body = f"risks/{risk['id']}/acknowledge", {"acknowledged_by": by}
+            view = await self.act(pipeline_id, path, body)
+        return view
+
     async def events(self, pipeline_id: int) -> list[dict[str, Any]]:
         answer = await self.api("GET", f"/api/events?stream=pipeline:{pipeline_id}&limit=1000")
         return list(answer["events"])

@@ -75,6 +75,8 @@ class AcknowledgeBody(msgspec.Struct, forbid_unknown_fields=True):
 
 class ActionBody(msgspec.Struct, forbid_unknown_fields=True):
     reason: Note | None = None
+    # resume only: the pipeline's new dollar cap (a budget failure goes on after a raise)
+    max_cost_usd: Annotated[float, msgspec.Meta(gt=0, le=100_000)] | None = None
 
 
 async def answered(
@@ -153,7 +155,7 @@ def _lifecycle(name: str) -> Callable[[web.Request], Awaitable[web.Response]]:
         actions = {
             "start": lambda: engine.start(pipeline_id),
             "pause": lambda: engine.pause(pipeline_id, body.reason),
-            "resume": lambda: engine.resume(pipeline_id),
+            "resume": lambda: engine.resume(pipeline_id, max_cost_usd=body.max_cost_usd),
             "cancel": lambda: engine.cancel(pipeline_id, body.reason),
         }
         return await answered(request, actions[name]())
