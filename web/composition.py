@@ -26,6 +26,7 @@ from bot.github.app import GitHubApp
 from bot.housekeeping import PRUNE_EVERY_S, Housekeeping
 from bot.intake import DeliveryIntake
 from bot.jira.service import JiraService
+from bot.pipelines.agent_tools import PIPELINE_TOOL_NAMES
 from bot.pipelines.cycle_type_service import CycleTypes
 from bot.pipelines.service import build_pipelines
 from bot.repositories import RepositoryRegistry
@@ -286,6 +287,7 @@ def _cycle_types(app: web.Application) -> CycleTypes:
             log.warning("cycle types: the agents file is unusable (%s); the shipped one", error)
             config = load_agents_config(None, default_model=settings.model)
     tools = {tool.name for tool in BUILTIN_TOOLS} | {CLARIFICATION_TOOL, REPORT_TOOL}
+    tools |= set(PIPELINE_TOOL_NAMES)  # jira_cli, github_cli: given to each pipeline step
     return CycleTypes(db=app[DB], clock=app[CLOCK], known_agents=config.agents, known_tools=tools)
 
 

@@ -3,7 +3,8 @@
 An edit names its phases in order with optional overrides; every problem (an empty list, a
 phase twice, an unknown phase, agent, gate or tool, a limit out of range) is reported at once
 as `InvalidCycleType`, and nothing is stored. Known agents come from the agents file, known
-tools from the agent runtime's built-in tools (an `mcp:<server>` tool is accepted as named).
+tools from the agent runtime's built-in tools and the pipeline's own (jira_cli, github_cli:
+bot/pipelines/agent_tools.py); an `mcp:<server>` tool is accepted as named.
 """
 
 from __future__ import annotations

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 from tests.conftest import AppClient
 from tests.helpers import auth_headers
+from web.keys import DB
 
 
 async def test_the_seeded_cycle_types_are_listed_with_their_phases(client: AppClient) -> None:
@@ -69,3 +72,22 @@ async def test_cycle_types_need_the_token(client: AppClient) -> None:
     assert (await client.get("/api/cycle-types")).status == 401
     refused = await client.put("/api/cycle-types/x", json={"phases": [{"phase": "triage"}]})
     assert refused.status == 401
+
+
+async def test_a_phase_may_name_the_pipeline_tools_but_not_an_unknown_one(
+    client: AppClient,
+) -> None:
+    db = client.app[DB]
+    tools = ["file_read", "jira_cli", "github_cli"]
+    # No API edits a phase definition's tools yet: set them as a migration would.
+    await db.write(
+        "UPDATE phase_definitions SET tools = ? WHERE name = 'triage'", (json.dumps(tools),)
+    )
+    body = {"phases": [{"phase": "triage"}]}
+    accepted = await client.put("/api/cycle-types/ticket_look", json=body, headers=auth_headers())
+    assert accepted.status == 200, await accepted.text()
+    assert (await accepted.json())["cycle_type"]["phases"][0]["tools"] == tools
+    await db.write("UPDATE phase_definitions SET tools = '[\"jira_merge\"]' WHERE name = 'triage'")
+    refused = await client.put("/api/cycle-types/ticket_look", json=body, headers=auth_headers())
+    assert refused.status == 400
+    assert "names unknown tool 'jira_merge'" in (await refused.json())["error"]["message"]
