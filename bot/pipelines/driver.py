@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from bot.agents import AgentContext, AgentRunner, StepResult
 from bot.pipelines import gates, prompts
+from bot.pipelines.agent_tools import pipeline_tools
 from bot.pipelines.events import StepInterrupted, StepStarted, stream_of
 from bot.pipelines.outcomes import judge
 from bot.pipelines.recorder import PipelineRecorder
@@ -151,6 +152,15 @@ class PipelineDriver:
             repeat_limit=self.limits.repeat_limit,
             sandbox=await self.workspace.sandbox(workspace),
             tool_names=step.tools,
+            extra_tools=pipeline_tools(
+                db=self.db,
+                pipeline_id=pipeline.id,
+                ticket_key=pipeline.ticket_key,
+                repository_full_name=workspace.primary.full_name,
+                installation_id=workspace.primary.installation_id,
+                jira=self.recorder.notes.jira,
+                github=self.recorder.opener.github,
+            ),
         )
         await self.workspace.hold(workspace, pipeline.id)
         assert self.agents is not None  # run_step checked

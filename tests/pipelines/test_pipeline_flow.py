@@ -58,6 +58,9 @@ async def test_a_backend_ticket_becomes_a_pull_request_through_its_gates(
     assert key in made["body"] and "Change greet() to say Hello" in made["body"]
     assert made["head"]["ref"] == opened["branch"]
     assert world.branch_file(opened["branch"], "greet.py").count('"Hello "') == 1
+    offered = {tool["name"] for tool in world.model.requests_of("planner")[0].body["tools"]}
+    assert {"jira_cli", "github_cli", "file_read"} <= offered
+    assert "file_write" not in offered  # the planner's own tools, and the pipeline's
     kinds = [event["type"] for event in await world.events(created["id"])]
     for kind in ("pipeline_started", "step_started", "step_completed", "waiting_for_approval",
                  "approval_given", "risk_identified", "risk_acknowledged"):  # fmt: skip
