@@ -58,6 +58,8 @@ async def test_a_backend_ticket_becomes_a_pull_request_through_its_gates(
     assert key in made["body"] and "Change greet() to say Hello" in made["body"]
     assert made["head"]["ref"] == opened["branch"]
     assert world.branch_file(opened["branch"], "greet.py").count('"Hello "') == 1
+    notes = [comment["body"] for comment in world.jira.issue(key).comments]
+    assert any(pull["url"] in note for note in notes), notes
     offered = {tool["name"] for tool in world.model.requests_of("planner")[0].body["tools"]}
     assert {"jira_cli", "github_cli", "file_read"} <= offered
     assert "file_write" not in offered  # the planner's own tools, and the pipeline's
