@@ -75,8 +75,8 @@ class Pipelines:
         return resumed
 
     async def pull_request_closed(self, repository: str, number: int, *, merged: bool) -> None:
-        """A pipeline's PR merged completes it (its worktrees removed); closed unmerged
-        cancels it. A PR no pipeline opened is none of our business."""
+        """A pipeline's PR merged completes it (its worktrees removed) once every PR it opened
+        is merged; one closed unmerged cancels it. A PR no pipeline opened is none of ours."""
         db, clock = self.engine.db, self.engine.clock
         opened = await pipelines.pipeline_of_pull_request(db, repository, number)
         if opened is None:
@@ -84,8 +84,13 @@ class Pipelines:
         pipeline = await self.engine.get(opened.pipeline_id)
         state = "merged" if merged else "closed"
         changes = [pipelines.pull_request_state(repository, number, state)]
-        if PipelineStatus(pipeline.status).ended:
-            await db.write(*changes[0])
+        others = [
+            pull
+            for pull in await pipelines.pull_requests_of(db, pipeline.id)
+            if (pull.repository, pull.number) != (repository, number) and pull.state != "merged"
+        ]
+        if PipelineStatus(pipeline.status).ended or (merged and others):
+            await db.write(*changes[0])  # one repository of several merged: the rest to come
             return
         await self.engine.tasks.stop(pipeline.id)
         event: events.PipelineEvent

@@ -177,3 +177,26 @@ async def test_cancel_stops_a_running_step_and_ends_the_pipeline(world: Pipeline
     again = await world.api("POST", f"/api/pipelines/{pipeline_id}/resume", status=409)
     assert again["state"] == "cancelled"
     await asyncio.wait_for(world.settle(pipeline_id), 5)
+
+
+async def test_the_step_cap_stops_a_run_as_budget(world: PipelineWorld) -> None:
+    await world.start(pipeline_step_max_usd=0.0001)
+    key = await world.ticket()
+    pipeline_id = (await world.create(key, cycle_type="oncall_bug"))["id"]
+    failed = await world.settle(pipeline_id)
+    assert failed["failure"]["kind"] == "budget"
+    assert "step budget reached" in failed["failure"]["message"]
+    assert len(world.model.requests_of("triage")) == 1  # stopped before a second turn
+
+
+async def test_a_phase_over_its_time_limit_fails_as_time_limit(world: PipelineWorld) -> None:
+    await world.start()
+    phases = [{"phase": "triage", "time_limit_s": 1}, {"phase": "pull_request"}]
+    await world.api("PUT", "/api/cycle-types/quick", {"phases": phases})
+    key = await world.ticket()
+    world.model.script("triage", dataclasses.replace(report({"cycle_type": "x"}), delay_s=30))
+    pipeline_id = (await world.create(key, cycle_type="quick"))["id"]
+    failed = await world.settle(pipeline_id)
+    assert failed["failure"]["kind"] == "time_limit"
+    assert failed["failure"]["message"] == "the step ran over its 1s limit"
+    assert step_of(failed, "triage")["status"] == "failed"
