@@ -44,6 +44,9 @@ class PipelineCreation:
                 f"ticket {ticket_key} is not in the JIRA mirror (sync JIRA, or check the key)"
             )
         linked = await self._repositories(ticket_key, repository)
+        if cycle_type is not None and await cycle_types.get_cycle_type(self.db, cycle_type) is None:
+            # Checked before the row exists: a pipeline left `created` would block the ticket.
+            raise InvalidPipelineRequest(f"unknown cycle type {cycle_type!r}")
         pipeline = await pipelines.create_pipeline(
             self.db,
             ticket_key=ticket_key,
