@@ -129,6 +129,7 @@ class JiraClient:
         self.approximate_count_available = True
         self.site_base_url: str | None = None  # serverInfo's baseUrl: how Jira names itself
         self._jira: JIRA | None = None
+        self._myself: dict[str, Any] | None = None
         self._connect_lock = asyncio.Lock()
         self._count_lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="jira")
@@ -422,6 +423,12 @@ class JiraClient:
             f"changelog {key_or_id}", lambda jira: jira.find(resource, key_or_id)
         )
         return dict(page.raw or {})
+
+    async def myself(self) -> dict[str, Any]:
+        """The account biagent authenticates as (asked once): how it knows its own comments."""
+        if self._myself is None:
+            self._myself = dict(await self.call("myself", lambda jira: jira.myself()))
+        return self._myself
 
     async def transitions(self, key: str) -> list[dict[str, Any]]:
         return list(await self.call(f"transitions {key}", lambda jira: jira.transitions(key)))

@@ -24,7 +24,7 @@ router = routing.Router()
 _ISSUE_IN_URL = re.compile(r"/issue/(\d+)(?:/|$)")
 
 
-def _issue_id(payload: dict[str, Any]) -> str | None:
+def issue_id_of(payload: dict[str, Any]) -> str | None:
     """The issue id of an issue or comment event (Server's comment events carry no issue)."""
     issue = payload.get("issue")
     if isinstance(issue, dict) and str(issue.get("id", "")).isdigit():
@@ -39,7 +39,7 @@ def _issue_id(payload: dict[str, Any]) -> str | None:
 
 async def _refresh(event: sansio.Event, gh: GitHubAPI | None, context: HandlerContext) -> None:
     jira = context.services.jira
-    issue_id = _issue_id(event.data)
+    issue_id = issue_id_of(event.data)
     if jira is None or issue_id is None:
         log.info(
             "JIRA webhook %s (%s): %s",
@@ -65,7 +65,7 @@ for _event_name in (
 @router.register("jira:issue_deleted")
 async def issue_deleted(event: sansio.Event, gh: GitHubAPI | None, context: HandlerContext) -> None:
     jira = context.services.jira
-    issue_id = _issue_id(event.data)
+    issue_id = issue_id_of(event.data)
     if jira is None or issue_id is None:
         return
     key = await jira.sync.forget_issue(issue_id)

@@ -1,4 +1,5 @@
-"""What a pipeline tells its JIRA ticket: a question asked, the pull request opened, a failure.
+"""What a pipeline tells its JIRA ticket: a question asked, the pull request opened, a failure;
+and what the JIRA triggers (triggers.py) answer a request they cannot carry out.
 
 Only when JIRA is configured (a JiraClient is given). A comment that cannot be posted is logged
 and never stops the pipeline: the status page and the events carry the same news.
@@ -37,7 +38,8 @@ class TicketNotes:
         ticket = await tickets.get_ticket(self.db, key)
         return ticket.summary if ticket is not None else key
 
-    async def _comment(self, key: str, body: str) -> None:
+    async def comment(self, key: str, body: str) -> None:
+        """Post `body` on the ticket; a failure is logged, never raised."""
         if self.jira is None:
             return
         try:
@@ -50,7 +52,7 @@ class TicketNotes:
         if asked is None:
             return
         choices = f"\nChoices: {', '.join(asked.choices)}" if asked.choices else ""
-        await self._comment(
+        await self.comment(
             pipeline.ticket_key,
             f"biagent has a question (pipeline {pipeline.id}):\n{asked.question}{choices}\n\n"
             f"Answer with a comment starting with: /biagent answer {clarification_id} ...",
@@ -60,7 +62,7 @@ class TicketNotes:
         self, pipeline: Pipeline, opened: list[PipelinePullRequest]
     ) -> None:
         links = "\n".join(f"- {pull.url}" for pull in opened)
-        await self._comment(pipeline.ticket_key, f"biagent opened a pull request:\n{links}")
+        await self.comment(pipeline.ticket_key, f"biagent opened a pull request:\n{links}")
         if self.jira is not None and self.done_transition:
             try:
                 await self._transition(pipeline.ticket_key, self.done_transition)
@@ -80,7 +82,7 @@ class TicketNotes:
 
     async def failed(self, pipeline: Pipeline, phase: str | None, kind: str, message: str) -> None:
         where = f" in phase {phase}" if phase else ""
-        await self._comment(
+        await self.comment(
             pipeline.ticket_key,
             f"biagent's pipeline {pipeline.id} failed{where} ({kind}): {message}",
         )
