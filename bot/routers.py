@@ -10,6 +10,7 @@ from __future__ import annotations
 from bot.concerns import Concern
 from bot.github import installations
 from bot.jira import webhooks as jira_webhooks
+from bot.pipelines import triggers as pipeline_triggers
 from bot.reviews import router as reviews
 from bot.worktrees import webhooks as worktree_webhooks
 
@@ -20,4 +21,5 @@ def concerns() -> list[Concern]:
         Concern("reviews", reviews.router),
         Concern("worktrees", worktree_webhooks.router),
         Concern("jira", jira_webhooks.router, sources=frozenset({"jira"})),
+        Concern("pipeline_triggers", pipeline_triggers.router, sources=frozenset({"jira"})),
     ]
