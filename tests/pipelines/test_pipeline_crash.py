@@ -25,6 +25,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from bot.config import variables
 from tests.fakes import anthropic as scripted
 from tests.fakes.anthropic import FakeAnthropic, RecordedRequest
 from tests.fakes.github import FakeGitHub
@@ -97,10 +98,12 @@ class Server:
 def server_environment(
     tmp_path: Path, github: FakeGitHub, app_key: tuple[str, str], jira: FakeJira, model_url: str
 ) -> dict[str, str]:
+    """This test's settings, and none of the caller's (nor the SDK's own ANTHROPIC_ ones)."""
+    settings = {env.name for env in variables().values()}
     kept = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith(("GITHUB_", "JIRA_", "ANTHROPIC_", "BIAGENT_", "WORKTREE_"))
+        if key not in settings and not key.startswith("ANTHROPIC_")
     }
     return kept | {
         "DATABASE_URL": f"sqlite:///{tmp_path / 'biagent.db'}",
