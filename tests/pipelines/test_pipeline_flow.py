@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from tests.fakes import anthropic as scripted
-from tests.pipelines.world import REPO, PipelineWorld, done, report, step_of
+from tests.pipelines.world import REPO, PipelineWorld, step_of
 
 BACKEND = ["triage", "plan", "risk", "implement", "test", "self_review", "pull_request"]
 
@@ -13,19 +12,7 @@ async def test_a_backend_ticket_becomes_a_pull_request_through_its_gates(
 ) -> None:
     await world.start()
     key = await world.ticket(labels=("backend",))
-    world.model.script(
-        "risk",
-        report({"risks": [{"title": "Greeting change", "severity": "high", "detail": "UX"}]}),
-        done(),
-    )
-    world.model.script(
-        "implementer",
-        scripted.tool_use(
-            "edit_file", {"path": "greet.py", "old_text": '"Hi "', "new_text": '"Hello "'}
-        ),
-        report({"summary": "greet() says Hello."}),
-        done(),
-    )
+    world.model.script_gated_change()
     created = await world.create(key)
     assert created["cycle_type"] == "backend"
     assert created["cycle_reason"].startswith("rule")

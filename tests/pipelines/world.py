@@ -116,6 +116,23 @@ class PipelineModel:
     def requests_of(self, agent: str) -> list[RecordedRequest]:
         return [request for asked, request in self.asked if asked == agent]
 
+    def script_gated_change(self) -> None:
+        """A backend run through both gates: the risk agent reports a high risk, and the
+        implementer makes greet() say Hello (a real edit on the branch)."""
+        self.script(
+            "risk",
+            report({"risks": [{"title": "Greeting change", "severity": "high", "detail": "UX"}]}),
+            done(),
+        )
+        self.script(
+            "implementer",
+            scripted.tool_use(
+                "edit_file", {"path": "greet.py", "old_text": '"Hi "', "new_text": '"Hello "'}
+            ),
+            report({"summary": "greet() says Hello."}),
+            done(),
+        )
+
 
 @dataclasses.dataclass
 class PipelineWorld:
