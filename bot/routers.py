@@ -10,6 +10,7 @@ from __future__ import annotations
 from bot.concerns import Concern
 from bot.github import installations
 from bot.jira import webhooks as jira_webhooks
+from bot.pipelines import on_github as pipeline_pull_requests
 from bot.pipelines import triggers as pipeline_triggers
 from bot.reviews import router as reviews
 from bot.worktrees import webhooks as worktree_webhooks
@@ -20,6 +21,7 @@ def concerns() -> list[Concern]:
         Concern("installations", installations.router),
         Concern("reviews", reviews.router),
         Concern("worktrees", worktree_webhooks.router),
+        Concern("pipeline_pull_requests", pipeline_pull_requests.router),
         Concern("jira", jira_webhooks.router, sources=frozenset({"jira"})),
         Concern("pipeline_triggers", pipeline_triggers.router, sources=frozenset({"jira"})),
     ]
