@@ -135,28 +135,7 @@ def task_text(
             " work conflicted with the new commits. Start again from the current files.",
         ]
     for comment in batch.comments:
-        lines += [
-            "",
-            f"## Comment {comment.comment_id} ({comment.kind}) by @{comment.author}"
-            f" ({_where(comment)})",
-        ]
-        if comment.kind == "review_body":
-            lines.append("(the text of a submitted review)")
-        elif comment.kind == "issue_comment":
-            lines.append("(a comment in the pull request's conversation)")
-        lines += ["", _quote(comment.body)]
-        if comment.diff_hunk:
-            lines += ["", "Diff hunk:", "```diff", comment.diff_hunk.rstrip(), "```"]
-        earlier = [
-            message for message in comment.thread if message.comment_id != comment.comment_id
-        ]
-        if earlier:
-            lines += ["", "Whole thread, oldest first:"]
-            for message in comment.thread:
-                who = f"@{message.author}" + (" (biagent)" if message.by_biagent else "")
-                mark = " <- this comment" if message.comment_id == comment.comment_id else ""
-                lines.append(f"- {who}{mark}:")
-                lines.append(_quote(message.body, prefix="  > "))
+        lines += _comment_lines(comment)
     lines += [
         "",
         "Tests: "
@@ -169,6 +148,30 @@ def task_text(
         "Finish with report_output.",
     ]
     return "\n".join(lines)
+
+
+def _comment_lines(comment: BatchComment) -> list[str]:
+    """One comment of the task: where it is, what it says, its diff hunk and whole thread."""
+    lines = [
+        "",
+        f"## Comment {comment.comment_id} ({comment.kind}) by @{comment.author}"
+        f" ({_where(comment)})",
+    ]
+    if comment.kind == "review_body":
+        lines.append("(the text of a submitted review)")
+    elif comment.kind == "issue_comment":
+        lines.append("(a comment in the pull request's conversation)")
+    lines += ["", _quote(comment.body)]
+    if comment.diff_hunk:
+        lines += ["", "Diff hunk:", "```diff", comment.diff_hunk.rstrip(), "```"]
+    if any(message.comment_id != comment.comment_id for message in comment.thread):
+        lines += ["", "Whole thread, oldest first:"]
+        for message in comment.thread:
+            who = f"@{message.author}" + (" (biagent)" if message.by_biagent else "")
+            mark = " <- this comment" if message.comment_id == comment.comment_id else ""
+            lines.append(f"- {who}{mark}:")
+            lines.append(_quote(message.body, prefix="  > "))
+    return lines
 
 
 def _quote(text: str, *, prefix: str = "> ") -> str:
