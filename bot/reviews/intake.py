@@ -150,9 +150,15 @@ def pr_state(pr_json: dict[str, Any]) -> str:
 
 
 async def upsert_pr(
-    service: ReviewService, pr_json: dict[str, Any], repository: dict[str, Any], installation: int
+    service: ReviewService,
+    pr_json: dict[str, Any],
+    repository: dict[str, Any],
+    installation: int,
+    *,
+    ours: bool = False,
 ) -> PullRequest:
-    """Store the pull request as GitHub sent it; biagent's own are watched from here on."""
+    """Store the pull request as GitHub sent it; biagent's own (its bot login is the author,
+    or `ours`: a pipeline opened it) are watched from here on."""
     head = pr_json.get("head") or {}
     base = pr_json.get("base") or {}
     head_repo = head.get("repo") or repository
@@ -171,7 +177,8 @@ async def upsert_pr(
         state=pr_state(pr_json),
         now=service.clock.now(),
     )
-    if is_biagent(service, pr.author_login) and await pull_requests.subscribe(
+    ours = ours or is_biagent(service, pr.author_login)
+    if ours and await pull_requests.subscribe(
         service.db, pr.id, reason=OPENED_BY_BIAGENT, requested_by=None, now=service.clock.now()
     ):
         await service.bus.publish(pr.stream, waiting_for_review(pr))

@@ -1,9 +1,10 @@
 """`pull_request` for the review concern: which pull requests are watched, and their head.
 
-biagent's own pull requests are watched from `opened` (and reopened, ready, edited ones it
-already knows are refreshed); `synchronize` moves the head, and a push by biagent itself is
-recognised so it does not count as a person's; `closed` drops the pending batch, its queued
-check run concluded too.
+biagent's own pull requests (its bot login is the author, or a pipeline recorded opening it:
+storage/pipelines.py) are watched from `opened` (and reopened, ready, edited ones it already
+knows are refreshed); `synchronize` moves the head, and a push by biagent itself is recognised
+so it does not count as a person's; `closed` drops the pending batch, its queued check run
+concluded too. A pipeline's PR closed also ends its pipeline: bot/pipelines/on_github.py.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from bot.concerns import HandlerContext
 from bot.reviews.intake import arrival, is_biagent, upsert_pr
 from bot.reviews.states import BatchStatus
 from bot.reviews.unworked import conclude_unworked
-from storage import pull_requests, review_batches, review_iterations
+from storage import pipelines, pull_requests, review_batches, review_iterations
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +37,16 @@ async def on_pull_request_opened(
         return
     pr_json = event.data["pull_request"]
     author = (pr_json.get("user") or {}).get("login", "")
-    if arrived.pr is None and not is_biagent(arrived.service, author):
+    # A pipeline's PR is biagent's even before its bot login is known (GET /app pending).
+    by_pipeline = await pipelines.pipeline_of_pull_request(
+        arrived.service.db, arrived.repository["full_name"], int(pr_json["number"])
+    )
+    ours = by_pipeline is not None or is_biagent(arrived.service, author)
+    if arrived.pr is None and not ours:
         return  # not biagent's and nobody asked for it
-    await upsert_pr(arrived.service, pr_json, arrived.repository, arrived.installation_id)
+    await upsert_pr(
+        arrived.service, pr_json, arrived.repository, arrived.installation_id, ours=ours
+    )
 
 
 @router.register("pull_request", action="synchronize")
