@@ -17,6 +17,7 @@ from bot.agents.loop import AgentContext, StepResult
 from bot.config import Secret
 from bot.gitops.runner import run_git
 from bot.isolation import sandbox
+from bot.pipelines.context import pipeline_context_of
 from bot.reviews.agent_texts import (
     TRAILER,
     comment_outcomes,
@@ -126,6 +127,8 @@ class AgentRun:
 
     async def run_agent(self, attempt: int, test_command: str | None, start_sha: str) -> StepResult:
         batch = self.batch
+        # A PR a pipeline opened: the agent reads its ticket and approved plan too.
+        pipeline = await pipeline_context_of(self.engine.db, batch.repository, batch.pr_number)
         context = AgentContext(
             # Same batch, same worktree, same attempt after a restart: the conversation goes on.
             session_key=(
@@ -133,7 +136,9 @@ class AgentRun:
                 f":{self.session_id}:{attempt}"
             ),
             worktree=self.worktree,
-            task=task_text(batch, test_command, start_sha, restarted=attempt > 1),
+            task=task_text(
+                batch, test_command, start_sha, restarted=attempt > 1, pipeline=pipeline
+            ),
             stream=self.stream,
             repository_context=f"Test command: {test_command or 'unknown'}",
             pr=f"{batch.repository}#{batch.pr_number}",

@@ -117,14 +117,24 @@ def summarize_tests(command: str, result: sandbox.SandboxResult) -> str:
 
 
 def task_text(
-    batch: ReviewBatch, test_command: str | None, head_sha: str, *, restarted: bool = False
+    batch: ReviewBatch,
+    test_command: str | None,
+    head_sha: str,
+    *,
+    restarted: bool = False,
+    pipeline: str | None = None,
 ) -> str:
-    """The agent's task: the pull request, every comment with its place and whole thread."""
+    """The agent's task: the pull request, every comment with its place and whole thread;
+    `pipeline` is what bot/pipelines/context.py says of the pipeline that opened the PR."""
     lines = [
         f"Pull request #{batch.pr_number} in {batch.repository}: {batch.pr_title}",
         f"Branch {batch.head_ref} (into {batch.base_ref}), checked out at {head_sha[:12]} in"
         " your working directory.",
         "",
+    ]
+    if pipeline:
+        lines += [pipeline.strip(), "", "## The review", ""]
+    lines += [
         f"Address these {len(batch.comments)} review comment(s). Report exactly one outcome for"
         " each comment id below.",
     ]
