@@ -8,7 +8,9 @@ tokens with 401 as GitHub does, and records every call. Later features add their
 Review response (issue 5) adds pulls, review comments and replies, reviews and their comments,
 issue comments, reactions, check runs (created, updated, and listed for a commit by `check_name`
 and `filter`, each with its `external_id`), collaborator permission and contents. A pull request can
-follow a local bare repository (`follow_git`): its head sha is then what the branch holds there.
+follow a local bare repository (`follow_git`): its head sha is then what the branch holds there;
+a repository served from one (`serve_repository`) gives the pull requests opened through the
+API its clone URL and their head sha, and they follow it.
 Answers are built from GitHub's own examples in tests/fixtures/github-api (same keys, our
 values). Lists paginate with `per_page`/`page` and a `Link` header, as GitHub does.
 `script_failure()` makes the next matching calls answer a 403 secondary rate limit (with
@@ -120,6 +122,7 @@ class FakeGitHub:
     contents: dict[tuple[str, str], str] = field(default_factory=dict)
     failures: list[ScriptedFailure] = field(default_factory=list)
     git_remotes: dict[tuple[str, int], Path] = field(default_factory=dict)
+    repository_remotes: dict[str, Path] = field(default_factory=dict)  # full name -> bare
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -335,6 +338,12 @@ class FakeGitHub:
         remote (its `head.ref` branch), as GitHub follows pushes to the head branch."""
         self.git_remotes[(repository, number)] = bare
 
+    def serve_repository(self, repository: str, bare: Path) -> None:
+        """Pull requests opened through the API in `repository` live in this local bare
+        repository standing for the remote: their `head.repo` and `base.repo` carry its
+        `file://` clone URL, and their head sha is what the head branch holds there."""
+        self.repository_remotes[repository] = bare
+
     def add_review_comment(self, repository: str, number: int, comment: dict[str, Any]) -> None:
         self.review_comments[int(comment["id"])] = {
             **copy.deepcopy(comment),
@@ -440,6 +449,13 @@ class FakeGitHub:
                 raise _error(422, f"A pull request already exists for {label}.")
         number = 1 + max((n for (name, n) in self.pulls if name == repository), default=0)
         html = f"https://github.com/{repository}/pull/{number}"
+        repo = self._repository_json(repository)
+        head_sha = None
+        if repository in self.repository_remotes:
+            head_sha = await _branch_sha(self.repository_remotes[repository], body["head"])
+            if not head_sha:  # GitHub's answer to a head branch that was never pushed
+                raise _error(422, "Validation Failed: head is invalid")
+            self.git_remotes[(repository, number)] = self.repository_remotes[repository]
         pull = {
             "number": number,
             "state": "open",
@@ -449,25 +465,39 @@ class FakeGitHub:
             "html_url": html,
             "url": f"{self.base_url}/repos/{repository}/pulls/{number}",
             "user": self.bot_user(),
-            "head": {"ref": body["head"], "label": label, "sha": None, "repo": None},
-            "base": {"ref": body["base"], "label": f"{owner}:{body['base']}", "repo": None},
+            "head": {"ref": body["head"], "label": label, "sha": head_sha, "repo": repo},
+            "base": {
+                "ref": body["base"],
+                "label": f"{owner}:{body['base']}",
+                "repo": copy.deepcopy(repo),
+            },
             "merged": False,
         }
         self.pulls[(repository, number)] = pull
         self.opened_pulls.append(pull)
         return web.json_response(self._public(pull), status=201)
 
+    def _repository_json(self, repository: str) -> dict[str, Any] | None:
+        """The repository as a pull request names it (GitHub's example, our values), with the
+        clone URL of the bare repository serving it; None when none does."""
+        bare = self.repository_remotes.get(repository)
+        if bare is None:
+            return None
+        repo = api_example("pulls-get")["base"]["repo"]
+        owner, name = repository.split("/", 1)
+        repo.update(
+            {"full_name": repository, "name": name, "clone_url": f"file://{bare}",
+             "default_branch": "main"}
+        )  # fmt: skip
+        repo["owner"]["login"] = owner
+        return dict(repo)
+
     async def get_pull(self, request: web.Request) -> web.Response:
         self.check_token(request)
         pull = self._pull(request)
         bare = self.git_remotes.get((self._repo(request), int(request.match_info["number"])))
         if bare is not None:
-            git = await asyncio.create_subprocess_exec(
-                "git", "rev-parse", f"refs/heads/{pull['head']['ref']}",
-                cwd=bare, stdout=asyncio.subprocess.PIPE,
-            )  # fmt: skip
-            head, _ = await git.communicate()
-            pull["head"]["sha"] = head.decode().strip()
+            pull["head"]["sha"] = await _branch_sha(bare, pull["head"]["ref"])
         return web.json_response(pull)
 
     async def list_pull_review_comments(self, request: web.Request) -> web.Response:
@@ -733,6 +763,16 @@ class FakeGitHub:
                 "sha": secrets.token_hex(20),
             }
         )
+
+
+async def _branch_sha(bare: Path, branch: str) -> str:
+    """What `branch` holds in a bare repository (empty when it has no such branch)."""
+    git = await asyncio.create_subprocess_exec(
+        "git", "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}",
+        cwd=bare, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    head, _ = await git.communicate()
+    return head.decode().strip()
 
 
 def _error(status: int, message: str) -> web.HTTPException:
