@@ -4,13 +4,19 @@ the GitHub fake and a local bare remote standing for the repository.
 The ticket lives in the JIRA fake and reaches the app through a real sync; the repository is
 registered through the API and linked to the ticket; each agent answers from its own script
 (`PipelineModel`), recognised by its system prompt, so a test scripts one phase without
-counting the others' requests. By default every agent reports a plausible output at once.
+counting the others' requests. By default every agent reports a plausible output at once
+(review_response has no default: a test scripts it). The GitHub fake serves the repository
+from the bare remote, so the pull request a pipeline opens carries its clone URL and head sha,
+and `PullRequestWebhooks` sends GitHub's deliveries about it.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import itertools
 import json
+import uuid
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
@@ -23,14 +29,15 @@ from tests.fakes import anthropic as scripted
 from tests.fakes.anthropic import FakeAnthropic, RecordedRequest, Reply
 from tests.fakes.github import FakeGitHub
 from tests.fakes.jira import FakeJira
-from tests.helpers import auth_headers, jira_settings
+from tests.helpers import auth_headers, github_headers, jira_settings, load_json
 from tests.worktree_helpers import Remote, git, make_remote
-from web.keys import PIPELINES, SERVICES
+from web.keys import DISPATCHER, PIPELINES, REVIEW_SCHEDULER, SERVICES
 
 REPO = "Codertocat/Hello-World"
 INSTALLATION = 1
 PROJECT = "ACME"
 TEST_COMMAND = "python3 -m unittest -q"
+REVIEWER_USER = {"login": "Codertocat", "id": 21031067, "type": "User"}
 FILES = {
     "greet.py": 'def greet(name):\n    return "Hi " + name\n',
     "test_greet.py": (
@@ -145,12 +152,15 @@ class PipelineWorld:
     clock: ManualClock
     remote: Remote = dataclasses.field(init=False)
     model: PipelineModel = dataclasses.field(init=False)
+    webhooks: PullRequestWebhooks = dataclasses.field(init=False)
     client: AppClient | None = None
 
     def __post_init__(self) -> None:
         self.remote = make_remote(self.tmp_path, "hello-world", FILES)
         self.model = PipelineModel(self.anthropic)
+        self.webhooks = PullRequestWebhooks(self)
         self.github.installations[INSTALLATION] = {"repositories": [REPO]}
+        self.github.serve_repository(REPO, self.remote.bare)
 
     def settings(self, **more: Any) -> Settings:
         return jira_settings(
@@ -241,6 +251,90 @@ class PipelineWorld:
 
     def branch_file(self, branch: str, path: str) -> str:
         return git("show", f"{branch}:{path}", cwd=self.remote.bare)
+
+    async def open_pull_request(
+        self, summary: str = "Greet people by saying Hello", **fields: Any
+    ) -> dict[str, Any]:
+        """A backend ticket run to its open pull request through both gates, released by a
+        person (`script_gated_change`, `drive`): the pipeline's view, `waiting_for_review`."""
+        key = await self.ticket(summary, labels=("backend",), **fields)
+        self.model.script_gated_change()
+        opened = await self.drive((await self.create(key))["id"])
+        assert opened["status"] == "waiting_for_review", opened.get("failure")
+        assert step_of(opened, "plan")["approved_by"] == "mia"
+        return opened
+
+    async def settle_reviews(self) -> None:
+        """Work what is due now: deliveries, then review batches (the review_response agent)."""
+        app = self.app_client.app
+        await app[DISPATCHER].drain()
+        await app[REVIEW_SCHEDULER].drain()
+        await app[DISPATCHER].drain()
+
+
+class PullRequestWebhooks:
+    """Signed deliveries about the pipeline's pull request into the real app, built from the
+    real payloads in tests/fixtures/github (Codertocat/Hello-World, installation 1: our REPO and
+    INSTALLATION), their `pull_request` being the one the GitHub fake holds."""
+
+    def __init__(self, world: PipelineWorld) -> None:
+        self.world = world
+        self.comment_ids = itertools.count(7001)
+
+    async def send(
+        self, event: str, payload: dict[str, Any], delivery_id: str | None = None
+    ) -> str:
+        """Post a signed delivery and let the dispatcher work it; its delivery id."""
+        delivery_id = delivery_id or str(uuid.uuid4())
+        body = json.dumps(payload).encode()
+        client = self.world.app_client
+        headers = github_headers(event, body, delivery_id=delivery_id)
+        response = await client.post("/webhooks/github", data=body, headers=headers)
+        assert response.status == 202, await response.text()
+        await client.app[DISPATCHER].drain()
+        return delivery_id
+
+    def _point(self, fixture: str, number: int) -> dict[str, Any]:
+        payload = load_json(fixture)
+        assert payload["repository"]["full_name"] == REPO
+        assert payload["installation"]["id"] == INSTALLATION
+        payload["repository"]["clone_url"] = self.world.remote.url
+        pull = self.world.github.pulls[(REPO, number)]
+        payload["pull_request"] = copy.deepcopy(pull)
+        payload["number"] = number
+        return payload
+
+    def opened(self, number: int) -> dict[str, Any]:
+        return self._point("github/pull_request/opened.payload.json", number)
+
+    def closed(self, number: int, *, merged: bool) -> dict[str, Any]:
+        """The pull request closed on GitHub (the fake's copy too), merged or not."""
+        pull = self.world.github.pulls[(REPO, number)]
+        merged_at = self.world.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ") if merged else None
+        pull.update({"state": "closed", "merged": merged, "merged_at": merged_at})
+        return self._point("github/pull_request/closed.payload.json", number)
+
+    def review_comment(self, number: int, body: str, *, path: str, line: int) -> dict[str, Any]:
+        """A reviewer's diff comment, held by the GitHub fake as GitHub would hold it."""
+        payload = self._point("github/pull_request_review_comment/created.payload.json", number)
+        now = self.world.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ")
+        comment = payload["comment"]
+        comment.update(
+            {
+                "id": next(self.comment_ids),
+                "body": body,
+                "user": REVIEWER_USER,
+                "path": path,
+                "line": line,
+                "original_line": line,
+                "commit_id": payload["pull_request"]["head"]["sha"],
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+        payload["sender"] = REVIEWER_USER
+        self.world.github.add_review_comment(REPO, number, comment)
+        return payload
 
 
 def step_of(pipeline: dict[str, Any], phase: str) -> dict[str, Any]:
