@@ -55,13 +55,13 @@ async def test_page_goes_live_and_catches_up_after_a_forced_reconnect(
         assert await page.locator("#feed li").count() == 1
         assert await page.locator("#feed li:has-text('before-load')").count() == 0
 
-        # Overflow the page's subscription: the server closes it (4008), the page reconnects
-        # and resumes from the last id it saw, so the events in between still arrive.
-        bus.queue_size = 2
-        for n in range(50):
+        # Overflow the page's subscription (more frames than its queue holds, without
+        # yielding; a subscription keeps the queue size it was made with): the server closes it
+        # (4008), the page reconnects and resumes from the last id it saw, so the events in
+        # between still arrive.
+        for n in range(bus.queue_size + 1):
             bus.publish_transient("s", Token(seq=n, text="x"))
         missed = [await bus.publish("s", shown(f"m{n}")) for n in range(3)]
-        bus.queue_size = 2000
         after = await bus.publish("s", shown("after"))
         await page.wait_for_selector("#feed li:has-text('after')", timeout=15_000)
         texts = await page.locator("#feed li .id").all_inner_texts()
