@@ -6,29 +6,14 @@ except under CI=true, where that skip fails (tests/ci_rules.py).
 
 from __future__ import annotations
 
-import shutil
-
-import pytest
-from playwright.async_api import async_playwright
-
 from bot.agents.events import Token
 from bot.github.events import InstallationUpdated
+from tests.browser import browser_page, skip_without_chromium
 from tests.conftest import AppClient
 from tests.helpers import API_TOKEN
 from web.keys import SERVICES
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
-
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+pytestmark = skip_without_chromium
 
 
 async def test_page_goes_live_and_catches_up_after_a_forced_reconnect(
@@ -41,9 +26,7 @@ async def test_page_goes_live_and_catches_up_after_a_forced_reconnect(
 
     await bus.publish("deliveries", shown("before-load"))
     base = str(client.make_url("")).rstrip("/")
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = await browser.new_page()
+    async with browser_page() as page:
         await page.goto(f"{base}/login?token={API_TOKEN}")
         assert "biagent" in await page.title()
         await page.wait_for_selector("#connection.on", timeout=10_000)
@@ -67,4 +50,3 @@ async def test_page_goes_live_and_catches_up_after_a_forced_reconnect(
         texts = await page.locator("#feed li .id").all_inner_texts()
         for event_id in [*missed, after]:
             assert texts.count(f"#{event_id}") == 1
-        await browser.close()
