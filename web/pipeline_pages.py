@@ -121,7 +121,8 @@ def activity_step(view: PipelineView) -> StepView | None:
     if running:
         return running[0]
     started = [step for step in view.steps if step.started_at is not None]
-    return max(started, key=lambda step: step.started_at or "", default=None)
+    # By start time, then position: steps can share a stamp (a stopped clock, a fast run).
+    return max(started, key=lambda step: (step.started_at or "", step.position), default=None)
 
 
 async def activity_of(db: Database, view: PipelineView) -> Activity | None:

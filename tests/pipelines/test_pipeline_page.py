@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from bot.pipelines.views import StepView
+from bot.pipelines.views import PipelineView, StepView
 from tests.conftest import AppClient
 from tests.helpers import API_TOKEN
 from tests.pipelines.world import PipelineWorld
-from web.pipeline_pages import controls_for, step_actions, web_link
+from web.pipeline_pages import activity_step, controls_for, step_actions, web_link
 
 HOSTILE = '<script>alert("summary")</script>'
 HOSTILE_DESCRIPTION = "<img src=x onerror=alert(1)> & more"
@@ -63,12 +63,14 @@ def test_a_pipeline_offers_the_lifecycle_actions_its_state_allows() -> None:
     assert controls_for("completed") == []
 
 
-def step(status: str, gate: str = "none") -> StepView:
+def step(
+    status: str, gate: str = "none", *, position: int = 1, started_at: str | None = None
+) -> StepView:
     return StepView(
-        id=1, position=1, phase="plan", agent="planner", status=status, attempt=1, gate=gate,
-        output=None, reported=None, artifacts=[], cost_usd=0.0, error=None, approved_by=None,
-        approved_at=None, approval_note=None, started_at=None, finished_at=None, history=[],
-        feedback=[],
+        id=position, position=position, phase="plan", agent="planner", status=status,
+        attempt=1, gate=gate, output=None, reported=None, artifacts=[], cost_usd=0.0,
+        error=None, approved_by=None, approved_at=None, approval_note=None,
+        started_at=started_at, finished_at=None, history=[], feedback=[],
     )  # fmt: skip
 
 
@@ -82,3 +84,21 @@ def test_a_running_or_pending_step_offers_nothing_and_an_open_pr_freezes_the_ste
     assert step_actions("running", step("pending")) == set()
     assert step_actions("waiting_for_review", step("completed")) == set()
     assert step_actions("paused", step("stale")) == {"restart"}
+
+
+def view_of(*steps: StepView) -> PipelineView:
+    return PipelineView(
+        id=1, ticket="ACME-1", cycle_type="backend", cycle_reason=None, status="running",
+        cost_usd=0.0, repositories=[], branch=None, trigger="api", created_by=None,
+        created_at="", updated_at="", started_at=None, finished_at=None, failure=None,
+        max_cost_usd=None, steps=list(steps),
+    )  # fmt: skip
+
+
+def test_the_live_panel_follows_the_running_step_else_the_last_started() -> None:
+    at = "2026-11-24T15:40:00Z"
+    first, second = step("completed", started_at=at), step("pending", position=2, started_at=at)
+    assert activity_step(view_of(first, second)) == second  # one stamp: the later position
+    running = step("running", position=3)
+    assert activity_step(view_of(first, second, running)) == running
+    assert activity_step(view_of(step("pending"))) is None
