@@ -112,3 +112,18 @@ async def test_generated_token_is_stored_hashed_only(start_app: StartApp, tmp_pa
     assert token not in stored
     response = await client.get("/api/deliveries", headers={"Authorization": f"Bearer {token}"})
     assert response.status == 200
+
+
+@pytest.mark.parametrize("origin", ["http://evil.example", "null"])
+async def test_cookie_write_from_another_origin_is_refused(client: AppClient, origin: str) -> None:
+    """SameSite=Strict keeps the cookie from other sites, not from another port of this host."""
+    await client.get("/login", params={"token": API_TOKEN}, allow_redirects=False)
+    response = await client.post("/api/deliveries/1/redeliver", headers={"Origin": origin})
+    assert response.status == 403
+
+
+async def test_cookie_write_from_our_own_origin_passes_the_check(client: AppClient) -> None:
+    await client.get("/login", params={"token": API_TOKEN}, allow_redirects=False)
+    own = str(client.make_url("")).rstrip("/")
+    response = await client.post("/api/deliveries/1/redeliver", headers={"Origin": own})
+    assert response.status == 404  # past the check: there is no delivery 1

@@ -6,29 +6,14 @@ except under CI=true, where that skip fails (tests/ci_rules.py).
 
 from __future__ import annotations
 
-import shutil
-
-import pytest
-from playwright.async_api import async_playwright
-
 from bot.agents.events import Token
 from bot.github.events import InstallationUpdated
+from tests.browser import browser_page, skip_without_chromium
 from tests.conftest import AppClient
 from tests.helpers import API_TOKEN
 from web.keys import SERVICES
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
-
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+pytestmark = skip_without_chromium
 
 
 async def test_page_goes_live_and_catches_up_after_a_forced_reconnect(
@@ -41,9 +26,7 @@ async def test_page_goes_live_and_catches_up_after_a_forced_reconnect(
 
     await bus.publish("deliveries", shown("before-load"))
     base = str(client.make_url("")).rstrip("/")
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = await browser.new_page()
+    async with browser_page() as page:
         await page.goto(f"{base}/login?token={API_TOKEN}")
         assert "biagent" in await page.title()
         await page.wait_for_selector("#connection.on", timeout=10_000)
@@ -55,16 +38,15 @@ async def test_page_goes_live_and_catches_up_after_a_forced_reconnect(
         assert await page.locator("#feed li").count() == 1
         assert await page.locator("#feed li:has-text('before-load')").count() == 0
 
-        # Overflow the page's subscription: the server closes it (4008), the page reconnects
-        # and resumes from the last id it saw, so the events in between still arrive.
-        bus.queue_size = 2
-        for n in range(50):
+        # Overflow the page's subscription (more frames than its queue holds, without
+        # yielding; a subscription keeps the queue size it was made with): the server closes it
+        # (4008), the page reconnects and resumes from the last id it saw, so the events in
+        # between still arrive.
+        for n in range(bus.queue_size + 1):
             bus.publish_transient("s", Token(seq=n, text="x"))
         missed = [await bus.publish("s", shown(f"m{n}")) for n in range(3)]
-        bus.queue_size = 2000
         after = await bus.publish("s", shown("after"))
         await page.wait_for_selector("#feed li:has-text('after')", timeout=15_000)
         texts = await page.locator("#feed li .id").all_inner_texts()
         for event_id in [*missed, after]:
             assert texts.count(f"#{event_id}") == 1
-        await browser.close()

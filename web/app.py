@@ -18,7 +18,7 @@ from aiohttp.abc import AbstractAccessLogger
 from bot.clock import Clock, SystemClock
 from bot.config import Settings
 from bot.reviews.engine import ReviewEngine
-from web import auth, composition, status, webhooks_github, webhooks_jira, ws
+from web import auth, composition, pipeline_pages, status, webhooks_github, webhooks_jira, ws
 from web.api import agents as agents_api
 from web.api import cycle_types as cycle_types_api
 from web.api import deliveries as deliveries_api
@@ -86,6 +86,7 @@ def create_app(
     app.router.add_routes(webhooks_jira.routes)
     app.router.add_routes(ws.routes)
     app.router.add_routes(status.routes)
+    app.router.add_routes(pipeline_pages.routes)
     app.router.add_routes(deliveries_api.routes)
     app.router.add_routes(events_api.routes)
     app.router.add_routes(agents_api.routes)

@@ -2,8 +2,9 @@
 
 A token comes as `Authorization: Bearer <token>`, as the `biagent_token` cookie that
 `/login?token=` sets, or (for `/ws` only, where browsers cannot set headers) as `?token=`. A
-cookie-authenticated WebSocket must also come from our own origin (cross-site WebSocket
-hijacking).
+cookie-authenticated WebSocket or write (the pipeline page's forms post with fetch()) must also
+come from our own origin: SameSite=Strict keeps the cookie from other sites, not from another
+port of the same host (cross-site WebSocket hijacking, cross-origin form posts).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from web.keys import TOKEN_CHECK
 COOKIE = "biagent_token"
 OPEN_PATHS = frozenset({"/healthz", "/login"})
 OPEN_PREFIXES = ("/webhooks/",)
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def is_open(path: str) -> bool:
@@ -64,8 +66,11 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         )
         response.headers["WWW-Authenticate"] = "Bearer"
         return response
-    if source == "cookie" and request.path == "/ws" and not _same_origin(request):
-        return error_response(403, "forbidden", "cross-origin WebSocket with a cookie refused")
+    if source == "cookie" and not _same_origin(request):
+        if request.path == "/ws":
+            return error_response(403, "forbidden", "cross-origin WebSocket with a cookie refused")
+        if request.method not in SAFE_METHODS:
+            return error_response(403, "forbidden", "cross-origin request with a cookie refused")
     return await handler(request)
 
 

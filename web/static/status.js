@@ -1,18 +1,9 @@
-// Live feed for the status page: subscribe from the id the page was rendered at, resume after a
-// drop from the last id seen, and reload the page when the server says the gap cannot be filled.
+// Live feed for the status page (the stream itself: live.js): each event joins the feed, and a
+// delivery's status cell follows its delivery_processed events.
 (function () {
   "use strict";
   const body = document.body;
-  const epoch = body.dataset.epoch;
-  let lastId = Number(body.dataset.lastId || 0);
-  let retry = 500;
   const feed = document.getElementById("feed");
-  const badge = document.getElementById("connection");
-
-  function show(state, text) {
-    badge.className = "badge " + state;
-    badge.textContent = text;
-  }
 
   function render(event) {
     const item = document.createElement("li");
@@ -32,28 +23,7 @@
     }
   }
 
-  function connect() {
-    const scheme = location.protocol === "https:" ? "wss://" : "ws://";
-    const socket = new WebSocket(scheme + location.host + "/ws");
-    socket.onopen = function () {
-      socket.send(JSON.stringify({ action: "subscribe", streams: "*", since: lastId, epoch: epoch }));
-    };
-    socket.onmessage = function (message) {
-      const frame = JSON.parse(message.data);
-      if (frame.control === "live") { show("on", "live"); retry = 500; return; }
-      if (frame.control === "resync_required") { location.reload(); return; }
-      if (frame.control) return;
-      if (frame.id !== null && frame.id <= lastId) return;
-      if (frame.id !== null) lastId = frame.id;
-      render(frame);
-    };
-    socket.onclose = function () {
-      show("off", "reconnecting…");
-      setTimeout(connect, retry);
-      retry = Math.min(retry * 2, 15000);
-    };
-  }
-  connect();
+  window.biagentLive({ streams: "*", since: body.dataset.lastId, epoch: body.dataset.epoch, onEvent: render });
 
   // Pending review batches: count down to each one's due time (seconds as rendered, then local).
   const countdowns = Array.from(document.querySelectorAll(".countdown"));
