@@ -18,7 +18,7 @@ from aiohttp.abc import AbstractAccessLogger
 from bot.clock import Clock, SystemClock
 from bot.config import Settings
 from bot.reviews.engine import ReviewEngine
-from web import auth, composition, status, webhooks_github, webhooks_jira, ws
+from web import auth, composition, forwarded, headers, status, webhooks_github, webhooks_jira, ws
 from web.api import agents as agents_api
 from web.api import cycle_types as cycle_types_api
 from web.api import deliveries as deliveries_api
@@ -73,8 +73,10 @@ def create_app(
     """The application; `review_engine` replaces the agent engine that works review batches
     (tests pass a scripted one)."""
     app = web.Application(
-        middlewares=[error_middleware, auth.auth_middleware], client_max_size=MAX_WEBHOOK_BYTES
+        middlewares=[error_middleware, forwarded.forwarded_middleware, auth.auth_middleware],
+        client_max_size=MAX_WEBHOOK_BYTES,
     )
+    app.on_response_prepare.append(headers.add_security_headers)
     aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(HERE / "templates"),
