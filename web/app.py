@@ -18,7 +18,17 @@ from aiohttp.abc import AbstractAccessLogger
 from bot.clock import Clock, SystemClock
 from bot.config import Settings
 from bot.reviews.engine import ReviewEngine
-from web import auth, composition, forwarded, headers, status, webhooks_github, webhooks_jira, ws
+from web import (
+    auth,
+    composition,
+    forwarded,
+    headers,
+    metrics,
+    status,
+    webhooks_github,
+    webhooks_jira,
+    ws,
+)
 from web.api import agents as agents_api
 from web.api import cycle_types as cycle_types_api
 from web.api import deliveries as deliveries_api
@@ -83,6 +93,7 @@ def create_app(
         autoescape=jinja2.select_autoescape(["html"]),
     )
     app.router.add_get("/healthz", healthz)
+    app.router.add_routes(metrics.routes)
     app.router.add_get("/login", auth.login)
     app.router.add_routes(webhooks_github.routes)
     app.router.add_routes(webhooks_jira.routes)
