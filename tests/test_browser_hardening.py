@@ -158,3 +158,30 @@ def test_forwarded_headers_that_are_not_well_formed_are_ignored() -> None:
         "https",
         "[::1]:8443",
     )
+
+
+async def test_a_cookie_websocket_through_a_trusted_proxy_opens_from_the_forwarded_origin(
+    start_app: StartApp, tmp_path: Path
+) -> None:
+    client = await start_app(make_settings(tmp_path, trusted_proxies=LOOPBACK))
+    proxied = {
+        "X-Forwarded-Proto": "https",
+        "X-Forwarded-Host": "biagent.example",
+        "Cookie": f"{COOKIE}={API_TOKEN}",
+    }
+    async with client.ws_connect(
+        "/ws", headers={**proxied, "Origin": "https://biagent.example"}
+    ) as ws:
+        assert (await ws.receive_json())["control"] == "hello"
+    refused = await client.get(
+        "/ws",
+        headers={
+            **proxied,
+            "Origin": "https://evil.example",
+            "Connection": "Upgrade",
+            "Upgrade": "websocket",
+            "Sec-WebSocket-Version": "13",
+            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        },
+    )
+    assert refused.status == 403
