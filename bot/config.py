@@ -17,6 +17,7 @@ import re
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Annotated, Any, Protocol
 
@@ -222,6 +223,21 @@ class Url(WhenSet):
         return raw.rstrip("/")
 
 
+class Networks(WhenSet):
+    """IP addresses or networks, comma-separated: `10.0.0.5, 192.168.0.0/16, ::1`."""
+
+    __slots__ = ()
+
+    def convert(self, raw: str) -> Any:
+        found = []
+        for part in filter(None, (piece.strip() for piece in raw.split(","))):
+            try:
+                found.append(ip_network(part, strict=False))
+            except ValueError:
+                raise Refused(f"{part!r} is not an IP address or network") from None
+        return tuple(found)
+
+
 class SqliteUrl(WhenSet):
     __slots__ = ()
 
@@ -301,6 +317,10 @@ class Settings:
     ] = "NORMAL"
     api_token: Annotated[Secret | None, Env("BIAGENT_API_TOKEN", SecretText())] = None
     public_url: Annotated[str | None, Env("BIAGENT_PUBLIC_URL", Url())] = None
+    # the reverse proxies whose X-Forwarded-Proto/-Host and Forwarded headers are believed
+    trusted_proxies: Annotated[
+        tuple[IPv4Network | IPv6Network, ...], Env("BIAGENT_TRUSTED_PROXIES", Networks())
+    ] = ()
     github_app_id: Annotated[str | None, Env("GITHUB_APP_ID", AppId())] = None
     github_private_key: Annotated[Secret | None, Env("GITHUB_PRIVATE_KEY", PrivateKey())] = None
     github_private_key_path: Annotated[Path | None, Env(PRIVATE_KEY_PATH, AnyPath())] = None

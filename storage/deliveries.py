@@ -196,9 +196,20 @@ async def get(db: Database, delivery_pk: int) -> Delivery | None:
 
 
 async def list_recent(
-    db: Database, *, status: str | None = None, source: str | None = None, limit: int = 50
+    db: Database,
+    *,
+    status: str | None = None,
+    source: str | None = None,
+    before: int | None = None,
+    limit: int = 50,
 ) -> list[Delivery]:
-    clauses, params = [], []
+    """The newest deliveries first; with `before`, those older than that id (a page's cursor:
+    ids only grow, so a page read later still holds the same deliveries)."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    if before is not None:
+        clauses.append("id < ?")
+        params.append(before)
     if status is not None:
         clauses.append("status = ?")
         params.append(status)

@@ -1,4 +1,4 @@
-"""Every route but /healthz, /login and /webhooks/* refuses an anonymous request."""
+"""Every route but /healthz, /readyz, /login and /webhooks/* refuses an anonymous request."""
 
 from __future__ import annotations
 
@@ -48,14 +48,15 @@ async def test_route_table_walk_finds_every_protected_route_refusing_anonymous(
             assert response.status == 401, f"{method} {path} answered {response.status}"
 
 
-async def test_open_routes_are_only_health_login_and_webhooks(client: AppClient) -> None:
+async def test_open_routes_are_only_health_readiness_login_and_webhooks(client: AppClient) -> None:
     open_paths = {
         concrete_path(route.resource)
         for route in client.app.router.routes()
         if route.resource is not None and is_open(concrete_path(route.resource))
     }
     assert all(
-        path in ("/healthz", "/login") or path.startswith("/webhooks/") for path in open_paths
+        path in ("/healthz", "/readyz", "/login") or path.startswith("/webhooks/")
+        for path in open_paths
     )
 
 

@@ -116,3 +116,18 @@ def test_an_id_without_a_key_is_reported_once_with_what_is_missing() -> None:
         "GITHUB_PRIVATE_KEY or GITHUB_PRIVATE_KEY_PATH: needed too, the GitHub App needs both id"
         " and key"
     ]
+
+
+def test_trusted_proxies_are_addresses_and_networks() -> None:
+    settings = load_settings({"BIAGENT_TRUSTED_PROXIES": "10.0.0.5, 192.168.0.0/16,::1"})
+    assert [str(network) for network in settings.trusted_proxies] == [
+        "10.0.0.5/32",
+        "192.168.0.0/16",
+        "::1/128",
+    ]
+    assert load_settings({}).trusted_proxies == ()
+    with pytest.raises(ConfigError) as refused:
+        load_settings({"BIAGENT_TRUSTED_PROXIES": "10.0.0.5, proxy.local"})
+    assert refused.value.problems == [
+        "BIAGENT_TRUSTED_PROXIES: 'proxy.local' is not an IP address or network"
+    ]

@@ -50,3 +50,16 @@ async def test_page_goes_live_and_catches_up_after_a_forced_reconnect(
         texts = await page.locator("#feed li .id").all_inner_texts()
         for event_id in [*missed, after]:
             assert texts.count(f"#{event_id}") == 1
+
+
+async def test_the_status_page_runs_under_its_content_security_policy(client: AppClient) -> None:
+    """Chromium enforces the page's CSP: its script and style load, nothing is refused."""
+    base = str(client.make_url("")).rstrip("/")
+    async with browser_page() as page:
+        console: list[str] = []
+        page.on("console", lambda message: console.append(message.text))
+        await page.goto(f"{base}/login?token={API_TOKEN}")
+        await page.wait_for_selector("#connection.on", timeout=10_000)
+        header = await page.evaluate("getComputedStyle(document.querySelector('header')).display")
+    assert header == "flex"  # status.css applied
+    assert [text for text in console if "Content Security Policy" in text] == []

@@ -18,7 +18,18 @@ from aiohttp.abc import AbstractAccessLogger
 from bot.clock import Clock, SystemClock
 from bot.config import Settings
 from bot.reviews.engine import ReviewEngine
-from web import auth, composition, pipeline_pages, status, webhooks_github, webhooks_jira, ws
+from web import (
+    auth,
+    composition,
+    forwarded,
+    headers,
+    metrics,
+    pipeline_pages,
+    status,
+    webhooks_github,
+    webhooks_jira,
+    ws,
+)
 from web.api import agents as agents_api
 from web.api import cycle_types as cycle_types_api
 from web.api import deliveries as deliveries_api
@@ -73,14 +84,17 @@ def create_app(
     """The application; `review_engine` replaces the agent engine that works review batches
     (tests pass a scripted one)."""
     app = web.Application(
-        middlewares=[error_middleware, auth.auth_middleware], client_max_size=MAX_WEBHOOK_BYTES
+        middlewares=[error_middleware, forwarded.forwarded_middleware, auth.auth_middleware],
+        client_max_size=MAX_WEBHOOK_BYTES,
     )
+    app.on_response_prepare.append(headers.add_security_headers)
     aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(HERE / "templates"),
         autoescape=jinja2.select_autoescape(["html"]),
     )
     app.router.add_get("/healthz", healthz)
+    app.router.add_routes(metrics.routes)
     app.router.add_get("/login", auth.login)
     app.router.add_routes(webhooks_github.routes)
     app.router.add_routes(webhooks_jira.routes)

@@ -1,10 +1,12 @@
-"""The API token check on every route but `/healthz`, `/webhooks/*` and `/login`.
+"""The API token check on every route but `/healthz`, `/readyz`, `/webhooks/*` and `/login`.
 
 A token comes as `Authorization: Bearer <token>`, as the `biagent_token` cookie that
 `/login?token=` sets, or (for `/ws` only, where browsers cannot set headers) as `?token=`. A
-cookie-authenticated WebSocket or write (the pipeline page's forms post with fetch()) must also
-come from our own origin: SameSite=Strict keeps the cookie from other sites, not from another
-port of the same host (cross-site WebSocket hijacking, cross-origin form posts).
+cookie-authenticated WebSocket must also come from our own origin (cross-site WebSocket
+hijacking), and so must a cookie-authenticated POST, PUT, PATCH or DELETE (CSRF): browsers send
+`Origin` with each of those, so one without it is refused too. A Bearer token is no ambient
+credential, and requests carrying one are not checked. The cookie is `Secure` when the browser
+came over https, directly or through a trusted proxy (web/forwarded.py).
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ from web.errors import Handler, error_response
 from web.keys import TOKEN_CHECK
 
 COOKIE = "biagent_token"
-OPEN_PATHS = frozenset({"/healthz", "/login"})
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/login"})
 OPEN_PREFIXES = ("/webhooks/",)
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 def is_open(path: str) -> bool:
@@ -45,6 +47,11 @@ def _same_origin(request: web.Request) -> bool:
     return urlsplit(origin).netloc == request.host
 
 
+def _names_own_origin(request: web.Request) -> bool:
+    """A state-changing request that relies on the cookie must say it came from our pages."""
+    return "Origin" in request.headers and _same_origin(request)
+
+
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     if is_open(request.path):
@@ -66,11 +73,12 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         )
         response.headers["WWW-Authenticate"] = "Bearer"
         return response
-    if source == "cookie" and not _same_origin(request):
-        if request.path == "/ws":
-            return error_response(403, "forbidden", "cross-origin WebSocket with a cookie refused")
-        if request.method not in SAFE_METHODS:
-            return error_response(403, "forbidden", "cross-origin request with a cookie refused")
+    if source == "cookie" and request.path == "/ws" and not _same_origin(request):
+        return error_response(403, "forbidden", "cross-origin WebSocket with a cookie refused")
+    if source == "cookie" and request.method in STATE_CHANGING and not _names_own_origin(request):
+        return error_response(
+            403, "forbidden", "a change sent with the cookie must come from this site (Origin)"
+        )
     return await handler(request)
 
 

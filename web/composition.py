@@ -26,6 +26,7 @@ from bot.github.app import GitHubApp
 from bot.housekeeping import PRUNE_EVERY_S, Housekeeping
 from bot.intake import DeliveryIntake
 from bot.jira.service import JiraService
+from bot.metrics import LOOP_LAG_EVERY_S, LoopLagProbe, OperatorMetrics
 from bot.pipelines.agent_tools import PIPELINE_TOOL_NAMES
 from bot.pipelines.cycle_type_service import CycleTypes
 from bot.pipelines.service import build_pipelines
@@ -49,6 +50,7 @@ from web.keys import (
     GITHUB,
     INTAKE,
     JIRA,
+    METRICS,
     PIPELINES,
     REPOSITORIES,
     REVIEW_ENGINE,
@@ -67,6 +69,7 @@ Context = Callable[[web.Application], AsyncIterator[None]]
 
 SWEEPS_JOB = "worktree-sweeps"
 HOUSEKEEPING_JOB = "housekeeping"
+LOOP_LAG_JOB = "event-loop-lag"
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:
@@ -275,6 +278,18 @@ async def services(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
+async def metrics(app: web.Application) -> AsyncIterator[None]:
+    """METRICS: the operators' registry (GET /metrics), read from the services at scrape time,
+    and the event-loop lag probe on the scheduler."""
+    probe = LoopLagProbe()
+    app[METRICS] = OperatorMetrics(app[SERVICES], probe)
+    app[SCHEDULER].add(LOOP_LAG_JOB, probe.measure, every_s=LOOP_LAG_EVERY_S, run_at_start=True)
+    try:
+        yield
+    finally:
+        await app[SCHEDULER].remove(LOOP_LAG_JOB)
+
+
 def _cycle_types(app: web.Application) -> CycleTypes:
     """The cycle types' editor, checking agents against the agents file the runner uses."""
     settings, runner = app[SETTINGS], app.get(AGENTS)
@@ -358,6 +373,7 @@ CONTEXTS: tuple[Context, ...] = (
     jira,
     pipelines,
     services,
+    metrics,
     dispatcher,
     housekeeping,
     review_batches,

@@ -18,6 +18,7 @@ from bot.events.bus import EventBus
 from bot.github.app import GitHubApp
 from bot.intake import DeliveryIntake
 from bot.jira.service import JiraService
+from bot.metrics import OperatorMetrics
 from bot.pipelines.service import Pipelines
 from bot.repositories import RepositoryRegistry
 from bot.reviews.engine import ReviewEngine
@@ -48,5 +49,6 @@ REVIEW_SCHEDULER = web.AppKey("review_scheduler", ReviewScheduler)
 JIRA = web.AppKey("jira", JiraService)
 PIPELINES = web.AppKey("pipelines", Pipelines)
 SERVICES = web.AppKey("services", Services)
+METRICS = web.AppKey("metrics", OperatorMetrics)
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 INTAKE = web.AppKey("intake", DeliveryIntake)

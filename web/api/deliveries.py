@@ -1,4 +1,8 @@
-"""/api/deliveries: the delivery log, filterable by status, and redelivery of one delivery."""
+"""/api/deliveries: the delivery log, filterable by status, and redelivery of one delivery.
+
+The log is read newest first, a page at a time: each answer's `next` is the `before` of the
+page after it (None on the last page), so a client walks the whole log, however long.
+"""
 
 from __future__ import annotations
 
@@ -21,12 +25,18 @@ async def list_deliveries(request: web.Request) -> web.Response:
         )
     source = request.query.get("source") or None
     limit = query_int(request, "limit", 50, low=1, high=1000)
+    before = query_int(request, "before", 0, low=1, high=2**63 - 1) or None
     db = request.app[SERVICES].db
-    found = await deliveries.list_recent(db, status=status, source=source, limit=limit)
+    # One more than asked tells whether an older page exists, without a count.
+    found = await deliveries.list_recent(
+        db, status=status, source=source, before=before, limit=limit + 1
+    )
+    page = found[:limit]
     return web.json_response(
         {
-            "deliveries": [delivery.as_json() for delivery in found],
+            "deliveries": [delivery.as_json() for delivery in page],
             "counts": await deliveries.count_by_status(db),
+            "next": page[-1].id if len(found) > limit else None,
         }
     )
 
