@@ -8,7 +8,7 @@ import msgspec
 import pytest
 
 from web.bodies import decode_body
-from web.errors import ApiError
+from web.errors import ApiError, whole_number
 
 
 class Registration(msgspec.Struct):
@@ -73,3 +73,16 @@ def test_an_optional_body_may_be_empty() -> None:
     assert decode_body(b"", Options, empty_is=b"{}") == Options()
     with pytest.raises(ApiError):
         decode_body(b"", Options)
+
+
+@pytest.mark.parametrize(
+    ("text", "number"),
+    [("0", 0), ("42", 42), ("9" * 19, 10**19 - 1), ("9" * 20, None), ("9" * 5000, None)]
+    + [
+        (odd, None) for odd in ("", "-1", "+1", " 1", "1 ", "1_0", "1.0", "\u0661", "\uff11", "1\n")
+    ],
+)
+def test_whole_numbers_are_ascii_digits_and_at_most_19_of_them(
+    text: str, number: int | None
+) -> None:
+    assert whole_number(text) == number

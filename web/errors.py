@@ -8,6 +8,7 @@ answered 500 without details.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -59,24 +60,35 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(500, "internal_error", "internal error; see the server log")
 
 
+# SQLite's INTEGER: a larger number is an OverflowError at the insert or the lookup.
+DB_INT_MAX = 2**63 - 1
+
+# ASCII digits only (int() also takes "١٢", " 12" and "1_2"), and at most 19 of them: every
+# SQLite integer fits, and int() never sees the 4,300 digits at which it raises.
+_WHOLE_NUMBER = re.compile(r"[0-9]{1,19}")
+
+
+def whole_number(text: str) -> int | None:
+    """`text` as a whole number (0 to 10**19 - 1), or None: the one parser of the numbers a
+    client writes in a path, a query string or a WebSocket subscribe."""
+    return int(text) if _WHOLE_NUMBER.fullmatch(text) else None
+
+
 def path_int(request: web.Request, name: str, what: str) -> int:
     """A numeric id from the path, as the database keeps them (1 to 2**63 - 1), or 400."""
-    raw = request.match_info[name]
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= 19) or not 0 < int(raw) < 2**63:
+    value = whole_number(request.match_info[name])
+    if value is None or not 0 < value <= DB_INT_MAX:
         raise ApiError(400, "bad_parameter", f"{what} must be a positive whole number")
-    return int(raw)
+    return value
 
 
 def query_int(request: web.Request, name: str, default: int, *, low: int, high: int) -> int:
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        if len(raw) > 40:  # int() refuses 4,300 digits with its own error; no number is this long
-            raise ValueError(raw)
-        value = int(raw)
-    except ValueError:
-        raise ApiError(400, "bad_parameter", f"{name} must be a whole number") from None
+    value = whole_number(raw)
+    if value is None:
+        raise ApiError(400, "bad_parameter", f"{name} must be a whole number")
     if not low <= value <= high:
         raise ApiError(400, "bad_parameter", f"{name} must be between {low} and {high}")
     return value
