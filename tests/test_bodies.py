@@ -1,13 +1,14 @@
-"""read_json's decode: one code for a malformed body, one for a bad field, naming it."""
+"""The one JSON decoder (web/bodies.py): one code for a malformed body, one for a bad field,
+naming it; a depth limit, lone surrogates refused; whole numbers as the one parser reads them."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 import pytest
 
-from web.bodies import decode_body
+from web.bodies import BadJson, TooDeep, decode_body, decode_json, nests_deeper_than
 from web.errors import ApiError, whole_number
 
 
@@ -73,6 +74,53 @@ def test_an_optional_body_may_be_empty() -> None:
     assert decode_body(b"", Options, empty_is=b"{}") == Options()
     with pytest.raises(ApiError):
         decode_body(b"", Options)
+
+
+class Loose(msgspec.Struct):
+    x: Any = None
+
+
+def nested(depth: int, inner: bytes = b"1") -> bytes:
+    return b"[" * depth + inner + b"]" * depth
+
+
+def test_the_depth_limit_counts_arrays_and_objects_not_brackets_in_strings() -> None:
+    assert not nests_deeper_than(nested(32), 32)
+    assert nests_deeper_than(nested(33), 32)
+    assert nests_deeper_than(b'{"a": ' * 33 + b"1" + b"}" * 33, 32)
+    in_strings = b'["' + b"[" * 100 + b'", "\\"[[[[", "\\\\", "{{{{{{"]'
+    assert not nests_deeper_than(in_strings * 10, 2)
+    escaped_then_real = b'["\\\\"' + b", [" * 40 + b"]" * 40 + b"]"
+    assert nests_deeper_than(escaped_then_real, 32)
+
+
+def test_a_wide_body_is_measured_by_its_deepest_branch() -> None:
+    assert not nests_deeper_than(b"[" + b"[]," * 1000 + b"1]", 32)
+    assert not nests_deeper_than(b"[" + (nested(31) + b",") * 100 + b"1]", 32)
+    assert nests_deeper_than(b"[" + (nested(31) + b",") * 100 + nested(32) + b"]", 32)
+    assert nests_deeper_than(b'{"a": [' * 17 + b"1" + b"]}" * 17, 32)  # 34 levels
+    assert not nests_deeper_than(b'{"a": [' * 16 + b"1" + b"]}" * 16, 32)
+
+
+def test_a_body_nested_past_the_limit_is_refused_before_it_is_decoded() -> None:
+    with pytest.raises(TooDeep):
+        decode_json(b'{"full_name": "a/b", "x": ' + nested(40) + b"}", Registration)
+    loose = decode_json(b'{"x": ' + nested(40) + b"}", Loose, max_depth=None)
+    assert loose.x  # without a limit only msgspec's recursion guard bounds it
+
+
+@pytest.mark.parametrize(
+    "escape",
+    [b"\\ud800", b"\\uDBFF", b"\\udc00", b"\\ud800\\u0041", b"\\udfff\\ud800", b"x\\ud800"],
+)
+def test_a_lone_surrogate_is_refused_and_said_so(escape: bytes) -> None:
+    with pytest.raises(BadJson, match="lone UTF-16 surrogate"):
+        decode_json(b'{"full_name": "a/b", "skipped": {"k": ["' + escape + b'"]}}', Registration)
+
+
+def test_a_surrogate_pair_and_an_escaped_backslash_are_text() -> None:
+    raw = b'{"full_name": "\\ud83d\\ude00 \\\\ud800"}'
+    assert decode_json(raw, Registration).full_name == "\U0001f600 \\ud800"
 
 
 @pytest.mark.parametrize(

@@ -19,8 +19,8 @@ from bot.worktrees.manager import WorktreeBusy, WorktreeManager
 from storage import repositories as repository_store
 from storage import worktrees as worktree_store
 from storage.repositories import Repository
-from web.bodies import read_json
-from web.errors import ApiError, path_int
+from web.bodies import RowId, read_json
+from web.errors import DB_INT_MAX, ApiError, path_int
 from web.features import repositories_of, worktrees_of
 from web.keys import SERVICES
 
@@ -28,10 +28,6 @@ routes = web.RouteTableDef()
 
 FULL_NAME = r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$"
 CLONE_SCHEMES = ("https", "http", "file", "ssh")
-ROW_ID_MAX = 2**63 - 1  # SQLite's integers
-
-PositiveId = Annotated[int, msgspec.Meta(ge=1, le=ROW_ID_MAX)]
-
 # The codes these routes answered before web/bodies.py: clients know them.
 read_body = functools.partial(read_json, malformed="bad_json", invalid="bad_parameter")
 
@@ -42,9 +38,9 @@ class RegisterBody(msgspec.Struct):
     full_name: Annotated[str, msgspec.Meta(pattern=FULL_NAME)]
     clone_url: str
     default_branch: str | None = None
-    installation_id: PositiveId | None = None
-    quota_bytes: PositiveId | None = None
-    idle_ttl_seconds: Annotated[int, msgspec.Meta(ge=60, le=ROW_ID_MAX)] | None = None
+    installation_id: RowId | None = None
+    quota_bytes: RowId | None = None
+    idle_ttl_seconds: Annotated[int, msgspec.Meta(ge=60, le=DB_INT_MAX)] | None = None
     setup_command: str | None = None
     test_command: str | None = None
     tickets: list[str] | None = None
