@@ -44,7 +44,10 @@ def _same_origin(request: web.Request) -> bool:
     origin = request.headers.get("Origin")
     if origin is None:
         return True
-    return urlsplit(origin).netloc == request.host
+    try:
+        return urlsplit(origin).netloc == request.host
+    except ValueError:  # "http://[::1": no origin of ours, refused like a foreign one
+        return False
 
 
 def _names_own_origin(request: web.Request) -> bool:

@@ -12,6 +12,11 @@ Protocol (JSON text frames). The server's own messages carry `control`, events c
   `{"control": "resync_required", "reason": ..., "epoch": E, "last_id": N}` and nothing else:
   the client reloads its state and subscribes again from `last_id`.
 - A client too slow to keep up is closed with code 4008; it resumes from its last id.
+
+Frames are decoded by web/bodies.py's one decoder: a frame that is not JSON text (malformed, a
+lone UTF-16 surrogate) closes the socket with 1007, one nested deeper than its limit with 1008;
+a frame of the wrong shape gets `{"control": "error", "message": ...}` and the socket stays. An
+error after the upgrade closes with 1011: an HTTP 500 cannot be answered into a WebSocket.
 """
 
 from __future__ import annotations
@@ -20,12 +25,16 @@ import asyncio
 import contextlib
 import json
 import logging
-from typing import Any
+from typing import Annotated
 
-from aiohttp import WSMsgType, web
+import msgspec
+from aiohttp import WSCloseCode, WSMsgType, web
+from multidict import MultiMapping
 
 from bot.events.bus import EventBus, Subscription
 from storage import events as event_store
+from web.bodies import BadJson, TooDeep, decode_json, field_problem
+from web.errors import DB_INT_MAX, whole_number
 from web.keys import SERVICES
 
 log = logging.getLogger(__name__)
@@ -43,27 +52,35 @@ class ResyncRequired(Exception):
         self.reason = reason
 
 
-def _streams(value: Any) -> frozenset[str] | None:
-    if value in (None, "", "*", ["*"]):
+class Frame(msgspec.Struct):
+    """A client's frame, or the same fields as query parameters of `/ws`."""
+
+    action: str = ""
+    streams: list[str] | str | None = None
+    since: Annotated[int, msgspec.Meta(ge=0, le=DB_INT_MAX)] | str | None = None
+    epoch: str | None = None
+
+    @classmethod
+    def of_query(cls, query: MultiMapping[str]) -> Frame:
+        return cls("subscribe", query.get("streams"), query.get("since"), query.get("epoch"))
+
+
+def _streams(value: list[str] | str | None) -> frozenset[str] | None:
+    if value is None or value in ("", "*") or value == ["*"]:
         return None
     if isinstance(value, str):
-        value = [part for part in value.split(",") if part]
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise ValueError("streams must be a list of stream names or '*'")
+        return frozenset(part for part in value.split(",") if part)
     return frozenset(value)
 
 
-def _since(value: Any) -> int | None:
+def _since(value: int | str | None) -> int | None:
     """An event id: a whole number (JSON integer or digits), or nothing."""
     if value is None or value == "":
         return None
-    if isinstance(value, str) and value.isascii() and value.isdigit():
-        value = int(value)
-    if type(value) is not int:
+    number = whole_number(value) if isinstance(value, str) else value
+    if number is None or number > DB_INT_MAX:
         raise ValueError("since must be a whole number (an event id)")
-    if value < 0:
-        raise ValueError("since must not be negative")
-    return value
+    return number
 
 
 async def check_resumable(bus: EventBus, since: int, epoch: str | None) -> None:
@@ -126,14 +143,21 @@ class _Connection:
         self.bus = bus
         self.sender: asyncio.Task[None] | None = None
 
-    async def subscribe(self, spec: dict[str, Any]) -> None:
+    async def serve(self, query: MultiMapping[str]) -> None:
+        bus = self.bus
+        await self.ws.send_json({"control": "hello", "epoch": bus.epoch, "last_id": bus.last_id})
+        if "streams" in query or "since" in query:
+            await self.subscribe(Frame.of_query(query))
+        async for message in self.ws:
+            if message.type == WSMsgType.TEXT:
+                await self.command(message.data)
+
+    async def subscribe(self, frame: Frame) -> None:
         bus = self.bus
         try:
-            streams = _streams(spec.get("streams"))
-            since = _since(spec.get("since"))
-            epoch = spec.get("epoch") or None
-            if epoch is not None and not isinstance(epoch, str):
-                raise ValueError("epoch must be a string")
+            streams = _streams(frame.streams)
+            since = _since(frame.since)
+            epoch = frame.epoch or None
             if since is not None:
                 await check_resumable(bus, since, epoch)
         except ValueError as error:
@@ -149,44 +173,62 @@ class _Connection:
                 }
             )
             return
-        await self.stop_sending(ConnectionError)
-        self.sender = asyncio.create_task(_stream(self.ws, bus, streams, since))
+        await self.stop_sending()
+        self.sender = asyncio.create_task(self.send(streams, since))
+
+    async def send(self, streams: frozenset[str] | None, since: int | None) -> None:
+        try:
+            await _stream(self.ws, self.bus, streams, since)
+        except ConnectionError:
+            log.debug("WebSocket client went away while being sent to")
+        except Exception:
+            log.exception("WebSocket stream failed; closing with 1011")
+            await self.ws.close(code=WSCloseCode.INTERNAL_ERROR, message=b"internal error")
 
     async def command(self, text: str) -> None:
-        try:
-            command = json.loads(text)
-        except ValueError:
-            await self.ws.send_json({"control": "error", "message": "frames must be JSON"})
+        try:  # surrogatepass: a surrogate in the text reaches the decoder, which refuses it
+            frame = decode_json(text.encode("utf-8", "surrogatepass"), Frame)
+        except BadJson as refused:
+            await self.refuse(refused)
             return
-        if not isinstance(command, dict):
-            await self.ws.send_json({"control": "error", "message": "frames must be objects"})
-        elif command.get("action") == "subscribe":
-            await self.subscribe(command)
-        elif command.get("action") == "ping":
+        except msgspec.ValidationError as error:
+            problem = field_problem(error) or f"frames must be JSON objects: {error}"
+            await self.ws.send_json({"control": "error", "message": problem})
+            return
+        if frame.action == "subscribe":
+            await self.subscribe(frame)
+        elif frame.action == "ping":
             await self.ws.send_json({"control": "pong", "last_id": self.bus.last_id})
         else:
             await self.ws.send_json({"control": "error", "message": "unknown action"})
 
-    async def stop_sending(self, *ignored: type[BaseException]) -> None:
+    async def refuse(self, refused: BadJson) -> None:
+        """Close on a frame that is not JSON text (1007) or nests too deep (1008)."""
+        too_deep = isinstance(refused, TooDeep)
+        code = WSCloseCode.POLICY_VIOLATION if too_deep else WSCloseCode.INVALID_TEXT
+        reason = f"the frame {refused}".encode("ascii", "replace")[:123]  # RFC 6455's limit
+        await self.ws.close(code=code, message=reason)
+
+    async def stop_sending(self) -> None:
         if self.sender is not None:
             self.sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError, *ignored):
+            with contextlib.suppress(asyncio.CancelledError):
                 await self.sender
 
 
 @routes.get("/ws")
 async def websocket(request: web.Request) -> web.WebSocketResponse:
-    bus = request.app[SERVICES].bus
     ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=64 * 1024)
     await ws.prepare(request)
-    await ws.send_json({"control": "hello", "epoch": bus.epoch, "last_id": bus.last_id})
-    connection = _Connection(ws, bus)
+    connection = _Connection(ws, request.app[SERVICES].bus)
     try:
-        if "streams" in request.query or "since" in request.query:
-            await connection.subscribe(dict(request.query))
-        async for message in ws:
-            if message.type == WSMsgType.TEXT:
-                await connection.command(message.data)
+        await connection.serve(request.query)
+    except ConnectionError:
+        log.debug("WebSocket client went away")
+    except Exception:
+        # The connection is upgraded: an HTTP 500 written now would be garbage to the client.
+        log.exception("WebSocket handler failed; closing with 1011")
+        await ws.close(code=WSCloseCode.INTERNAL_ERROR, message=b"internal error")
     finally:
-        await connection.stop_sending(ConnectionError, RuntimeError)
+        await connection.stop_sending()
     return ws
