@@ -140,6 +140,16 @@ async def test_a_lone_surrogate_in_a_clone_url_is_a_400(every_feature: AppClient
     await still_answers(every_feature)
 
 
+@pytest.mark.parametrize("clone_url", ["https://[::1", "http://[x]/octo/repo.git"])
+async def test_a_clone_url_with_a_broken_bracketed_host_is_a_400(
+    every_feature: AppClient, clone_url: str
+) -> None:
+    body = {"full_name": "octo/other", "clone_url": clone_url}
+    response = await every_feature.post("/api/repositories", json=body, headers=auth_headers())
+    assert await refusal(response) == (400, "bad_parameter", "clone_url is not a URL")
+    await still_answers(every_feature)
+
+
 async def test_a_lone_surrogate_in_a_ticket_of_a_registration_is_a_400(
     every_feature: AppClient,
 ) -> None:

@@ -63,7 +63,10 @@ class LinkBody(msgspec.Struct):
 def check_clone_url(clone_url: str) -> str:
     if not clone_url.strip():
         raise ApiError(400, "bad_parameter", "clone_url is required")
-    parts = urlsplit(clone_url.strip())
+    try:
+        parts = urlsplit(clone_url.strip())
+    except ValueError:  # "https://[::1": a bracketed host that is no IP address
+        raise ApiError(400, "bad_parameter", "clone_url is not a URL") from None
     if parts.scheme not in CLONE_SCHEMES:
         raise ApiError(400, "bad_parameter", f"clone_url must be one of {', '.join(CLONE_SCHEMES)}")
     if parts.password is not None or (parts.username and parts.scheme in ("http", "https")):
