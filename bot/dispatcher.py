@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import json
 import logging
 import traceback
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from gidgethub.abc import GitHubAPI
 from bot.concerns import Concern, HandlerContext
 from bot.config import DEFAULT_SETTINGS
 from bot.events.message import Event
+from bot.payloads import decode_payload
 from bot.services import Services
 from bot.tasks import stop_tasks
 from storage import deliveries
@@ -179,7 +179,7 @@ class Dispatcher:
         """Run each interested concern once; their errors, and the last one's result statement
         (it commits with the delivery's own new state)."""
         db, clock = self.services.db, self.services.clock
-        payload = json.loads(await deliveries.load_payload(db, delivery.id))
+        payload = decode_payload(await deliveries.load_payload(db, delivery.id))
         event = sansio.Event(payload, event=delivery.event, delivery_id=delivery.delivery_id)
         gh = self._client_for(delivery)
         context = HandlerContext(self.services, delivery)

@@ -4,16 +4,35 @@ real server, with bodies built from the real payloads in tests/fixtures/github."
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp import ClientResponse
 
-from tests.conftest import AppClient
-from tests.helpers import auth_headers, github_headers, load_json
+from bot.config import Secret
+from tests.conftest import AppClient, StartApp
+from tests.helpers import (
+    JIRA_WEBHOOK_SECRET,
+    auth_headers,
+    github_headers,
+    jira_headers,
+    load_json,
+    make_settings,
+)
+from web.keys import DISPATCHER
+
+BIG = "__a_number_goes_here__"
 
 
 async def post(client: AppClient, event: str, body: bytes) -> ClientResponse:
     return await client.post("/webhooks/github", data=body, headers=github_headers(event, body))
+
+
+def body_with(payload: dict[str, Any], literal: str) -> bytes:
+    """The payload as JSON with `literal` written where it holds BIG (json.dumps cannot write
+    an integer over 4,300 digits)."""
+    return json.dumps(payload).replace(f'"{BIG}"', literal).encode()
 
 
 async def stored(client: AppClient) -> list[dict[str, Any]]:
@@ -44,6 +63,49 @@ async def test_a_list_action_is_a_400(client: AppClient) -> None:
     assert (error["code"], error["message"].split(":")[0]) == ("invalid_field", "action")
 
 
+TOO_LONG = (
+    "the payload holds an integer literal of more than 4300 digits, which the dispatcher's"
+    " decoder refuses"
+)
+
+
+@pytest.mark.parametrize(
+    ("place", "message"),
+    [
+        ("top level", TOO_LONG),
+        ("a skipped object", TOO_LONG),
+        ("an array", TOO_LONG),
+        ("a field a handler reads", "comment.line: Integer value out of range"),
+    ],
+)
+async def test_a_5000_digit_integer_anywhere_in_the_payload_is_a_400(
+    client: AppClient, place: str, message: str
+) -> None:
+    payload = load_json("github/pull_request_review_comment/created.payload.json")
+    if place == "top level":
+        payload["extra"] = BIG
+    elif place == "a skipped object":
+        payload["comment"]["_links"]["self"]["size"] = BIG
+    elif place == "an array":
+        payload["pull_request"]["labels"] = [1, 2, BIG]
+    else:
+        payload["comment"]["line"] = BIG
+    response = await post(client, "pull_request_review_comment", body_with(payload, "9" * 5000))
+    assert (await refusal(response))["message"] == message
+    assert await stored(client) == []
+
+
+async def test_a_4300_digit_integer_and_a_5000_digit_string_are_accepted_and_worked(
+    client: AppClient,
+) -> None:
+    payload = load_json("github/pull_request_review_comment/created.payload.json")
+    payload["extra"] = {"number": BIG, "text": "1" * 5000}
+    response = await post(client, "pull_request_review_comment", body_with(payload, "9" * 4300))
+    assert response.status == 202
+    await client.app[DISPATCHER].drain()
+    assert [(d["status"], d["attempts"]) for d in await stored(client)] == [("done", 1)]
+
+
 async def test_installation_repositories_without_installation_is_a_400(
     client: AppClient,
 ) -> None:
@@ -62,3 +124,15 @@ async def test_a_comment_without_an_id_is_a_400_naming_the_field(client: AppClie
         await post(client, "pull_request_review_comment", json.dumps(payload).encode())
     )
     assert error["message"] == "comment.id: Object missing required field `id`"
+
+
+async def test_a_5000_digit_integer_in_a_jira_body_is_a_400(
+    start_app: StartApp, tmp_path: Path
+) -> None:
+    settings = make_settings(tmp_path, jira_webhook_secret=Secret(JIRA_WEBHOOK_SECRET))
+    client = await start_app(settings)
+    payload = load_json("jira/webhooks-cloud/jira-issue_created.json")
+    payload["issue"]["id"] = BIG
+    body = body_with(payload, "7" * 5000)
+    response = await client.post("/webhooks/jira", data=body, headers=jira_headers(body))
+    assert await refusal(response) == {"code": "malformed_body", "message": TOO_LONG}

@@ -9,7 +9,9 @@ rely on, typed, so a delivery that could never be dispatched is refused here wit
 the field (`invalid_field`). Only those fields are built into Python objects (web/bodies.py's
 `decode_body`): msgspec skips the rest in C. A 30 KB payload then costs about 11 µs instead of
 json.loads' 70 µs, which is most of what separated the intake from a bare handler
-(bench/webhooks.py); the dispatcher parses the whole payload later, off the request path.
+(bench/webhooks.py); the dispatcher parses the whole payload later, off the request path, and
+`require_decodable` (web/intake.py) makes sure it can: an integer literal too long for its
+decoder is refused here too.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from bot.github.envelope import Envelope, envelope_for, installation_id
 from bot.intake import WebhookDelivery
 from web.bodies import decode_body_and_text
 from web.errors import ApiError
-from web.intake import signature_matches, store_delivery
+from web.intake import require_decodable, signature_matches, store_delivery
 from web.keys import SERVICES
 
 routes = web.RouteTableDef()
@@ -44,8 +46,10 @@ def _json_body(request: web.Request, body: bytes) -> bytes:
 
 def _envelope(event: str, payload: bytes) -> tuple[Envelope, str]:
     """The event's envelope and the payload as text; ApiError 400 unless it is a JSON object
-    that fits the envelope."""
-    return decode_body_and_text(payload, envelope_for(event))
+    that fits the envelope and that the dispatcher can decode again."""
+    envelope, payload_text = decode_body_and_text(payload, envelope_for(event))
+    require_decodable(payload)
+    return envelope, payload_text
 
 
 @routes.post("/webhooks/github")
