@@ -1,4 +1,5 @@
-"""Deliveries that can never be dispatched are refused at intake with the reason. Through the
+"""Deliveries that can never be dispatched: refused at intake with the reason, or rejected by the
+dispatcher at once (no retries), while a transient GitHub failure is still retried. Through the
 real server, with bodies built from the real payloads in tests/fixtures/github."""
 
 from __future__ import annotations
@@ -9,8 +10,12 @@ from typing import Any
 
 import pytest
 from aiohttp import ClientResponse
+from gidgethub import routing, sansio
+from gidgethub.abc import GitHubAPI
 
+from bot.concerns import Concern, HandlerContext
 from bot.config import Secret
+from storage import deliveries
 from tests.conftest import AppClient, StartApp
 from tests.helpers import (
     JIRA_WEBHOOK_SECRET,
@@ -20,7 +25,8 @@ from tests.helpers import (
     load_json,
     make_settings,
 )
-from web.keys import DISPATCHER
+from tests.reviews_scenario import REPO, Scenario
+from web.keys import DISPATCHER, SERVICES
 
 BIG = "__a_number_goes_here__"
 
@@ -136,3 +142,84 @@ async def test_a_5000_digit_integer_in_a_jira_body_is_a_400(
     body = body_with(payload, "7" * 5000)
     response = await client.post("/webhooks/jira", data=body, headers=jira_headers(body))
     assert await refusal(response) == {"code": "malformed_body", "message": TOO_LONG}
+
+
+def shape_error_concern() -> Concern:
+    """A concern whose handler reads a field the ping payload does not have."""
+    router = routing.Router()
+
+    @router.register("ping")
+    async def read_ticket(
+        event: sansio.Event, gh: GitHubAPI | None, context: HandlerContext
+    ) -> None:
+        event.data["ticket"]["key"]
+
+    return Concern("tickets", router)
+
+
+async def test_a_ping_a_handler_cannot_read_is_rejected_after_one_attempt(
+    client: AppClient,
+) -> None:
+    dispatcher = client.app[DISPATCHER]
+    dispatcher.concerns.append(shape_error_concern())
+    body = json.dumps(load_json("github/ping/payload.json")).encode()
+    assert (await post(client, "ping", body)).status == 202
+    await dispatcher.drain()
+    await dispatcher.drain()  # nothing is due again: no retry was scheduled
+    listed = await client.get("/api/deliveries?status=rejected", headers=auth_headers())
+    answer = await listed.json()
+    (rejected,) = answer["deliveries"]
+    assert (rejected["status"], rejected["attempts"]) == ("rejected", 1)
+    assert rejected["last_error"] == (
+        "rejected, not retried: tickets: payload rejected: KeyError: 'ticket'"
+    )
+    assert answer["counts"] == {"rejected": 1}
+    db = client.app[SERVICES].db
+    results = await db.fetchall("SELECT concern, status FROM delivery_results ORDER BY concern")
+    assert [tuple(row) for row in results] == [("installations", "done"), ("tickets", "rejected")]
+
+
+async def test_a_stored_pull_request_with_an_object_action_is_rejected_before_any_handler(
+    client: AppClient,
+) -> None:
+    """A delivery stored before the intake checked envelopes (or by an older version)."""
+    payload = load_json("github/pull_request/closed.payload.json")
+    payload["action"] = {"name": "closed"}
+    services = client.app[SERVICES]
+    await deliveries.accept(
+        services.db,
+        source="github",
+        delivery_id="stored-before",
+        event="pull_request",
+        action=None,
+        installation_id=None,
+        payload=json.dumps(payload),
+        now=services.clock.now(),
+    )
+    await client.app[DISPATCHER].drain()
+    (rejected,) = await stored(client)
+    assert (rejected["status"], rejected["attempts"]) == ("rejected", 1)
+    assert rejected["last_error"] == (
+        "rejected, not retried: the payload does not fit a pull_request: "
+        "Expected `str | null`, got `object` - at `$.action`"
+    )
+    assert await services.db.fetchval("SELECT COUNT(*) FROM delivery_results") == 0
+
+
+async def logged(scenario: Scenario, delivery_id: str) -> dict[str, Any]:
+    listed = (await scenario.api("/api/deliveries"))["deliveries"]
+    (found,) = [d for d in listed if d["delivery_id"] == delivery_id]
+    return found
+
+
+async def test_a_review_comment_whose_check_run_gets_a_github_502_is_retried(
+    scenario: Scenario,
+) -> None:
+    scenario.fake.script_failure("POST", rf"/repos/{REPO}/check-runs", status=502, times=1)
+    delivery_id = await scenario.send("pull_request_review_comment", scenario.review_comment("x"))
+    failed = await logged(scenario, delivery_id)
+    assert (failed["status"], failed["attempts"]) == ("failed", 1)
+    assert failed["last_error"].startswith("reviews: GitHubBroken")
+    await scenario.advance(5)  # the first backoff
+    done = await logged(scenario, delivery_id)
+    assert (done["status"], done["attempts"], done["last_error"]) == ("done", 2, None)

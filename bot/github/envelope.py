@@ -2,7 +2,9 @@
 
 POST /webhooks/github decodes a delivery's body into its event's envelope before storing it
 (docs/design.md, Data flow of a webhook), so a delivery that no handler could work is refused
-with 400 naming the field, instead of being accepted and then failing in the dispatcher.
+with 400 naming the field, instead of being accepted and then failing in the dispatcher. The
+dispatcher checks stored payloads against the same envelopes (a delivery stored before a check
+existed, or redelivered) and rejects one that does not fit, without running a handler.
 
 One Struct per event that a concern handles (bot/routers.py), with the fields its handlers read:
 required where a handler indexes them (`event.data["comment"]`), optional where it falls back
@@ -227,3 +229,10 @@ def installation_id(envelope: Envelope) -> int | None:
         return installation.id
     found = installation.get("id") if isinstance(installation, dict) else None
     return found if type(found) is int and 0 < found < 2**63 else None
+
+
+def check_payload(event: str, payload: dict[str, Any]) -> Envelope:
+    """A decoded payload as its event's envelope; msgspec.ValidationError naming the field
+    (`... - at $.comment.id`) when it does not fit."""
+    checked: Envelope = msgspec.convert(payload, envelope_for(event), strict=True)
+    return checked
