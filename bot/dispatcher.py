@@ -8,6 +8,13 @@ run and get a result; the last one's result commits with the delivery's new stat
 that already succeeded for a delivery is not run again on a retry; every handler is idempotent
 anyway, so a crash between a handler's effect and the `done` mark repeats nothing visible.
 
+A delivery that can never be worked is `rejected` at once, without a retry
+(bot/delivery_outcomes.py): a stored payload the decoder refuses or that does not fit its
+event's envelope (bot/github/envelope.py; the intake refuses those, so these were stored before
+a check existed), before any handler runs; or a handler's payload-shape error (KeyError,
+TypeError, ValueError...), for which that concern is not run again while a retryable failure of
+another concern is retried.
+
 A handler is a plain async function of `(event, gh, context)`, gidgethub style: `gh` is the
 delivery's installation client (`GitHubApp.client`, rate-limit aware), None for a delivery
 without an installation or when no GitHub App is configured; `context` holds the services and
@@ -18,20 +25,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
-import json
 import logging
 import traceback
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import ClassVar
+from typing import Any, ClassVar
 
+import msgspec
 from gidgethub import sansio
 from gidgethub.abc import GitHubAPI
 
 from bot.concerns import Concern, HandlerContext
 from bot.config import DEFAULT_SETTINGS
+from bot.delivery_outcomes import (
+    ConcernFailure,
+    DeliveryStatus,
+    delivery_outcome,
+    failure_summary,
+    is_payload_shape_error,
+)
 from bot.events.message import Event
+from bot.github.envelope import check_payload
+from bot.payloads import UndecodablePayload, decode_payload
 from bot.services import Services
 from bot.tasks import stop_tasks
 from storage import deliveries
@@ -46,16 +61,13 @@ BACKOFF_BASE_S = 5.0
 BACKOFF_CAP_S = 3600.0
 
 
-class DeliveryStatus(enum.StrEnum):
-    """What working a delivery came to, as the log stores and `delivery_processed` says it."""
-
-    DONE = "done"
-    FAILED = "failed"  # will be retried at its retry time
-    DEAD = "dead"  # no retry: undispatchable, or out of attempts
+class PayloadRejected(Exception):
+    """The stored payload can never be worked: no handler is run for it."""
 
 
 class DeliveryProcessed(Event):
-    """A stored webhook delivery was worked: done, failed (will retry) or dead."""
+    """A stored webhook delivery was worked: done, failed (will retry), dead (given up) or
+    rejected (its payload can never be worked: not retried)."""
 
     type_name: ClassVar[str] = "delivery_processed"
     concern: ClassVar[str] = "webhooks"
@@ -65,6 +77,10 @@ class DeliveryProcessed(Event):
     action: str | None
     status: str
     error: str | None = None
+
+
+def _context_line(delivery: Delivery) -> str:
+    return f"delivery {delivery.source}/{delivery.delivery_id} ({delivery.event})"
 
 
 def backoff_delay(attempts: int) -> float:
@@ -138,33 +154,69 @@ class Dispatcher:
                 await asyncio.wait(set(self._running))
 
     async def process(self, delivery: Delivery) -> None:
-        clock = self.services.clock
-        context_line = f"delivery {delivery.source}/{delivery.delivery_id} ({delivery.event})"
+        context_line = _context_line(delivery)
         try:
-            errors, last_result = await self._run_concerns(delivery, context_line)
-        except Exception as error:  # the payload itself is unusable: retrying will not help
+            payload = await self._payload(delivery)
+        except PayloadRejected as rejected:
+            await self._finish(delivery, DeliveryStatus.REJECTED, str(rejected))
+            return
+        try:
+            failures, last_result = await self._run_concerns(delivery, payload, context_line)
+        except Exception as error:  # outside every handler: retrying will not help either
             log.exception("%s: cannot be dispatched", context_line)
-            message = f"undispatchable: {error}"
-            dead = deliveries.mark_failed_statement(
-                delivery.id, error=message, retry_at=None, now=clock.now()
-            )
-            await self._announce(delivery, DeliveryStatus.DEAD, message, [dead])
+            await self._finish(delivery, DeliveryStatus.DEAD, f"undispatchable: {error}")
             return
-        if not errors:
-            done = deliveries.mark_done_statement(delivery.id, now=clock.now())
-            await self._announce(delivery, DeliveryStatus.DONE, None, [*last_result, done])
-            return
-        message = "; ".join(errors)
-        attempts = delivery.attempts  # claim_due counted this attempt
-        retry_at = None
-        if attempts < self.max_attempts:
-            retry_at = clock.now() + timedelta(seconds=backoff_delay(attempts))
-        failed = deliveries.mark_failed_statement(
-            delivery.id, error=message, retry_at=retry_at, now=clock.now()
+        # claim_due counted this attempt in `attempts`.
+        status = delivery_outcome(
+            failures, attempts=delivery.attempts, max_attempts=self.max_attempts
         )
-        status = DeliveryStatus.FAILED if retry_at else DeliveryStatus.DEAD
-        log.warning("%s: %s after attempt %d: %s", context_line, status, attempts, message)
-        await self._announce(delivery, status, message, [*last_result, failed])
+        await self._finish(delivery, status, failure_summary(failures), last_result)
+
+    async def _finish(
+        self,
+        delivery: Delivery,
+        status: DeliveryStatus,
+        message: str,
+        changes: list[tuple[str, Params]] | None = None,
+    ) -> None:
+        """Mark the delivery `status` (a failed one with its retry time) together with
+        `changes`, and announce it."""
+        now = self.services.clock.now()
+        if status is DeliveryStatus.DONE:
+            marked = deliveries.mark_done_statement(delivery.id, now=now)
+        elif status is DeliveryStatus.REJECTED:
+            message = f"rejected, not retried: {message}"
+            marked = deliveries.mark_rejected_statement(delivery.id, error=message, now=now)
+        else:
+            retry_at = None
+            if status is DeliveryStatus.FAILED:
+                retry_at = now + timedelta(seconds=backoff_delay(delivery.attempts))
+            marked = deliveries.mark_failed_statement(
+                delivery.id, error=message, retry_at=retry_at, now=now
+            )
+        if status is not DeliveryStatus.DONE:
+            log.warning(
+                "%s: %s after attempt %d: %s",
+                _context_line(delivery),
+                status,
+                delivery.attempts,
+                message,
+            )
+        await self._announce(delivery, status, message or None, [*(changes or []), marked])
+
+    async def _payload(self, delivery: Delivery) -> dict[str, Any]:
+        """The stored payload as the handlers get it; PayloadRejected when it can never be
+        worked (the intake refuses such payloads; these were stored before it did)."""
+        text = await deliveries.load_payload(self.services.db, delivery.id)
+        try:
+            payload = decode_payload(text)
+            if delivery.source == "github":
+                check_payload(delivery.event, payload)
+        except UndecodablePayload as error:
+            raise PayloadRejected(str(error)) from None
+        except msgspec.ValidationError as error:
+            raise PayloadRejected(f"the payload does not fit a {delivery.event}: {error}") from None
+        return payload
 
     def _client_for(self, delivery: Delivery) -> GitHubAPI | None:
         """The one GitHub client the delivery's handlers share: its installation's."""
@@ -173,39 +225,54 @@ class Dispatcher:
             return None
         return github.client(delivery.installation_id)
 
-    async def _run_concerns(
-        self, delivery: Delivery, context_line: str
-    ) -> tuple[list[str], list[tuple[str, Params]]]:
-        """Run each interested concern once; their errors, and the last one's result statement
-        (it commits with the delivery's own new state)."""
-        db, clock = self.services.db, self.services.clock
-        payload = json.loads(await deliveries.load_payload(db, delivery.id))
-        event = sansio.Event(payload, event=delivery.event, delivery_id=delivery.delivery_id)
-        gh = self._client_for(delivery)
-        context = HandlerContext(self.services, delivery)
-        # Only the concerns with a handler for this event run and get a result recorded.
+    async def _interested(
+        self, delivery: Delivery, event: sansio.Event, rejected: set[str]
+    ) -> list[Concern]:
+        """The concerns with a handler for this event, less those a retry must not run again:
+        done already, or `rejected` (the payload, on an earlier attempt)."""
         interested = [
             concern
             for concern in self.concerns
             if delivery.source in concern.sources and concern.router.fetch(event)
         ]
         if delivery.attempts > 1 and interested:
-            already_done = await deliveries.done_concerns(db, delivery.id)
-            interested = [c for c in interested if c.name not in already_done]
-        errors = []
+            finished = rejected | await deliveries.done_concerns(self.services.db, delivery.id)
+            interested = [c for c in interested if c.name not in finished]
+        return interested
+
+    async def _run_concerns(
+        self, delivery: Delivery, payload: dict[str, Any], context_line: str
+    ) -> tuple[list[ConcernFailure], list[tuple[str, Params]]]:
+        """Run each interested concern once; the failures that stand (with the rejections of
+        earlier attempts), and the last one's result statement (it commits with the delivery's
+        own new state)."""
+        db, clock = self.services.db, self.services.clock
+        event = sansio.Event(payload, event=delivery.event, delivery_id=delivery.delivery_id)
+        gh = self._client_for(delivery)
+        context = HandlerContext(self.services, delivery)
+        # Rejections stand: a retry (for another concern's failure) does not run them again.
+        earlier = (
+            await deliveries.rejected_concerns(db, delivery.id) if delivery.attempts > 1 else {}
+        )
+        failures = [ConcernFailure(name, error, rejected=True) for name, error in earlier.items()]
+        interested = await self._interested(delivery, event, set(earlier))
         last_result: list[tuple[str, Params]] = []
         for position, concern in enumerate(interested, start=1):
-            error = await self._run_concern(concern, event, gh, context, context_line)
+            failure = await self._run_concern(concern, event, gh, context, context_line)
             result = deliveries.record_concern_statement(
-                delivery.id, concern.name, error=error, now=clock.now()
+                delivery.id,
+                concern.name,
+                error=failure.error if failure else None,
+                rejected=failure is not None and failure.rejected,
+                now=clock.now(),
             )
             if position == len(interested):
                 last_result = [result]
             else:
                 await db.write(*result)
-            if error:
-                errors.append(f"{concern.name}: {error}")
-        return errors, last_result
+            if failure:
+                failures.append(failure)
+        return failures, last_result
 
     async def _run_concern(
         self,
@@ -214,7 +281,7 @@ class Dispatcher:
         gh: GitHubAPI | None,
         context: HandlerContext,
         context_line: str,
-    ) -> str | None:
+    ) -> ConcernFailure | None:
         try:
             await concern.router.dispatch(event, gh, context)
         except Exception as error:
@@ -225,7 +292,11 @@ class Dispatcher:
                 error,
                 traceback.format_exc(limit=5),
             )
-            return f"{type(error).__name__}: {error}"
+            return ConcernFailure(
+                concern.name,
+                f"{type(error).__name__}: {error}",
+                rejected=is_payload_shape_error(error),
+            )
         return None
 
     async def _announce(

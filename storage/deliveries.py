@@ -9,7 +9,8 @@ from typing import Any
 from storage.database import Database, Params
 from storage.timestamps import to_text
 
-STATUSES = ("pending", "processing", "done", "failed", "dead")
+# `rejected`: the payload can never be worked (bot/dispatcher.py), so it is finished unretried.
+STATUSES = ("pending", "processing", "done", "failed", "dead", "rejected")
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,10 +133,21 @@ async def done_concerns(db: Database, delivery_pk: int) -> set[str]:
     return {row[0] for row in rows}
 
 
+async def rejected_concerns(db: Database, delivery_pk: int) -> dict[str, str]:
+    """The concerns that rejected the delivery's payload on an earlier attempt, with why."""
+    rows = await db.fetchall(
+        "SELECT concern, error FROM delivery_results WHERE delivery_pk = ? AND status = 'rejected'",
+        (delivery_pk,),
+    )
+    return {row[0]: row[1] or "" for row in rows}
+
+
 def record_concern_statement(
-    delivery_pk: int, concern: str, *, error: str | None, now: datetime
+    delivery_pk: int, concern: str, *, error: str | None, now: datetime, rejected: bool = False
 ) -> tuple[str, Params]:
-    """The statement that records one concern's result for a delivery (done or failed)."""
+    """The statement that records one concern's result for a delivery: done, failed (retried)
+    or, with `rejected`, failed for good (not run again on a retry)."""
+    status = "rejected" if rejected else "failed" if error else "done"
     return (
         """
         INSERT INTO delivery_results (delivery_pk, concern, status, error, updated_at)
@@ -143,7 +155,7 @@ def record_concern_statement(
         ON CONFLICT (delivery_pk, concern) DO UPDATE
             SET status = excluded.status, error = excluded.error, updated_at = excluded.updated_at
         """,
-        (delivery_pk, concern, "failed" if error else "done", error, to_text(now)),
+        (delivery_pk, concern, status, error, to_text(now)),
     )
 
 
@@ -167,6 +179,14 @@ def mark_failed_statement(
     return (
         "UPDATE deliveries SET status = 'failed', last_error = ?, next_attempt_at = ? WHERE id = ?",
         (error, to_text(retry_at), delivery_pk),
+    )
+
+
+def mark_rejected_statement(delivery_pk: int, *, error: str, now: datetime) -> tuple[str, Params]:
+    """`rejected`: finished without a retry, its payload being one no handler can work."""
+    return (
+        "UPDATE deliveries SET status = 'rejected', last_error = ?, finished_at = ? WHERE id = ?",
+        (error, to_text(now), delivery_pk),
     )
 
 

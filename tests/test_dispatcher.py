@@ -123,7 +123,7 @@ async def test_gives_up_after_the_attempt_limit(
     assert statuses == ["failed", "failed", "dead"]
 
 
-async def test_unparseable_stored_payload_goes_dead_without_retry(
+async def test_an_unparseable_stored_payload_is_rejected_without_retry(
     db: Database, tmp_path: Path, manual_clock: ManualClock
 ) -> None:
     dispatcher = await make_dispatcher(db, tmp_path, manual_clock, [Concern("s", steady_router())])
@@ -138,9 +138,9 @@ async def test_unparseable_stored_payload_goes_dead_without_retry(
         now=manual_clock.now(),
     )
     await dispatcher.drain()
-    dead = (await deliveries.list_recent(dispatcher.services.db))[0]
-    assert dead.status == "dead"
-    assert (dead.last_error or "").startswith("undispatchable")
+    rejected = (await deliveries.list_recent(dispatcher.services.db))[0]
+    assert (rejected.status, rejected.attempts) == ("rejected", 1)
+    assert (rejected.last_error or "").startswith("rejected, not retried: the payload is not valid")
 
 
 async def test_backoff_grows_and_is_capped() -> None:
@@ -214,3 +214,39 @@ async def test_handlers_get_the_polite_client_of_the_delivery_installation(
     polite = [gh for gh in given if gh is not None]
     assert len(given) == 2 and len(polite) == 1
     assert isinstance(polite[0], PoliteInstallationAPI) and polite[0].installation_id == 7
+
+
+def shape_error_router() -> routing.Router:
+    router = routing.Router()
+
+    @router.register("ping")
+    async def read_hook(event: sansio.Event, gh: GitHubAPI | None, context: HandlerContext) -> None:
+        calls.append("shape")
+        event.data["hook"]["config"]
+
+    return router
+
+
+async def test_a_payload_shape_error_is_not_retried_while_a_502_beside_it_is(
+    db: Database, tmp_path: Path, manual_clock: ManualClock
+) -> None:
+    calls.clear()
+    dispatcher = await make_dispatcher(
+        db,
+        tmp_path,
+        manual_clock,
+        [Concern("shape", shape_error_router()), Concern("flaky", failing_router(1))],
+    )
+    await store_ping(dispatcher, manual_clock)
+    await dispatcher.drain()
+    failed = (await deliveries.list_recent(db))[0]
+    assert (failed.status, failed.attempts) == ("failed", 1)
+    assert failed.last_error == (
+        "shape: payload rejected: KeyError: 'hook'; flaky: RuntimeError: GitHub said 502"
+    )
+    await manual_clock.advance(backoff_delay(1))
+    await dispatcher.drain()
+    assert calls == ["shape", "flaky", "flaky"]  # the shape error is not run again
+    rejected = (await deliveries.list_recent(db))[0]
+    assert (rejected.status, rejected.attempts) == ("rejected", 2)
+    assert rejected.last_error == "rejected, not retried: shape: payload rejected: KeyError: 'hook'"

@@ -2,7 +2,8 @@
 
 A delivery is committed to the delivery log before the 202 leaves (group commit keeps this
 fast under load); a redelivery with a known id is a no-op answered 202 too. The bot's
-`DeliveryIntake` writes it and wakes the dispatcher to work it in the background.
+`DeliveryIntake` writes it and wakes the dispatcher to work it in the background. What is
+stored, the dispatcher can decode: a payload its decoder would refuse is a 400 here.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import hmac
 from aiohttp import web
 
 from bot.intake import WebhookDelivery
+from bot.payloads import UndecodablePayload, check_decodable
+from web.errors import ApiError
 from web.keys import INTAKE
 
 
@@ -23,6 +26,14 @@ def signature_matches(secret: str, body: bytes, header: str | None) -> bool:
     expected = hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest().encode()
     presented = header[7:].strip().lower().encode("utf-8", "surrogateescape")
     return hmac.compare_digest(expected, presented)  # bytes: a non-ASCII header is just wrong
+
+
+def require_decodable(payload: bytes) -> None:
+    """ApiError 400 for a payload (one JSON object in UTF-8) the dispatcher could not decode."""
+    try:
+        check_decodable(payload)
+    except UndecodablePayload as error:
+        raise ApiError(400, "malformed_body", str(error)) from None
 
 
 async def store_delivery(request: web.Request, delivery: WebhookDelivery) -> web.Response:

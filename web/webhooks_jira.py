@@ -2,9 +2,10 @@
 
 Jira signs a webhook that has a secret with `X-Hub-Signature: sha256=<hex>` (HMAC-SHA256 of the
 raw body). No JIRA_WEBHOOK_SECRET -> 503; a missing or bad signature -> 401; a body that is not a
-JSON object or has no `webhookEvent` -> 400. The delivery is stored under source "jira", keyed
-by `X-Atlassian-Webhook-Identifier` (Jira retries, and may deliver one event twice), with the
-payload's `webhookEvent` as the event name; the dispatcher then runs the `jira` concern.
+JSON object the dispatcher can decode, or has no `webhookEvent` -> 400. The delivery is stored
+under source "jira", keyed by `X-Atlassian-Webhook-Identifier` (Jira retries, and may deliver
+one event twice), with the payload's `webhookEvent` as the event name; the dispatcher then runs
+the `jira` concern.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from aiohttp import web
 from bot.intake import WebhookDelivery
 from web.bodies import decode_body_and_text
 from web.errors import ApiError
-from web.intake import signature_matches, store_delivery
+from web.intake import require_decodable, signature_matches, store_delivery
 from web.keys import SERVICES
 
 routes = web.RouteTableDef()
@@ -47,6 +48,7 @@ async def jira_webhook(request: web.Request) -> web.Response:
     if not signature_matches(secret.reveal(), body, request.headers.get("X-Hub-Signature")):
         raise ApiError(401, "bad_signature", "X-Hub-Signature is missing or does not match")
     fields, payload_text = decode_body_and_text(body, _LoggedFields)
+    require_decodable(body)
     event = fields.webhookEvent
     if not isinstance(event, str) or not _EVENT_NAME.match(event):
         raise ApiError(400, "malformed_body", "payload has no valid webhookEvent")
