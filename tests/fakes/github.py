@@ -450,9 +450,10 @@ class FakeGitHub:
         number = 1 + max((n for (name, n) in self.pulls if name == repository), default=0)
         html = f"https://github.com/{repository}/pull/{number}"
         repo = self._repository_json(repository)
-        head_sha = None
+        head_sha = base_sha = None
         if repository in self.repository_remotes:
             head_sha = await _branch_sha(self.repository_remotes[repository], body["head"])
+            base_sha = await _branch_sha(self.repository_remotes[repository], body["base"])
             if not head_sha:  # GitHub's answer to a head branch that was never pushed
                 raise _error(422, "Validation Failed: head is invalid")
             self.git_remotes[(repository, number)] = self.repository_remotes[repository]
@@ -469,6 +470,7 @@ class FakeGitHub:
             "base": {
                 "ref": body["base"],
                 "label": f"{owner}:{body['base']}",
+                "sha": base_sha,
                 "repo": copy.deepcopy(repo),
             },
             "merged": False,
