@@ -135,6 +135,17 @@ async def set_flags(
         )
 
 
+async def repository_names(db: Database, installation_id: int) -> list[str]:
+    """The full names of the repositories one installation grants, in name order (by the
+    installation's index: the cost does not grow with the app's other installations)."""
+    rows = await db.fetchall(
+        "SELECT full_name FROM installation_repositories WHERE installation_id = ?"
+        " ORDER BY full_name",
+        (installation_id,),
+    )
+    return [str(row[0]) for row in rows]
+
+
 async def list_all(db: Database) -> list[Installation]:
     rows = await db.fetchall(
         "SELECT id, account_login, account_type, target_type, suspended, deleted"

@@ -66,3 +66,27 @@ async def test_suspend_and_delete_are_recorded_and_announced(client: AppClient) 
         )
     ]
     assert actions == ["created", "suspend", "deleted"]
+
+
+async def test_the_announcement_names_the_installations_own_repositories(
+    client: AppClient,
+) -> None:
+    await deliver(client, "installation", "installation/created.payload.json", "i-1")
+    other = load_json("github/installation/created.payload.json")
+    other["installation"]["id"] += 1
+    other["repositories"] = [
+        {"id": 1, "name": "elsewhere", "full_name": "someone/elsewhere", "private": False}
+    ]
+    body = json.dumps(other).encode()
+    headers = github_headers("installation", body, delivery_id="i-2")
+    assert (await client.post("/webhooks/github", data=body, headers=headers)).status == 202
+    await client.app[DISPATCHER].drain()
+    rows = await client.app[SERVICES].db.fetchall(
+        "SELECT json_extract(data, '$.repositories') FROM events"
+        " WHERE type = 'installation_updated' ORDER BY id"
+    )
+    first = load_json("github/installation/created.payload.json")["repositories"]
+    assert [json.loads(row[0]) for row in rows] == [
+        sorted(r["full_name"] for r in first),
+        ["someone/elsewhere"],
+    ]

@@ -60,14 +60,7 @@ async def _record(event: sansio.Event, context: HandlerContext, *, with_repos: b
 async def _announce(
     context: HandlerContext, installation_id: int, account: str, action: str
 ) -> None:
-    repositories = next(
-        (
-            list(found.repositories)
-            for found in await installations.list_all(context.services.db)
-            if found.id == installation_id
-        ),
-        [],
-    )
+    repositories = await installations.repository_names(context.services.db, installation_id)
     updated = InstallationUpdated(
         installation_id=installation_id,
         account=account,
