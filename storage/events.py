@@ -29,6 +29,13 @@ class StoredEvent:
 
 
 INSERT_EVENT = "INSERT INTO events (stream, type, ts, data) VALUES (?, ?, ?, ?)"
+# The same, unless an event was published before under the key (the fifth parameter); then
+# KEEP_KEY records the new event's id under it (an ignored insert when the key was there).
+INSERT_EVENT_ONCE = (
+    "INSERT INTO events (stream, type, ts, data) SELECT ?, ?, ?, ?"
+    " WHERE NOT EXISTS (SELECT 1 FROM event_keys WHERE key = ?)"
+)
+KEEP_KEY = "INSERT OR IGNORE INTO event_keys (key, event_id) VALUES (?, last_insert_rowid())"
 
 
 def _event(row: Any) -> StoredEvent:
@@ -72,6 +79,7 @@ async def prune_through(db: Database, floor_id: int) -> int:
     results = await db.write_many(
         [
             ("DELETE FROM events WHERE id <= ?", (floor_id,)),
+            ("DELETE FROM event_keys WHERE event_id <= ?", (floor_id,)),
             (
                 "INSERT INTO meta (key, value) VALUES ('events_floor', ?)"
                 " ON CONFLICT (key) DO UPDATE SET value = excluded.value",

@@ -106,29 +106,64 @@ class EventBus:
         event: Event,
         *,
         together_with: Sequence[tuple[str, Params]] = (),
-    ) -> int:
+        once_key: str | None = None,
+    ) -> int | None:
         """Store an event and fan it out once committed; returns its id.
 
         `together_with` statements commit atomically with the event, so a state change and the
         event that announces it are both there or both not, whatever crash comes between.
+        With `once_key`, an event already published under that key is not published again
+        (a handler run twice for one delivery): the statements commit, nothing is fanned out,
+        and None is returned.
         """
+        if once_key is not None:
+            return await self._publish_once(stream, event, together_with, once_key)
         type_name, data_text = event.type_name, encode(event).decode("utf-8")
         ts = to_text(self.clock.now())
 
         def fan_out(result: WriteResult) -> None:
-            event_id = found(result.lastrowid, "the new event's id")
-            self.last_id = max(self.last_id, event_id)
-            text = (
-                f'{{"id":{event_id},"type":{json.dumps(type_name)},'
-                f'"stream":{json.dumps(stream)},"ts":"{ts}","data":{data_text}}}'
-            )
-            self._offer(Frame(event_id, stream, type_name, text))
+            self._stored(found(result.lastrowid, "the new event's id"), stream, type_name, ts,
+                         data_text)  # fmt: skip
 
         results = await self.db.write_many(
             [*together_with, (event_store.INSERT_EVENT, (stream, type_name, ts, data_text))],
             after_commit=lambda results: fan_out(results[-1]),
         )
         return found(results[-1].lastrowid, "the new event's id")
+
+    async def _publish_once(
+        self,
+        stream: str,
+        event: Event,
+        together_with: Sequence[tuple[str, Params]],
+        once_key: str,
+    ) -> int | None:
+        type_name, data_text = event.type_name, encode(event).decode("utf-8")
+        ts = to_text(self.clock.now())
+
+        def fan_out(results: list[WriteResult]) -> None:
+            if results[-2].rowcount == 1:  # not published under this key before
+                event_id = found(results[-2].lastrowid, "the new event's id")
+                self._stored(event_id, stream, type_name, ts, data_text)
+
+        results = await self.db.write_many(
+            [
+                *together_with,
+                (event_store.INSERT_EVENT_ONCE, (stream, type_name, ts, data_text, once_key)),
+                (event_store.KEEP_KEY, (once_key,)),
+            ],
+            after_commit=fan_out,
+        )
+        return results[-2].lastrowid if results[-2].rowcount == 1 else None
+
+    def _stored(self, event_id: int, stream: str, type_name: str, ts: str, data: str) -> None:
+        """Fan out an event just committed under `event_id`."""
+        self.last_id = max(self.last_id, event_id)
+        text = (
+            f'{{"id":{event_id},"type":{json.dumps(type_name)},'
+            f'"stream":{json.dumps(stream)},"ts":"{ts}","data":{data}}}'
+        )
+        self._offer(Frame(event_id, stream, type_name, text))
 
     def publish_transient(self, stream: str, event: Event) -> None:
         """Fan out a frame that is not stored in events (token frames)."""

@@ -67,7 +67,10 @@ async def _announce(
         action=action,
         repositories=repositories,
     )
-    await context.services.bus.publish(_stream(installation_id), updated)
+    # Once per delivery: a kill between this commit and the delivery's `done` runs the handler
+    # again, and the announcement must not come twice (bench/kill_points.py counts it).
+    once = f"delivery:{context.delivery.id}:installation_updated"
+    await context.services.bus.publish(_stream(installation_id), updated, once_key=once)
 
 
 @router.register("installation", action="created")

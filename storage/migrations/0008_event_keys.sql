@@ -1,0 +1,7 @@
+-- An event published "once" (EventBus.publish once_key=...): a handler that runs again for the
+-- same delivery, after a kill between its commit and the delivery's `done`, finds its key here
+-- and publishes nothing the second time.
+CREATE TABLE event_keys (
+    key      TEXT PRIMARY KEY,
+    event_id INTEGER NOT NULL
+) WITHOUT ROWID;
