@@ -365,6 +365,11 @@ class Settings:
     dispatch_concurrency: Annotated[int, Env("DISPATCH_CONCURRENCY", WholeNumber(1, 64))] = 4
     delivery_max_attempts: Annotated[int, Env("DELIVERY_MAX_ATTEMPTS", WholeNumber(1, 100))] = 8
     events_kept: Annotated[int, Env("EVENTS_KEPT", WholeNumber(100, 100_000_000))] = 100_000
+    # What anonymous webhooks may hold before their signatures are checked (web/webhook_body.py)
+    webhook_read_budget_mb: Annotated[
+        int, Env("WEBHOOK_READ_BUDGET_MB", WholeNumber(25, 65536))
+    ] = 64
+    webhook_body_timeout: Annotated[float, Env("WEBHOOK_BODY_TIMEOUT", Duration(low=0.1))] = 15.0
     log_level: Annotated[str, Env("LOG_LEVEL", OneOf(("DEBUG", "INFO", "WARNING", "ERROR")))] = (
         "INFO"
     )
