@@ -370,6 +370,14 @@ class Settings:
         int, Env("WEBHOOK_READ_BUDGET_MB", WholeNumber(25, 65536))
     ] = 64
     webhook_body_timeout: Annotated[float, Env("WEBHOOK_BODY_TIMEOUT", Duration(low=0.1))] = 15.0
+    # Connections: idle ones close; beyond the limit new ones get 503 (web/serving.py)
+    http_keepalive_timeout: Annotated[float, Env("HTTP_KEEPALIVE_TIMEOUT", Duration(low=0.1))] = (
+        15.0
+    )
+    # None: 90% of the open-file limit, which start-up raises to its hard limit
+    max_connections: Annotated[int | None, Env("MAX_CONNECTIONS", WholeNumber(1, 10_000_000))] = (
+        None
+    )
     log_level: Annotated[str, Env("LOG_LEVEL", OneOf(("DEBUG", "INFO", "WARNING", "ERROR")))] = (
         "INFO"
     )
