@@ -72,9 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     if args:
         print("usage: python -m bot [rotate-token]", file=sys.stderr)
         return 2
-    from web import serving
+    from web import server_logs, serving
     from web.app import AccessLogger, create_app
 
+    server_logs.install()
     _print_banner(settings)
     app = create_app(settings)
 
