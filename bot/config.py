@@ -378,6 +378,8 @@ class Settings:
     max_connections: Annotated[int | None, Env("MAX_CONNECTIONS", WholeNumber(1, 10_000_000))] = (
         None
     )
+    # a WebSocket client that takes no frame for this long is disconnected (web/ws.py)
+    ws_send_timeout: Annotated[float, Env("WS_SEND_TIMEOUT", Duration(low=0.1))] = 10.0
     log_level: Annotated[str, Env("LOG_LEVEL", OneOf(("DEBUG", "INFO", "WARNING", "ERROR")))] = (
         "INFO"
     )
