@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from bot.config import variables
 from tests.helpers import API_TOKEN, JIRA_WEBHOOK_SECRET, WEBHOOK_SECRET
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,10 +51,11 @@ class LiveServer:
 
 
 def _environment(tmp_path: Path, port: int, settings: dict[str, str]) -> dict[str, str]:
+    read = {env.name for env in variables().values()}  # none of the caller's settings
     environment = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith(("GITHUB_", "JIRA_", "ANTHROPIC_", "BIAGENT_", "WEBHOOK_"))
+        if key not in read and not key.startswith("ANTHROPIC_")
     }
     environment.update(
         PORT=str(port),
