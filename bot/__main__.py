@@ -1,4 +1,5 @@
-"""The entry point, `python -m bot`: read settings, print what is on and off, serve.
+"""The entry point, `python -m bot`: read settings, print what is on and off, serve (within the
+process's limits: web/serving.py).
 
 The one module of bot/ that may import web/ (docs/design.md, Layers). `python -m bot rotate-token`
 replaces a generated API token and prints the new login URL.
@@ -71,8 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     if args:
         print("usage: python -m bot [rotate-token]", file=sys.stderr)
         return 2
+    from web import server_logs, serving
     from web.app import AccessLogger, create_app
 
+    server_logs.install()
     _print_banner(settings)
     app = create_app(settings)
 
@@ -80,14 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         _login_hint(app, settings)
 
     app.on_startup.append(announce)
-    web.run_app(
-        app,
-        host=settings.host,
-        port=settings.port,
-        access_log_class=AccessLogger,
-        print=None,
-        handle_signals=True,
-    )
+    asyncio.run(serving.serve(app, settings, AccessLogger))
     return 0
 
 

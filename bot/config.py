@@ -365,6 +365,15 @@ class Settings:
     dispatch_concurrency: Annotated[int, Env("DISPATCH_CONCURRENCY", WholeNumber(1, 64))] = 4
     delivery_max_attempts: Annotated[int, Env("DELIVERY_MAX_ATTEMPTS", WholeNumber(1, 100))] = 8
     events_kept: Annotated[int, Env("EVENTS_KEPT", WholeNumber(100, 100_000_000))] = 100_000
+    # What anonymous clients may hold (web/webhook_body.py, web/serving.py, web/ws.py); with no
+    # MAX_CONNECTIONS, 90% of the open-file limit (raised to the hard one) less the listen backlog
+    webhook_read_budget_mb: Annotated[int, Env("WEBHOOK_READ_BUDGET_MB", WholeNumber(25, 9999))] = (
+        64
+    )
+    webhook_body_timeout: Annotated[float, Env("WEBHOOK_BODY_TIMEOUT", Duration(0.1))] = 15.0
+    http_keepalive_timeout: Annotated[float, Env("HTTP_KEEPALIVE_TIMEOUT", Duration(0.1))] = 15.0
+    max_connections: Annotated[int | None, Env("MAX_CONNECTIONS", WholeNumber(1, 10**7))] = None
+    ws_send_timeout: Annotated[float, Env("WS_SEND_TIMEOUT", Duration(0.1))] = 10.0
     log_level: Annotated[str, Env("LOG_LEVEL", OneOf(("DEBUG", "INFO", "WARNING", "ERROR")))] = (
         "INFO"
     )

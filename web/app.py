@@ -40,7 +40,8 @@ from web.api import repositories as repositories_api
 from web.api import tickets as tickets_api
 from web.api import worktrees as worktrees_api
 from web.errors import error_middleware
-from web.keys import CLOCK, REVIEW_ENGINE, SETTINGS
+from web.keys import CLOCK, READ_BUDGET, REVIEW_ENGINE, SETTINGS
+from web.webhook_body import MIB, ReadBudget
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +114,7 @@ def create_app(
     app.router.add_static("/static", HERE / "static")
     app[SETTINGS] = settings
     app[CLOCK] = clock or SystemClock()
+    app[READ_BUDGET] = ReadBudget(settings.webhook_read_budget_mb * MIB)
     if review_engine is not None:
         app[REVIEW_ENGINE] = review_engine
     app.cleanup_ctx.extend(composition.CONTEXTS)

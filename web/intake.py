@@ -8,24 +8,12 @@ stored, the dispatcher can decode: a payload its decoder would refuse is a 400 h
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-
 from aiohttp import web
 
 from bot.intake import WebhookDelivery
 from bot.payloads import UndecodablePayload, check_decodable
 from web.errors import ApiError
 from web.keys import INTAKE
-
-
-def signature_matches(secret: str, body: bytes, header: str | None) -> bool:
-    """`sha256=<hex>` HMAC-SHA256 of the raw body, compared in constant time."""
-    if not header or not header.startswith("sha256="):
-        return False
-    expected = hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest().encode()
-    presented = header[7:].strip().lower().encode("utf-8", "surrogateescape")
-    return hmac.compare_digest(expected, presented)  # bytes: a non-ASCII header is just wrong
 
 
 def require_decodable(payload: bytes) -> None:

@@ -7,6 +7,8 @@ read its key with `app.get(KEY)`.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aiohttp import web
 
 from bot.agents.runner import AgentRunner
@@ -29,10 +31,14 @@ from bot.services import Services
 from bot.worktrees.manager import WorktreeManager
 from storage.database import Database
 
+if TYPE_CHECKING:
+    from web.webhook_body import ReadBudget
+
 # Given to create_app.
 SETTINGS = web.AppKey("settings", Settings)
 CLOCK: web.AppKey[Clock] = web.AppKey("clock")
 REVIEW_ENGINE: web.AppKey[ReviewEngine] = web.AppKey("review_engine")  # a test's, when given
+READ_BUDGET: web.AppKey[ReadBudget] = web.AppKey("read_budget")  # made of the settings
 
 # Stored by the cleanup contexts, in start-up order.
 DB = web.AppKey("db", Database)

@@ -2,7 +2,9 @@
 
 No secret configured -> 503; missing or bad X-Hub-Signature-256 -> 401; missing event or
 delivery headers, a body that is not a JSON object, or one that no handler could work -> 400;
-otherwise the delivery is stored (committed) and answered 202, a redelivery included.
+otherwise the delivery is stored (committed) and answered 202, a redelivery included. Until
+the signature matches, the body is read within web/webhook_body.py's limits (refused unread,
+capped, under a deadline).
 
 The body is decoded into its event's envelope (bot/github/envelope.py): the fields the routers
 rely on, typed, so a delivery that could never be dispatched is refused here with 400 naming
@@ -25,10 +27,14 @@ from bot.github.envelope import Envelope, envelope_for, installation_id
 from bot.intake import WebhookDelivery
 from web.bodies import decode_body_and_text
 from web.errors import ApiError
-from web.intake import require_decodable, signature_matches, store_delivery
-from web.keys import SERVICES
+from web.intake import require_decodable, store_delivery
+from web.webhook_body import Refusal, SignedRoute
 
 routes = web.RouteTableDef()
+
+SIGNED = SignedRoute(
+    "X-Hub-Signature-256", "GITHUB_WEBHOOK_SECRET", lambda settings: settings.github_webhook_secret
+)
 
 
 _EVENT_NAME = re.compile(r"^[a-z_]{1,64}$")
@@ -52,16 +58,12 @@ def _envelope(event: str, payload: bytes) -> tuple[Envelope, str]:
     return envelope, payload_text
 
 
-@routes.post("/webhooks/github")
+@routes.post("/webhooks/github", expect_handler=SIGNED.expect)
 async def github_webhook(request: web.Request) -> web.Response:
-    secret = request.app[SERVICES].settings.github_webhook_secret
-    if secret is None:
-        raise ApiError(
-            503, "webhooks_disabled", "GITHUB_WEBHOOK_SECRET is not set: webhooks are refused"
-        )
-    body = await request.read()
-    if not signature_matches(secret.reveal(), body, request.headers.get("X-Hub-Signature-256")):
-        raise ApiError(401, "bad_signature", "X-Hub-Signature-256 is missing or does not match")
+    try:
+        body = await SIGNED.read(request)
+    except Refusal as refusal:
+        return await refusal.answer(request)
     event = request.headers.get("X-GitHub-Event", "")
     delivery_id = request.headers.get("X-GitHub-Delivery", "")
     if not _EVENT_NAME.match(event):

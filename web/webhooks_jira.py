@@ -5,7 +5,8 @@ raw body). No JIRA_WEBHOOK_SECRET -> 503; a missing or bad signature -> 401; a b
 JSON object the dispatcher can decode, or has no `webhookEvent` -> 400. The delivery is stored
 under source "jira", keyed by `X-Atlassian-Webhook-Identifier` (Jira retries, and may deliver
 one event twice), with the payload's `webhookEvent` as the event name; the dispatcher then runs
-the `jira` concern.
+the `jira` concern. Until the signature matches, the body is read within web/webhook_body.py's
+limits.
 """
 
 from __future__ import annotations
@@ -20,10 +21,14 @@ from aiohttp import web
 from bot.intake import WebhookDelivery
 from web.bodies import decode_body_and_text
 from web.errors import ApiError
-from web.intake import require_decodable, signature_matches, store_delivery
-from web.keys import SERVICES
+from web.intake import require_decodable, store_delivery
+from web.webhook_body import Refusal, SignedRoute
 
 routes = web.RouteTableDef()
+
+SIGNED = SignedRoute(
+    "X-Hub-Signature", "JIRA_WEBHOOK_SECRET", lambda settings: settings.jira_webhook_secret
+)
 
 
 class _LoggedFields(msgspec.Struct):
@@ -37,16 +42,12 @@ _EVENT_NAME = re.compile(r"^[A-Za-z0-9_:.-]{1,64}$")
 _DELIVERY_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
-@routes.post("/webhooks/jira")
+@routes.post("/webhooks/jira", expect_handler=SIGNED.expect)
 async def jira_webhook(request: web.Request) -> web.Response:
-    secret = request.app[SERVICES].settings.jira_webhook_secret
-    if secret is None:
-        raise ApiError(
-            503, "webhooks_disabled", "JIRA_WEBHOOK_SECRET is not set: JIRA webhooks are refused"
-        )
-    body = await request.read()
-    if not signature_matches(secret.reveal(), body, request.headers.get("X-Hub-Signature")):
-        raise ApiError(401, "bad_signature", "X-Hub-Signature is missing or does not match")
+    try:
+        body = await SIGNED.read(request)
+    except Refusal as refusal:
+        return await refusal.answer(request)
     fields, payload_text = decode_body_and_text(body, _LoggedFields)
     require_decodable(body)
     event = fields.webhookEvent

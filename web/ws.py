@@ -12,6 +12,9 @@ Protocol (JSON text frames). The server's own messages carry `control`, events c
   `{"control": "resync_required", "reason": ..., "epoch": E, "last_id": N}` and nothing else:
   the client reloads its state and subscribes again from `last_id`.
 - A client too slow to keep up is closed with code 4008; it resumes from its last id.
+- A client that takes no frame for WS_SEND_TIMEOUT (or answers no ping within the heartbeat) is
+  disconnected: its transport is aborted, since a close would wait for it to read what is
+  queued, keeping the socket and those frames for as long as it does not (`_Outbox`).
 
 Frames are decoded by web/bodies.py's one decoder: a frame that is not JSON text (malformed, a
 lone UTF-16 surrogate) closes the socket with 1007, one nested deeper than its limit with 1008;
@@ -25,7 +28,8 @@ import asyncio
 import contextlib
 import json
 import logging
-from typing import Annotated
+from collections.abc import Awaitable
+from typing import Annotated, Any
 
 import msgspec
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -92,11 +96,54 @@ async def check_resumable(bus: EventBus, since: int, epoch: str | None) -> None:
         raise ResyncRequired("history_pruned")
 
 
+class _Outbox:
+    """What is sent to one client: each send (or command answered) within `timeout` seconds,
+    else the client is dropped."""
+
+    def __init__(
+        self, ws: web.WebSocketResponse, transport: asyncio.Transport | None, timeout: float
+    ) -> None:
+        self.ws = ws
+        self.transport = transport
+        self.timeout = timeout
+
+    async def within(self, work: Awaitable[object]) -> None:
+        try:
+            async with asyncio.timeout(self.timeout):
+                await work
+        except TimeoutError:
+            self.drop(f"took no frame for {self.timeout:g}s")
+            raise ConnectionResetError("WebSocket client dropped") from None
+
+    async def send(self, utf8: bytes) -> None:
+        await self.within(self.ws.send_frame(utf8, WSMsgType.TEXT))
+
+    async def close(self, code: int, message: bytes) -> None:
+        """Close with `code`; a client that does not take the close frame in time is dropped."""
+        with contextlib.suppress(ConnectionError):
+            await self.within(self.ws.close(code=code, message=message))
+
+    def drop(self, why: str) -> None:
+        log.info("WebSocket client %s: disconnected", why)
+        if self.transport is not None:
+            self.transport.abort()
+
+    def release(self) -> None:
+        """At the end: a transport still holding frames the client never read is aborted."""
+        if self.transport is not None and self.transport.get_write_buffer_size():
+            self.drop(f"left {self.transport.get_write_buffer_size()} bytes unread")
+
+
+def _text(message: dict[str, Any]) -> bytes:
+    return json.dumps(message, separators=(",", ":")).encode()
+
+
 async def _stream(
-    ws: web.WebSocketResponse, bus: EventBus, streams: frozenset[str] | None, since: int | None
+    outbox: _Outbox, bus: EventBus, streams: frozenset[str] | None, since: int | None
 ) -> None:
     def overflowed(_: Subscription) -> None:
-        asyncio.get_running_loop().create_task(_close_slow(ws))
+        message = b"too slow: resume from your last id"
+        asyncio.get_running_loop().create_task(outbox.close(CLOSE_SLOW_CONSUMER, message))
 
     subscription = bus.subscribe(streams, on_overflow=overflowed)
     try:
@@ -107,12 +154,12 @@ async def _stream(
                     bus.db, last_sent, streams=streams, limit=REPLAY_PAGE
                 )
                 for stored in page:
-                    await ws.send_str(json.dumps(stored.envelope(), separators=(",", ":")))
+                    await outbox.send(_text(stored.envelope()))
                     last_sent = stored.id
                 if len(page) < REPLAY_PAGE:
                     break
-        await ws.send_json({"control": "live", "last_id": last_sent})
-        while not ws.closed:
+        await outbox.send(_text({"control": "live", "last_id": last_sent}))
+        while not outbox.ws.closed:
             frames = await subscription.next_batch()
             if subscription.overflowed:
                 return
@@ -121,36 +168,30 @@ async def _stream(
                     if frame.id <= last_sent:
                         continue
                     last_sent = frame.id
-                await ws.send_frame(frame.utf8, WSMsgType.TEXT)
+                await outbox.send(frame.utf8)
     finally:
         bus.unsubscribe(subscription)
-
-
-async def _close_slow(ws: web.WebSocketResponse) -> None:
-    try:
-        await asyncio.wait_for(
-            ws.close(code=CLOSE_SLOW_CONSUMER, message=b"too slow: resume from your last id"), 5
-        )
-    except (TimeoutError, ConnectionError):
-        log.info("slow WebSocket client did not take its close frame; dropped")
 
 
 class _Connection:
     """One client's WebSocket: its subscription (the task streaming to it) and its commands."""
 
-    def __init__(self, ws: web.WebSocketResponse, bus: EventBus) -> None:
-        self.ws = ws
+    def __init__(self, outbox: _Outbox, bus: EventBus) -> None:
+        self.outbox = outbox
+        self.ws = outbox.ws
         self.bus = bus
         self.sender: asyncio.Task[None] | None = None
 
     async def serve(self, query: MultiMapping[str]) -> None:
         bus = self.bus
-        await self.ws.send_json({"control": "hello", "epoch": bus.epoch, "last_id": bus.last_id})
+        await self.outbox.send(
+            _text({"control": "hello", "epoch": bus.epoch, "last_id": bus.last_id})
+        )
         if "streams" in query or "since" in query:
-            await self.subscribe(Frame.of_query(query))
+            await self.outbox.within(self.subscribe(Frame.of_query(query)))
         async for message in self.ws:
             if message.type == WSMsgType.TEXT:
-                await self.command(message.data)
+                await self.outbox.within(self.command(message.data))
 
     async def subscribe(self, frame: Frame) -> None:
         bus = self.bus
@@ -178,12 +219,12 @@ class _Connection:
 
     async def send(self, streams: frozenset[str] | None, since: int | None) -> None:
         try:
-            await _stream(self.ws, self.bus, streams, since)
+            await _stream(self.outbox, self.bus, streams, since)
         except ConnectionError:
             log.debug("WebSocket client went away while being sent to")
         except Exception:
             log.exception("WebSocket stream failed; closing with 1011")
-            await self.ws.close(code=WSCloseCode.INTERNAL_ERROR, message=b"internal error")
+            await self.outbox.close(WSCloseCode.INTERNAL_ERROR, b"internal error")
 
     async def command(self, text: str) -> None:
         try:  # surrogatepass: a surrogate in the text reaches the decoder, which refuses it
@@ -218,9 +259,11 @@ class _Connection:
 
 @routes.get("/ws")
 async def websocket(request: web.Request) -> web.WebSocketResponse:
+    services = request.app[SERVICES]
     ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=64 * 1024)
     await ws.prepare(request)
-    connection = _Connection(ws, request.app[SERVICES].bus)
+    outbox = _Outbox(ws, request.transport, services.settings.ws_send_timeout)
+    connection = _Connection(outbox, services.bus)
     try:
         await connection.serve(request.query)
     except ConnectionError:
@@ -228,7 +271,8 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     except Exception:
         # The connection is upgraded: an HTTP 500 written now would be garbage to the client.
         log.exception("WebSocket handler failed; closing with 1011")
-        await ws.close(code=WSCloseCode.INTERNAL_ERROR, message=b"internal error")
+        await outbox.close(WSCloseCode.INTERNAL_ERROR, b"internal error")
     finally:
         await connection.stop_sending()
+        outbox.release()
     return ws
