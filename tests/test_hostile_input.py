@@ -105,6 +105,35 @@ async def test_a_lone_surrogate_in_a_clone_url_is_a_400(every_feature: AppClient
     await still_answers(every_feature)
 
 
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+@pytest.mark.parametrize(
+    ("path", "answer"),
+    [
+        ("/api/repositories", (400, "malformed_body")),
+        ("/api/deliveries/1/redeliver", (404, "not_found")),
+        ("/api/events", (405, "method_not_allowed")),
+    ],
+    ids=["read by the route", "not read by the route", "no route for it"],
+)
+async def test_a_body_that_does_not_decompress_is_answered_and_closes_with_no_traceback(
+    every_feature: AppClient,
+    caplog: pytest.LogCaptureFixture,
+    encoding: str,
+    path: str,
+    answer: tuple[int, str],
+) -> None:
+    """Found by tests/test_fuzz.py: after the answer aiohttp read the rest of the body to
+    discard it, failed, logged an unhandled exception and dropped the kept-alive connection,
+    so the client's next request on it got no answer."""
+    headers = {**auth_headers(), "Content-Encoding": encoding}
+    data = b"this is not " + encoding.encode()
+    response = await every_feature.post(path, data=data, headers=headers)
+    assert (await refusal(response))[:2] == answer
+    assert response.headers["Connection"] == "close"
+    await still_answers(every_feature)
+    assert [record.getMessage() for record in caplog.records if record.exc_info] == []
+
+
 @pytest.mark.parametrize("clone_url", ["https://[::1", "http://[x]/octo/repo.git"])
 async def test_a_clone_url_with_a_broken_bracketed_host_is_a_400(
     every_feature: AppClient, clone_url: str
