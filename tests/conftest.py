@@ -18,7 +18,7 @@ from tests.fakes.jira import FakeJira
 from tests.helpers import auth_headers, jira_settings, make_settings
 from web.app import create_app
 
-pytest_plugins = ["tests.ci_rules"]
+pytest_plugins = ["tests.ci_rules", "tests.fuzz_tally"]
 
 AppClient = TestClient[web.Request, web.Application]
 StartApp = Callable[..., Awaitable[AppClient]]
