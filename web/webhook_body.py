@@ -27,7 +27,6 @@ still gets its answer.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import logging
@@ -38,7 +37,7 @@ from aiohttp import HttpVersion11, web
 from aiohttp.http_exceptions import ContentEncodingError
 
 from bot.config import Secret, Settings
-from web.errors import error_response
+from web.errors import answer_and_close, error_response
 from web.keys import READ_BUDGET, SETTINGS
 
 log = logging.getLogger(__name__)
@@ -111,19 +110,8 @@ class Refusal(Exception):
         if self.retry_after is not None:
             response.headers["Retry-After"] = str(self.retry_after)
         if self.close and not request.content.is_eof():
-            await _answer_and_close(request, response)
+            await answer_and_close(request, response)
         return response
-
-
-async def _answer_and_close(request: web.Request, response: web.Response) -> None:
-    """Send `response` now and close the connection, so the unread rest of the body never is."""
-    response.force_close()
-    if request.transport is None or request.transport.is_closing():
-        return  # the client is gone: nothing to answer
-    with contextlib.suppress(ConnectionError):
-        await response.prepare(request)
-        await response.write_eof()
-    request.protocol.force_close()
 
 
 def _busy(*, close: bool = True) -> Refusal:
