@@ -131,6 +131,13 @@ class Settings:
     agent_max_retries: Annotated[int, Env("AGENT_MAX_RETRIES", WholeNumber(0, 20))] = 4
     agent_bash_timeout: Annotated[float, Env("AGENT_BASH_TIMEOUT", Duration(low=1.0))] = 120.0
     token_buffer_ttl: Annotated[float, Env("TOKEN_BUFFER_TTL", Duration(low=10.0))] = 3600.0
+    # a browser session's offline events (bot/sessions/): how long kept, how many at most
+    offline_events_ttl: Annotated[float, Env("OFFLINE_EVENTS_TTL", Duration(low=60.0))] = (
+        7 * 86400.0
+    )
+    offline_events_per_session: Annotated[
+        int, Env("OFFLINE_EVENTS_PER_SESSION", WholeNumber(1, 100_000))
+    ] = 500
     pipeline_max_usd: Annotated[float, Env("PIPELINE_MAX_USD", Number())] = 25.0
     # None: the agent's own max_cost_usd (bot/agents/agents.yml) caps each step
     pipeline_step_max_usd: Annotated[float | None, Env("PIPELINE_STEP_MAX_USD", Number())] = None
