@@ -37,6 +37,7 @@ from web.api import events as events_api
 from web.api import pipelines as pipelines_api
 from web.api import pull_requests as pull_requests_api
 from web.api import repositories as repositories_api
+from web.api import sessions as sessions_api
 from web.api import tickets as tickets_api
 from web.api import worktrees as worktrees_api
 from web.errors import error_middleware
@@ -111,6 +112,7 @@ def create_app(
     app.router.add_routes(pipelines_api.routes)
     app.router.add_routes(worktrees_api.routes)
     app.router.add_routes(tickets_api.routes)
+    app.router.add_routes(sessions_api.routes)
     app.router.add_static("/static", HERE / "static")
     app[SETTINGS] = settings
     app[CLOCK] = clock or SystemClock()

@@ -37,6 +37,7 @@ from bot.reviews.scheduler import ReviewScheduler
 from bot.reviews.service import Doorbell, ReviewService
 from bot.scheduling import Scheduler
 from bot.services import Services
+from bot.sessions.service import build_sessions
 from bot.tasks import SHUTDOWN_GRACE_S, stop_tasks
 from bot.worktrees import service as worktree_service
 from storage.database import Database
@@ -58,6 +59,7 @@ from web.keys import (
     REVIEWS,
     SCHEDULER,
     SERVICES,
+    SESSIONS,
     SETTINGS,
     TOKEN_CHECK,
     WORKTREES,
@@ -117,6 +119,27 @@ async def scheduler(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await periodic.stop()
+
+
+async def sessions(app: web.Application) -> AsyncIterator[None]:
+    """SESSIONS: the browser sessions of the API token; their offline recorder catches up on
+    the log (what a stop left unrecorded), then records as events are published. Opened early
+    and so closed late: what the later contexts publish while they stop is recorded too."""
+    built = build_sessions(
+        app[SETTINGS],
+        db=app[DB],
+        bus=app[BUS],
+        clock=app[CLOCK],
+        token_digest=app[TOKEN_CHECK].expected_digest,
+    )
+    await built.recorder.start()
+    task = asyncio.create_task(built.recorder.run(), name="offline-recorder")
+    app[SESSIONS] = built
+    try:
+        yield
+    finally:
+        await _cancel(task)
+        built.recorder.stop()
 
 
 async def github_app(app: web.Application) -> AsyncIterator[None]:
@@ -327,9 +350,13 @@ async def dispatcher(app: web.Application) -> AsyncIterator[None]:
 
 
 async def housekeeping(app: web.Application) -> AsyncIterator[None]:
-    """The pruning of the event log and the token buffer, on the scheduler."""
+    """The pruning of the event log, the token buffer and the sessions, on the scheduler."""
     pruning = Housekeeping(
-        db=app[DB], bus=app[BUS], clock=app[CLOCK], events_kept=app[SETTINGS].events_kept
+        db=app[DB],
+        bus=app[BUS],
+        clock=app[CLOCK],
+        events_kept=app[SETTINGS].events_kept,
+        sessions=app[SESSIONS],
     )
     app[SCHEDULER].add(HOUSEKEEPING_JOB, pruning.prune, every_s=PRUNE_EVERY_S)
     try:
@@ -366,6 +393,7 @@ CONTEXTS: tuple[Context, ...] = (
     api_token_check,
     event_bus,
     scheduler,
+    sessions,
     github_app,
     worktrees,
     agents,

@@ -28,6 +28,7 @@ from bot.reviews.scheduler import ReviewScheduler
 from bot.reviews.service import ReviewService
 from bot.scheduling import Scheduler
 from bot.services import Services
+from bot.sessions.service import Sessions
 from bot.worktrees.manager import WorktreeManager
 from storage.database import Database
 
@@ -55,6 +56,7 @@ REVIEW_SCHEDULER = web.AppKey("review_scheduler", ReviewScheduler)
 JIRA = web.AppKey("jira", JiraService)
 PIPELINES = web.AppKey("pipelines", Pipelines)
 SERVICES = web.AppKey("services", Services)
+SESSIONS = web.AppKey("sessions", Sessions)
 METRICS = web.AppKey("metrics", OperatorMetrics)
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 INTAKE = web.AppKey("intake", DeliveryIntake)
