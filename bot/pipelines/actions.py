@@ -57,7 +57,7 @@ class PipelineActions:
             note=note,
         )
         approval = pipelines.approval(step.id, by=by, note=note, now=self.clock.now())
-        return await self.engine.go_on(pipeline, given, approval)
+        return await self.engine.go_on(pipeline, given, approval, wake_failed=False)
 
     async def acknowledge_risk(
         self, pipeline_id: int, risk_id: int, *, by: str, note: str | None
@@ -78,7 +78,7 @@ class PipelineActions:
             note=note,
         )
         statement = risks.acknowledge(risk.id, by=by, note=note, now=self.clock.now())
-        return await self.engine.go_on(pipeline, acknowledged, statement)
+        return await self.engine.go_on(pipeline, acknowledged, statement, wake_failed=False)
 
     async def feedback(
         self, pipeline_id: int, step_id: int, *, text: str, by: str | None

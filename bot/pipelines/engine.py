@@ -20,7 +20,8 @@ from bot.pipelines import events
 from bot.pipelines.driver import PipelineDriver
 from bot.pipelines.states import PipelineStatus, StepStatus
 from bot.tasks import stop_tasks
-from storage import pipelines
+from storage import clarifications, pipelines
+from storage.clarifications import ClarificationStatus
 from storage.database import Database, Params
 from storage.pipelines import Pipeline
 
@@ -153,8 +154,11 @@ class PipelineEngine:
         changes = [self._running(pipeline), pipelines.clear_failure(pipeline_id)]
         if max_cost_usd is not None:
             changes.append(pipelines.set_max_cost(pipeline_id, max_cost_usd))
+        asked = await clarifications.for_pipeline(self.db, pipeline_id)
+        waiting_on = {c.step_id for c in asked if c.status == ClarificationStatus.OPEN}
         for step in await pipelines.list_steps(self.db, pipeline_id):
-            if step.status in (StepStatus.FAILED, StepStatus.RUNNING):
+            answered = step.status == StepStatus.WAITING_FOR_INPUT and step.id not in waiting_on
+            if step.status in (StepStatus.FAILED, StepStatus.RUNNING) or answered:
                 changes.append(
                     pipelines.step_status(step.id, StepStatus.INTERRUPTED, now=self.clock.now())
                 )
@@ -178,15 +182,23 @@ class PipelineEngine:
         return await self.get(pipeline_id)
 
     async def go_on(
-        self, pipeline: Pipeline, event: events.PipelineEvent, *changes: tuple[str, Params]
+        self,
+        pipeline: Pipeline,
+        event: events.PipelineEvent,
+        *changes: tuple[str, Params],
+        wake_failed: bool = True,
     ) -> Pipeline:
-        """Commit a person's release of a gate or a restart, and run again unless paused."""
-        if pipeline.status in (
+        """Commit a person's release of a gate or a restart, and run again unless paused (or,
+        without `wake_failed`, failed: a gate released on a failed pipeline waits for its
+        resume)."""
+        waking = {
             PipelineStatus.WAITING_FOR_APPROVAL,
             PipelineStatus.WAITING_FOR_INPUT,
-            PipelineStatus.FAILED,
             PipelineStatus.RUNNING,
-        ):
+        }
+        if wake_failed:
+            waking.add(PipelineStatus.FAILED)
+        if pipeline.status in waking:
             changes = (*changes, self._running(pipeline), pipelines.clear_failure(pipeline.id))
         await self._publish(pipeline, event, *changes)
         fresh = await self.get(pipeline.id)

@@ -69,9 +69,12 @@ class Pipelines:
         )
         resumed = 0
         for pipeline in waiting:
-            for asked in await clarifications.for_pipeline(self.engine.db, pipeline.id):
-                if asked.status == ClarificationStatus.ANSWERED:
-                    resumed += await self.clarification_answered(asked) is not None
+            asked = await clarifications.for_pipeline(self.engine.db, pipeline.id)
+            still_open = {c.step_id for c in asked if c.status == ClarificationStatus.OPEN}
+            for question in asked:  # a step with a question still open keeps waiting
+                answered = question.status == ClarificationStatus.ANSWERED
+                if answered and question.step_id not in still_open:
+                    resumed += await self.clarification_answered(question) is not None
         return resumed
 
     async def pull_request_closed(self, repository: str, number: int, *, merged: bool) -> None:
