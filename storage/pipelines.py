@@ -259,16 +259,23 @@ async def get_step(db: Database, step_id: int) -> Step | None:
 
 
 def pipeline_status(
-    pipeline_id: int, status: str, *, now: datetime, finished: bool = False
+    pipeline_id: int,
+    status: str,
+    *,
+    now: datetime,
+    finished: bool = False,
+    only_from: str | None = None,
 ) -> Statement:
     """Set a pipeline's status (and its finish time when it ended); started_at is kept from
-    the first time it ran."""
+    the first time it ran. With `only_from`, only a pipeline still in that status changes (the
+    engine's own transitions do not undo a pause or a cancel a person committed meanwhile)."""
     stamp = to_text(now)
     return (
         "UPDATE pipelines SET status = ?, updated_at = ?,"
         " started_at = CASE WHEN ? = 'running' THEN COALESCE(started_at, ?) ELSE started_at END,"
-        " finished_at = CASE WHEN ? THEN ? ELSE NULL END WHERE id = ?",
-        (status, stamp, status, stamp, int(finished), stamp, pipeline_id),
+        " finished_at = CASE WHEN ? THEN ? ELSE NULL END"
+        " WHERE id = ? AND status = COALESCE(?, status)",
+        (status, stamp, status, stamp, int(finished), stamp, pipeline_id, only_from),
     )
 
 
@@ -281,12 +288,13 @@ def pipeline_failure(
     detail: dict[str, Any],
     now: datetime,
 ) -> Statement:
-    """Mark a pipeline failed with what a person needs to act: the phase, the kind, the detail
-    (the last tool call, a log excerpt)."""
+    """Mark a running pipeline failed with what a person needs to act: the phase, the kind,
+    the detail (the last tool call, a log excerpt). Only the engine's running task fails one."""
     stamp = to_text(now)
     return (
         "UPDATE pipelines SET status = 'failed', error_kind = ?, error_message = ?,"
-        " error_phase = ?, error_detail = ?, updated_at = ?, finished_at = ? WHERE id = ?",
+        " error_phase = ?, error_detail = ?, updated_at = ?, finished_at = ?"
+        " WHERE id = ? AND status = 'running'",
         (kind, message, phase, json.dumps(detail), stamp, stamp, pipeline_id),
     )
 

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from bot.clock import Clock
 from bot.events.bus import EventBus
@@ -46,6 +49,26 @@ class ConflictingState(Exception):
     def __init__(self, message: str, state: str) -> None:
         super().__init__(message)
         self.state = state
+
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def one_action_at_a_time(
+    method: Callable[Concatenate[Any, int, P], Awaitable[T]],
+) -> Callable[Concatenate[Any, int, P], Awaitable[T]]:
+    """A person's action on a pipeline (its first argument after self is the pipeline id)
+    runs alone among the actions on that pipeline: two approvals or starts at once are one
+    and a 409, never two events."""
+
+    @functools.wraps(method)
+    async def serialized(owner: Any, pipeline_id: int, *args: P.args, **kwargs: P.kwargs) -> T:
+        engine: PipelineEngine = getattr(owner, "engine", owner)
+        async with engine.acting(pipeline_id):
+            return await method(owner, pipeline_id, *args, **kwargs)
+
+    return serialized
 
 
 class PipelineTasks:
@@ -102,6 +125,11 @@ class PipelineEngine:
         self.bus = bus
         self.clock = clock
         self.tasks = tasks
+        self._acting: dict[int, asyncio.Lock] = {}
+
+    def acting(self, pipeline_id: int) -> asyncio.Lock:
+        """The lock a person's action on the pipeline holds (one_action_at_a_time)."""
+        return self._acting.setdefault(pipeline_id, asyncio.Lock())
 
     async def get(self, pipeline_id: int) -> Pipeline:
         pipeline = await pipelines.get_pipeline(self.db, pipeline_id)
@@ -117,6 +145,7 @@ class PipelineEngine:
     def _running(self, pipeline: Pipeline) -> tuple[str, Params]:
         return pipelines.pipeline_status(pipeline.id, PipelineStatus.RUNNING, now=self.clock.now())
 
+    @one_action_at_a_time
     async def start(self, pipeline_id: int) -> Pipeline:
         pipeline = await self.get(pipeline_id)
         if pipeline.status != PipelineStatus.CREATED:
@@ -130,6 +159,7 @@ class PipelineEngine:
         self.tasks.spawn(pipeline_id)
         return await self.get(pipeline_id)
 
+    @one_action_at_a_time
     async def pause(self, pipeline_id: int, reason: str | None = None) -> Pipeline:
         pipeline = await self.get(pipeline_id)
         if pipeline.status not in ACTIVE:
@@ -145,6 +175,7 @@ class PipelineEngine:
         await self.tasks.stop(pipeline_id)  # the running step commits itself interrupted
         return await self.get(pipeline_id)
 
+    @one_action_at_a_time
     async def resume(self, pipeline_id: int, *, max_cost_usd: float | None = None) -> Pipeline:
         """Go on after a pause, or after a failure (from the failed step, same conversation),
         with a new dollar cap when one is given (a budget failure goes on after a raise)."""
@@ -167,6 +198,7 @@ class PipelineEngine:
         self.tasks.spawn(pipeline_id)
         return await self.get(pipeline_id)
 
+    @one_action_at_a_time
     async def cancel(self, pipeline_id: int, reason: str | None = None) -> Pipeline:
         pipeline = await self.get(pipeline_id)
         if pipeline.status in (PipelineStatus.COMPLETED, PipelineStatus.CANCELLED):

@@ -144,16 +144,21 @@ class PipelineRecorder:
                 )
                 return
             if step.status == StepStatus.WAITING_FOR_INPUT:
+                waiting = pipelines.pipeline_status(
+                    pipeline.id,
+                    PipelineStatus.WAITING_FOR_INPUT,
+                    now=self.clock.now(),
+                    only_from=PipelineStatus.RUNNING,
+                )
+                event = events.PipelineWaitingForInput(
+                    pipeline_id=pipeline.id,
+                    ticket=pipeline.ticket_key,
+                    step_id=step.id,
+                    phase=step.phase,
+                )
                 await self.bus.publish(
-                    events.stream_of(pipeline.id),
-                    events.PipelineWaitingForInput(
-                        pipeline_id=pipeline.id, ticket=pipeline.ticket_key, step_id=step.id,
-                        phase=step.phase,
-                    ),
-                    together_with=[pipelines.pipeline_status(
-                        pipeline.id, PipelineStatus.WAITING_FOR_INPUT, now=self.clock.now()
-                    )],
-                )  # fmt: skip
+                    events.stream_of(pipeline.id), event, together_with=[waiting]
+                )
                 return
         failed = next((s for s in steps if s.status == StepStatus.FAILED), None)
         message = failed.error if failed and failed.error else "a step cannot go on"
@@ -231,7 +236,12 @@ class PipelineRecorder:
             together_with=[
                 *cost,
                 pipelines.step_status(step.id, StepStatus.WAITING_FOR_INPUT, now=now),
-                pipelines.pipeline_status(pipeline.id, PipelineStatus.WAITING_FOR_INPUT, now=now),
+                pipelines.pipeline_status(
+                    pipeline.id,
+                    PipelineStatus.WAITING_FOR_INPUT,
+                    now=now,
+                    only_from=PipelineStatus.RUNNING,
+                ),
             ],
         )
         if result.clarification_id is not None:
@@ -290,7 +300,10 @@ class PipelineRecorder:
             ),
             together_with=[
                 pipelines.pipeline_status(
-                    pipeline.id, PipelineStatus.WAITING_FOR_APPROVAL, now=self.clock.now()
+                    pipeline.id,
+                    PipelineStatus.WAITING_FOR_APPROVAL,
+                    now=self.clock.now(),
+                    only_from=PipelineStatus.RUNNING,
                 )
             ],
         )
@@ -312,7 +325,10 @@ class PipelineRecorder:
                 ),
                 together_with=[
                     pipelines.pipeline_status(
-                        pipeline.id, PipelineStatus.WAITING_FOR_REVIEW, now=now
+                        pipeline.id,
+                        PipelineStatus.WAITING_FOR_REVIEW,
+                        now=now,
+                        only_from=PipelineStatus.RUNNING,
                     )
                 ],
             )
@@ -323,7 +339,11 @@ class PipelineRecorder:
             events.PipelineCompleted(pipeline_id=pipeline.id, ticket=pipeline.ticket_key),
             together_with=[
                 pipelines.pipeline_status(
-                    pipeline.id, PipelineStatus.COMPLETED, now=now, finished=True
+                    pipeline.id,
+                    PipelineStatus.COMPLETED,
+                    now=now,
+                    finished=True,
+                    only_from=PipelineStatus.RUNNING,
                 )
             ],
         )

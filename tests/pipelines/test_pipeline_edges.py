@@ -3,9 +3,12 @@ running without a task, and a second pipeline for a ticket opens its own pull re
 
 from __future__ import annotations
 
+import asyncio
+
 from storage import pipelines as pipeline_rows
 from storage import step_outputs
 from tests.fakes import anthropic as scripted
+from tests.helpers import auth_headers
 from tests.pipelines.world import REPO, PipelineWorld, report, step_of
 from web.keys import PIPELINES
 
@@ -84,3 +87,20 @@ async def test_a_stop_right_after_triage_still_decides_the_cycle_type(
     assert [s["phase"] for s in done["steps"]] == ["triage", "research", "report"]
     assert done["status"] == "completed"
     assert world.model.requests_of("triage") == []  # decided from the stored report
+
+
+async def test_two_approvals_at_once_are_one_approval_and_a_409(world: PipelineWorld) -> None:
+    await world.start()
+    key = await world.ticket(labels=("backend",))
+    world.model.script_gated_change()
+    pipeline_id = (await world.create(key))["id"]
+    plan = step_of(await world.settle(pipeline_id), "plan")
+    path = f"/api/pipelines/{pipeline_id}/steps/{plan['id']}/approve"
+    answers = await asyncio.gather(
+        *(world.app_client.post(path, json={"by": who}, headers=auth_headers())
+          for who in ("mia", "ada"))
+    )  # fmt: skip
+    assert sorted(answer.status for answer in answers) == [200, 409]
+    await world.settle(pipeline_id)
+    given = [e for e in await world.events(pipeline_id) if e["type"] == "approval_given"]
+    assert len(given) == 1
