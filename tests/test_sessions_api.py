@@ -127,10 +127,11 @@ async def test_restore_from_another_client_gets_tabs_state_and_what_they_show_no
     await services.bus.publish(
         stream_of(pipeline.id),
         failed,
-        together_with=[
+        together_with=[  # only a running pipeline fails
+            pipelines.pipeline_status(pipeline.id, "running", now=now),
             pipelines.pipeline_failure(
                 pipeline.id, kind="budget", message="over", phase="plan", detail={}, now=now
-            )
+            ),
         ],
     )
     async with aiohttp.ClientSession(headers=auth_headers()) as other:
