@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import uuid
 from pathlib import Path
 from typing import Any
@@ -80,3 +81,17 @@ def jira_headers(
         "Content-Type": "application/json",
         "User-Agent": "Atlassian Webhook HTTP Client",
     }
+
+
+async def page_html(client: Any, path: str, status: int = 200) -> str:
+    """A status page as a logged-in browser gets it (the cookie `/login?token=` sets)."""
+    await client.get("/login", params={"token": API_TOKEN}, allow_redirects=False)
+    response = await client.get(path)
+    assert response.status == status, path
+    return str(await response.text())
+
+
+def section_of(html: str, section_id: str) -> str:
+    """`<section id=...>` of a page up to its end (the pages' sections do not nest)."""
+    match = re.search(rf'<section id="{section_id}".*?</section>', html, flags=re.DOTALL)
+    return match.group(0) if match else ""
