@@ -41,7 +41,7 @@ from web.api import tickets as tickets_api
 from web.api import worktrees as worktrees_api
 from web.errors import error_middleware
 from web.keys import CLOCK, READ_BUDGET, REVIEW_ENGINE, SETTINGS
-from web.pages import formats
+from web.pages import costs_page, formats, pull_request_page, ticket_page, worktrees_page
 from web.webhook_body import MIB, ReadBudget
 
 log = logging.getLogger(__name__)
@@ -104,6 +104,10 @@ def create_app(
     app.router.add_routes(ws.routes)
     app.router.add_routes(status.routes)
     app.router.add_routes(pipeline_pages.routes)
+    app.router.add_routes(pull_request_page.routes)
+    app.router.add_routes(ticket_page.routes)
+    app.router.add_routes(worktrees_page.routes)
+    app.router.add_routes(costs_page.routes)
     app.router.add_routes(deliveries_api.routes)
     app.router.add_routes(events_api.routes)
     app.router.add_routes(agents_api.routes)
