@@ -258,6 +258,17 @@ async def get_step(db: Database, step_id: int) -> Step | None:
     return None if row is None else _step(row)
 
 
+async def steps_at_gate(db: Database, *, gate: str, status: str, limit: int = 100) -> list[Step]:
+    """Steps of any pipeline that carry `gate` and stand in `status`, oldest first: the plans
+    waiting for a person's approval, for the status page."""
+    rows = await db.fetchall(
+        f"SELECT {_STEP_COLUMNS} FROM pipeline_steps WHERE gate = ? AND status = ?"
+        " ORDER BY id LIMIT ?",
+        (gate, status, limit),
+    )
+    return [_step(row) for row in rows]
+
+
 def pipeline_status(
     pipeline_id: int,
     status: str,

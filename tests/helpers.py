@@ -118,3 +118,17 @@ def body_structs() -> list[type[msgspec.Struct]]:
         return [cls, *(found for sub in cls.__subclasses__() for found in below(sub))]
 
     return [cls for cls in below(msgspec.Struct) if cls.__module__.startswith("web.")]
+
+
+async def page_html(client: Any, path: str, status: int = 200) -> str:
+    """A status page as a logged-in browser gets it (the cookie `/login?token=` sets)."""
+    await client.get("/login", params={"token": API_TOKEN}, allow_redirects=False)
+    response = await client.get(path)
+    assert response.status == status, path
+    return str(await response.text())
+
+
+def section_of(html: str, section_id: str) -> str:
+    """`<section id=...>` of a page up to its end (the pages' sections do not nest)."""
+    match = re.search(rf'<section id="{section_id}".*?</section>', html, flags=re.DOTALL)
+    return match.group(0) if match else ""

@@ -42,6 +42,7 @@ from web.api import tickets as tickets_api
 from web.api import worktrees as worktrees_api
 from web.errors import error_middleware
 from web.keys import CLOCK, READ_BUDGET, REVIEW_ENGINE, SETTINGS
+from web.pages import costs_page, formats, pull_request_page, ticket_page, worktrees_page
 from web.webhook_body import MIB, ReadBudget
 
 log = logging.getLogger(__name__)
@@ -90,11 +91,12 @@ def create_app(
         client_max_size=MAX_WEBHOOK_BYTES,
     )
     app.on_response_prepare.append(headers.add_security_headers)
-    aiohttp_jinja2.setup(
+    templates = aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(HERE / "templates"),
         autoescape=jinja2.select_autoescape(["html"]),
     )
+    formats.install(templates, app)
     app.router.add_get("/healthz", healthz)
     app.router.add_routes(metrics.routes)
     app.router.add_get("/login", auth.login)
@@ -103,6 +105,10 @@ def create_app(
     app.router.add_routes(ws.routes)
     app.router.add_routes(status.routes)
     app.router.add_routes(pipeline_pages.routes)
+    app.router.add_routes(pull_request_page.routes)
+    app.router.add_routes(ticket_page.routes)
+    app.router.add_routes(worktrees_page.routes)
+    app.router.add_routes(costs_page.routes)
     app.router.add_routes(deliveries_api.routes)
     app.router.add_routes(events_api.routes)
     app.router.add_routes(agents_api.routes)

@@ -1,4 +1,6 @@
-"""GET /: the status page (aiohttp-jinja2), with the current event id for a gap-free start."""
+"""GET /: the status page, a dashboard led by what needs a person (web/pages/dashboard.py),
+with the current event id for a gap-free start; GET /dashboard/state: its changing part alone,
+which the page fetches again when an event says something changed (web/static/status.js)."""
 
 from __future__ import annotations
 
@@ -7,9 +9,9 @@ from typing import Any
 import aiohttp_jinja2
 from aiohttp import web
 
-from bot.reviews import overview
 from storage import deliveries, installations
 from web.keys import SERVICES
+from web.pages import dashboard
 
 routes = web.RouteTableDef()
 
@@ -26,9 +28,7 @@ async def status_page(request: web.Request) -> dict[str, Any]:
         "installations": await installations.list_all(services.db),
         "deliveries": await deliveries.list_recent(services.db, limit=30),
         "counts": await deliveries.count_by_status(services.db),
-        "pull_requests": await overview.list_pull_requests(
-            services.db, services.clock.now(), open_only=True
-        ),
+        **await dashboard.state_of(services),
         "features": [
             (
                 "GitHub App",
@@ -42,3 +42,9 @@ async def status_page(request: web.Request) -> dict[str, Any]:
             ("JIRA", settings.jira_enabled, settings.jira_url or "not configured"),
         ],
     }
+
+
+@routes.get("/dashboard/state")
+@aiohttp_jinja2.template("status_state.html")
+async def dashboard_state(request: web.Request) -> dict[str, Any]:
+    return await dashboard.state_of(request.app[SERVICES])
