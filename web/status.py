@@ -18,8 +18,11 @@ routes = web.RouteTableDef()
 @aiohttp_jinja2.template("status.html")
 async def status_page(request: web.Request) -> dict[str, Any]:
     services = request.app[SERVICES]
-    settings = services.settings
-    identity = services.github.identity if services.github else None
+    settings, github = services.settings, services.github
+    identity = github.identity if github else None
+    webhook_secret = (
+        services.github_connection.webhook_secret if services.github_connection else None
+    )
     return {
         "epoch": services.bus.epoch,
         "last_id": services.bus.last_id,
@@ -32,12 +35,12 @@ async def status_page(request: web.Request) -> dict[str, Any]:
         "features": [
             (
                 "GitHub App",
-                settings.github_enabled,
+                github is not None,
                 identity.bot_login
                 if identity
-                else ("identity pending" if settings.github_enabled else "not configured"),
+                else ("identity pending" if github else "not configured"),
             ),
-            ("Webhooks", settings.github_webhook_secret is not None, "/webhooks/github"),
+            ("Webhooks", webhook_secret is not None, "/webhooks/github"),
             ("Anthropic", settings.anthropic_configured, settings.model),
             ("JIRA", settings.jira_enabled, settings.jira_url or "not configured"),
         ],
