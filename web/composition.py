@@ -24,6 +24,7 @@ from bot.dispatcher import Dispatcher
 from bot.events.bus import EventBus
 from bot.github.connection import GitHubConnection
 from bot.github.credentials import credentials_path, starting_credentials
+from bot.github.setup import ManifestSetup
 from bot.housekeeping import PRUNE_EVERY_S, Housekeeping
 from bot.intake import DeliveryIntake
 from bot.jira.service import JiraService
@@ -49,6 +50,7 @@ from web.keys import (
     DISPATCHER,
     GENERATED_TOKEN,
     GITHUB_CONNECTION,
+    GITHUB_SETUP,
     INTAKE,
     JIRA,
     METRICS,
@@ -123,7 +125,7 @@ async def scheduler(app: web.Application) -> AsyncIterator[None]:
 async def github_app(app: web.Application) -> AsyncIterator[None]:
     """GITHUB_CONNECTION: the GitHub App's connection on one HTTP session, connected at once when
     the environment or the saved credentials name the App (its identity, GET /app, loads in the
-    background, retried until GitHub answers)."""
+    background, retried until GitHub answers), else later by the manifest flow."""
     settings = app[SETTINGS]
     starting = starting_credentials(settings, credentials_path(settings))
     for line in starting.warnings:
@@ -141,6 +143,13 @@ async def github_app(app: web.Application) -> AsyncIterator[None]:
                 starting.app, webhook_secret=starting.webhook_secret, origin=starting.origin
             )
         app[GITHUB_CONNECTION] = connection
+        app[GITHUB_SETUP] = ManifestSetup(
+            connection,
+            credentials_path(settings),
+            app[CLOCK],
+            saved_problem=starting.problem,
+            environment_secret=settings.github_webhook_secret is not None,
+        )
         try:
             yield
         finally:

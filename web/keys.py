@@ -18,6 +18,7 @@ from bot.config import Settings
 from bot.dispatcher import Dispatcher
 from bot.events.bus import EventBus
 from bot.github.connection import GitHubConnection
+from bot.github.setup import ManifestSetup
 from bot.intake import DeliveryIntake
 from bot.jira.service import JiraService
 from bot.metrics import OperatorMetrics
@@ -47,6 +48,7 @@ GENERATED_TOKEN = web.AppKey("generated_token", str)
 BUS = web.AppKey("bus", EventBus)
 SCHEDULER = web.AppKey("scheduler", Scheduler)
 GITHUB_CONNECTION = web.AppKey("github_connection", GitHubConnection)  # the App, once there
+GITHUB_SETUP = web.AppKey("github_setup", ManifestSetup)  # the manifest flow
 WORKTREES = web.AppKey("worktrees", WorktreeManager)
 REPOSITORIES = web.AppKey("repositories", RepositoryRegistry)
 AGENTS = web.AppKey("agents", AgentRunner)

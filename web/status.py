@@ -1,4 +1,5 @@
-"""GET /: the status page (aiohttp-jinja2), with the current event id for a gap-free start."""
+"""GET /: the status page (aiohttp-jinja2), with the current event id for a gap-free start, and
+the GitHub App setup offer while no App is configured (web/setup_github.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from aiohttp import web
 
 from bot.reviews import overview
 from storage import deliveries, installations
+from web import setup_github
 from web.keys import SERVICES
 
 routes = web.RouteTableDef()
@@ -32,6 +34,7 @@ async def status_page(request: web.Request) -> dict[str, Any]:
         "pull_requests": await overview.list_pull_requests(
             services.db, services.clock.now(), open_only=True
         ),
+        "github_setup": setup_github.offer(request),
         "features": [
             (
                 "GitHub App",
