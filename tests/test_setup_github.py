@@ -406,3 +406,30 @@ async def test_a_second_app_is_not_converted_once_one_is_in_use(
     status, text = await come_back(client, *second)
     assert status == 409 and "already uses the GitHub App" in text
     assert len(fake_github.calls_to("POST", "/app-manifests/")) == 1
+
+
+async def test_a_file_that_cannot_be_written_leaves_the_app_in_use_and_says_how_to_keep_it(
+    start_app: StartApp, tmp_path: Path, fake_github: FakeGitHub
+) -> None:
+    client = await start_app(setup_settings(tmp_path, fake_github.base_url))
+    code, state = await confirmed_on_github(client, fake_github)
+    (tmp_path / "github-app.json").mkdir()  # in the way of the rename, whoever runs the test
+    status, text = await come_back(client, code, state)
+    assert status == 200
+    assert "could not be saved" in text and "GITHUB_PRIVATE_KEY_PATH" in text
+    assert client.app[GITHUB_CONNECTION].origin == "the manifest flow, not saved"
+    assert [p.name for p in tmp_path.glob(".github-app.json*")] == []
+
+
+async def test_a_webhook_secret_in_the_environment_gives_way_to_the_new_apps_with_a_warning(
+    start_app: StartApp, tmp_path: Path, fake_github: FakeGitHub
+) -> None:
+    environment_secret = Secret("an-old-secret")
+    settings = setup_settings(
+        tmp_path, fake_github.base_url, github_webhook_secret=environment_secret
+    )
+    client = await start_app(settings)
+    text, created = await create_through_the_flow(client, fake_github)
+    assert "GITHUB_WEBHOOK_SECRET is set in the environment" in text
+    signed = github_headers("ping", PING, secret=created.webhook_secret)
+    assert (await client.post("/webhooks/github", data=PING, headers=signed)).status == 202

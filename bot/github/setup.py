@@ -135,12 +135,19 @@ class ManifestSetup:
                     " it in its settings on GitHub",
                     status=409,
                 )
-            credentials = await convert_code(self.connection.session, self.connection.api_url, code)
+            try:
+                credentials = await convert_code(
+                    self.connection.session, self.connection.api_url, code
+                )
+            except ManifestError as error:
+                log.warning("GitHub App setup for %s stopped: %s", request.owner, error.message)
+                raise
             warnings = self._keep(credentials)
+            saved = f"saved in {self.path}" if self.path.is_file() else "not saved"
             self.connection.connect(
                 credentials,
                 webhook_secret=credentials.webhook_secret,
-                origin=f"the manifest flow, saved in {self.path}",
+                origin=f"the manifest flow, {saved}",
             )
         log.info("GitHub App %s (%s) created for %s", credentials.app_id, credentials.slug,
                  request.owner)  # fmt: skip
