@@ -78,6 +78,9 @@ class Settings:
         None
     )
     github_api_url: Annotated[str, Env("GITHUB_API_URL", Url())] = "https://api.github.com"
+    # where the App made by the manifest flow is saved (bot/github/credentials.py); None: beside
+    # the database
+    secrets_dir: Annotated[Path | None, Env("BIAGENT_SECRETS_DIR", AnyPath())] = None
     anthropic_configured: Annotated[bool, Env("ANTHROPIC_API_KEY", Present())] = False
     anthropic_base_url: Annotated[str | None, Env("ANTHROPIC_BASE_URL", Url())] = None
     model: Annotated[str, Env("BIAGENT_MODEL", Text())] = DEFAULT_MODEL
@@ -166,10 +169,13 @@ class Settings:
         github = (
             f"on (app {self.github_app_id}, {self.github_api_url})"
             if self.github_enabled
-            else "off (set GITHUB_APP_ID and GITHUB_PRIVATE_KEY or GITHUB_PRIVATE_KEY_PATH)"
+            else "not in the environment (GITHUB_APP_ID and GITHUB_PRIVATE_KEY or"
+            " GITHUB_PRIVATE_KEY_PATH): the App saved by the status page's setup, if any"
         )
         webhooks = (
-            "on" if self.github_webhook_secret else "refused with 503 (set GITHUB_WEBHOOK_SECRET)"
+            "on"
+            if self.github_webhook_secret
+            else "the saved App's secret, if any, else refused with 503 (GITHUB_WEBHOOK_SECRET)"
         )
         anthropic = (
             f"on (model {self.model})"

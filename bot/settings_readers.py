@@ -274,16 +274,25 @@ class PrivateKey:
                 return default
         if not inline:
             return default
-        pem = inline.replace("\\r", "").replace("\\n", "\n").replace("\r\n", "\n")
         source = PRIVATE_KEY_PATH if path else name
-        if "-----BEGIN" not in pem or "PRIVATE KEY-----" not in pem:
-            environment.refuse(source, "not a PEM private key (no BEGIN ... PRIVATE KEY line)")
+        try:
+            return pem_private_key(inline)
+        except Refused as refusal:
+            environment.refuse(source, str(refusal))
             return default
-        try:  # the App's JWTs are signed with it: a key that cannot be read fails here, not later
-            serialization.load_pem_private_key(pem.encode("utf-8"), password=None)
-        except (ValueError, TypeError, UnsupportedAlgorithm):
-            environment.refuse(
-                source, "the PEM private key cannot be read (damaged, or protected by a password)"
-            )
-            return default
-        return Secret(pem)
+
+
+def pem_private_key(text: str) -> Secret:
+    """A PEM private key (real newlines or `\\n` escapes) that can sign the App's JWTs, so a
+    key that cannot be read fails where it is read, not at the first call to GitHub. Shared by
+    GITHUB_PRIVATE_KEY and the manifest flow's saved credentials (bot/github/credentials.py)."""
+    pem = text.strip().replace("\\r", "").replace("\\n", "\n").replace("\r\n", "\n")
+    if "-----BEGIN" not in pem or "PRIVATE KEY-----" not in pem:
+        raise Refused("not a PEM private key (no BEGIN ... PRIVATE KEY line)")
+    try:
+        serialization.load_pem_private_key(pem.encode("utf-8"), password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise Refused(
+            "the PEM private key cannot be read (damaged, or protected by a password)"
+        ) from None
+    return Secret(pem)

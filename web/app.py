@@ -25,6 +25,7 @@ from web import (
     headers,
     metrics,
     pipeline_pages,
+    setup_github,
     status,
     webhooks_github,
     webhooks_jira,
@@ -104,6 +105,7 @@ def create_app(
     app.router.add_routes(webhooks_jira.routes)
     app.router.add_routes(ws.routes)
     app.router.add_routes(status.routes)
+    app.router.add_routes(setup_github.routes)
     app.router.add_routes(pipeline_pages.routes)
     app.router.add_routes(pull_request_page.routes)
     app.router.add_routes(ticket_page.routes)

@@ -1,4 +1,5 @@
-"""The API token check on every route but `/healthz`, `/readyz`, `/webhooks/*` and `/login`.
+"""The API token check on every route but `/healthz`, `/readyz`, `/webhooks/*`, `/login` and the
+GitHub App setup's callback (which only sends the browser on, web/setup_github.py).
 
 A token comes as `Authorization: Bearer <token>`, as the `biagent_token` cookie that
 `/login?token=` sets, or (for `/ws` only, where browsers cannot set headers) as `?token=`. A
@@ -21,7 +22,7 @@ from web.keys import TOKEN_CHECK
 from web.session_cookie import attach_session
 
 COOKIE = "biagent_token"
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/login"})
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/login", "/setup/github/callback"})
 OPEN_PREFIXES = ("/webhooks/",)
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 

@@ -17,7 +17,8 @@ from bot.clock import Clock
 from bot.config import Settings
 from bot.dispatcher import Dispatcher
 from bot.events.bus import EventBus
-from bot.github.app import GitHubApp
+from bot.github.connection import GitHubConnection
+from bot.github.setup import ManifestSetup
 from bot.intake import DeliveryIntake
 from bot.jira.service import JiraService
 from bot.metrics import OperatorMetrics
@@ -47,7 +48,8 @@ TOKEN_CHECK = web.AppKey("token_check", TokenCheck)
 GENERATED_TOKEN = web.AppKey("generated_token", str)
 BUS = web.AppKey("bus", EventBus)
 SCHEDULER = web.AppKey("scheduler", Scheduler)
-GITHUB = web.AppKey("github", GitHubApp)
+GITHUB_CONNECTION = web.AppKey("github_connection", GitHubConnection)  # the App, once there
+GITHUB_SETUP = web.AppKey("github_setup", ManifestSetup)  # the manifest flow
 WORKTREES = web.AppKey("worktrees", WorktreeManager)
 REPOSITORIES = web.AppKey("repositories", RepositoryRegistry)
 AGENTS = web.AppKey("agents", AgentRunner)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.github.app import GitHubApp
+from bot.github.connection import GitHubConnection
 from bot.pipelines import outcomes
 from storage import pipelines, risks, step_outputs
 from storage.database import Database
@@ -105,8 +106,13 @@ def pull_request_body(agent_body: str, facts: PullRequestFacts) -> str:
 
 
 class PullRequestOpener:
-    def __init__(self, github: GitHubApp | None) -> None:
-        self.github = github
+    def __init__(self, connection: GitHubConnection) -> None:
+        self.connection = connection
+
+    @property
+    def github(self) -> GitHubApp | None:
+        """The App, read when it is needed: it may be created while a pipeline runs."""
+        return self.connection.app
 
     async def open(
         self,

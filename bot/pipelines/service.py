@@ -15,7 +15,7 @@ from bot.agents.runner import AgentRunner
 from bot.clock import Clock
 from bot.config import Settings
 from bot.events.bus import EventBus
-from bot.github.app import GitHubApp
+from bot.github.connection import GitHubConnection
 from bot.jira.client import JiraClient
 from bot.pipelines import events
 from bot.pipelines.actions import PipelineActions
@@ -127,7 +127,7 @@ def build_pipelines(
     clock: Clock,
     agents: AgentRunner | None,
     worktrees: WorktreeManager,
-    github: GitHubApp | None,
+    github: GitHubConnection,
     jira: JiraClient | None,
 ) -> Pipelines:
     workspace = PipelineWorkspace(db=db, worktrees=worktrees)
