@@ -106,13 +106,18 @@ def start(
     return LiveServer(process, port, log)
 
 
-def stop(server: LiveServer) -> None:
-    server.process.terminate()
+def terminate(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, and SIGKILL when the process has not ended 10 s later."""
+    process.terminate()
     try:
-        server.process.wait(10)
+        process.wait(10)
     except subprocess.TimeoutExpired:
-        server.process.kill()
-        server.process.wait()
+        process.kill()
+        process.wait()
+
+
+def stop(server: LiveServer) -> None:
+    terminate(server.process)
 
 
 @contextlib.asynccontextmanager

@@ -1,8 +1,9 @@
-"""Fixtures for the pipeline end-to-end tests (tests/pipelines/world.py)."""
+"""Fixtures for the pipeline end-to-end tests: the in-process world (tests/pipelines/world.py)
+and the server as a subprocess (tests/pipelines/bot_process.py)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +12,10 @@ import pytest
 from bot.clock import ManualClock
 from tests.conftest import StartApp
 from tests.fakes.anthropic import FakeAnthropic
+from tests.fakes.github import FakeGitHub
 from tests.fakes.jira import FakeJira
-from tests.pipelines.world import PipelineWorld
+from tests.pipelines.bot_process import Server, server_environment
+from tests.pipelines.world import INSTALLATION, REPO, PipelineWorld
 
 
 @pytest.fixture
@@ -44,3 +47,30 @@ async def world(
         app_key=app_key,
         clock=manual_clock,
     )
+
+
+@pytest.fixture
+async def real_clock_github(app_key: tuple[str, str]) -> AsyncIterator[FakeGitHub]:
+    """The GitHub fake on the real clock: a server in a subprocess keeps real time."""
+    fake = FakeGitHub(app_id=4242, public_key_pem=app_key[1])
+    fake.installations[INSTALLATION] = {"repositories": [REPO]}
+    await fake.start()
+    yield fake
+    await fake.close()
+
+
+@pytest.fixture
+def bot_server(
+    tmp_path: Path,
+    real_clock_github: FakeGitHub,
+    app_key: tuple[str, str],
+    fake_jira: FakeJira,
+    anthropic: FakeAnthropic,
+) -> Iterator[Server]:
+    """`python -m bot` pointed at this test's fakes, not started yet; stopped at the end."""
+    environment = server_environment(
+        tmp_path, real_clock_github, app_key, fake_jira, anthropic.base_url
+    )
+    running = Server(environment, tmp_path / "server.log")
+    yield running
+    running.stop()
