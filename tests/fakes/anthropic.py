@@ -12,8 +12,9 @@ pointed at it by `base_url`:
   request reads the longest prefix written before (tokens are bytes / 4);
 - errors with their real bodies: 429 rate_limit_error and 529 overloaded_error with
   retry-after, or any status;
-- a stream broken after N events (the connection is dropped), and recorded SSE bodies replayed
-  verbatim (tests/fixtures/anthropic/sse).
+- a stream broken after N events (the connection is dropped), a stream held after N events
+  until the test lets it go on (`Hold`), and recorded SSE bodies replayed verbatim
+  (tests/fixtures/anthropic/sse).
 
 Every request is recorded (headers, body, time, cache accounting) in `fake.requests`. A script
 item may be a `Reply` or a function of the request returning one (for open-ended loops).
@@ -51,6 +52,17 @@ class Block:
     id: str | None = None
 
 
+@dataclass
+class Hold:
+    """A point in a streamed reply where the fake waits (after `after_events` SSE events) until
+    the test sets `released`; `reached` is set when it gets there. A client that goes away
+    meanwhile ends the wait (the server cancels the handler)."""
+
+    after_events: int = 0
+    reached: asyncio.Event = field(default_factory=asyncio.Event)
+    released: asyncio.Event = field(default_factory=asyncio.Event)
+
+
 @dataclass(frozen=True, slots=True)
 class Reply:
     blocks: tuple[Block, ...] = ()
@@ -63,6 +75,7 @@ class Reply:
     raw_sse: str | None = None
     output_tokens: int | None = None
     delay_s: float = 0.0  # wait before answering (a slow turn a test can cut off)
+    hold: Hold | None = None  # a streamed reply stops here until the test releases it
 
 
 def text(content: str, **kwargs: Any) -> Reply:
@@ -406,6 +419,9 @@ class FakeAnthropic:
         )
         await response.prepare(request)
         for count, (name, payload) in enumerate(self._events(message)):
+            if reply.hold is not None and count == reply.hold.after_events:
+                reply.hold.reached.set()
+                await reply.hold.released.wait()
             if reply.break_after_events is not None and count >= reply.break_after_events:
                 # Drop the connection mid-stream, as a network failure would.
                 assert request.transport is not None
