@@ -1,7 +1,8 @@
 // A server-rendered part of a page swapped for a fresh copy (the server escaped it), keeping
-// what a person was typing, which sections were open and where the focus was. One request at a
-// time; a change that comes in meanwhile fetches once more after it. Used by the dashboard, the
-// pipeline page and the pull request page, each with its own `.../state` address.
+// what a person was typing, which sections were open and where the focus was, then fires
+// "biagent:replaced" on the container (remember.js gives the new part the page's UI state). One
+// request at a time; a change that comes in meanwhile fetches once more after it. Used by the
+// dashboard, the pipeline page and the pull request page, each with its own `.../state` address.
 window.biagentFragment = function (container, address) {
   "use strict";
 
@@ -20,6 +21,7 @@ window.biagentFragment = function (container, address) {
     });
     open.forEach(function (id) { const d = document.getElementById(id); if (d) d.open = true; });
     if (focused && document.getElementById(focused)) document.getElementById(focused).focus();
+    container.dispatchEvent(new CustomEvent("biagent:replaced", { bubbles: true }));
   }
 
   async function load() {

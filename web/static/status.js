@@ -2,11 +2,14 @@
 // delivery's status cell follows its delivery_processed events and its redeliver button; any
 // other event that may change what needs a person (a pipeline waiting, a question asked, a
 // review received...) reloads the dashboard's state part (/dashboard/state, fragments.js), as
-// does an action taken from it (forms.js). Server text is set as text, never as HTML.
+// does an action taken from it (forms.js). The feed shows only the events whose type or stream
+// holds the filter's text (#feed-filter, kept in the session's UI state by remember.js). Server
+// text is set as text, never as HTML.
 (function () {
   "use strict";
   const body = document.body;
   const feed = document.getElementById("feed");
+  const filter = document.getElementById("feed-filter");
   const refresh = window.biagentFragment(document.getElementById("state"), "/dashboard/state");
   // Events that change nothing the state part shows: they only join the feed.
   const QUIET = /^(token|tool_call_|file_changed|sync_progress|worktree_status|agent_|delivery_processed)/;
@@ -36,14 +39,23 @@
     return node;
   }
 
+  function filtered(item) {
+    const wanted = filter.value.trim().toLowerCase();
+    item.hidden = wanted !== "" && !item.dataset.about.includes(wanted);
+  }
+
+  filter.addEventListener("input", function () { Array.from(feed.children).forEach(filtered); });
+
   function render(event) {
     const item = document.createElement("li");
+    item.dataset.about = (event.type + " " + event.stream).toLowerCase();
     item.append(
       part("id", event.id === null ? "~" : "#" + event.id), " ",
       part("when", (event.ts || "").slice(11, 19)), " ",
       part("type", event.type), " ",
       part("stream", event.stream), " ",
       part("data", JSON.stringify(event.data).slice(0, 300)));
+    filtered(item);
     feed.insertBefore(item, feed.firstChild);
     while (feed.childElementCount > 300) feed.removeChild(feed.lastChild);
     if (event.type === "delivery_processed") {
