@@ -72,7 +72,6 @@ async def look_at(page: Page, url: str, name: str) -> list[Path]:
     no script error, its times formatted by its script, nothing wider than the window (tables
     scroll in their own box); a full-page screenshot of each is kept in test-artifacts/."""
     watched = Watched().attach(page)
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shots = []
     for label, (width, height) in WIDTHS.items():
         await page.set_viewport_size({"width": width, "height": height})
@@ -82,12 +81,18 @@ async def look_at(page: Page, url: str, name: str) -> list[Path]:
             "document.documentElement.scrollWidth - document.documentElement.clientWidth"
         )
         assert overflow <= 0, f"{name} at {label} is {overflow}px wider than the window"
-        shot = ARTIFACTS / f"{name}-{label}.png"
-        await page.screenshot(path=str(shot), full_page=True)
-        print(f"screenshot: {shot}")
-        shots.append(shot)
+        shots.append(await screenshot(page, f"{name}-{label}"))
     assert watched.refusals() == [], f"{name}: {watched.refusals()}"
     return shots
+
+
+async def screenshot(page: Page, name: str) -> Path:
+    """Keep a full-page screenshot of the page as it is now, test-artifacts/screenshots/NAME.png."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shot = ARTIFACTS / f"{name}.png"
+    await page.screenshot(path=str(shot), full_page=True)
+    print(f"screenshot: {shot}")
+    return shot
 
 
 async def log_in(page: Page, base: str) -> None:

@@ -7,10 +7,13 @@ events; none is a fixed sleep. Skipped without chromium, a failure under CI=true
 
 from __future__ import annotations
 
+from typing import Any
+
 from playwright.async_api import Locator, Page
 
 from bot.agents.events import Token
 from bot.agents.tokens import TokenCoalescer, TokenSequence
+from bot.events.message import Event
 from bot.pipelines.events import stream_of
 from tests.browser import browser_page, skip_without_chromium
 from tests.fakes import anthropic as scripted
@@ -123,6 +126,63 @@ async def test_the_page_catches_up_the_tokens_it_missed_while_reconnecting(
             await tokens.flush()
         await page.locator("#tokens", has_text="three").wait_for(timeout=WAIT_MS)
         assert await page.locator("#tokens").inner_text() == "one two three"
+
+
+class BlockToken(Event):
+    """A token frame that names its content block (the first seq of the block)."""
+
+    seq: int
+    text: str
+    block: int
+
+
+class BlockCatchup(Event):
+    """A stream's latest block as the WebSocket's token catch-up sends it: snapshot and tail."""
+
+    stream: str
+    block: int
+    state: str
+    snapshot: dict[str, Any]
+    tail: list[dict[str, Any]]
+    last_seq: int
+
+
+# The wire shapes of the WebSocket's token catch-up, which the page reads: set after the class
+# is made, so that neither is registered (the catalogue keeps the server's own types).
+BlockToken.type_name = "token"
+BlockCatchup.type_name = "token_catchup"
+
+
+async def test_a_token_catchup_frame_takes_the_place_of_the_block_it_names(
+    world: PipelineWorld,
+) -> None:
+    client = await world.start()
+    pipeline_id = (await world.create(await world.ticket(labels=("backend",)), start=False))["id"]
+    bus, stream = client.app[SERVICES].bus, stream_of(pipeline_id)
+
+    def catchup(snapshot: tuple[int, str], tail: list[tuple[int, str]], state: str) -> None:
+        frames = [{"seq": seq, "text": text} for seq, text in tail]
+        last = frames[-1]["seq"] if frames else snapshot[0]
+        shown = {"through_seq": snapshot[0], "text": snapshot[1]}
+        bus.publish_transient(
+            stream,
+            BlockCatchup(
+                stream=stream, block=1, state=state, snapshot=shown, tail=frames, last_seq=last
+            ),
+        )
+
+    base = str(client.make_url("")).rstrip("/")
+    async with browser_page() as page:
+        await open_pipeline(page, base, pipeline_id)
+        bus.publish_transient(stream, BlockToken(seq=1, text="Hel", block=1))
+        await page.locator("#tokens", has_text="Hel").wait_for(timeout=WAIT_MS)
+        catchup((2, "Hello, "), [(3, "world")], "running")
+        bus.publish_transient(stream, BlockToken(seq=3, text="world", block=1))
+        bus.publish_transient(stream, BlockToken(seq=4, text="!", block=1))
+        await page.locator("#tokens", has_text="!").wait_for(timeout=WAIT_MS)
+        catchup((4, "Hello, world!"), [], "interrupted")
+        await page.locator("#tokens-note", has_text="broke").wait_for(timeout=WAIT_MS)
+        assert await page.locator("#tokens").inner_text() == "Hello, world!"
 
 
 async def test_a_pipeline_made_from_the_list_opens_its_page_and_a_refusal_is_shown(
