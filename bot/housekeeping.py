@@ -1,7 +1,9 @@
 """Housekeeping: the event log and the token buffer kept to their size (a periodic job).
 
 The app factory registers `Housekeeping.prune` on the one scheduler (bot/scheduling.py) every
-PRUNE_EVERY_S. The two prunings fail separately: one that raises does not skip the other.
+PRUNE_EVERY_S. The prunings fail separately: one that raises does not skip the others. Expired
+token frames are deleted; expired token blocks lose their text (their row keeps the stream's
+numbering, storage/token_blocks.py).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import logging
 
 from bot.clock import Clock
 from bot.events.bus import EventBus
-from storage import token_buffer
+from storage import token_blocks, token_buffer
 from storage.database import Database
 
 log = logging.getLogger(__name__)
@@ -34,3 +36,7 @@ class Housekeeping:
             await token_buffer.prune_expired(self.db, now=self.clock.now())
         except Exception:
             log.exception("token buffer pruning failed")
+        try:
+            await token_blocks.prune_expired(self.db, now=self.clock.now())
+        except Exception:
+            log.exception("token block pruning failed")

@@ -5,8 +5,9 @@ Protocol (JSON text frames). The server's own messages carry `control`, events c
 - server -> `{"control": "hello", "epoch": E, "last_id": N}` on connect.
 - client -> `{"action": "subscribe", "streams": ["pr:octo/repo#12"] | "*", "since": N, "epoch": E}`
   (or the same as query parameters: `/ws?streams=a,b&since=N&epoch=E`). The server replays
-  every kept event after N of those streams, in order, sends `{"control": "live", "last_id": N}`
-  and then live events, with no gap and no duplicate at the seam.
+  every kept event after N of those streams, in order, then the token catch-up
+  (web/ws_catchup.py), sends `{"control": "live", "last_id": N}` and then live events, with no
+  gap and no duplicate at the seam.
 - When N cannot be served (the epoch differs: the database was reset; N is older than the
   history kept; N is ahead of the newest id) the server sends
   `{"control": "resync_required", "reason": ..., "epoch": E, "last_id": N}` and nothing else:
@@ -40,6 +41,7 @@ from storage import events as event_store
 from web.bodies import BadJson, TooDeep, decode_json, field_problem
 from web.errors import DB_INT_MAX, whole_number
 from web.keys import SERVICES
+from web.ws_catchup import Covered, send_catchup
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +150,7 @@ async def _stream(
     subscription = bus.subscribe(streams, on_overflow=overflowed)
     try:
         last_sent = bus.last_id if since is None else since
+        covered = Covered()
         if since is not None:
             while True:
                 page = await event_store.read_since(
@@ -158,6 +161,7 @@ async def _stream(
                     last_sent = stored.id
                 if len(page) < REPLAY_PAGE:
                     break
+            covered = await send_catchup(outbox.send, bus, streams)
         await outbox.send(_text({"control": "live", "last_id": last_sent}))
         while not outbox.ws.closed:
             frames = await subscription.next_batch()
@@ -168,6 +172,8 @@ async def _stream(
                     if frame.id <= last_sent:
                         continue
                     last_sent = frame.id
+                elif covered.already_sent(frame):
+                    continue
                 await outbox.send(frame.utf8)
     finally:
         bus.unsubscribe(subscription)
