@@ -1,10 +1,11 @@
 """Token catch-up by snapshot on /ws: snapshot + tail, the seam with live tokens, expiry and
-clean-up on a ManualClock, interrupted streams."""
+clean-up on a ManualClock, interrupted streams, and the followed objects' state after replay."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -17,7 +18,7 @@ from bot.config import Settings
 from bot.housekeeping import Housekeeping
 from bot.worktrees.events import WorktreeStatus
 from bot.worktrees.states import ProgressKind
-from storage import token_blocks
+from storage import pipelines, pull_requests, token_blocks
 from storage.token_blocks import BlockState
 from tests.conftest import AppClient, StartApp
 from tests.helpers import auth_headers
@@ -25,6 +26,7 @@ from tests.test_websocket import connect, next_json
 from web.keys import SERVICES
 
 STREAM = "pipeline:1"
+NOW = datetime(2026, 11, 24, 15, 40, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -222,7 +224,38 @@ async def test_a_star_subscriber_gets_the_running_blocks_only(
     await ws.close()
 
 
-async def test_a_subscription_without_since_gets_no_catchup(
+async def test_after_the_replay_each_followed_object_sends_its_current_state(
+    app: AppClient,
+) -> None:
+    services = app.app[SERVICES]
+    pipeline = await pipelines.create_pipeline(
+        services.db, ticket_key="ACME-1", repositories=["octo/repo"], trigger="api",
+        created_by=None, now=NOW,
+    )  # fmt: skip
+    await pull_requests.upsert_pull_request(
+        services.db, repository="octo/repo", number=7, installation_id=1, github_id=None,
+        title="A fix", author_login="a", clone_url="file:///x", head_ref="fix",
+        head_sha="a" * 40, base_ref="main", state="open", now=NOW,
+    )  # fmt: skip
+    since = services.bus.last_id
+    event = WorktreeStatus(session_id="1", status=ProgressKind.SETUP_DONE)
+    missed = await services.bus.publish(f"pipeline:{pipeline.id}", event)
+    ws = await connect(app, streams=f"pipeline:{pipeline.id},pr:octo/repo#7,jira:ACME", since=since)
+    replayed, *states = await frames_until_live(ws)
+    assert replayed["id"] == missed
+    assert [(s["type"], s["stream"], s["id"]) for s in states] == [
+        ("state", f"pipeline:{pipeline.id}", None),
+        ("state", "pr:octo/repo#7", None),
+    ]
+    pipeline_state, pr_state = (s["data"] for s in states)
+    assert (pipeline_state["kind"], pipeline_state["status"]) == ("pipeline", "created")
+    assert pipeline_state["as_of"] == missed and pipeline_state["detail"]["ticket"] == "ACME-1"
+    assert (pr_state["kind"], pr_state["status"]) == ("pull_request", "open")
+    assert pr_state["detail"]["title"] == "A fix"
+    await ws.close()
+
+
+async def test_a_subscription_without_since_gets_no_catchup_and_no_state(
     app: AppClient, manual_clock: ManualClock
 ) -> None:
     await stream_frames(coalescer(app), manual_clock, ["before"])

@@ -5,9 +5,9 @@ Protocol (JSON text frames). The server's own messages carry `control`, events c
 - server -> `{"control": "hello", "epoch": E, "last_id": N}` on connect.
 - client -> `{"action": "subscribe", "streams": ["pr:octo/repo#12"] | "*", "since": N, "epoch": E}`
   (or the same as query parameters: `/ws?streams=a,b&since=N&epoch=E`). The server replays
-  every kept event after N of those streams, in order, then the token catch-up
-  (web/ws_catchup.py), sends `{"control": "live", "last_id": N}` and then live events, with no
-  gap and no duplicate at the seam.
+  every kept event after N of those streams, in order, then the token catch-up and the state of
+  each followed object (web/ws_catchup.py), sends `{"control": "live", "last_id": N}` and then
+  live events, with no gap and no duplicate at the seam.
 - When N cannot be served (the epoch differs: the database was reset; N is older than the
   history kept; N is ahead of the newest id) the server sends
   `{"control": "resync_required", "reason": ..., "epoch": E, "last_id": N}` and nothing else:
