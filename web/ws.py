@@ -153,12 +153,12 @@ async def _stream(
         covered = Covered()
         if since is not None:
             while True:
-                page = await event_store.read_since(
+                page = await event_store.envelopes_since(
                     bus.db, last_sent, streams=streams, limit=REPLAY_PAGE
                 )
-                for stored in page:
-                    await outbox.send(_text(stored.envelope()))
-                    last_sent = stored.id
+                for event_id, envelope in page:
+                    await outbox.send(envelope.encode("utf-8"))
+                    last_sent = event_id
                 if len(page) < REPLAY_PAGE:
                     break
             covered = await send_catchup(outbox.send, bus, streams)

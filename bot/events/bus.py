@@ -161,10 +161,7 @@ class EventBus:
     def _stored(self, event_id: int, stream: str, type_name: str, ts: str, data: str) -> None:
         """Fan out an event just committed under `event_id`."""
         self.last_id = max(self.last_id, event_id)
-        text = (
-            f'{{"id":{event_id},"type":{json.dumps(type_name)},'
-            f'"stream":{json.dumps(stream)},"ts":"{ts}","data":{data}}}'
-        )
+        text = event_store.envelope_text(event_id, stream, type_name, ts, data)
         self._offer(Frame(event_id, stream, type_name, text))
 
     def publish_transient(self, stream: str, event: Event, *, seq: int | None = None) -> None:
