@@ -12,6 +12,7 @@ from playwright.async_api import Locator, Page
 from bot.agents.events import Token
 from bot.agents.tokens import TokenCoalescer, TokenSequence
 from bot.pipelines.events import stream_of
+from storage.token_blocks import BlockState
 from tests.browser import browser_page, skip_without_chromium
 from tests.fakes import anthropic as scripted
 from tests.helpers import API_TOKEN
@@ -98,15 +99,21 @@ async def test_a_person_drives_a_backend_pipeline_to_its_pull_request_from_the_p
     assert finished["risks"][0]["acknowledged_by"] == "mia"
 
 
-async def test_the_page_catches_up_the_tokens_it_missed_while_reconnecting(
-    world: PipelineWorld,
-) -> None:
+async def a_streaming_pipeline(world: PipelineWorld) -> tuple[str, int, TokenCoalescer]:
+    """The app's base URL, a pipeline not started, and a coalescer on its stream."""
     client = await world.start()
     pipeline_id = (await world.create(await world.ticket(labels=("backend",)), start=False))["id"]
     services = client.app[SERVICES]
-    bus, stream = services.bus, stream_of(pipeline_id)
-    tokens = TokenCoalescer(TokenSequence(services.db), bus, services.clock, stream)
-    base = str(client.make_url("")).rstrip("/")
+    stream = stream_of(pipeline_id)
+    tokens = TokenCoalescer(TokenSequence(services.db), services.bus, services.clock, stream)
+    return str(client.make_url("")).rstrip("/"), pipeline_id, tokens
+
+
+async def test_the_page_catches_up_the_tokens_it_missed_while_reconnecting(
+    world: PipelineWorld,
+) -> None:
+    base, pipeline_id, tokens = await a_streaming_pipeline(world)
+    bus, stream = tokens.bus, tokens.stream
     async with browser_page() as page:
         await open_pipeline(page, base, pipeline_id)
         await tokens.add("one ")
@@ -123,6 +130,24 @@ async def test_the_page_catches_up_the_tokens_it_missed_while_reconnecting(
             await tokens.flush()
         await page.locator("#tokens", has_text="three").wait_for(timeout=WAIT_MS)
         assert await page.locator("#tokens").inner_text() == "one two three"
+
+
+async def test_a_page_opened_mid_stream_shows_the_block_so_far_and_an_interrupted_one_says_so(
+    world: PipelineWorld,
+) -> None:
+    base, pipeline_id, tokens = await a_streaming_pipeline(world)
+    await tokens.add("written before the page opened; ")
+    await tokens.flush()
+    async with browser_page() as page:
+        await open_pipeline(page, base, pipeline_id)
+        await page.locator("#tokens", has_text="before the page").wait_for(timeout=WAIT_MS)
+        await tokens.add("then cut")
+        await tokens.end_block(BlockState.INTERRUPTED)
+        await page.locator("#tokens", has_text="then cut").wait_for(timeout=WAIT_MS)
+        await page.reload()  # the first subscribe of the page gets the block with its state
+        await page.locator("#tokens-state", has_text="broke").wait_for(timeout=WAIT_MS)
+        text = await page.locator("#tokens").inner_text()
+        assert text == "written before the page opened; then cut"
 
 
 async def test_a_pipeline_made_from_the_list_opens_its_page_and_a_refusal_is_shown(

@@ -1,7 +1,8 @@
 // The pipeline pages (web/pipeline_pages.py). Forms with data-api post their fields as JSON to
 // that API route (the login cookie authenticates); the name in #who goes in the field data-who
 // names. On the pipeline page, each event of its stream reloads the state fragment
-// (/pipelines/{id}/state) and the running step's tool calls and tokens are appended as they come.
+// (/pipelines/{id}/state) and the running step's tool calls and tokens are appended as they come;
+// a resume's token_catchup gives the running block whole, and its state (interrupted shown).
 // Everything from the server is set as text, never as HTML, except the fragment, which the
 // server rendered escaped.
 (function () {
@@ -102,7 +103,8 @@
   const tokens = document.getElementById("tokens");
   const stepTitle = document.getElementById("activity-step");
   let tokenSeq = Number(body.dataset.tokenSeq || 0);
-  let catchingUp = null;
+  let blockSeq = null; // the first seq of the block whose text ends #tokens
+  let blockStart = 0; // where that block's text begins in #tokens
 
   function text(tag, className, content) {
     const node = document.createElement(tag);
@@ -116,31 +118,43 @@
     return shown.length > 400 ? shown.slice(0, 400) + "…" : shown;
   }
 
-  function addTokens(seq, more) {
-    if (seq <= tokenSeq) return;
-    tokenSeq = seq;
-    tokens.textContent += more;
+  function showBlockState(state) {
+    let note = document.getElementById("tokens-state");
+    if (!note) {
+      note = text("p", "muted", "");
+      note.id = "tokens-state";
+      tokens.after(note);
+    }
+    note.hidden = state !== "interrupted";
+    note.textContent = state === "interrupted" ? "The stream broke here; the step continues later." : "";
+  }
+
+  function enterBlock(block) {
+    if (block === blockSeq) return;
+    blockSeq = block;
+    blockStart = tokens.textContent.length;
+    showBlockState("running");
+  }
+
+  function onToken(data) {
+    if (data.seq <= tokenSeq) return;
+    enterBlock(data.block);
+    tokenSeq = data.seq;
+    tokens.textContent += data.text;
     tokens.scrollTop = tokens.scrollHeight;
   }
 
-  function onToken(frame) {
-    if (catchingUp) catchingUp.push(frame.data); else addTokens(frame.data.seq, frame.data.text);
-  }
-
-  // After a reconnect, the token frames missed meanwhile come from the token buffer; frames that
-  // arrive during that request wait, so the text stays in order.
-  async function catchUp() {
-    catchingUp = [];
-    try {
-      const stream = encodeURIComponent(body.dataset.stream);
-      const response = await fetch("/api/streams/" + stream + "/tokens?after=" + tokenSeq, { credentials: "same-origin" });
-      const answer = await response.json();
-      if (response.ok && answer.data.last_seq > tokenSeq) addTokens(answer.data.last_seq, answer.data.text);
-    } finally {
-      const waiting = catchingUp;
-      catchingUp = null;
-      waiting.forEach(function (frame) { addTokens(frame.seq, frame.text); });
-    }
+  // After a resume's replay the server sends the stream's latest block whole (snapshot, then
+  // the frames after it) before the live frames, which start after its last_seq: the block's
+  // text replaces what the page had of it, so nothing is missing or doubled.
+  function onCatchup(data) {
+    if (data.last_seq <= tokenSeq && blockSeq !== null) return;
+    enterBlock(data.block);
+    const whole = data.snapshot.text + data.tail.map(function (frame) { return frame.text; }).join("");
+    tokens.textContent = tokens.textContent.slice(0, blockStart) + whole;
+    tokenSeq = Math.max(tokenSeq, data.last_seq);
+    tokens.scrollTop = tokens.scrollHeight;
+    showBlockState(data.state);
   }
 
   function onToolCall(event) {
@@ -160,11 +174,14 @@
   }
 
   function onEvent(event) {
-    if (event.type === "token") { onToken(event); return; }
+    if (event.type === "token") { onToken(event.data); return; }
+    if (event.type === "token_catchup") { onCatchup(event.data); return; }
     if (event.type === "step_started") {
       stepTitle.textContent = event.data.phase + ", attempt " + event.data.attempt;
       calls.replaceChildren();
       tokens.textContent = "";
+      blockSeq = null;
+      blockStart = 0;
     }
     if (/^(tool_call_|file_changed)/.test(event.type)) { onToolCall(event); return; }
     refresh();
@@ -175,6 +192,6 @@
     since: body.dataset.lastId,
     epoch: body.dataset.epoch,
     onEvent: onEvent,
-    onLive: function (resumed) { if (resumed) { catchUp(); refresh(); } },
+    onLive: function (resumed) { if (resumed) refresh(); },
   });
 })();
