@@ -5,24 +5,43 @@ and its environment variable with the rule that reads it (`Env` in the field's a
 `load_settings` walks the fields, so a default never has to be repeated by the reader; the
 per-repository `.github/biagent.yml` rules (bot/reviews/rules.py) take theirs from here too.
 The variable names are the contract of docs/design.md (Configuration); the README documents
-every one. Each bad value gives one line of `ConfigError`. Secrets are wrapped in `Secret` so
-that printing or logging the settings never shows them.
+every one. Each bad value gives one line of `ConfigError`. The readers that turn a variable's
+text into a value (and `Secret`, which keeps secrets out of prints and logs) are in
+bot/settings_readers.py.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import re
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
-from ipaddress import IPv4Network, IPv6Network, ip_network
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any
 
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
+from bot.settings_readers import (
+    PRIVATE_KEY_PATH,
+    AnyPath,
+    AppId,
+    Duration,
+    Env,
+    Environment,
+    Networks,
+    Number,
+    OneOf,
+    Present,
+    PrivateKey,
+    ReadableFile,
+    Secret,
+    SecretText,
+    SqliteUrl,
+    Switch,
+    Text,
+    Url,
+    WholeNumber,
+)
 
 SHORT_TOKEN = 16  # an API token shorter than this is accepted, with a warning at start-up
 DEFAULT_MODEL = "claude-sonnet-4-5"
@@ -34,275 +53,6 @@ class ConfigError(Exception):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("\n".join(problems))
         self.problems = problems
-
-
-class Secret:
-    """A secret value that never shows itself in repr, str or logs."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('********')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-
-class Environment:
-    """The variables being read, and the problems found so far (one line each)."""
-
-    def __init__(self, environ: Mapping[str, str]) -> None:
-        self.environ = environ
-        self.problems: list[str] = []
-        self.refused: set[str] = set()
-
-    def text(self, name: str) -> str | None:
-        value = self.environ.get(name)
-        if value is None or value.strip() == "":
-            return None
-        return value.strip()
-
-    def refuse(self, name: str, problem: str) -> None:
-        self.problems.append(f"{name}: {problem}")
-        self.refused.add(name)
-
-
-class Rule(Protocol):
-    """How a variable becomes a setting; a refused value is reported and gives `default`."""
-
-    def read(self, environment: Environment, name: str, default: Any) -> Any: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Env:
-    """Marks a settings field as read from the environment variable `name` by `rule`."""
-
-    name: str
-    rule: Rule
-
-
-class Refused(ValueError):
-    """A variable's text that its rule does not take; the message says why, in one line."""
-
-
-class WhenSet:
-    """A rule for a variable's text when it is set; an unset (or blank) variable keeps the
-    default. Subclasses say how the text converts, raising `Refused`."""
-
-    __slots__ = ()
-
-    def read(self, environment: Environment, name: str, default: Any) -> Any:
-        raw = environment.text(name)
-        if raw is None:
-            return default
-        try:
-            return self.convert(raw)
-        except Refused as refusal:
-            environment.refuse(name, str(refusal))
-            return default
-
-    def convert(self, raw: str) -> Any:
-        raise NotImplementedError
-
-
-class Text(WhenSet):
-    __slots__ = ()
-
-    def convert(self, raw: str) -> Any:
-        return raw
-
-
-class SecretText(WhenSet):
-    __slots__ = ()
-
-    def convert(self, raw: str) -> Any:
-        return Secret(raw)
-
-
-class AnyPath(WhenSet):
-    __slots__ = ()
-
-    def convert(self, raw: str) -> Any:
-        return Path(raw)
-
-
-class Present(WhenSet):
-    """True when the variable is set: the value itself is read by a library, not by us."""
-
-    __slots__ = ()
-
-    def convert(self, raw: str) -> Any:
-        return True
-
-
-class Switch(WhenSet):
-    """On unless the variable says 0, false, no or off."""
-
-    __slots__ = ()
-
-    def convert(self, raw: str) -> Any:
-        return raw.lower() not in ("0", "false", "no", "off")
-
-
-@dataclass(frozen=True, slots=True)
-class OneOf(WhenSet):
-    choices: tuple[str, ...]
-
-    def convert(self, raw: str) -> Any:
-        if raw.upper() not in self.choices:
-            raise Refused(f"one of {', '.join(self.choices)}; got {raw.upper()}")
-        return raw.upper()
-
-
-@dataclass(frozen=True, slots=True)
-class WholeNumber(WhenSet):
-    low: int
-    high: int
-
-    def convert(self, raw: str) -> Any:
-        try:
-            value = int(raw)
-        except ValueError:
-            raise Refused(f"expected a whole number, got {raw!r}") from None
-        if not self.low <= value <= self.high:
-            raise Refused(f"must be between {self.low} and {self.high}, got {value}")
-        return value
-
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-@dataclass(frozen=True, slots=True)
-class Duration(WhenSet):
-    """Seconds, or a number with a unit: 30s, 5m, 1h, 3d."""
-
-    low: float = 0.0
-
-    def convert(self, raw: str) -> Any:
-        match = _DURATION.match(raw.lower())
-        if match is None:
-            raise Refused(f"expected seconds or a duration like 30s, 5m, 1h; got {raw!r}")
-        value = float(match.group(1)) * _UNITS[match.group(2)]
-        if value < self.low:
-            raise Refused(f"must be at least {self.low:g} seconds, got {raw!r}")
-        return value
-
-
-@dataclass(frozen=True, slots=True)
-class Number(WhenSet):
-    low: float = 0.0
-
-    def convert(self, raw: str) -> Any:
-        try:
-            value = float(raw)
-        except ValueError:
-            raise Refused(f"expected a number, got {raw!r}") from None
-        if value < self.low:
-            raise Refused(f"must be at least {self.low:g}, got {raw!r}")
-        return value
-
-
-class Url(WhenSet):
-    __slots__ = ()
-
-    def convert(self, raw: str) -> Any:
-        if not re.match(r"^https?://[^\s/]+", raw):
-            raise Refused(f"expected an http(s):// URL, got {raw!r}")
-        return raw.rstrip("/")
-
-
-class Networks(WhenSet):
-    """IP addresses or networks, comma-separated: `10.0.0.5, 192.168.0.0/16, ::1`."""
-
-    __slots__ = ()
-
-    def convert(self, raw: str) -> Any:
-        found = []
-        for part in filter(None, (piece.strip() for piece in raw.split(","))):
-            try:
-                found.append(ip_network(part, strict=False))
-            except ValueError:
-                raise Refused(f"{part!r} is not an IP address or network") from None
-        return tuple(found)
-
-
-class SqliteUrl(WhenSet):
-    __slots__ = ()
-
-    def convert(self, raw: str) -> Any:
-        if not raw.startswith("sqlite:///"):
-            raise Refused(
-                "only sqlite:///path is supported in this release"
-                f" (got a {raw.split(':', 1)[0]} URL)"
-            )
-        return raw
-
-
-class AppId(WhenSet):
-    __slots__ = ()
-
-    def convert(self, raw: str) -> Any:
-        if not raw.isdigit():
-            raise Refused(f"expected the app's numeric id, got {raw!r}")
-        return raw
-
-
-class ReadableFile(WhenSet):
-    __slots__ = ()
-
-    def convert(self, raw: str) -> Any:
-        if not Path(raw).is_file():
-            raise Refused(f"{raw} is not a readable file")
-        return Path(raw)
-
-
-PRIVATE_KEY_PATH = "GITHUB_PRIVATE_KEY_PATH"
-
-
-@dataclass(frozen=True, slots=True)
-class PrivateKey:
-    """The App's PEM key, inline (real newlines or `\\n` escapes) or from PRIVATE_KEY_PATH."""
-
-    def read(self, environment: Environment, name: str, default: Any) -> Any:
-        inline = environment.environ.get(name, "").strip()
-        path = environment.text(PRIVATE_KEY_PATH)
-        if inline and path:
-            environment.refuse(f"{name} and {PRIVATE_KEY_PATH}", "set one, not both")
-            environment.refused.update((name, PRIVATE_KEY_PATH))
-            return default
-        if path:
-            try:
-                inline = Path(path).read_text(encoding="utf-8").strip()
-            except OSError as error:
-                environment.refuse(PRIVATE_KEY_PATH, f"cannot read {path}: {error.strerror}")
-                return default
-        if not inline:
-            return default
-        pem = inline.replace("\\r", "").replace("\\n", "\n").replace("\r\n", "\n")
-        source = PRIVATE_KEY_PATH if path else name
-        if "-----BEGIN" not in pem or "PRIVATE KEY-----" not in pem:
-            environment.refuse(source, "not a PEM private key (no BEGIN ... PRIVATE KEY line)")
-            return default
-        try:  # the App's JWTs are signed with it: a key that cannot be read fails here, not later
-            serialization.load_pem_private_key(pem.encode("utf-8"), password=None)
-        except (ValueError, TypeError, UnsupportedAlgorithm):
-            environment.refuse(
-                source, "the PEM private key cannot be read (damaged, or protected by a password)"
-            )
-            return default
-        return Secret(pem)
 
 
 @dataclass(frozen=True)
@@ -328,6 +78,9 @@ class Settings:
         None
     )
     github_api_url: Annotated[str, Env("GITHUB_API_URL", Url())] = "https://api.github.com"
+    # where the App made by the manifest flow is saved (bot/github/credentials.py); None: beside
+    # the database
+    secrets_dir: Annotated[Path | None, Env("BIAGENT_SECRETS_DIR", AnyPath())] = None
     anthropic_configured: Annotated[bool, Env("ANTHROPIC_API_KEY", Present())] = False
     anthropic_base_url: Annotated[str | None, Env("ANTHROPIC_BASE_URL", Url())] = None
     model: Annotated[str, Env("BIAGENT_MODEL", Text())] = DEFAULT_MODEL
@@ -381,6 +134,13 @@ class Settings:
     agent_max_retries: Annotated[int, Env("AGENT_MAX_RETRIES", WholeNumber(0, 20))] = 4
     agent_bash_timeout: Annotated[float, Env("AGENT_BASH_TIMEOUT", Duration(low=1.0))] = 120.0
     token_buffer_ttl: Annotated[float, Env("TOKEN_BUFFER_TTL", Duration(low=10.0))] = 3600.0
+    # a browser session's offline events (bot/sessions/): how long kept, how many at most
+    offline_events_ttl: Annotated[float, Env("OFFLINE_EVENTS_TTL", Duration(low=60.0))] = (
+        7 * 86400.0
+    )
+    offline_events_per_session: Annotated[
+        int, Env("OFFLINE_EVENTS_PER_SESSION", WholeNumber(1, 100_000))
+    ] = 500
     pipeline_max_usd: Annotated[float, Env("PIPELINE_MAX_USD", Number())] = 25.0
     # None: the agent's own max_cost_usd (bot/agents/agents.yml) caps each step
     pipeline_step_max_usd: Annotated[float | None, Env("PIPELINE_STEP_MAX_USD", Number())] = None
@@ -409,10 +169,13 @@ class Settings:
         github = (
             f"on (app {self.github_app_id}, {self.github_api_url})"
             if self.github_enabled
-            else "off (set GITHUB_APP_ID and GITHUB_PRIVATE_KEY or GITHUB_PRIVATE_KEY_PATH)"
+            else "not in the environment (GITHUB_APP_ID and GITHUB_PRIVATE_KEY or"
+            " GITHUB_PRIVATE_KEY_PATH): the App saved by the status page's setup, if any"
         )
         webhooks = (
-            "on" if self.github_webhook_secret else "refused with 503 (set GITHUB_WEBHOOK_SECRET)"
+            "on"
+            if self.github_webhook_secret
+            else "the saved App's secret, if any, else refused with 503 (GITHUB_WEBHOOK_SECRET)"
         )
         anthropic = (
             f"on (model {self.model})"

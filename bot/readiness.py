@@ -35,7 +35,9 @@ class Integration:
 
 def _github(services: Services) -> Integration:
     if services.github is None:
-        return Integration("github", IntegrationState.OFF, "GITHUB_APP_ID is not set")
+        return Integration(
+            "github", IntegrationState.OFF, "GITHUB_APP_ID is not set and no App was created"
+        )
     if services.github.identity is None:
         return Integration(
             "github", IntegrationState.DEGRADED, "the App's identity (GET /app) is not loaded yet"
@@ -44,7 +46,8 @@ def _github(services: Services) -> Integration:
 
 
 def _webhooks(services: Services) -> Integration:
-    if services.settings.github_webhook_secret is None:
+    connection = services.github_connection
+    if connection is None or connection.webhook_secret is None:
         return Integration("webhooks", IntegrationState.OFF, "GITHUB_WEBHOOK_SECRET is not set")
     return Integration("webhooks", IntegrationState.OK, "signed webhooks accepted")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -229,3 +230,34 @@ async def cost_totals(
     # An aggregate without GROUP BY always gives its one row.
     row = found(await db.fetchone(f"{_TOTALS} WHERE {column} = ?", (value,)), "cost totals")
     return CostTotals(int(row[0]), int(row[1]), int(row[2]), int(row[3]), int(row[4]), row[5])
+
+
+@dataclass(frozen=True, slots=True)
+class RunningStream:
+    """A run streaming now, and the last token frame its stream had before it started."""
+
+    stream: str
+    run_id: int
+    agent: str
+    started_at: str
+    seq_before: int
+
+
+async def running_on(db: Database, streams: Iterable[str]) -> list[RunningStream]:
+    """The runs still `running` on `streams` (a browser session's tabs), oldest first."""
+    chosen = sorted(set(streams))
+    if not chosen:
+        return []
+    marks = ", ".join("?" for _ in chosen)
+    rows = await db.fetchall(
+        f"""
+        SELECT r.stream, r.id, r.agent, r.started_at,
+               (SELECT MAX(t.seq) FROM token_buffer t
+                WHERE t.stream = r.stream AND t.created_at < r.started_at)
+        FROM agent_runs r
+        WHERE r.status = ? AND r.stream IN ({marks})
+        ORDER BY r.id
+        """,
+        (RunStatus.RUNNING, *chosen),
+    )
+    return [RunningStream(row[0], row[1], row[2], row[3], int(row[4] or 0)) for row in rows]

@@ -85,6 +85,20 @@ async def _rows_since(
     )
 
 
+async def read_types_between(
+    db: Database, after_id: int, through_id: int, types: Iterable[str], *, limit: int = 1000
+) -> list[StoredEvent]:
+    """Events of the given types with ids in (after_id, through_id], oldest first."""
+    chosen = sorted(set(types))
+    marks = ", ".join("?" for _ in chosen)
+    rows = await db.fetchall(
+        f"SELECT id, stream, type, ts, data FROM events"
+        f" WHERE id > ? AND id <= ? AND type IN ({marks}) ORDER BY id LIMIT ?",
+        (after_id, through_id, *chosen, limit),
+    )
+    return [_event(row) for row in rows]
+
+
 async def history_floor(db: Database) -> int:
     """Every event with an id above this one is still kept (0 until the first prune)."""
     value = await db.fetchval("SELECT value FROM meta WHERE key = 'events_floor'")

@@ -258,17 +258,35 @@ async def get_step(db: Database, step_id: int) -> Step | None:
     return None if row is None else _step(row)
 
 
+async def steps_at_gate(db: Database, *, gate: str, status: str, limit: int = 100) -> list[Step]:
+    """Steps of any pipeline that carry `gate` and stand in `status`, oldest first: the plans
+    waiting for a person's approval, for the status page."""
+    rows = await db.fetchall(
+        f"SELECT {_STEP_COLUMNS} FROM pipeline_steps WHERE gate = ? AND status = ?"
+        " ORDER BY id LIMIT ?",
+        (gate, status, limit),
+    )
+    return [_step(row) for row in rows]
+
+
 def pipeline_status(
-    pipeline_id: int, status: str, *, now: datetime, finished: bool = False
+    pipeline_id: int,
+    status: str,
+    *,
+    now: datetime,
+    finished: bool = False,
+    only_from: str | None = None,
 ) -> Statement:
     """Set a pipeline's status (and its finish time when it ended); started_at is kept from
-    the first time it ran."""
+    the first time it ran. With `only_from`, only a pipeline still in that status changes (the
+    engine's own transitions do not undo a pause or a cancel a person committed meanwhile)."""
     stamp = to_text(now)
     return (
         "UPDATE pipelines SET status = ?, updated_at = ?,"
         " started_at = CASE WHEN ? = 'running' THEN COALESCE(started_at, ?) ELSE started_at END,"
-        " finished_at = CASE WHEN ? THEN ? ELSE NULL END WHERE id = ?",
-        (status, stamp, status, stamp, int(finished), stamp, pipeline_id),
+        " finished_at = CASE WHEN ? THEN ? ELSE NULL END"
+        " WHERE id = ? AND status = COALESCE(?, status)",
+        (status, stamp, status, stamp, int(finished), stamp, pipeline_id, only_from),
     )
 
 
@@ -281,12 +299,13 @@ def pipeline_failure(
     detail: dict[str, Any],
     now: datetime,
 ) -> Statement:
-    """Mark a pipeline failed with what a person needs to act: the phase, the kind, the detail
-    (the last tool call, a log excerpt)."""
+    """Mark a running pipeline failed with what a person needs to act: the phase, the kind,
+    the detail (the last tool call, a log excerpt). Only the engine's running task fails one."""
     stamp = to_text(now)
     return (
         "UPDATE pipelines SET status = 'failed', error_kind = ?, error_message = ?,"
-        " error_phase = ?, error_detail = ?, updated_at = ?, finished_at = ? WHERE id = ?",
+        " error_phase = ?, error_detail = ?, updated_at = ?, finished_at = ?"
+        " WHERE id = ? AND status = 'running'",
         (kind, message, phase, json.dumps(detail), stamp, stamp, pipeline_id),
     )
 
@@ -302,6 +321,15 @@ def clear_failure(pipeline_id: int) -> Statement:
 def set_max_cost(pipeline_id: int, max_cost_usd: float) -> Statement:
     """A person raised (or set) the pipeline's dollar cap."""
     return ("UPDATE pipelines SET max_cost_usd = ? WHERE id = ?", (max_cost_usd, pipeline_id))
+
+
+def set_failed_steps_max_cost(pipeline_id: int, max_cost_usd: float) -> Statement:
+    """A person raised the cap of the step that failed (its spend counts its whole stored
+    conversation, so a step stopped by its cap needs a higher one to go on)."""
+    return (
+        "UPDATE pipeline_steps SET max_cost_usd = ? WHERE pipeline_id = ? AND status = 'failed'",
+        (max_cost_usd, pipeline_id),
+    )
 
 
 def later_steps_stale(pipeline_id: int, position: int, *, now: datetime) -> Statement:

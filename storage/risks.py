@@ -64,3 +64,17 @@ async def risks_of(db: Database, pipeline_id: int) -> list[Risk]:
 async def get_risk(db: Database, risk_id: int) -> Risk | None:
     row = await db.fetchone(f"SELECT {_COLUMNS} FROM risks WHERE id = ?", (risk_id,))
     return None if row is None else Risk(*row)
+
+
+async def unacknowledged(
+    db: Database, *, severity: str, ended: tuple[str, ...], limit: int = 100
+) -> list[Risk]:
+    """Risks of `severity` no one acknowledged yet, of pipelines not in an `ended` status,
+    oldest first: what the status page asks a person to look at."""
+    rows = await db.fetchall(
+        f"SELECT {_COLUMNS} FROM risks WHERE acknowledged_at IS NULL AND severity = ?"
+        f" AND pipeline_id IN (SELECT id FROM pipelines WHERE status NOT IN"
+        f" ({', '.join('?' for _ in ended)})) ORDER BY id LIMIT ?",
+        (severity, *ended, limit),
+    )
+    return [Risk(*row) for row in rows]

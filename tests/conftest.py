@@ -15,10 +15,10 @@ from bot.clock import ManualClock
 from bot.config import Settings
 from storage.database import Database
 from tests.fakes.jira import FakeJira
-from tests.helpers import auth_headers, make_settings
+from tests.helpers import auth_headers, jira_settings, make_settings
 from web.app import create_app
 
-pytest_plugins = ["tests.ci_rules"]
+pytest_plugins = ["tests.ci_rules", "tests.fuzz_tally"]
 
 AppClient = TestClient[web.Request, web.Application]
 StartApp = Callable[..., Awaitable[AppClient]]
@@ -148,3 +148,14 @@ async def fake_jira_cloud() -> AsyncIterator[FakeJira]:
     await fake.start()
     yield fake
     await fake.close()
+
+
+@pytest.fixture
+async def every_feature(start_app: StartApp, tmp_path: Path, fake_jira: FakeJira) -> AppClient:
+    """The app with JIRA, worktrees, cycle types and pipelines on (none answers 503), and
+    repository 1 registered, so a route that looks its id up first gets to the body."""
+    client = await start_app(jira_settings(tmp_path, fake_jira))
+    body = {"full_name": "octo/repo", "clone_url": "https://github.com/octo/repo.git"}
+    registered = await client.post("/api/repositories", json=body, headers=auth_headers())
+    assert (registered.status, (await registered.json())["repository"]["id"]) == (201, 1)
+    return client

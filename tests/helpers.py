@@ -5,9 +5,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import uuid
 from pathlib import Path
 from typing import Any
+
+import msgspec
+from aiohttp import web
 
 from bot.config import Secret, Settings
 
@@ -80,3 +84,51 @@ def jira_headers(
         "Content-Type": "application/json",
         "User-Agent": "Atlassian Webhook HTTP Client",
     }
+
+
+def api_routes(
+    app: web.Application, methods: set[str], *, prefix: str = "/api/"
+) -> list[tuple[str, str]]:
+    """(method, path template) of every route under `prefix` with one of `methods`."""
+    found = []
+    for route in app.router.routes():
+        path = route.resource.canonical if route.resource else ""
+        if path.startswith(prefix) and route.method in methods:
+            found.append((route.method, path))
+    return sorted(found)
+
+
+def filled(path: str, *, hostile: str | None = None, value: str = "") -> str:
+    """`path` with `{hostile}` as `value` and every other placeholder as a plausible id."""
+
+    def one(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name == hostile:
+            return value
+        return "AB-1" if name == "key" else "1"
+
+    return re.sub(r"\{([^}]+)\}", one, path)
+
+
+def body_structs() -> list[type[msgspec.Struct]]:
+    """Every Struct a web module decodes client input into (imported by the app factory)."""
+    import web.app  # noqa: F401  (imports every route module)
+
+    def below(cls: type[msgspec.Struct]) -> list[type[msgspec.Struct]]:
+        return [cls, *(found for sub in cls.__subclasses__() for found in below(sub))]
+
+    return [cls for cls in below(msgspec.Struct) if cls.__module__.startswith("web.")]
+
+
+async def page_html(client: Any, path: str, status: int = 200) -> str:
+    """A status page as a logged-in browser gets it (the cookie `/login?token=` sets)."""
+    await client.get("/login", params={"token": API_TOKEN}, allow_redirects=False)
+    response = await client.get(path)
+    assert response.status == status, path
+    return str(await response.text())
+
+
+def section_of(html: str, section_id: str) -> str:
+    """`<section id=...>` of a page up to its end (the pages' sections do not nest)."""
+    match = re.search(rf'<section id="{section_id}".*?</section>', html, flags=re.DOTALL)
+    return match.group(0) if match else ""

@@ -48,16 +48,22 @@ async def test_route_table_walk_finds_every_protected_route_refusing_anonymous(
             assert response.status == 401, f"{method} {path} answered {response.status}"
 
 
-async def test_open_routes_are_only_health_readiness_login_and_webhooks(client: AppClient) -> None:
+async def test_open_routes_are_only_health_readiness_login_webhooks_and_the_setup_callback(
+    client: AppClient,
+) -> None:
+    """The setup callback is open because GitHub's redirect carries no SameSite=Strict cookie;
+    it only sends the browser on to /setup/github/finish, which is not open."""
     open_paths = {
         concrete_path(route.resource)
         for route in client.app.router.routes()
         if route.resource is not None and is_open(concrete_path(route.resource))
     }
     assert all(
-        path in ("/healthz", "/readyz", "/login") or path.startswith("/webhooks/")
+        path in ("/healthz", "/readyz", "/login", "/setup/github/callback")
+        or path.startswith("/webhooks/")
         for path in open_paths
     )
+    assert not is_open("/setup/github/finish") and not is_open("/setup/github")
 
 
 async def test_bearer_token_opens_the_api(client: AppClient) -> None:

@@ -14,7 +14,8 @@ from bot.concerns import Concern, HandlerContext
 from bot.config import Secret
 from bot.dispatcher import Dispatcher, backoff_delay
 from bot.events.bus import EventBus
-from bot.github.app import GitHubApp
+from bot.github.connection import GitHubConnection
+from bot.github.credentials import AppCredentials
 from bot.github.manners import PoliteInstallationAPI
 from bot.services import Services
 from storage import deliveries
@@ -191,14 +192,10 @@ async def test_handlers_get_the_polite_client_of_the_delivery_installation(
 
     dispatcher = await make_dispatcher(db, tmp_path, manual_clock, [Concern("record", router)])
     async with aiohttp.ClientSession() as session:
-        github = GitHubApp(
-            app_id="1",
-            private_key=Secret("unused: no request is made"),
-            api_url="http://127.0.0.1:9",
-            session=session,
-            clock=manual_clock,
-        )
-        dispatcher.services = dataclasses.replace(dispatcher.services, github=github)
+        github = GitHubConnection(api_url="http://127.0.0.1:9", session=session, clock=manual_clock)
+        credentials = AppCredentials("1", Secret("unused: no request is made"), None)
+        github.connect(credentials, webhook_secret=None, origin="the test")
+        dispatcher.services = dataclasses.replace(dispatcher.services, github_connection=github)
         for delivery_id, installation_id in (("with", 7), ("without", None)):
             await deliveries.accept(
                 dispatcher.services.db,
@@ -211,6 +208,7 @@ async def test_handlers_get_the_polite_client_of_the_delivery_installation(
                 now=manual_clock.now(),
             )
         await dispatcher.drain()
+        await github.close()
     polite = [gh for gh in given if gh is not None]
     assert len(given) == 2 and len(polite) == 1
     assert isinstance(polite[0], PoliteInstallationAPI) and polite[0].installation_id == 7

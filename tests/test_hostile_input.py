@@ -10,21 +10,19 @@ import re
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import pytest
-from aiohttp import web
 from msgspec import inspect
 
-import web as web_package
 from bot.config import Secret
 from tests.conftest import AppClient, StartApp
-from tests.fakes.jira import FakeJira
 from tests.helpers import (
     JIRA_WEBHOOK_SECRET,
+    api_routes,
     auth_headers,
+    body_structs,
+    filled,
     github_headers,
     jira_headers,
-    jira_settings,
     make_settings,
 )
 from web.errors import DB_INT_MAX
@@ -51,39 +49,6 @@ async def still_answers(client: AppClient) -> None:
 async def refusal(response: Any) -> tuple[int, str, str]:
     error = (await response.json())["error"]
     return response.status, error["code"], error["message"]
-
-
-def api_routes(app: web.Application, methods: set[str]) -> list[tuple[str, str]]:
-    """(method, path template) of every /api route with one of `methods`."""
-    found = []
-    for route in app.router.routes():
-        path = route.resource.canonical if route.resource else ""
-        if path.startswith("/api/") and route.method in methods:
-            found.append((route.method, path))
-    return sorted(found)
-
-
-def filled(path: str, *, hostile: str | None = None, value: str = "") -> str:
-    """`path` with `{hostile}` as `value` and every other placeholder as a plausible id."""
-
-    def one(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name == hostile:
-            return value
-        return "AB-1" if name == "key" else "1"
-
-    return re.sub(r"\{([^}]+)\}", one, path)
-
-
-@pytest.fixture
-async def every_feature(start_app: StartApp, tmp_path: Path, fake_jira: FakeJira) -> AppClient:
-    """The app with JIRA, worktrees, cycle types and pipelines on (none answers 503), and
-    repository 1 registered, so a route that looks its id up first gets to the body."""
-    client = await start_app(jira_settings(tmp_path, fake_jira))
-    body = {"full_name": "octo/repo", "clone_url": "https://github.com/octo/repo.git"}
-    registered = await client.post("/api/repositories", json=body, headers=auth_headers())
-    assert (registered.status, (await registered.json())["repository"]["id"]) == (201, 1)
-    return client
 
 
 async def test_a_lone_surrogate_in_a_signed_jira_webhook_field_is_a_400(
@@ -138,6 +103,35 @@ async def test_a_lone_surrogate_in_a_clone_url_is_a_400(every_feature: AppClient
     assert (status, code) == (400, "bad_json")
     assert "lone UTF-16 surrogate" in message
     await still_answers(every_feature)
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+@pytest.mark.parametrize(
+    ("path", "answer"),
+    [
+        ("/api/repositories", (400, "malformed_body")),
+        ("/api/deliveries/1/redeliver", (404, "not_found")),
+        ("/api/events", (405, "method_not_allowed")),
+    ],
+    ids=["read by the route", "not read by the route", "no route for it"],
+)
+async def test_a_body_that_does_not_decompress_is_answered_and_closes_with_no_traceback(
+    every_feature: AppClient,
+    caplog: pytest.LogCaptureFixture,
+    encoding: str,
+    path: str,
+    answer: tuple[int, str],
+) -> None:
+    """Found by tests/test_fuzz.py: after the answer aiohttp read the rest of the body to
+    discard it, failed, logged an unhandled exception and dropped the kept-alive connection,
+    so the client's next request on it got no answer."""
+    headers = {**auth_headers(), "Content-Encoding": encoding}
+    data = b"this is not " + encoding.encode()
+    response = await every_feature.post(path, data=data, headers=headers)
+    assert (await refusal(response))[:2] == answer
+    assert response.headers["Connection"] == "close"
+    await still_answers(every_feature)
+    assert [record.getMessage() for record in caplog.records if record.exc_info] == []
 
 
 @pytest.mark.parametrize("clone_url", ["https://[::1", "http://[x]/octo/repo.git"])
@@ -281,17 +275,6 @@ async def test_the_largest_integer_sqlite_holds_is_accepted(every_feature: AppCl
     response = await every_feature.post("/api/repositories", json=body, headers=auth_headers())
     assert response.status == 201
     assert (await response.json())["repository"]["quota_bytes"] == DB_INT_MAX
-
-
-def body_structs() -> list[type[msgspec.Struct]]:
-    """Every Struct a web module decodes client input into (imported by the app factory)."""
-    import web.app  # noqa: F401  (imports every route module)
-
-    def below(cls: type[msgspec.Struct]) -> list[type[msgspec.Struct]]:
-        return [cls, *(found for sub in cls.__subclasses__() for found in below(sub))]
-
-    prefix = web_package.__name__ + "."
-    return [cls for cls in below(msgspec.Struct) if cls.__module__.startswith(prefix)]
 
 
 def int_types(info: inspect.Type) -> list[inspect.IntType]:

@@ -330,7 +330,7 @@ async def test_status_page_shows_pending_batch_countdown(scenario: Scenario) -> 
     page = await scenario.client.get("/", headers={"Authorization": f"Bearer {API_TOKEN}"})
     html = await page.text()
     assert "Pull requests under review" in html
-    assert 'class="countdown"' in html and ">20s<" in html
+    assert 'class="countdown"' in html and ">in 20 s<" in html
 
 
 async def test_a_stop_between_posting_and_recording_never_replies_twice(

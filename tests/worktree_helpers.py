@@ -15,10 +15,13 @@ from typing import Any
 from bot.clock import ManualClock
 from bot.events.bus import EventBus
 from bot.worktrees.manager import WorktreeManager, WorktreeOptions
+from bot.worktrees.records import SessionView
 from storage import events as event_store
 from storage import repositories as repository_store
 from storage.database import Database
 from storage.repositories import Repository
+from tests.helpers import auth_headers
+from web.keys import SERVICES
 
 GIT_ENV = {
     **{name: value for name, value in os.environ.items() if not name.startswith("GIT_")},
@@ -162,3 +165,21 @@ def lock_released(path: Path) -> bool:
         except BlockingIOError:
             return False
         return True
+
+
+async def live_session(client: Any, base: Path, owner: str = "PROJ-2") -> SessionView:
+    """In the running app: `octo/app` (a bare remote with a Makefile setup) registered through
+    the API, and a ready worktree session of it for `owner`."""
+    remote = make_remote(base, "octo/app", {"Makefile": "setup:\n\ttrue\n"})
+    response = await client.post(
+        "/api/repositories",
+        json={"full_name": "octo/app", "clone_url": remote.url},
+        headers=auth_headers(),
+    )
+    assert response.status in (200, 201), await response.text()
+    services = client.app[SERVICES]
+    repository = await repository_store.get(
+        services.db, (await response.json())["repository"]["id"]
+    )
+    assert repository is not None and services.worktrees is not None
+    return await services.worktrees.create_session(owner, [repository])

@@ -25,6 +25,7 @@ from web import (
     headers,
     metrics,
     pipeline_pages,
+    setup_github,
     status,
     webhooks_github,
     webhooks_jira,
@@ -37,10 +38,12 @@ from web.api import events as events_api
 from web.api import pipelines as pipelines_api
 from web.api import pull_requests as pull_requests_api
 from web.api import repositories as repositories_api
+from web.api import sessions as sessions_api
 from web.api import tickets as tickets_api
 from web.api import worktrees as worktrees_api
 from web.errors import error_middleware
 from web.keys import CLOCK, READ_BUDGET, REVIEW_ENGINE, SETTINGS
+from web.pages import costs_page, formats, pull_request_page, ticket_page, worktrees_page
 from web.webhook_body import MIB, ReadBudget
 
 log = logging.getLogger(__name__)
@@ -89,11 +92,12 @@ def create_app(
         client_max_size=MAX_WEBHOOK_BYTES,
     )
     app.on_response_prepare.append(headers.add_security_headers)
-    aiohttp_jinja2.setup(
+    templates = aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(HERE / "templates"),
         autoescape=jinja2.select_autoescape(["html"]),
     )
+    formats.install(templates, app)
     app.router.add_get("/healthz", healthz)
     app.router.add_routes(metrics.routes)
     app.router.add_get("/login", auth.login)
@@ -101,7 +105,12 @@ def create_app(
     app.router.add_routes(webhooks_jira.routes)
     app.router.add_routes(ws.routes)
     app.router.add_routes(status.routes)
+    app.router.add_routes(setup_github.routes)
     app.router.add_routes(pipeline_pages.routes)
+    app.router.add_routes(pull_request_page.routes)
+    app.router.add_routes(ticket_page.routes)
+    app.router.add_routes(worktrees_page.routes)
+    app.router.add_routes(costs_page.routes)
     app.router.add_routes(deliveries_api.routes)
     app.router.add_routes(events_api.routes)
     app.router.add_routes(agents_api.routes)
@@ -111,6 +120,7 @@ def create_app(
     app.router.add_routes(pipelines_api.routes)
     app.router.add_routes(worktrees_api.routes)
     app.router.add_routes(tickets_api.routes)
+    app.router.add_routes(sessions_api.routes)
     app.router.add_static("/static", HERE / "static")
     app[SETTINGS] = settings
     app[CLOCK] = clock or SystemClock()

@@ -1,4 +1,5 @@
-"""The API token check on every route but `/healthz`, `/readyz`, `/webhooks/*` and `/login`.
+"""The API token check on every route but `/healthz`, `/readyz`, `/webhooks/*`, `/login` and the
+GitHub App setup's callback (which only sends the browser on, web/setup_github.py).
 
 A token comes as `Authorization: Bearer <token>`, as the `biagent_token` cookie that
 `/login?token=` sets, or (for `/ws` only, where browsers cannot set headers) as `?token=`. A
@@ -6,7 +7,8 @@ cookie-authenticated WebSocket must also come from our own origin (cross-site We
 hijacking), and so must a cookie-authenticated POST, PUT, PATCH or DELETE (CSRF): browsers send
 `Origin` with each of those, so one without it is refused too. A Bearer token is no ambient
 credential, and requests carrying one are not checked. The cookie is `Secure` when the browser
-came over https, directly or through a trusted proxy (web/forwarded.py).
+came over https, directly or through a trusted proxy (web/forwarded.py). Login also sets the
+browser session's cookie (web/session_cookie.py), which names a session and opens nothing.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ from aiohttp import web
 
 from web.errors import Handler, error_response
 from web.keys import TOKEN_CHECK
+from web.session_cookie import attach_session
 
 COOKIE = "biagent_token"
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/login"})
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/login", "/setup/github/callback"})
 OPEN_PREFIXES = ("/webhooks/",)
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -86,7 +89,8 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
 
 
 async def login(request: web.Request) -> web.StreamResponse:
-    """GET /login?token=...: check the token, set it as an HttpOnly cookie, go to the page."""
+    """GET /login?token=...: check the token, set it as an HttpOnly cookie, go to the page;
+    the browser session's cookie too (`&session=ID` takes another device's session)."""
     token = request.query.get("token", "")
     if not request.app[TOKEN_CHECK].accepts(token):
         return error_response(401, "unauthorized", "that token is not valid")
@@ -99,4 +103,5 @@ async def login(request: web.Request) -> web.StreamResponse:
         secure=request.secure,
         max_age=30 * 86400,
     )
+    await attach_session(request, response)
     raise response

@@ -23,7 +23,9 @@ from bot.agents.tokens import mark_cut_streams
 from bot.agents.tools import BUILTIN_TOOLS, CLARIFICATION_TOOL, REPORT_TOOL
 from bot.dispatcher import Dispatcher
 from bot.events.bus import EventBus
-from bot.github.app import GitHubApp
+from bot.github.connection import GitHubConnection
+from bot.github.credentials import credentials_path, starting_credentials
+from bot.github.setup import ManifestSetup
 from bot.housekeeping import PRUNE_EVERY_S, Housekeeping
 from bot.intake import DeliveryIntake
 from bot.jira.service import JiraService
@@ -38,6 +40,7 @@ from bot.reviews.scheduler import ReviewScheduler
 from bot.reviews.service import Doorbell, ReviewService
 from bot.scheduling import Scheduler
 from bot.services import Services
+from bot.sessions.service import build_sessions
 from bot.tasks import SHUTDOWN_GRACE_S, stop_tasks
 from bot.worktrees import service as worktree_service
 from storage.database import Database
@@ -48,7 +51,8 @@ from web.keys import (
     DB,
     DISPATCHER,
     GENERATED_TOKEN,
-    GITHUB,
+    GITHUB_CONNECTION,
+    GITHUB_SETUP,
     INTAKE,
     JIRA,
     METRICS,
@@ -59,6 +63,7 @@ from web.keys import (
     REVIEWS,
     SCHEDULER,
     SERVICES,
+    SESSIONS,
     SETTINGS,
     TOKEN_CHECK,
     WORKTREES,
@@ -120,36 +125,66 @@ async def scheduler(app: web.Application) -> AsyncIterator[None]:
         await periodic.stop()
 
 
-async def github_app(app: web.Application) -> AsyncIterator[None]:
-    """GITHUB (when configured): the App client on one HTTP session; its identity (GET /app)
-    loads in the background, retried until GitHub answers."""
-    settings = app[SETTINGS]
-    app_id, private_key = settings.github_app_id, settings.github_private_key
-    if app_id is None or private_key is None:
+async def sessions(app: web.Application) -> AsyncIterator[None]:
+    """SESSIONS: the browser sessions of the API token; their offline recorder catches up on
+    the log (what a stop left unrecorded), then records as events are published. Opened early
+    and so closed late: what the later contexts publish while they stop is recorded too."""
+    built = build_sessions(
+        app[SETTINGS],
+        db=app[DB],
+        bus=app[BUS],
+        clock=app[CLOCK],
+        token_digest=app[TOKEN_CHECK].expected_digest,
+    )
+    await built.recorder.start()
+    task = asyncio.create_task(built.recorder.run(), name="offline-recorder")
+    app[SESSIONS] = built
+    try:
         yield
-        return
+    finally:
+        await _cancel(task)
+        built.recorder.stop()
+
+
+async def github_app(app: web.Application) -> AsyncIterator[None]:
+    """GITHUB_CONNECTION: the GitHub App's connection on one HTTP session, connected at once when
+    the environment or the saved credentials name the App (its identity, GET /app, loads in the
+    background, retried until GitHub answers), else later by the manifest flow."""
+    settings = app[SETTINGS]
+    starting = starting_credentials(settings, credentials_path(settings))
+    for line in starting.warnings:
+        log.warning("GitHub App: %s", line)
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
-        github = GitHubApp(
-            app_id=app_id,
-            private_key=private_key,
+        connection = GitHubConnection(
             api_url=settings.github_api_url,
             session=session,
             clock=app[CLOCK],
             write_spacing_s=settings.github_write_spacing_seconds,
+            webhook_secret=starting.webhook_secret,
         )
-        app[GITHUB] = github
-        identity = asyncio.create_task(github.keep_loading_identity(), name="github-identity")
+        if starting.app is not None and starting.origin is not None:
+            connection.connect(
+                starting.app, webhook_secret=starting.webhook_secret, origin=starting.origin
+            )
+        app[GITHUB_CONNECTION] = connection
+        app[GITHUB_SETUP] = ManifestSetup(
+            connection,
+            credentials_path(settings),
+            app[CLOCK],
+            saved_problem=starting.problem,
+            environment_secret=settings.github_webhook_secret is not None,
+        )
         try:
             yield
         finally:
-            await _cancel(identity)
+            await connection.close()
 
 
 async def worktrees(app: web.Application) -> AsyncIterator[None]:
     """WORKTREES and REPOSITORIES: the manager, reconciled with the disk before its sweeps
     are scheduled; the registry that writes repository records."""
     settings, clock, db = app[SETTINGS], app[CLOCK], app[DB]
-    manager = worktree_service.build_manager(settings, db, app[BUS], clock, app.get(GITHUB))
+    manager = worktree_service.build_manager(settings, db, app[BUS], clock, app[GITHUB_CONNECTION])
     try:
         await manager.reconcile()
         app[WORKTREES] = manager
@@ -178,7 +213,7 @@ async def agents(app: web.Application) -> AsyncIterator[None]:
         await runner.close()
 
 
-def _review_engine(app: web.Application, github: GitHubApp) -> ReviewEngine | None:
+def _review_engine(app: web.Application, service: ReviewService) -> ReviewEngine | None:
     """The engine that works review batches: the one given to create_app (tests), else the
     agent engine when the agents are configured too, else none (batches conclude skipped)."""
     given = app.get(REVIEW_ENGINE)
@@ -193,18 +228,15 @@ def _review_engine(app: web.Application, github: GitHubApp) -> ReviewEngine | No
         db=app[DB],
         agents=runner,
         worktrees=app[WORKTREES],
-        github=github,
-        github_client=github.client,
+        github=service.connection,
+        github_client=service.client,
     )
 
 
 async def reviews(app: web.Application) -> AsyncIterator[None]:
-    """REVIEWS and REVIEW_SCHEDULER (with the GitHub App): the review response service, its
-    engine chosen first, and the debounce scheduler it wakes through a doorbell."""
-    github = app.get(GITHUB)
-    if github is None:
-        yield
-        return
+    """REVIEWS and REVIEW_SCHEDULER: the review response service, its engine chosen first, and
+    the debounce scheduler it wakes through a doorbell. Both read the GitHub App through its
+    connection; the scheduler starts working once the App is there (review_batches)."""
     settings, clock = app[SETTINGS], app[CLOCK]
     doorbell = Doorbell()
     service = ReviewService(
@@ -212,10 +244,10 @@ async def reviews(app: web.Application) -> AsyncIterator[None]:
         db=app[DB],
         bus=app[BUS],
         clock=clock,
-        github=github,
-        engine=_review_engine(app, github),
+        connection=app[GITHUB_CONNECTION],
         wake_scheduler=doorbell.ring,
     )
+    service.engine = _review_engine(app, service)
     review_scheduler = ReviewScheduler(service)
     doorbell.listen(review_scheduler.wake)
     app[REVIEWS] = service
@@ -250,7 +282,7 @@ async def pipelines(app: web.Application) -> AsyncIterator[None]:
         clock=app[CLOCK],
         agents=app.get(AGENTS),
         worktrees=app[WORKTREES],
-        github=app.get(GITHUB),
+        github=app[GITHUB_CONNECTION],
         jira=jira_service.client if jira_service is not None else None,
     )
     app[PIPELINES] = built
@@ -269,9 +301,9 @@ async def services(app: web.Application) -> AsyncIterator[None]:
         db=app[DB],
         bus=app[BUS],
         clock=app[CLOCK],
-        github=app.get(GITHUB),
+        github_connection=app[GITHUB_CONNECTION],
         agents=app.get(AGENTS),
-        reviews=app.get(REVIEWS),
+        reviews=app[REVIEWS],
         worktrees=app[WORKTREES],
         repositories=app[REPOSITORIES],
         jira=app.get(JIRA),
@@ -330,9 +362,13 @@ async def dispatcher(app: web.Application) -> AsyncIterator[None]:
 
 
 async def housekeeping(app: web.Application) -> AsyncIterator[None]:
-    """The pruning of the event log and the token buffer, on the scheduler."""
+    """The pruning of the event log, the token buffer and the sessions, on the scheduler."""
     pruning = Housekeeping(
-        db=app[DB], bus=app[BUS], clock=app[CLOCK], events_kept=app[SETTINGS].events_kept
+        db=app[DB],
+        bus=app[BUS],
+        clock=app[CLOCK],
+        events_kept=app[SETTINGS].events_kept,
+        sessions=app[SESSIONS],
     )
     app[SCHEDULER].add(HOUSEKEEPING_JOB, pruning.prune, every_s=PRUNE_EVERY_S)
     try:
@@ -342,17 +378,29 @@ async def housekeeping(app: web.Application) -> AsyncIterator[None]:
 
 
 async def review_batches(app: web.Application) -> AsyncIterator[None]:
-    """The review scheduler at work: batches a stop interrupted resumed, due ones fired."""
-    review_scheduler = app.get(REVIEW_SCHEDULER)
-    if review_scheduler is None:
-        yield
-        return
-    await review_scheduler.recover()
-    task = asyncio.create_task(review_scheduler.run(), name="review-scheduler")
+    """The review scheduler at work once the GitHub App is there (at start-up, or when the
+    manifest flow connects it): batches a stop interrupted resumed, due ones fired."""
+    review_scheduler, connection = app[REVIEW_SCHEDULER], app[GITHUB_CONNECTION]
+    started: list[asyncio.Task[None]] = []
+
+    async def work() -> None:
+        await review_scheduler.recover()
+        await review_scheduler.run()
+
+    def start() -> None:
+        started.append(asyncio.create_task(work(), name="review-scheduler"))
+
+    if connection.app is not None:
+        await review_scheduler.recover()
+        started.append(asyncio.create_task(review_scheduler.run(), name="review-scheduler"))
+    else:
+        connection.on_connect(start)
     try:
         yield
     finally:
-        await _cancel(task)
+        connection.forget(start)
+        for task in started:
+            await _cancel(task)
 
 
 async def jira_sync(app: web.Application) -> AsyncIterator[None]:
@@ -369,6 +417,7 @@ CONTEXTS: tuple[Context, ...] = (
     api_token_check,
     event_bus,
     scheduler,
+    sessions,
     github_app,
     worktrees,
     agents,

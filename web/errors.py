@@ -2,17 +2,25 @@
 
 Handlers raise `ApiError` (or aiohttp's HTTP exceptions); the middleware turns them, and any
 unexpected exception, into that shape. An unexpected error is logged with its traceback and
-answered 500 without details.
+answered 500 without details. A body that cannot be read as sent (bad gzip, a broken chunked
+stream) is answered 400.
+
+Whatever the answer, when the body cannot be read to its end (it failed already) or is
+compressed and was left unread, the answer says `Connection: close` and the connection is
+closed once it is sent. aiohttp would otherwise read the rest to discard it: inflating what
+nobody reads, failing where the body is broken, logging that as an unhandled exception and
+dropping a kept-alive connection under a client that was told nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.http_exceptions import ContentEncodingError
 
 log = logging.getLogger(__name__)
@@ -43,13 +51,20 @@ def error_response(
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    response = await _answer(request, handler)
+    if _body_left_unreadable(request) and not isinstance(response, web.WebSocketResponse):
+        await answer_and_close(request, response)
+    return response
+
+
+async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except ApiError as error:
         return error_response(error.status, error.code, error.message, error.extra)
     except (web.RequestPayloadError, ContentEncodingError) as error:
-        # A body that cannot be read as sent (bad gzip/deflate, a broken chunked stream).
-        return error_response(400, "malformed_body", f"the request body cannot be read: {error}")
+        message = f"the request body cannot be read: {error}"
+        return error_response(400, "malformed_body", message)
     except web.HTTPException as error:
         if error.status < 400 or error.content_type == "application/json":
             raise
@@ -58,6 +73,28 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, "internal_error", "internal error; see the server log")
+
+
+def _body_left_unreadable(request: web.Request) -> bool:
+    """Whether reading the rest of the body to discard it would fail (it did already) or
+    inflate what nobody reads (a compressed body the route did not read to its end)."""
+    if not request.body_exists:
+        return False
+    if request.content.exception() is not None:
+        return True
+    encoding = request.headers.get(hdrs.CONTENT_ENCODING, "").strip().lower()
+    return encoding not in ("", "identity") and not request.content.is_eof()
+
+
+async def answer_and_close(request: web.Request, response: web.StreamResponse) -> None:
+    """Send `response` now (if it is not sent yet) and close the connection after it."""
+    response.force_close()
+    transport = request.transport
+    if transport is not None and not transport.is_closing():
+        with contextlib.suppress(ConnectionError):
+            await response.prepare(request)
+            await response.write_eof()
+    request.protocol.force_close()
 
 
 # SQLite's INTEGER: a larger number is an OverflowError at the insert or the lookup.

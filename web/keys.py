@@ -17,7 +17,8 @@ from bot.clock import Clock
 from bot.config import Settings
 from bot.dispatcher import Dispatcher
 from bot.events.bus import EventBus
-from bot.github.app import GitHubApp
+from bot.github.connection import GitHubConnection
+from bot.github.setup import ManifestSetup
 from bot.intake import DeliveryIntake
 from bot.jira.service import JiraService
 from bot.metrics import OperatorMetrics
@@ -28,6 +29,7 @@ from bot.reviews.scheduler import ReviewScheduler
 from bot.reviews.service import ReviewService
 from bot.scheduling import Scheduler
 from bot.services import Services
+from bot.sessions.service import Sessions
 from bot.worktrees.manager import WorktreeManager
 from storage.database import Database
 
@@ -46,7 +48,8 @@ TOKEN_CHECK = web.AppKey("token_check", TokenCheck)
 GENERATED_TOKEN = web.AppKey("generated_token", str)
 BUS = web.AppKey("bus", EventBus)
 SCHEDULER = web.AppKey("scheduler", Scheduler)
-GITHUB = web.AppKey("github", GitHubApp)
+GITHUB_CONNECTION = web.AppKey("github_connection", GitHubConnection)  # the App, once there
+GITHUB_SETUP = web.AppKey("github_setup", ManifestSetup)  # the manifest flow
 WORKTREES = web.AppKey("worktrees", WorktreeManager)
 REPOSITORIES = web.AppKey("repositories", RepositoryRegistry)
 AGENTS = web.AppKey("agents", AgentRunner)
@@ -55,6 +58,7 @@ REVIEW_SCHEDULER = web.AppKey("review_scheduler", ReviewScheduler)
 JIRA = web.AppKey("jira", JiraService)
 PIPELINES = web.AppKey("pipelines", Pipelines)
 SERVICES = web.AppKey("services", Services)
+SESSIONS = web.AppKey("sessions", Sessions)
 METRICS = web.AppKey("metrics", OperatorMetrics)
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 INTAKE = web.AppKey("intake", DeliveryIntake)

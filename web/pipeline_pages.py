@@ -30,6 +30,7 @@ from storage.clarifications import ClarificationStatus
 from storage.database import Database
 from web.errors import path_int
 from web.keys import SERVICES
+from web.pages.formats import web_link
 
 routes = web.RouteTableDef()
 
@@ -102,13 +103,6 @@ def holds_of(view: PipelineView) -> list[str]:
     if questions:
         held.append(f"an answer to {len(questions)} question(s)")
     return held
-
-
-def web_link(url: str | None) -> str | None:
-    """`url` when it is an http(s) address; escaping alone does not defuse `javascript:`."""
-    if url and url.lower().startswith(("https://", "http://")):
-        return url
-    return None
 
 
 def shown(value: Any) -> str:

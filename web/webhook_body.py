@@ -27,7 +27,6 @@ still gets its answer.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import logging
@@ -37,8 +36,8 @@ from dataclasses import dataclass
 from aiohttp import HttpVersion11, web
 from aiohttp.http_exceptions import ContentEncodingError
 
-from bot.config import Secret, Settings
-from web.errors import error_response
+from bot.config import Secret
+from web.errors import answer_and_close, error_response
 from web.keys import READ_BUDGET, SETTINGS
 
 log = logging.getLogger(__name__)
@@ -111,19 +110,8 @@ class Refusal(Exception):
         if self.retry_after is not None:
             response.headers["Retry-After"] = str(self.retry_after)
         if self.close and not request.content.is_eof():
-            await _answer_and_close(request, response)
+            await answer_and_close(request, response)
         return response
-
-
-async def _answer_and_close(request: web.Request, response: web.Response) -> None:
-    """Send `response` now and close the connection, so the unread rest of the body never is."""
-    response.force_close()
-    if request.transport is None or request.transport.is_closing():
-        return  # the client is gone: nothing to answer
-    with contextlib.suppress(ConnectionError):
-        await response.prepare(request)
-        await response.write_eof()
-    request.protocol.force_close()
 
 
 def _busy(*, close: bool = True) -> Refusal:
@@ -145,15 +133,16 @@ def _digest_matches(mac: hmac.HMAC, header: str) -> bool:
 @dataclass(frozen=True, slots=True)
 class SignedRoute:
     """A webhook route signed with `sha256=<hex>` in `header`, by the secret `secret_of` reads
-    from the settings (`secret_variable` names it when it is not set)."""
+    from the application for each request (`secret_variable` names it when it is not set): the
+    GitHub App's may arrive while the server runs (web/setup_github.py)."""
 
     header: str
     secret_variable: str
-    secret_of: Callable[[Settings], Secret | None]
+    secret_of: Callable[[web.Application], Secret | None]
 
     def refusal_before_reading(self, request: web.Request, *, close: bool) -> Refusal | None:
         """What refuses this request on its headers alone, if anything."""
-        if self.secret_of(request.app[SETTINGS]) is None:
+        if self.secret_of(request.app) is None:
             message = f"{self.secret_variable} is not set: these webhooks are refused"
             return Refusal(503, "webhooks_disabled", message, close=close)
         if not request.headers.get(self.header, "").startswith("sha256="):
@@ -185,7 +174,7 @@ class SignedRoute:
         refusal = self.refusal_before_reading(request, close=_compressed(request))
         if refusal is not None:
             raise refusal
-        secret = self.secret_of(request.app[SETTINGS])
+        secret = self.secret_of(request.app)
         assert secret is not None  # refusal_before_reading answered 503 otherwise
         mac = hmac.new(secret.reveal().encode("utf-8"), digestmod=hashlib.sha256)
         share = _Share(request.app[READ_BUDGET])

@@ -28,12 +28,15 @@ from bot.intake import WebhookDelivery
 from web.bodies import decode_body_and_text
 from web.errors import ApiError
 from web.intake import require_decodable, store_delivery
+from web.keys import GITHUB_CONNECTION
 from web.webhook_body import Refusal, SignedRoute
 
 routes = web.RouteTableDef()
 
 SIGNED = SignedRoute(
-    "X-Hub-Signature-256", "GITHUB_WEBHOOK_SECRET", lambda settings: settings.github_webhook_secret
+    "X-Hub-Signature-256",
+    "GITHUB_WEBHOOK_SECRET",
+    lambda app: app[GITHUB_CONNECTION].webhook_secret,  # the environment's, or the App's
 )
 
 

@@ -22,12 +22,13 @@ from bot.intake import WebhookDelivery
 from web.bodies import decode_body_and_text
 from web.errors import ApiError
 from web.intake import require_decodable, store_delivery
+from web.keys import SETTINGS
 from web.webhook_body import Refusal, SignedRoute
 
 routes = web.RouteTableDef()
 
 SIGNED = SignedRoute(
-    "X-Hub-Signature", "JIRA_WEBHOOK_SECRET", lambda settings: settings.jira_webhook_secret
+    "X-Hub-Signature", "JIRA_WEBHOOK_SECRET", lambda app: app[SETTINGS].jira_webhook_secret
 )
 
 

@@ -8,6 +8,11 @@ Protocol (JSON text frames). The server's own messages carry `control`, events c
   every kept event after N of those streams, in order, then the token catch-up and the state of
   each followed object (web/ws_catchup.py), sends `{"control": "live", "last_id": N}` and then
   live events, with no gap and no duplicate at the seam.
+- A subscribe may name the page's browser session: `"session": ID` (or `?session=ID`). The first
+  time, the server sends `session_restored` and then each unread `offline_event`, oldest first,
+  before the replay; while the socket is open the session is online for its streams
+  (bot/sessions/socket.py). A session that is not this token's gets an error and nothing is
+  subscribed.
 - When N cannot be served (the epoch differs: the database was reset; N is older than the
   history kept; N is ahead of the newest id) the server sends
   `{"control": "resync_required", "reason": ..., "epoch": E, "last_id": N}` and nothing else:
@@ -37,10 +42,12 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from multidict import MultiMapping
 
 from bot.events.bus import EventBus, Subscription
+from bot.sessions.book import SessionNotFound
+from bot.sessions.socket import NamedAnother, SessionSocket
 from storage import events as event_store
 from web.bodies import BadJson, TooDeep, decode_json, field_problem
 from web.errors import DB_INT_MAX, whole_number
-from web.keys import SERVICES
+from web.keys import SERVICES, SESSIONS
 from web.ws_catchup import Covered, send_catchup
 
 log = logging.getLogger(__name__)
@@ -65,10 +72,17 @@ class Frame(msgspec.Struct):
     streams: list[str] | str | None = None
     since: Annotated[int, msgspec.Meta(ge=0, le=DB_INT_MAX)] | str | None = None
     epoch: str | None = None
+    session: Annotated[str, msgspec.Meta(max_length=64)] | None = None  # a browser session's id
 
     @classmethod
     def of_query(cls, query: MultiMapping[str]) -> Frame:
-        return cls("subscribe", query.get("streams"), query.get("since"), query.get("epoch"))
+        return cls(
+            "subscribe",
+            query.get("streams"),
+            query.get("since"),
+            query.get("epoch"),
+            query.get("session"),
+        )
 
 
 def _streams(value: list[str] | str | None) -> frozenset[str] | None:
@@ -182,18 +196,21 @@ async def _stream(
 class _Connection:
     """One client's WebSocket: its subscription (the task streaming to it) and its commands."""
 
-    def __init__(self, outbox: _Outbox, bus: EventBus) -> None:
+    def __init__(
+        self, outbox: _Outbox, bus: EventBus, session: SessionSocket | None = None
+    ) -> None:
         self.outbox = outbox
         self.ws = outbox.ws
         self.bus = bus
         self.sender: asyncio.Task[None] | None = None
+        self.session = session  # the tie to a browser session, when sessions are on
 
     async def serve(self, query: MultiMapping[str]) -> None:
         bus = self.bus
         await self.outbox.send(
             _text({"control": "hello", "epoch": bus.epoch, "last_id": bus.last_id})
         )
-        if "streams" in query or "since" in query:
+        if "streams" in query or "since" in query or "session" in query:
             await self.outbox.within(self.subscribe(Frame.of_query(query)))
         async for message in self.ws:
             if message.type == WSMsgType.TEXT:
@@ -221,7 +238,25 @@ class _Connection:
             )
             return
         await self.stop_sending()
+        if not await self.name_session(frame.session, streams):
+            return
         self.sender = asyncio.create_task(self.send(streams, since))
+
+    async def name_session(self, named: str | None, streams: frozenset[str] | None) -> bool:
+        """The session hook of a subscribe: the socket's browser session restored on it the
+        first time it is named, its streams followed (bot/sessions/socket.py). False when the
+        frame named a session that is not this token's."""
+        if self.session is None:
+            return True
+        chosen = named or self.session.session_id
+        if chosen is None:
+            return True
+        try:
+            await self.session.name(chosen, streams, self.outbox.send)
+        except (SessionNotFound, NamedAnother) as error:
+            await self.ws.send_json({"control": "error", "message": str(error)})
+            return False
+        return True
 
     async def send(self, streams: frozenset[str] | None, since: int | None) -> None:
         try:
@@ -269,7 +304,9 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=64 * 1024)
     await ws.prepare(request)
     outbox = _Outbox(ws, request.transport, services.settings.ws_send_timeout)
-    connection = _Connection(outbox, services.bus)
+    sessions = request.app.get(SESSIONS)
+    session = sessions.socket() if sessions is not None else None
+    connection = _Connection(outbox, services.bus, session)
     try:
         await connection.serve(request.query)
     except ConnectionError:
@@ -280,5 +317,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
         await outbox.close(WSCloseCode.INTERNAL_ERROR, b"internal error")
     finally:
         await connection.stop_sending()
+        if session is not None:
+            session.close()
         outbox.release()
     return ws

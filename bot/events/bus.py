@@ -96,6 +96,7 @@ class EventBus:
         self.epoch = ""
         self.last_id = 0
         self._subscriptions: set[Subscription] = set()
+        self._stored_listeners: list[Callable[[Frame], None]] = []
 
     async def start(self) -> None:
         """Load (or create, on a new database) the epoch and the newest event id."""
@@ -162,7 +163,18 @@ class EventBus:
         """Fan out an event just committed under `event_id`."""
         self.last_id = max(self.last_id, event_id)
         text = event_store.envelope_text(event_id, stream, type_name, ts, data)
-        self._offer(Frame(event_id, stream, type_name, text))
+        frame = Frame(event_id, stream, type_name, text)
+        for listener in self._stored_listeners:
+            listener(frame)
+        self._offer(frame)
+
+    def on_stored(self, listener: Callable[[Frame], None]) -> Callable[[], None]:
+        """Call `listener` with each event once it is committed (transient frames never): a
+        bell for an in-process follower of the log (the offline recorder), which reads the log
+        itself. It must be quick and not raise. Unlike a subscription it has no queue to
+        overflow and is not a client (`subscriber_count`). Returns what removes it."""
+        self._stored_listeners.append(listener)
+        return lambda: self._stored_listeners.remove(listener)
 
     def publish_transient(self, stream: str, event: Event, *, seq: int | None = None) -> None:
         """Fan out a frame that is not stored in events (token frames, numbered by `seq`)."""

@@ -22,6 +22,7 @@ EVENT_MODULES: tuple[str, ...] = (
     "bot.worktrees.events",
     "bot.reviews.events",
     "bot.pipelines.events",
+    "bot.sessions.events",
     "bot.followed",
 )
 

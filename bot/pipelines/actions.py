@@ -7,7 +7,12 @@ event, and lets the pipeline go on (bot/pipelines/engine.py `go_on`) unless it i
 from __future__ import annotations
 
 from bot.pipelines import events
-from bot.pipelines.engine import ConflictingState, PipelineEngine, PipelineNotFound
+from bot.pipelines.engine import (
+    ConflictingState,
+    PipelineEngine,
+    PipelineNotFound,
+    one_action_at_a_time,
+)
 from bot.pipelines.states import Gate, StepStatus
 from storage import pipelines, risks, step_outputs
 from storage.database import Params
@@ -38,6 +43,7 @@ class PipelineActions:
             raise PipelineNotFound(f"pipeline {pipeline.id} has no step {step_id}")
         return step
 
+    @one_action_at_a_time
     async def approve(
         self, pipeline_id: int, step_id: int, *, by: str, note: str | None
     ) -> Pipeline:
@@ -57,8 +63,9 @@ class PipelineActions:
             note=note,
         )
         approval = pipelines.approval(step.id, by=by, note=note, now=self.clock.now())
-        return await self.engine.go_on(pipeline, given, approval)
+        return await self.engine.go_on(pipeline, given, approval, wake_failed=False)
 
+    @one_action_at_a_time
     async def acknowledge_risk(
         self, pipeline_id: int, risk_id: int, *, by: str, note: str | None
     ) -> Pipeline:
@@ -78,8 +85,9 @@ class PipelineActions:
             note=note,
         )
         statement = risks.acknowledge(risk.id, by=by, note=note, now=self.clock.now())
-        return await self.engine.go_on(pipeline, acknowledged, statement)
+        return await self.engine.go_on(pipeline, acknowledged, statement, wake_failed=False)
 
+    @one_action_at_a_time
     async def feedback(
         self, pipeline_id: int, step_id: int, *, text: str, by: str | None
     ) -> Pipeline:
@@ -101,6 +109,7 @@ class PipelineActions:
         restarted = self._restarted(pipeline, step, "feedback", feedback=text[:FEEDBACK_MAX_CHARS])
         return await self._restart(pipeline, restarted, changes)
 
+    @one_action_at_a_time
     async def restart_step(self, pipeline_id: int, step_id: int, *, from_here: bool) -> Pipeline:
         """Run one step again from a fresh conversation (and, `from_here`, every later one)."""
         pipeline = await self.engine.get(pipeline_id)

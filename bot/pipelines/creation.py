@@ -44,9 +44,24 @@ class PipelineCreation:
                 f"ticket {ticket_key} is not in the JIRA mirror (sync JIRA, or check the key)"
             )
         linked = await self._repositories(ticket_key, repository)
-        if cycle_type is not None and await cycle_types.get_cycle_type(self.db, cycle_type) is None:
-            # Checked before the row exists: a pipeline left `created` would block the ticket.
-            raise InvalidPipelineRequest(f"unknown cycle type {cycle_type!r}")
+        # Everything that can refuse is checked before the row exists: a pipeline left
+        # `created` would block the ticket's triggers.
+        chosen: str | None
+        if cycle_type is not None:
+            if await cycle_types.get_cycle_type(self.db, cycle_type) is None:
+                raise InvalidPipelineRequest(f"unknown cycle type {cycle_type!r}")
+            chosen, reason = cycle_type, f"chosen by {by or 'a person'}"
+        else:
+            traits = TicketTraits(
+                ticket.issue_type, ticket.labels, ticket.components, ticket.summary
+            )
+            found = detect_by_rules(await cycle_types.list_rules(self.db), traits)
+            chosen, reason = (found.cycle_type, found.reason) if found else (None, TRIAGE_DECIDES)
+        triage = await cycle_types.get_phase_definition(self.db, "triage")
+        if chosen is None and triage is None:
+            raise InvalidPipelineRequest(
+                "no rule matches this ticket and there is no triage phase: choose a cycle type"
+            )
         pipeline = await pipelines.create_pipeline(
             self.db,
             ticket_key=ticket_key,
@@ -55,19 +70,12 @@ class PipelineCreation:
             created_by=by,
             now=self.clock.now(),
         )
-        if cycle_type is not None:
-            await self.choose_cycle_type(
-                pipeline.id, cycle_type, reason=f"chosen by {by or 'a person'}"
+        if chosen is not None:
+            await self.choose_cycle_type(pipeline.id, chosen, reason=reason)
+        elif triage is not None:
+            await pipelines.add_triage_step(
+                self.db, pipeline.id, triage, reason=reason, now=self.clock.now()
             )
-        else:
-            traits = TicketTraits(
-                ticket.issue_type, ticket.labels, ticket.components, ticket.summary
-            )
-            found = detect_by_rules(await cycle_types.list_rules(self.db), traits)
-            if found is not None:
-                await self.choose_cycle_type(pipeline.id, found.cycle_type, reason=found.reason)
-            else:
-                await self._triage_first(pipeline.id)
         if start:
             return await self.engine.start(pipeline.id)
         return await self.engine.get(pipeline.id)
@@ -87,16 +95,6 @@ class PipelineCreation:
                 f" them with PUT /api/tickets/{ticket_key}/repositories"
             )
         return [found.full_name for found in linked]
-
-    async def _triage_first(self, pipeline_id: int) -> None:
-        triage = await cycle_types.get_phase_definition(self.db, "triage")
-        if triage is None:
-            raise InvalidPipelineRequest(
-                "no rule matches this ticket and there is no triage phase: choose a cycle type"
-            )
-        await pipelines.add_triage_step(
-            self.db, pipeline_id, triage, reason=TRIAGE_DECIDES, now=self.clock.now()
-        )
 
     async def choose_cycle_type(self, pipeline_id: int, name: str, *, reason: str) -> Pipeline:
         """Set the cycle type (and so the steps) of a pipeline that has not started."""

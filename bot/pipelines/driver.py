@@ -55,7 +55,12 @@ class PipelineDriver:
         self.limits = limits
 
     async def advance(self, pipeline_id: int) -> None:
-        """Run steps until the pipeline waits, ends, or its status is no longer running."""
+        """Run steps until the pipeline's row no longer says `running`.
+
+        Each turn commits a change that leaves `running` (a gate holds, a step waits or
+        fails, the pipeline ends) or runs a step; the loop then reads the row again, so a
+        person who set the pipeline running meanwhile (an answer, a resume) is served by this
+        same task rather than by none."""
         while True:
             pipeline = await pipelines.get_pipeline(self.db, pipeline_id)
             if pipeline is None or pipeline.status != PipelineStatus.RUNNING:
@@ -65,13 +70,16 @@ class PipelineDriver:
             held = gates.blocking_gate(steps, found_risks)
             if held is not None:
                 await self.recorder.hold(pipeline, held, steps)
-                return
+                continue
             step = gates.next_step(steps, found_risks)
-            if step is None:
+            if step is not None:
+                await self.run_step(pipeline, step, steps)
+            elif pipeline.cycle_type is None and steps:  # a kill came right after triage
+                await self.recorder.decide_after_triage(pipeline, steps[0])
+            elif all(s.status == StepStatus.COMPLETED for s in steps):
                 await self.recorder.all_steps_done(pipeline)
-                return
-            if not await self.run_step(pipeline, step, steps):
-                return
+            else:
+                await self.recorder.stalled(pipeline, steps)
 
     async def fail_internal(self, pipeline_id: int, message: str) -> None:
         """The engine itself broke on this pipeline: it stops failed, never stays `running`."""
@@ -122,7 +130,11 @@ class PipelineDriver:
             )
             return False
         verdict = judge(result.status, step.gate, reason=result.reason, error=result.error)
-        return await self.recorder.record(pipeline, step, workspace, result, verdict)
+        try:  # the pull request phase pushes and opens the PR here: a pause may land in it
+            return await self.recorder.record(pipeline, step, workspace, result, verdict)
+        except asyncio.CancelledError:
+            await asyncio.shield(self._interrupted(pipeline, step, "paused or stopped"))
+            raise
 
     async def _run_agent(
         self,

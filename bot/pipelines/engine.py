@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from bot.clock import Clock
 from bot.events.bus import EventBus
@@ -20,7 +23,8 @@ from bot.pipelines import events
 from bot.pipelines.driver import PipelineDriver
 from bot.pipelines.states import PipelineStatus, StepStatus
 from bot.tasks import stop_tasks
-from storage import pipelines
+from storage import clarifications, pipelines
+from storage.clarifications import ClarificationStatus
 from storage.database import Database, Params
 from storage.pipelines import Pipeline
 
@@ -45,6 +49,26 @@ class ConflictingState(Exception):
     def __init__(self, message: str, state: str) -> None:
         super().__init__(message)
         self.state = state
+
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def one_action_at_a_time(
+    method: Callable[Concatenate[Any, int, P], Awaitable[T]],
+) -> Callable[Concatenate[Any, int, P], Awaitable[T]]:
+    """A person's action on a pipeline (its first argument after self is the pipeline id)
+    runs alone among the actions on that pipeline: two approvals or starts at once are one
+    and a 409, never two events."""
+
+    @functools.wraps(method)
+    async def serialized(owner: Any, pipeline_id: int, *args: P.args, **kwargs: P.kwargs) -> T:
+        engine: PipelineEngine = getattr(owner, "engine", owner)
+        async with engine.acting(pipeline_id):
+            return await method(owner, pipeline_id, *args, **kwargs)
+
+    return serialized
 
 
 class PipelineTasks:
@@ -101,6 +125,11 @@ class PipelineEngine:
         self.bus = bus
         self.clock = clock
         self.tasks = tasks
+        self._acting: dict[int, asyncio.Lock] = {}
+
+    def acting(self, pipeline_id: int) -> asyncio.Lock:
+        """The lock a person's action on the pipeline holds (one_action_at_a_time)."""
+        return self._acting.setdefault(pipeline_id, asyncio.Lock())
 
     async def get(self, pipeline_id: int) -> Pipeline:
         pipeline = await pipelines.get_pipeline(self.db, pipeline_id)
@@ -116,6 +145,7 @@ class PipelineEngine:
     def _running(self, pipeline: Pipeline) -> tuple[str, Params]:
         return pipelines.pipeline_status(pipeline.id, PipelineStatus.RUNNING, now=self.clock.now())
 
+    @one_action_at_a_time
     async def start(self, pipeline_id: int) -> Pipeline:
         pipeline = await self.get(pipeline_id)
         if pipeline.status != PipelineStatus.CREATED:
@@ -129,6 +159,7 @@ class PipelineEngine:
         self.tasks.spawn(pipeline_id)
         return await self.get(pipeline_id)
 
+    @one_action_at_a_time
     async def pause(self, pipeline_id: int, reason: str | None = None) -> Pipeline:
         pipeline = await self.get(pipeline_id)
         if pipeline.status not in ACTIVE:
@@ -144,17 +175,30 @@ class PipelineEngine:
         await self.tasks.stop(pipeline_id)  # the running step commits itself interrupted
         return await self.get(pipeline_id)
 
-    async def resume(self, pipeline_id: int, *, max_cost_usd: float | None = None) -> Pipeline:
+    @one_action_at_a_time
+    async def resume(
+        self,
+        pipeline_id: int,
+        *,
+        max_cost_usd: float | None = None,
+        step_max_cost_usd: float | None = None,
+    ) -> Pipeline:
         """Go on after a pause, or after a failure (from the failed step, same conversation),
-        with a new dollar cap when one is given (a budget failure goes on after a raise)."""
+        with new dollar caps when given: the pipeline's, and the failed step's (a budget
+        failure goes on after a raise)."""
         pipeline = await self.get(pipeline_id)
         if pipeline.status not in (PipelineStatus.PAUSED, PipelineStatus.FAILED):
             raise ConflictingState(f"pipeline {pipeline_id} is {pipeline.status}", pipeline.status)
         changes = [self._running(pipeline), pipelines.clear_failure(pipeline_id)]
         if max_cost_usd is not None:
             changes.append(pipelines.set_max_cost(pipeline_id, max_cost_usd))
+        if step_max_cost_usd is not None:
+            changes.append(pipelines.set_failed_steps_max_cost(pipeline_id, step_max_cost_usd))
+        asked = await clarifications.for_pipeline(self.db, pipeline_id)
+        waiting_on = {c.step_id for c in asked if c.status == ClarificationStatus.OPEN}
         for step in await pipelines.list_steps(self.db, pipeline_id):
-            if step.status in (StepStatus.FAILED, StepStatus.RUNNING):
+            answered = step.status == StepStatus.WAITING_FOR_INPUT and step.id not in waiting_on
+            if step.status in (StepStatus.FAILED, StepStatus.RUNNING) or answered:
                 changes.append(
                     pipelines.step_status(step.id, StepStatus.INTERRUPTED, now=self.clock.now())
                 )
@@ -163,6 +207,7 @@ class PipelineEngine:
         self.tasks.spawn(pipeline_id)
         return await self.get(pipeline_id)
 
+    @one_action_at_a_time
     async def cancel(self, pipeline_id: int, reason: str | None = None) -> Pipeline:
         pipeline = await self.get(pipeline_id)
         if pipeline.status in (PipelineStatus.COMPLETED, PipelineStatus.CANCELLED):
@@ -178,15 +223,23 @@ class PipelineEngine:
         return await self.get(pipeline_id)
 
     async def go_on(
-        self, pipeline: Pipeline, event: events.PipelineEvent, *changes: tuple[str, Params]
+        self,
+        pipeline: Pipeline,
+        event: events.PipelineEvent,
+        *changes: tuple[str, Params],
+        wake_failed: bool = True,
     ) -> Pipeline:
-        """Commit a person's release of a gate or a restart, and run again unless paused."""
-        if pipeline.status in (
+        """Commit a person's release of a gate or a restart, and run again unless paused (or,
+        without `wake_failed`, failed: a gate released on a failed pipeline waits for its
+        resume)."""
+        waking = {
             PipelineStatus.WAITING_FOR_APPROVAL,
             PipelineStatus.WAITING_FOR_INPUT,
-            PipelineStatus.FAILED,
             PipelineStatus.RUNNING,
-        ):
+        }
+        if wake_failed:
+            waking.add(PipelineStatus.FAILED)
+        if pipeline.status in waking:
             changes = (*changes, self._running(pipeline), pipelines.clear_failure(pipeline.id))
         await self._publish(pipeline, event, *changes)
         fresh = await self.get(pipeline.id)

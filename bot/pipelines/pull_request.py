@@ -2,8 +2,9 @@
 
 The title and body come from the `pr_author` agent's report; biagent adds what a reviewer needs
 beside it (the ticket, the plan, the risk acknowledgements, the test results, the cost). The PR
-is a draft when the tests failed. Opening is idempotent: an open or closed PR of the same head
-branch is found first (a crash between GitHub's answer and our commit repeats nothing).
+is a draft when the tests failed. Opening is idempotent: an open PR of the same head branch is
+found first (a crash between GitHub's answer and our commit repeats nothing); a closed or merged
+one is an earlier pipeline's for the same ticket, and this pipeline opens its own.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.github.app import GitHubApp
+from bot.github.connection import GitHubConnection
 from bot.pipelines import outcomes
 from storage import pipelines, risks, step_outputs
 from storage.database import Database
@@ -104,8 +106,13 @@ def pull_request_body(agent_body: str, facts: PullRequestFacts) -> str:
 
 
 class PullRequestOpener:
-    def __init__(self, github: GitHubApp | None) -> None:
-        self.github = github
+    def __init__(self, connection: GitHubConnection) -> None:
+        self.connection = connection
+
+    @property
+    def github(self) -> GitHubApp | None:
+        """The App, read when it is needed: it may be created while a pipeline runs."""
+        return self.connection.app
 
     async def open(
         self,
@@ -138,7 +145,7 @@ class PullRequestOpener:
     @staticmethod
     async def _existing(gh: Any, full_name: str, head: str) -> dict[str, Any] | None:
         async for pull in gh.getiter(
-            f"/repos/{full_name}/pulls{{?state,head}}", {"state": "all", "head": head}
+            f"/repos/{full_name}/pulls{{?state,head}}", {"state": "open", "head": head}
         ):
             if isinstance(pull, dict):
                 return pull

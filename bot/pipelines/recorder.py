@@ -78,22 +78,14 @@ class PipelineRecorder:
         text = prompts.with_revision_note(
             outcomes.output_text(result.final_text, output), step.attempt
         )
+        artifacts = await self._artifacts(pipeline, step, workspace, output, text)
+        if artifacts is None:
+            return False
         changes = [
             *cost,
             step_outputs.save_output(step.id, step.attempt, text, output, now=self.clock.now()),
+            *artifacts,
         ]
-        if step.artifact_kind == "pr_link":
-            opened = await self._open_pull_requests(pipeline, step, workspace, output)
-            if opened is None:
-                return False
-            changes.extend(opened)
-        elif step.artifact_kind is not None:
-            changes.append(
-                step_outputs.add_artifact(
-                    step.id, pipeline.id, step.attempt, step.artifact_kind, text,
-                    now=self.clock.now(),
-                )
-            )  # fmt: skip
         new_risks = outcomes.reported_risks(output)
         if isinstance(output, dict) and "risks" in output:
             changes.extend(self._risk_cards(pipeline, step, new_risks))
@@ -119,6 +111,58 @@ class PipelineRecorder:
         if pipeline.cycle_type is None:
             return await self._decide_cycle_type(pipeline, step, output)
         return True
+
+    async def _artifacts(
+        self, pipeline: Pipeline, step: Step, workspace: Workspace, output: Any, text: str
+    ) -> list[tuple[str, Params]] | None:
+        """The rows of the step's artifact: its text, or (the pull request phase) the PRs
+        opened; None when opening failed (the pipeline is marked failed)."""
+        if step.artifact_kind == "pr_link":
+            return await self._open_pull_requests(pipeline, step, workspace, output)
+        if step.artifact_kind is None:
+            return []
+        return [
+            step_outputs.add_artifact(
+                step.id, pipeline.id, step.attempt, step.artifact_kind, text, now=self.clock.now()
+            )
+        ]
+
+    async def decide_after_triage(self, pipeline: Pipeline, triage: Step) -> bool:
+        """A stop came between the triage step's commit and its choice of the cycle type:
+        decide again from the triage step's stored report."""
+        outputs = await step_outputs.outputs_of(self.db, pipeline.id)
+        stored = outputs.get(triage.id)
+        return await self._decide_cycle_type(pipeline, triage, stored.output if stored else None)
+
+    async def stalled(self, pipeline: Pipeline, steps: Sequence[Step]) -> None:
+        """No step can run and not all are done, yet the pipeline was set running (a resume,
+        a gate released on a failed pipeline): it goes back to what its steps say."""
+        for step in steps:
+            if step.status == StepStatus.RUNNING:  # no task runs it: it continues later
+                await self.db.write(
+                    *pipelines.step_status(step.id, StepStatus.INTERRUPTED, now=self.clock.now())
+                )
+                return
+            if step.status == StepStatus.WAITING_FOR_INPUT:
+                waiting = pipelines.pipeline_status(
+                    pipeline.id,
+                    PipelineStatus.WAITING_FOR_INPUT,
+                    now=self.clock.now(),
+                    only_from=PipelineStatus.RUNNING,
+                )
+                event = events.PipelineWaitingForInput(
+                    pipeline_id=pipeline.id,
+                    ticket=pipeline.ticket_key,
+                    step_id=step.id,
+                    phase=step.phase,
+                )
+                await self.bus.publish(
+                    events.stream_of(pipeline.id), event, together_with=[waiting]
+                )
+                return
+        failed = next((s for s in steps if s.status == StepStatus.FAILED), None)
+        message = failed.error if failed and failed.error else "a step cannot go on"
+        await self.fail(pipeline, failed, FailureKind.AGENT, message)
 
     def _risk_cards(
         self, pipeline: Pipeline, step: Step, reported: list[outcomes.ReportedRisk]
@@ -192,7 +236,12 @@ class PipelineRecorder:
             together_with=[
                 *cost,
                 pipelines.step_status(step.id, StepStatus.WAITING_FOR_INPUT, now=now),
-                pipelines.pipeline_status(pipeline.id, PipelineStatus.WAITING_FOR_INPUT, now=now),
+                pipelines.pipeline_status(
+                    pipeline.id,
+                    PipelineStatus.WAITING_FOR_INPUT,
+                    now=now,
+                    only_from=PipelineStatus.RUNNING,
+                ),
             ],
         )
         if result.clarification_id is not None:
@@ -251,7 +300,10 @@ class PipelineRecorder:
             ),
             together_with=[
                 pipelines.pipeline_status(
-                    pipeline.id, PipelineStatus.WAITING_FOR_APPROVAL, now=self.clock.now()
+                    pipeline.id,
+                    PipelineStatus.WAITING_FOR_APPROVAL,
+                    now=self.clock.now(),
+                    only_from=PipelineStatus.RUNNING,
                 )
             ],
         )
@@ -273,7 +325,10 @@ class PipelineRecorder:
                 ),
                 together_with=[
                     pipelines.pipeline_status(
-                        pipeline.id, PipelineStatus.WAITING_FOR_REVIEW, now=now
+                        pipeline.id,
+                        PipelineStatus.WAITING_FOR_REVIEW,
+                        now=now,
+                        only_from=PipelineStatus.RUNNING,
                     )
                 ],
             )
@@ -284,7 +339,11 @@ class PipelineRecorder:
             events.PipelineCompleted(pipeline_id=pipeline.id, ticket=pipeline.ticket_key),
             together_with=[
                 pipelines.pipeline_status(
-                    pipeline.id, PipelineStatus.COMPLETED, now=now, finished=True
+                    pipeline.id,
+                    PipelineStatus.COMPLETED,
+                    now=now,
+                    finished=True,
+                    only_from=PipelineStatus.RUNNING,
                 )
             ],
         )

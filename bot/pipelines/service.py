@@ -15,7 +15,7 @@ from bot.agents.runner import AgentRunner
 from bot.clock import Clock
 from bot.config import Settings
 from bot.events.bus import EventBus
-from bot.github.app import GitHubApp
+from bot.github.connection import GitHubConnection
 from bot.jira.client import JiraClient
 from bot.pipelines import events
 from bot.pipelines.actions import PipelineActions
@@ -69,9 +69,12 @@ class Pipelines:
         )
         resumed = 0
         for pipeline in waiting:
-            for asked in await clarifications.for_pipeline(self.engine.db, pipeline.id):
-                if asked.status == ClarificationStatus.ANSWERED:
-                    resumed += await self.clarification_answered(asked) is not None
+            asked = await clarifications.for_pipeline(self.engine.db, pipeline.id)
+            still_open = {c.step_id for c in asked if c.status == ClarificationStatus.OPEN}
+            for question in asked:  # a step with a question still open keeps waiting
+                answered = question.status == ClarificationStatus.ANSWERED
+                if answered and question.step_id not in still_open:
+                    resumed += await self.clarification_answered(question) is not None
         return resumed
 
     async def pull_request_closed(self, repository: str, number: int, *, merged: bool) -> None:
@@ -124,7 +127,7 @@ def build_pipelines(
     clock: Clock,
     agents: AgentRunner | None,
     worktrees: WorktreeManager,
-    github: GitHubApp | None,
+    github: GitHubConnection,
     jira: JiraClient | None,
 ) -> Pipelines:
     workspace = PipelineWorkspace(db=db, worktrees=worktrees)

@@ -106,7 +106,7 @@ def parse_command(body: str) -> Command | None:
     if verb == "answer":
         _, number, text = [*first_line.split(maxsplit=2), "", ""][:3]
         answer = f"{text}\n{more}".strip()
-        if not number.isdigit() or not answer:
+        if not re.fullmatch(r"[0-9]{1,18}", number) or not answer:
             return UnreadableCommand(
                 f"`/biagent answer` needs a question number and an answer ({USAGE})"
             )

@@ -37,7 +37,7 @@ from gidgethub.abc import GitHubAPI
 
 from bot.agents.runner import AgentRunner
 from bot.config import Secret
-from bot.github.app import GitHubApp
+from bot.github.connection import GitHubConnection
 from bot.reviews.agent_run import AgentRun, RunStopped
 from bot.reviews.engine import EngineResult, EngineStatus, ReviewBatch
 from bot.worktrees.manager import (
@@ -163,14 +163,14 @@ def build_agent_review_engine(
     db: Database,
     agents: AgentRunner,
     worktrees: WorktreeManager,
-    github: GitHubApp,
+    github: GitHubConnection,
     github_client: GitHubClient,
 ) -> AgentReviewEngine:
     """The engine as the app factory wires it: installation tokens from the GitHub App's
     cache (a fresh one per git command when it nears expiry), the polite clients for REST."""
 
     async def token_for(installation_id: int) -> Secret:
-        return (await github.installation_token(installation_id)).token
+        return (await github.require().installation_token(installation_id)).token
 
     return AgentReviewEngine(
         db=db,

@@ -7,11 +7,16 @@ POST failed finds the stored answer and only posts it, so `/biagent retry` never
 stop inside the handler itself, before its answer is stored, runs it again: the handlers are
 safe to repeat on the state they left.) Commands are read from new comments only, so a
 comment's first version is the one that runs.
+
+Pause, resume and retry are also offered on the status page (`POST
+/api/pull-requests/{id}/pause|resume|retry`): `pause`, `resume` and `retry` below are what
+both the commands and those routes call, and say whether they changed anything.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from gidgethub.abc import GitHubAPI
 
@@ -24,6 +29,15 @@ from storage.pull_requests import PullRequest
 from storage.timestamps import from_text
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What a control action did, in words; `changed` is False when the pull request's state
+    did not allow it and nothing was done."""
+
+    text: str
+    changed: bool = True
 
 
 async def run_command(
@@ -75,43 +89,62 @@ async def _address(service: ReviewService, gh: GitHubAPI, pr: PullRequest, autho
     return f"working the {count} pending review comment(s) now."
 
 
-async def _pause(service: ReviewService, gh: GitHubAPI, pr: PullRequest, author: str) -> str:
+async def pause(service: ReviewService, gh: GitHubAPI, pr: PullRequest, *, by: str) -> Answer:
+    """Stop working review comments on `pr`; pending ones are kept. `by` names who asked."""
     now = service.clock.now()
-    if await pull_requests.pause(service.db, pr.id, f"paused by @{author}", now) is None:
-        return "biagent was already paused here."
+    if await pull_requests.pause(service.db, pr.id, f"paused by {by}", now) is None:
+        return Answer("biagent was already paused here.", changed=False)
     pending = await review_batches.gathering_batch(service.db, pr.id)
     if pending is not None and (
         pending.check_run_id is not None or pending.check_run_creating is not None
     ):
         await unworked.finish_pending_check(
-            service, gh, pr, pending, title="Paused", why=f"paused by @{author}"
+            service, gh, pr, pending, title="Paused", why=f"paused by {by}"
         )
-    return "paused. Pending review comments are kept; `/biagent resume` to go on."
+    return Answer("paused. Pending review comments are kept; `/biagent resume` to go on.")
 
 
-async def _resume(service: ReviewService, gh: GitHubAPI, pr: PullRequest, author: str) -> str:
+async def resume(service: ReviewService, pr: PullRequest) -> Answer:
+    """Go on after a pause or a cap (the caps count afresh from now)."""
     if not await pull_requests.resume(service.db, pr.id, service.clock.now()):
-        return "biagent was not paused here."
+        return Answer("biagent was not paused here.", changed=False)
     service.wake()
     pending = await review_batches.gathering_batch(service.db, pr.id)
     if pending is None:
-        return "resumed."
-    return "resumed; the pending review comments will be worked now."
+        return Answer("resumed.")
+    return Answer("resumed; the pending review comments will be worked now.")
+
+
+async def retry(service: ReviewService, pr: PullRequest) -> Answer:
+    """Work the comments of the last batch again, as a new batch."""
+    if pr.paused:
+        return Answer(
+            "biagent is paused on this pull request; `/biagent resume` first.", changed=False
+        )
+    last = await review_batches.latest_batch(service.db, pr.id)
+    if last is None:
+        return Answer("there is no earlier batch to retry.", changed=False)
+    if last.status in (BatchStatus.RUNNING, BatchStatus.RESPONDING):
+        return Answer(
+            "a batch is being worked right now; retry once it is answered.", changed=False
+        )
+    retried = await review_batches.copy_for_retry(service.db, last.id, now=service.clock.now())
+    if retried is None or not await review_batches.batch_items(service.db, retried.id):
+        return Answer("the last batch has no comments left to work.", changed=False)
+    service.wake()
+    return Answer(f"working the comments of batch {last.id} again.")
+
+
+async def _pause(service: ReviewService, gh: GitHubAPI, pr: PullRequest, author: str) -> str:
+    return (await pause(service, gh, pr, by=f"@{author}")).text
+
+
+async def _resume(service: ReviewService, gh: GitHubAPI, pr: PullRequest, author: str) -> str:
+    return (await resume(service, pr)).text
 
 
 async def _retry(service: ReviewService, gh: GitHubAPI, pr: PullRequest, author: str) -> str:
-    if pr.paused:
-        return "biagent is paused on this pull request; `/biagent resume` first."
-    last = await review_batches.latest_batch(service.db, pr.id)
-    if last is None:
-        return "there is no earlier batch to retry."
-    if last.status in (BatchStatus.RUNNING, BatchStatus.RESPONDING):
-        return "a batch is being worked right now; retry once it is answered."
-    retried = await review_batches.copy_for_retry(service.db, last.id, now=service.clock.now())
-    if retried is None or not await review_batches.batch_items(service.db, retried.id):
-        return "the last batch has no comments left to work."
-    service.wake()
-    return f"working the comments of batch {last.id} again."
+    return (await retry(service, pr)).text
 
 
 async def _ignore(service: ReviewService, gh: GitHubAPI, pr: PullRequest, author: str) -> str:

@@ -1,10 +1,11 @@
 """The review response service: what the review handlers, the scheduler and the API share.
 
-Built once by the app factory when the GitHub App is configured and handed around in
-`Services.reviews`, with everything it holds given at construction: the engine (None when none
-is configured: batches are then concluded `skipped`, see worker.py), the polite GitHub clients,
-the permission and rules caches, and a way to wake the scheduler (a `Doorbell`'s ring: the
-scheduler is built from this service, so the service cannot hold the scheduler itself).
+Built once by the app factory and handed around in `Services.reviews`, with everything it holds
+given at construction: the engine (None when none is configured: batches are then concluded
+`skipped`, see worker.py), the GitHub App's connection (read at each use: the App may be created
+while the service runs; until then no delivery reaches the handlers with a client, and the
+scheduler waits for it), the permission and rules caches, and a way to wake the scheduler (a
+`Doorbell`'s ring: the scheduler is built from this service, so the service cannot hold it).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from bot.clock import Clock
 from bot.config import Settings
 from bot.events.bus import EventBus
 from bot.github.app import GitHubApp
+from bot.github.connection import GitHubConnection
 from bot.reviews.engine import ReviewEngine
 from bot.reviews.permissions import PermissionCache
 from bot.reviews.rules import RepoRules, RulesCache
@@ -46,7 +48,7 @@ class ReviewService:
     db: Database
     bus: EventBus
     clock: Clock
-    github: GitHubApp
+    connection: GitHubConnection
     engine: ReviewEngine | None = None
     wake_scheduler: Callable[[], None] = field(default=lambda: None)
     # (repository, review id) -> the state GitHub gave a submitted review, which never changes:
@@ -62,6 +64,11 @@ class ReviewService:
         self.permissions = PermissionCache(self.clock)
         self.rules_cache = RulesCache(self.settings, self.clock)
 
+    @property
+    def github(self) -> GitHubApp:
+        """The App; GitHubNotConfigured before it is (no batch can be worked then)."""
+        return self.connection.require()
+
     def client(self, installation_id: int) -> GitHubAPI:
         return self.github.client(installation_id)
 
@@ -73,15 +80,18 @@ class ReviewService:
 
     @property
     def slug(self) -> str | None:
-        return self.github.identity.slug if self.github.identity else None
+        identity = self.connection.app.identity if self.connection.app else None
+        return identity.slug if identity else None
 
     @property
     def bot_login(self) -> str | None:
-        return self.github.identity.bot_login if self.github.identity else None
+        identity = self.connection.app.identity if self.connection.app else None
+        return identity.bot_login if identity else None
 
     @property
     def app_id(self) -> int | None:
-        return self.github.identity.app_id if self.github.identity else None
+        identity = self.connection.app.identity if self.connection.app else None
+        return identity.app_id if identity else None
 
     def wake(self) -> None:
         self.wake_scheduler()

@@ -48,12 +48,13 @@ PullRequestLookup = Callable[[Repository, int], Awaitable[PullRequestState | Non
 
 
 def github_pull_request_state(github: Any) -> PullRequestLookup:
-    """A lookup through the GitHub App (a `bot.github.app.GitHubApp`) for the scheduled sweep."""
+    """A lookup for the scheduled sweep through the GitHub App's connection (a
+    `bot.github.connection.GitHubConnection`): unknown (None) while no App is configured."""
 
     async def lookup(repository: Repository, number: int) -> PullRequestState | None:
-        if repository.installation_id is None:
+        if github.app is None or repository.installation_id is None:
             return None
-        client = github.client(repository.installation_id)
+        client = github.app.client(repository.installation_id)
         pull_request = await client.getitem(f"/repos/{repository.full_name}/pulls/{number}")
         return PullRequestState.from_github(pull_request)
 

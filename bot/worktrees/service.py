@@ -7,7 +7,8 @@ from pathlib import Path
 from bot.clock import Clock
 from bot.config import Secret, Settings
 from bot.events.bus import EventBus
-from bot.github.app import GitHubApp
+from bot.github.connection import GitHubConnection
+from bot.github.credentials import credentials_path
 from bot.worktrees.cleanup import github_pull_request_state
 from bot.worktrees.manager import TokenSource, WorktreeManager
 from bot.worktrees.options import WorktreeOptions
@@ -17,28 +18,31 @@ from storage.repositories import Repository
 SWEEP_EVERY_S = 600.0
 
 
-def installation_tokens(github: GitHubApp) -> TokenSource:
-    """The repository's installation token (cached by the GitHub App client), or None."""
+def installation_tokens(github: GitHubConnection) -> TokenSource:
+    """The repository's installation token (cached by the GitHub App client), or None (no App
+    yet, or no installation)."""
 
     async def token_for(repository: Repository) -> Secret | None:
-        if repository.installation_id is None:
+        if github.app is None or repository.installation_id is None:
             return None
-        return (await github.installation_token(repository.installation_id)).token
+        return (await github.app.installation_token(repository.installation_id)).token
 
     return token_for
 
 
 def hidden_from_commands(settings: Settings) -> list[Path]:
-    """Files a sandboxed command must not read: the database, its journals, the app's key."""
+    """Files a sandboxed command must not read: the database, its journals, the app's key (the
+    saved App's file too, whether or not it exists yet: the manifest flow may write it later)."""
     database = Path(sqlite_path_from_url(settings.database_url))
     hidden = [database, Path(f"{database}-wal"), Path(f"{database}-shm")]
+    hidden.append(credentials_path(settings))
     if settings.github_private_key_path is not None:
         hidden.append(settings.github_private_key_path)
     return hidden
 
 
 def build_manager(
-    settings: Settings, db: Database, bus: EventBus, clock: Clock, github: GitHubApp | None
+    settings: Settings, db: Database, bus: EventBus, clock: Clock, github: GitHubConnection
 ) -> WorktreeManager:
     options = WorktreeOptions.from_settings(
         settings, hidden_paths=tuple(hidden_from_commands(settings))
@@ -48,6 +52,6 @@ def build_manager(
         bus=bus,
         clock=clock,
         options=options,
-        token_source=installation_tokens(github) if github is not None else None,
-        pull_request_state=github_pull_request_state(github) if github is not None else None,
+        token_source=installation_tokens(github),
+        pull_request_state=github_pull_request_state(github),
     )

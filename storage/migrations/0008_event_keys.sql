@@ -5,3 +5,6 @@ CREATE TABLE event_keys (
     key      TEXT PRIMARY KEY,
     event_id INTEGER NOT NULL
 ) WITHOUT ROWID;
+
+-- A pipeline's page reads the questions its steps asked (storage/clarifications.for_pipeline).
+CREATE INDEX clarifications_by_step ON clarifications (step_id) WHERE step_id IS NOT NULL;

@@ -17,6 +17,14 @@ values). Lists paginate with `per_page`/`page` and a `Link` header, as GitHub do
 `Retry-After`), a 5xx, or anything else. One strictness beyond GitHub: a reply addressed to a
 comment that is itself a reply is refused (422), so a test proves biagent addresses the
 thread's root.
+
+The manifest flow (first-run setup): a browser posting a manifest to the fake's new-app page
+(`/settings/apps/new`, `/organizations/{org}/settings/apps/new`) gets a form asking to create the
+App; confirming it sends the browser back to the manifest's `redirect_url` with a code and its
+state, from GitHub's own page as GitHub does (`register_manifest` gives the code without a
+browser); `POST /app-manifests/{code}/conversions`
+converts a code once, within the hour, into a new App with a freshly generated key (PKCS#1, as
+GitHub hands it out), whose JWTs the fake then accepts like the main app's.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import copy
+import html
 import itertools
 import json
 import re
@@ -34,6 +43,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import jwt
 from aiohttp import web
@@ -42,12 +52,15 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 
-def generate_app_key() -> tuple[str, str]:
-    """A fresh RSA key pair for a test GitHub App: (private PEM, public PEM)."""
+def generate_app_key(*, traditional: bool = False) -> tuple[str, str]:
+    """A fresh RSA key pair for a test GitHub App: (private PEM, public PEM). `traditional`:
+    the private key as GitHub hands it out (`BEGIN RSA PRIVATE KEY`, PKCS#1), else PKCS#8."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     private_pem = key.private_bytes(
         serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
+        serialization.PrivateFormat.TraditionalOpenSSL
+        if traditional
+        else serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     ).decode()
     public_pem = (
@@ -84,6 +97,61 @@ def api_example(name: str) -> Any:
 
 def github_time(instant: datetime) -> str:
     return instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestCode:
+    """A manifest a person confirmed on GitHub, waiting for its code to be converted."""
+
+    manifest: dict[str, Any]
+    owner: str
+    organization: bool
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedApp:
+    """An App the fake created from a manifest: its JWTs are accepted like the main app's."""
+
+    app_id: int
+    slug: str
+    name: str
+    public_key_pem: str
+    webhook_secret: str
+    manifest: dict[str, Any]
+
+
+def conversion_answer(
+    created: CreatedApp, private_pem: str, registered: ManifestCode, now: datetime
+) -> dict[str, Any]:
+    """The conversion's 201 body, shaped as GitHub's `integration-from-manifest` (the REST
+    reference's example), with our values: the pem is the one copy of the private key."""
+    owner_id = 1 + sum(registered.owner.encode())
+    return {
+        "id": created.app_id,
+        "slug": created.slug,
+        "node_id": base64.b64encode(f"04:Integration{created.app_id}".encode()).decode(),
+        "client_id": f"Iv23li{secrets.token_hex(5)}",
+        "owner": {
+            "login": registered.owner,
+            "id": owner_id,
+            "type": "Organization" if registered.organization else "User",
+            "html_url": f"https://github.com/{registered.owner}",
+            "site_admin": False,
+        },
+        "name": created.name,
+        "description": None,
+        "external_url": created.manifest.get("url"),
+        "html_url": f"https://github.com/apps/{created.slug}",
+        "created_at": github_time(now),
+        "updated_at": github_time(now),
+        "permissions": created.manifest.get("default_permissions", {}),
+        "events": created.manifest.get("default_events", []),
+        "installations_count": 0,
+        "client_secret": secrets.token_hex(20),
+        "webhook_secret": created.webhook_secret,
+        "pem": private_pem,
+    }
 
 
 @dataclass
@@ -123,12 +191,19 @@ class FakeGitHub:
     failures: list[ScriptedFailure] = field(default_factory=list)
     git_remotes: dict[tuple[str, int], Path] = field(default_factory=dict)
     repository_remotes: dict[str, Path] = field(default_factory=dict)  # full name -> bare
+    # the manifest flow: codes GitHub would hand the browser, and the Apps converted from them
+    manifest_codes: dict[str, ManifestCode] = field(default_factory=dict)
+    created_apps: dict[int, CreatedApp] = field(default_factory=dict)
 
     # -- lifecycle ---------------------------------------------------------------------
 
     def routes(self) -> web.RouteTableDef:
         routes = web.RouteTableDef()
         routes.get("/app")(self.get_app)
+        routes.post("/app-manifests/{code}/conversions")(self.convert_manifest)
+        routes.post("/settings/apps/new")(self.new_app_page)  # GitHub's web side, not REST
+        routes.post("/organizations/{org}/settings/apps/new")(self.new_app_page)
+        routes.post("/settings/apps/new/confirm")(self.confirm_new_app)
         routes.post("/app/installations/{installation_id}/access_tokens")(self.create_token)
         routes.get("/repos/{owner}/{repo}/installation")(self.get_repo_installation)
         routes.get("/installation/repositories")(self.list_installation_repositories)
@@ -182,7 +257,11 @@ class FakeGitHub:
 
     @web.middleware
     async def _record(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        body = await request.json() if request.can_read_body else None
+        body: Any = None
+        if request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+            body = dict(await request.post())  # GitHub's web pages (the manifest flow)
+        elif request.can_read_body:
+            body = await request.json()
         installation_id = None
         scheme, _, value = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() == "token":
@@ -218,24 +297,33 @@ class FakeGitHub:
         return await handler(request)
 
     def check_jwt(self, request: web.Request) -> dict[str, Any]:
+        """The claims of a valid app JWT: this app's, or one created by a manifest conversion."""
         scheme, _, value = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer":
             raise _error(401, "A JSON web token could not be decoded")
         try:
+            unverified = jwt.decode(value, options={"verify_signature": False})
+            public_key = self._public_key_of(unverified.get("iss"))
             claims = jwt.decode(
                 value,
-                self.public_key_pem,
+                public_key,
                 algorithms=["RS256"],
                 options={"require": ["iat", "exp", "iss"]},
                 leeway=120,
             )
         except jwt.PyJWTError as error:
             raise _error(401, f"A JSON web token could not be decoded: {error}") from None
-        if str(claims["iss"]) != str(self.app_id):
-            raise _error(401, "Integration not found")
         if claims["exp"] - claims["iat"] > 660:
             raise _error(401, "Expiration time' claim ('exp') is too far in the future")
         return claims
+
+    def _public_key_of(self, issuer: Any) -> str:
+        if str(issuer) == str(self.app_id):
+            return self.public_key_pem
+        for created in self.created_apps.values():
+            if str(issuer) == str(created.app_id):
+                return created.public_key_pem
+        raise _error(401, "Integration not found")
 
     def check_token(self, request: web.Request) -> int:
         """The installation id of a valid `Authorization: token ...`; 401 otherwise."""
@@ -249,9 +337,70 @@ class FakeGitHub:
     # -- endpoints ---------------------------------------------------------------------
 
     async def get_app(self, request: web.Request) -> web.Response:
-        self.check_jwt(request)
+        claims = self.check_jwt(request)
+        created = self.created_apps.get(int(claims["iss"]))
+        if created is not None:
+            return web.json_response(
+                {"id": created.app_id, "slug": created.slug, "name": created.name}
+            )
         return web.json_response(
             {"id": self.app_id, "slug": self.slug, "name": self.slug.replace("-", " ").title()}
+        )
+
+    # -- the manifest flow ---------------------------------------------------------------
+
+    def register_manifest(
+        self, manifest: dict[str, Any], *, owner: str = "octocat", organization: bool = False
+    ) -> str:
+        """What GitHub does when a person confirms a posted manifest: a code for the redirect."""
+        code = secrets.token_hex(10)
+        self.manifest_codes[code] = ManifestCode(manifest, owner, organization, self.now())
+        return code
+
+    async def new_app_page(self, request: web.Request) -> web.Response:
+        """The page a browser posts the manifest to: GitHub's own form asking the person to
+        create the App, which posts back to GitHub (so GitHub's redirect is GitHub's own)."""
+        form = await request.post()
+        manifest = json.loads(str(form["manifest"]))
+        fields = {
+            "manifest": json.dumps(manifest),
+            "state": request.query.get("state", ""),
+            "organization": request.match_info.get("org", ""),
+        }
+        hidden = "".join(
+            f'<input type="hidden" name="{name}" value="{html.escape(value)}">'
+            for name, value in fields.items()
+        )
+        return web.Response(
+            content_type="text/html",
+            text=f"<!doctype html><title>Create GitHub App</title>"
+            f'<form method="post" action="/settings/apps/new/confirm">{hidden}'
+            f'<button id="create">Create {html.escape(manifest["name"])}</button></form>',
+        )
+
+    async def confirm_new_app(self, request: web.Request) -> web.Response:
+        """The person confirmed: back to the manifest's redirect_url with a code and the state."""
+        form = await request.post()
+        manifest, organization = json.loads(str(form["manifest"])), str(form["organization"])
+        code = self.register_manifest(
+            manifest, owner=organization or "octocat", organization=bool(organization)
+        )
+        query = urlencode({"code": code, "state": str(form["state"])})
+        raise web.HTTPFound(f"{manifest['redirect_url']}?{query}")
+
+    async def convert_manifest(self, request: web.Request) -> web.Response:
+        """POST /app-manifests/{code}/conversions: once per code, within the hour, no auth."""
+        registered = self.manifest_codes.pop(request.match_info["code"], None)
+        if registered is None or self.now() - registered.created_at > timedelta(hours=1):
+            raise _error(404, "Not Found")
+        private_pem, public_pem = generate_app_key(traditional=True)
+        app_id = next(self.ids)
+        slug = re.sub(r"[^a-z0-9]+", "-", registered.manifest["name"].lower()).strip("-")
+        created = CreatedApp(app_id, slug, registered.manifest["name"], public_pem,
+                             secrets.token_hex(20), registered.manifest)  # fmt: skip
+        self.created_apps[app_id] = created
+        return web.json_response(
+            conversion_answer(created, private_pem, registered, self.now()), status=201
         )
 
     async def create_token(self, request: web.Request) -> web.Response:

@@ -102,6 +102,7 @@ async def test_running_stamps_the_start_once_and_ending_stamps_the_finish(db: Da
 
 async def test_a_failure_records_the_phase_kind_and_detail(db: Database) -> None:
     pipeline, _ = await a_backend_pipeline(db)
+    await db.write(*pipelines.pipeline_status(pipeline.id, "running", now=NOW))
     await db.write(
         *pipelines.pipeline_failure(
             pipeline.id,
@@ -120,6 +121,12 @@ async def test_a_failure_records_the_phase_kind_and_detail(db: Database) -> None
         "implement",
     )
     assert failed.error_detail == {"last_tool_call": {"tool": "bash"}}
+    # Only a running pipeline fails: a pause committed meanwhile is not overwritten.
+    await db.write(*pipelines.pipeline_status(pipeline.id, "paused", now=NOW))
+    again = pipelines.pipeline_failure(
+        pipeline.id, kind="agent", message="late", phase=None, detail={}, now=NOW
+    )
+    assert (await db.write(*again)).rowcount == 0
     await db.write(*pipelines.clear_failure(pipeline.id))
     cleared = await pipelines.get_pipeline(db, pipeline.id)
     assert cleared is not None and cleared.error_kind is None

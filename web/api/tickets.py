@@ -18,6 +18,7 @@ import msgspec
 from aiohttp import web
 
 from bot.jira.client import JiraError
+from bot.jira.related import related_of
 from bot.jira.sync import SyncAlreadyRunning
 from storage import jira_sync, tickets
 from web.bodies import read_json
@@ -136,27 +137,8 @@ async def get_ticket(request: web.Request) -> web.Response:
 async def related_tickets(request: web.Request) -> web.Response:
     """Links (both directions), the parent and the sub-tasks, with what the mirror knows."""
     ticket = await _ticket_or_404(request)
-    db = request.app[SERVICES].db
-    links = await tickets.links_of(db, ticket.id)
-    known = await tickets.summaries_by_key(
-        db, [link.other_key for link in links] + ([ticket.parent_key] if ticket.parent_key else [])
-    )
-    children = await tickets.children_of(db, ticket.key)
-    subtask_keys = sorted(set(ticket.subtask_keys) | {child.key for child in children})
-    subtasks_known = await tickets.summaries_by_key(db, subtask_keys)
-
-    def summary_of(key: str) -> dict[str, Any]:
-        found = known.get(key) or subtasks_known.get(key)
-        return found.as_json() if found else {"key": key, "mirrored": False}
-
-    return web.json_response(
-        {
-            "key": ticket.key,
-            "links": [{**link.as_json(), "mirrored": link.other_key in known} for link in links],
-            "parent": summary_of(ticket.parent_key) if ticket.parent_key else None,
-            "subtasks": [summary_of(key) for key in subtask_keys],
-        }
-    )
+    related = await related_of(request.app[SERVICES].db, ticket)
+    return web.json_response(related.as_json(ticket.key))
 
 
 def _content_disposition(filename: str) -> str:

@@ -1,103 +1,18 @@
-// The pipeline pages (web/pipeline_pages.py). Forms with data-api post their fields as JSON to
-// that API route (the login cookie authenticates); the name in #who goes in the field data-who
-// names. On the pipeline page, each event of its stream reloads the state fragment
-// (/pipelines/{id}/state) and the running step's tool calls and tokens are appended as they come;
-// a resume's token_catchup gives the running block whole, and its state (interrupted shown).
-// Everything from the server is set as text, never as HTML, except the fragment, which the
-// server rendered escaped.
+// The pipeline page (web/pipeline_pages.py): each event of its stream reloads the state
+// fragment (/pipelines/{id}/state, swapped by fragments.js), as does each action a form
+// (forms.js) carried out, and the running step's tool calls and tokens are appended as they
+// come; a resume's token_catchup gives the running block whole, and its state (interrupted
+// shown). Everything from the server is set as text, never as HTML, except the fragment, which
+// the server rendered escaped.
 (function () {
   "use strict";
   const body = document.body;
-  const who = document.getElementById("who");
-  const state = document.getElementById("state");
   const pipelineId = body.dataset.pipeline;
-
-  if (who) {
-    who.value = localStorage.getItem("biagent.who") || "";
-    who.addEventListener("change", function () { localStorage.setItem("biagent.who", who.value.trim()); });
-  }
-
-  function fieldsOf(form) {
-    const fields = {};
-    Array.from(form.elements).forEach(function (field) {
-      if (!field.name) return;
-      if (field.dataset.bool !== undefined) fields[field.name] = field.checked;
-      else if (field.value.trim() !== "") fields[field.name] = field.value;
-    });
-    const name = who ? who.value.trim() : localStorage.getItem("biagent.who") || "";
-    if (form.dataset.who && name) fields[form.dataset.who] = name;
-    return fields;
-  }
-
-  function errorSlot(form) {
-    return form.querySelector(".error") || form.parentElement.querySelector(".error");
-  }
-
-  async function submit(form) {
-    const slot = errorSlot(form);
-    if (slot) slot.textContent = "";
-    const buttons = Array.from(form.querySelectorAll("button"));
-    buttons.forEach(function (button) { button.disabled = true; });
-    try {
-      const response = await fetch(form.dataset.api, {
-        method: "POST",
-        credentials: "same-origin",
-        headers: { "Content-Type": "application/json", Accept: "application/json" },
-        body: JSON.stringify(fieldsOf(form)),
-      });
-      const answer = await response.json().catch(function () { return {}; });
-      if (!response.ok) throw new Error((answer.error && answer.error.message) || response.statusText);
-      if (form.dataset.then === "open") { location.href = "/pipelines/" + answer.pipeline.id; return; }
-      form.reset();
-      if (pipelineId) refresh();
-    } catch (error) {
-      if (slot) slot.textContent = String(error.message || error);
-    } finally {
-      buttons.forEach(function (button) { button.disabled = false; });
-    }
-  }
-
-  document.addEventListener("submit", function (event) {
-    const form = event.target.closest("form[data-api]");
-    if (!form) return;
-    event.preventDefault();
-    submit(form);
-  });
-
   if (!pipelineId) return;
 
-  // The state fragment is replaced whole; what a person was typing and which sections were
-  // open stay as they were.
-  let loading = false;
-  let again = false;
-  async function refresh() {
-    if (loading) { again = true; return; }
-    loading = true;
-    try {
-      const response = await fetch("/pipelines/" + pipelineId + "/state", { credentials: "same-origin" });
-      if (response.ok) replaceState(await response.text());
-    } finally {
-      loading = false;
-      if (again) { again = false; refresh(); }
-    }
-  }
-
-  function replaceState(html) {
-    const kept = {};
-    state.querySelectorAll("input[id], textarea[id], select[id]").forEach(function (field) {
-      kept[field.id] = field.type === "checkbox" ? field.checked : field.value;
-    });
-    const open = Array.from(state.querySelectorAll("details[open][id]")).map(function (d) { return d.id; });
-    const focused = document.activeElement && document.activeElement.id;
-    state.innerHTML = html;
-    Object.keys(kept).forEach(function (id) {
-      const field = document.getElementById(id);
-      if (!field) return;
-      if (field.type === "checkbox") field.checked = kept[id]; else field.value = kept[id];
-    });
-    open.forEach(function (id) { const d = document.getElementById(id); if (d) d.open = true; });
-    if (focused && document.getElementById(focused)) document.getElementById(focused).focus();
-  }
+  const refresh = window.biagentFragment(
+    document.getElementById("state"), "/pipelines/" + pipelineId + "/state");
+  document.addEventListener("biagent:done", function () { refresh(); });
 
   const calls = document.getElementById("tool-calls");
   const tokens = document.getElementById("tokens");

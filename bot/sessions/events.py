@@ -1,0 +1,60 @@
+"""The message types of browser sessions (docs/design.md, Events; docs/sessions.md).
+
+Both go to one WebSocket only, the one that named its session, so they are not published on
+the bus and not kept in the event log: like `token` frames, their envelope carries
+`"id": null`, and their stream is the session's own, `session:<id>`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar
+
+import msgspec
+
+from bot.events.message import Event
+from bot.sessions.tabs import Tab
+from storage.timestamps import to_text
+
+
+class SessionRestored(Event):
+    """A WebSocket named its browser session: its tabs, UI state and unread offline events
+    (sent before them)."""
+
+    type_name: ClassVar[str] = "session_restored"
+    concern: ClassVar[str] = "sessions"
+    session_id: str
+    tabs: list[Tab]
+    ui_state: dict[str, Any]
+    unread: int
+
+
+class OfflineEvent(Event):
+    """An event that mattered to the session while none of its pages was connected; sent on
+    reconnect, oldest first, until acknowledged (`event` is the envelope as published)."""
+
+    type_name: ClassVar[str] = "offline_event"
+    concern: ClassVar[str] = "sessions"
+    session_id: str
+    offline_id: int
+    unread: int
+    recorded_at: str
+    event: dict[str, Any]
+
+
+def session_stream(session_id: str) -> str:
+    return f"session:{session_id}"
+
+
+class _Envelope(msgspec.Struct):
+    id: None
+    type: str
+    stream: str
+    ts: str
+    data: Event
+
+
+def frame(session_id: str, event: Event, now: datetime) -> bytes:
+    """The event as the one socket gets it: the bus's envelope, without an id."""
+    envelope = _Envelope(None, event.type_name, session_stream(session_id), to_text(now), event)
+    return msgspec.json.encode(envelope)
