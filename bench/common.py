@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from aiohttp import web
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -201,6 +202,28 @@ def scratch_directory(prefix: str, *, keep: bool) -> Iterator[Path]:
             print(f"  logs and database kept in {path}")
         else:
             shutil.rmtree(path, ignore_errors=True)
+
+
+async def serve_app(
+    workdir: Path, port: int, *, backlog: int = 128
+) -> tuple[web.AppRunner, web.Application]:
+    """The real app (`web.app.create_app`) with a fresh SQLite file in `workdir`, served in
+    this process on a loopback port, so a bench can drive its services directly."""
+    from bot.config import Secret, Settings
+    from web.app import create_app
+
+    settings = Settings(
+        host="127.0.0.1",
+        port=port,
+        database_url=f"sqlite:///{workdir / 'biagent.db'}",
+        api_token=Secret(BENCH_API_TOKEN),
+        worktree_root=workdir / "worktrees",
+    )
+    app = create_app(settings)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port, backlog=backlog).start()
+    return runner, app
 
 
 def python_module(module: str, *args: str) -> list[str]:

@@ -62,6 +62,7 @@ from bench.common import (
     python_module,
     raise_open_files_limit,
     scratch_directory,
+    serve_app,
 )
 from bot.worktrees.events import WorktreeStatus
 from bot.worktrees.states import ProgressKind
@@ -324,21 +325,9 @@ def envelope_data(seq: int) -> WorktreeStatus:
 
 
 async def start_ours(workdir: Path, port: int) -> tuple[web.AppRunner, Publish]:
-    from bot.config import Secret, Settings
-    from web.app import create_app
     from web.keys import SERVICES
 
-    settings = Settings(
-        host="127.0.0.1",
-        port=port,
-        database_url=f"sqlite:///{workdir / 'biagent.db'}",
-        api_token=Secret(BENCH_API_TOKEN),
-        worktree_root=workdir / "worktrees",
-    )
-    app = create_app(settings)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port, backlog=1024).start()
+    runner, app = await serve_app(workdir, port, backlog=1024)
     bus = app[SERVICES].bus
 
     async def publish(seq: int) -> None:

@@ -2,9 +2,10 @@
 (a periodic job).
 
 The app factory registers `Housekeeping.prune` on the one scheduler (bot/scheduling.py) every
-PRUNE_EVERY_S. The prunings fail separately: one that raises does not skip the others. The
-sessions' own pruning (expired offline events, sessions no one can reach) is theirs
-(bot/sessions/service.py); housekeeping only runs it.
+PRUNE_EVERY_S. The prunings fail separately: one that raises does not skip the others. Expired
+token frames are deleted; expired token blocks lose their text (their row keeps the stream's
+numbering, storage/token_blocks.py). The sessions' own pruning (expired offline events, sessions
+no one can reach) is theirs (bot/sessions/service.py); housekeeping only runs it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Protocol
 
 from bot.clock import Clock
 from bot.events.bus import EventBus
-from storage import token_buffer
+from storage import token_blocks, token_buffer
 from storage.database import Database
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,10 @@ class Housekeeping:
             await token_buffer.prune_expired(self.db, now=self.clock.now())
         except Exception:
             log.exception("token buffer pruning failed")
+        try:
+            await token_blocks.prune_expired(self.db, now=self.clock.now())
+        except Exception:
+            log.exception("token block pruning failed")
         if self.sessions is not None:
             try:
                 await self.sessions.prune()

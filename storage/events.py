@@ -46,20 +46,43 @@ async def read_since(
     db: Database, since_id: int, *, streams: Iterable[str] | None = None, limit: int = 1000
 ) -> list[StoredEvent]:
     """Events after `since_id`, oldest first; all streams when `streams` is None."""
+    return [_event(row) for row in await _rows_since(db, since_id, streams, limit)]
+
+
+async def envelopes_since(
+    db: Database, since_id: int, *, streams: Iterable[str] | None = None, limit: int = 1000
+) -> list[tuple[int, str]]:
+    """The same events as (id, envelope JSON text), their data left as stored: a replay
+    sends them as the live fan-out sent them, without decoding and encoding each again."""
+    return [
+        (row[0], envelope_text(row[0], row[1], row[2], row[3], row[4]))
+        for row in await _rows_since(db, since_id, streams, limit)
+    ]
+
+
+def envelope_text(event_id: int, stream: str, type_name: str, ts: str, data: str) -> str:
+    """An event's envelope as JSON text, around its data's JSON text."""
+    return (
+        f'{{"id":{event_id},"type":{json.dumps(type_name)},'
+        f'"stream":{json.dumps(stream)},"ts":"{ts}","data":{data}}}'
+    )
+
+
+async def _rows_since(
+    db: Database, since_id: int, streams: Iterable[str] | None, limit: int
+) -> list[Any]:
     chosen = None if streams is None else sorted(set(streams))
     if chosen is None:
-        rows = await db.fetchall(
+        return await db.fetchall(
             "SELECT id, stream, type, ts, data FROM events WHERE id > ? ORDER BY id LIMIT ?",
             (since_id, limit),
         )
-    else:
-        marks = ", ".join("?" for _ in chosen)
-        rows = await db.fetchall(
-            f"SELECT id, stream, type, ts, data FROM events"
-            f" WHERE id > ? AND stream IN ({marks}) ORDER BY id LIMIT ?",
-            (since_id, *chosen, limit),
-        )
-    return [_event(row) for row in rows]
+    marks = ", ".join("?" for _ in chosen)
+    return await db.fetchall(
+        f"SELECT id, stream, type, ts, data FROM events"
+        f" WHERE id > ? AND stream IN ({marks}) ORDER BY id LIMIT ?",
+        (since_id, *chosen, limit),
+    )
 
 
 async def read_types_between(

@@ -323,6 +323,15 @@ def set_max_cost(pipeline_id: int, max_cost_usd: float) -> Statement:
     return ("UPDATE pipelines SET max_cost_usd = ? WHERE id = ?", (max_cost_usd, pipeline_id))
 
 
+def set_failed_steps_max_cost(pipeline_id: int, max_cost_usd: float) -> Statement:
+    """A person raised the cap of the step that failed (its spend counts its whole stored
+    conversation, so a step stopped by its cap needs a higher one to go on)."""
+    return (
+        "UPDATE pipeline_steps SET max_cost_usd = ? WHERE pipeline_id = ? AND status = 'failed'",
+        (max_cost_usd, pipeline_id),
+    )
+
+
 def later_steps_stale(pipeline_id: int, position: int, *, now: datetime) -> Statement:
     """The steps after `position` that ran become `stale`: each runs again as a new attempt
     (a fresh conversation), and an approval it had is void (a rerun plan is approved again)."""

@@ -1,7 +1,9 @@
 """token_buffer: coalesced token frames per stream, kept until they expire (docs/design.md, Events).
 
 Token frames are not stored in `events` (they are many); a reconnecting client asks for the
-frames after the last `seq` it saw, and gets them while they are still kept.
+frames after the last `seq` it saw, and gets them while they are still kept. Over the
+WebSocket it gets the merged snapshot of the stream's latest block instead
+(storage/token_blocks.py).
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from storage.database import Database
+from storage.database import Database, Params
 from storage.timestamps import to_text
 
 
@@ -26,14 +28,21 @@ async def last_seq(db: Database, stream: str) -> int:
     return int(value or 0)
 
 
-async def append(
-    db: Database, stream: str, seq: int, text: str, *, now: datetime, expires_at: datetime
-) -> None:
-    await db.write(
+def append_statement(
+    stream: str, seq: int, text: str, *, now: datetime, expires_at: datetime
+) -> tuple[str, Params]:
+    """The frame's INSERT, for a caller that commits it together with other statements."""
+    return (
         "INSERT INTO token_buffer (stream, seq, text, created_at, expires_at)"
         " VALUES (?, ?, ?, ?, ?)",
         (stream, seq, text, to_text(now), to_text(expires_at)),
     )
+
+
+async def append(
+    db: Database, stream: str, seq: int, text: str, *, now: datetime, expires_at: datetime
+) -> None:
+    await db.write(*append_statement(stream, seq, text, now=now, expires_at=expires_at))
 
 
 async def after(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from storage.database import Database
+from storage.database import Database, available_migrations
 from tests.conftest import OpenDatabase
 
 
@@ -65,9 +65,11 @@ async def test_write_many_is_all_or_nothing(db: Database) -> None:
 
 
 async def test_migrations_are_applied_once(db: Database) -> None:
+    # Numbers may have gaps while branches that each took one are in flight.
     version = await db.migrate()
-    assert version >= 1
-    assert await db.fetchval("SELECT COUNT(*) FROM schema_migrations") == version
+    shipped = available_migrations()
+    assert version == shipped[-1][0]
+    assert await db.fetchval("SELECT COUNT(*) FROM schema_migrations") == len(shipped)
 
 
 async def test_commits_leave_checkpoints_to_their_own_connection(

@@ -158,7 +158,7 @@ async def test_a_fault_while_replaying_closes_with_1011(
     client: AppClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ws = await connect(client)
-    monkeypatch.setattr(event_store, "read_since", failing)
+    monkeypatch.setattr(event_store, "envelopes_since", failing)
     await ws.send_str(json.dumps({"action": "subscribe", "streams": "*", "since": 0}))
     assert await closed_with(ws) == (WSCloseCode.INTERNAL_ERROR, "internal error")
     monkeypatch.undo()

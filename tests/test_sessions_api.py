@@ -234,20 +234,26 @@ async def test_restore_catches_up_the_tokens_of_the_step_running_on_a_tab(
         db, session_id=conversation.id, agent="implementer", stream=stream, now=manual_clock.now()
     )
     await manual_clock.advance(1)
+    session_id = await new_session(client)
+    await open_tabs(client, session_id, {"kind": "pipeline", "ref": "7"})
+    path = f"/api/sessions/{session_id}/restore"
+    (before_any_text,) = (await api(client, "POST", path))["token_catchup"]
+    assert (before_any_text["text"], before_any_text["block"]) == ("", None)  # not the plan's
     running = TokenCoalescer(sequence, client.app[SERVICES].bus, manual_clock, stream)
     seqs = []
     for text in ("I edit ", "greet.py ", "now"):
         await running.add(text)
         seqs.append(await running.flush())
-    session_id = await new_session(client)
-    await open_tabs(client, session_id, {"kind": "pipeline", "ref": "7"})
-    path = f"/api/sessions/{session_id}/restore"
     (caught_up,) = (await api(client, "POST", path))["token_catchup"]
     assert (caught_up["stream"], caught_up["run_id"], caught_up["agent"]) == (
         stream, run.id, "implementer"
     )  # fmt: skip
     assert caught_up["text"] == "I edit greet.py now"
     assert (caught_up["from_seq"], caught_up["last_seq"]) == (seqs[0], seqs[-1])
+    block = caught_up["block"]  # the running block, as the WebSocket's token_catchup has it
+    assert (block["block"], block["state"], block["last_seq"]) == (seqs[0], "running", seqs[-1])
+    tail = "".join(frame["text"] for frame in block["tail"])
+    assert block["snapshot"]["text"] + tail == "I edit greet.py now"
     body = {"token_after": {stream: seqs[1]}}
     (caught_up,) = (await api(client, "POST", path, body))["token_catchup"]
     assert caught_up["text"] == "now"

@@ -19,6 +19,7 @@ from aiohttp import web
 from bot import api_token, routers
 from bot.agents.definitions import AgentConfigError, load_agents_config
 from bot.agents.runner import build_agent_runner
+from bot.agents.tokens import mark_cut_streams
 from bot.agents.tools import BUILTIN_TOOLS, CLARIFICATION_TOOL, REPORT_TOOL
 from bot.dispatcher import Dispatcher
 from bot.events.bus import EventBus
@@ -196,7 +197,9 @@ async def worktrees(app: web.Application) -> AsyncIterator[None]:
 
 
 async def agents(app: web.Application) -> AsyncIterator[None]:
-    """AGENTS (when ANTHROPIC_API_KEY is set): the agent runner."""
+    """AGENTS (when ANTHROPIC_API_KEY is set): the agent runner. Before it, whether or not
+    agents are configured now, streams a stop cut are marked interrupted."""
+    await mark_cut_streams(app[DB], app[CLOCK])
     settings = app[SETTINGS]
     if not settings.anthropic_configured:
         yield

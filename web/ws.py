@@ -5,8 +5,9 @@ Protocol (JSON text frames). The server's own messages carry `control`, events c
 - server -> `{"control": "hello", "epoch": E, "last_id": N}` on connect.
 - client -> `{"action": "subscribe", "streams": ["pr:octo/repo#12"] | "*", "since": N, "epoch": E}`
   (or the same as query parameters: `/ws?streams=a,b&since=N&epoch=E`). The server replays
-  every kept event after N of those streams, in order, sends `{"control": "live", "last_id": N}`
-  and then live events, with no gap and no duplicate at the seam.
+  every kept event after N of those streams, in order, then the token catch-up and the state of
+  each followed object (web/ws_catchup.py), sends `{"control": "live", "last_id": N}` and then
+  live events, with no gap and no duplicate at the seam.
 - A subscribe may name the page's browser session: `"session": ID` (or `?session=ID`). The first
   time, the server sends `session_restored` and then each unread `offline_event`, oldest first,
   before the replay; while the socket is open the session is online for its streams
@@ -47,6 +48,7 @@ from storage import events as event_store
 from web.bodies import BadJson, TooDeep, decode_json, field_problem
 from web.errors import DB_INT_MAX, whole_number
 from web.keys import SERVICES, SESSIONS
+from web.ws_catchup import Covered, send_catchup
 
 log = logging.getLogger(__name__)
 
@@ -162,16 +164,18 @@ async def _stream(
     subscription = bus.subscribe(streams, on_overflow=overflowed)
     try:
         last_sent = bus.last_id if since is None else since
+        covered = Covered()
         if since is not None:
             while True:
-                page = await event_store.read_since(
+                page = await event_store.envelopes_since(
                     bus.db, last_sent, streams=streams, limit=REPLAY_PAGE
                 )
-                for stored in page:
-                    await outbox.send(_text(stored.envelope()))
-                    last_sent = stored.id
+                for event_id, envelope in page:
+                    await outbox.send(envelope.encode("utf-8"))
+                    last_sent = event_id
                 if len(page) < REPLAY_PAGE:
                     break
+            covered = await send_catchup(outbox.send, bus, streams)
         await outbox.send(_text({"control": "live", "last_id": last_sent}))
         while not outbox.ws.closed:
             frames = await subscription.next_batch()
@@ -182,6 +186,8 @@ async def _stream(
                     if frame.id <= last_sent:
                         continue
                     last_sent = frame.id
+                elif covered.already_sent(frame):
+                    continue
                 await outbox.send(frame.utf8)
     finally:
         bus.unsubscribe(subscription)

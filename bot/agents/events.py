@@ -11,8 +11,11 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import msgspec
+
 from bot.events.message import Event
 from storage.agent_runs import RunStatus
+from storage.token_blocks import BlockState
 from storage.tool_calls import ChangeType
 
 
@@ -53,12 +56,47 @@ class FileChanged(Event):
 
 
 class Token(Event):
-    """Streamed agent text, coalesced (not kept in events)."""
+    """Streamed agent text, coalesced (not kept in events).
+
+    `block` is the seq of the first frame of its content block: a client that was sent a
+    token_catchup of that block replaces the block's text with it."""
 
     type_name: ClassVar[str] = "token"
     concern: ClassVar[str] = "agents"
     seq: int
     text: str
+    block: int | None = None
+
+
+class SnapshotText(msgspec.Struct):
+    """A block's frames from its first through `through_seq`, merged."""
+
+    through_seq: int
+    text: str
+
+
+class TailText(msgspec.Struct):
+    """One frame after the snapshot."""
+
+    seq: int
+    text: str
+
+
+class TokenBlockCatchup(Event):
+    """A stream's latest content block for a resuming WebSocket client, after the replay:
+    snapshot, tail, state (running, completed or interrupted); live token frames follow.
+
+    Its text is the snapshot's then the tail's, and covers seq `block` through `last_seq`;
+    live `token` frames at or below `last_seq` are not sent (not kept in events)."""
+
+    type_name: ClassVar[str] = "token_catchup"
+    concern: ClassVar[str] = "agents"
+    stream: str
+    block: int
+    state: BlockState
+    snapshot: SnapshotText
+    tail: list[TailText]
+    last_seq: int
 
 
 class AgentStepStarted(Event):

@@ -40,7 +40,7 @@ from bot.agents.messages import block_dict, repeated_call, text_of, tool_uses
 from bot.agents.sandbox import BashPolicy
 from bot.agents.sessions import EarlierStep, PipelineSession
 from bot.agents.step import AgentContext, RunScope, StepResult
-from bot.agents.tokens import TokenCoalescer, TokenSequence
+from bot.agents.tokens import SNAPSHOT_EVERY_S, TokenCoalescer, TokenSequence
 from bot.agents.tool_registry import Tool, ToolRegistry, schema_problem
 from bot.agents.tool_use import PendingClarification, ToolCaller
 from bot.agents.turns import Interrupted, TurnFailed, TurnStreamer
@@ -50,6 +50,7 @@ from bot.events.bus import EventBus
 from storage import agent_runs, tool_calls
 from storage.agent_runs import RunStatus
 from storage.database import Database
+from storage.token_blocks import BlockState
 from storage.tool_calls import ToolCallStatus
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,7 @@ class AgentRuntime:
     bash_policy: BashPolicy = field(default_factory=BashPolicy)
     token_interval_s: float = 0.1
     token_ttl_s: float = DEFAULT_SETTINGS.token_buffer_ttl
+    token_snapshot_every_s: float = SNAPSHOT_EVERY_S
     stream_retries: int = 2
     interruption_backoff_s: float = 1.0
 
@@ -229,6 +231,7 @@ class _Step:
             self.context.stream,
             interval_s=self.rt.token_interval_s,
             ttl_s=self.rt.token_ttl_s,
+            snapshot_every_s=self.rt.token_snapshot_every_s,
         )
         self.streamer = TurnStreamer(self.rt.client, self.coalescer)
         self.tool_caller = ToolCaller(
@@ -389,7 +392,8 @@ class _Step:
         failure: FailureKind | None = None,
     ) -> StepResult:
         rt = self.rt
-        await self.coalescer.flush()
+        # A block still open now was cut (a cancel mid-stream): never shown as completed.
+        await self.coalescer.end_block(BlockState.INTERRUPTED)
         final_text = text_of(self.session.last_message) if status is RunStatus.COMPLETED else ""
         output = await self.reported_output()
         step_cost = (await rt.costs.step_total(self.session.id)).cost_usd

@@ -1,6 +1,8 @@
 """One streamed turn: a Messages API call whose text becomes token frames as it arrives.
 
 `TurnStreamer.stream(request)` gives the turn's final Message when the stream ran to its end.
+Each text block's frames form a token block (bot/agents/tokens.py) that ends completed at
+the block's stop, or interrupted when the stream breaks or the API refuses mid-turn.
 A stream that breaks is never half-used: it gives an `Interrupted` (what arrived, whether a
 tool_use had begun, what the API billed so far), which the loop records before asking the turn
 again. A request the API refuses (after the SDK's own retries) raises `TurnFailed`. Both carry
@@ -19,6 +21,7 @@ from anthropic.types import Message
 from bot.agents.failures import FailureKind, described, failure_kind
 from bot.agents.messages import block_dict
 from bot.agents.tokens import TokenCoalescer
+from storage.token_blocks import BlockState
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,20 +76,22 @@ class TurnStreamer:
         try:
             async with self.client.messages.stream(**request) as stream:
                 broken = await self._read(stream, progress)
-                await self.coalescer.flush()
                 if broken is not None:  # the connection or the stream broke
+                    await self.coalescer.end_block(BlockState.INTERRUPTED)
                     kind = failure_kind(broken, otherwise=FailureKind.STREAM_BROKEN)
                     return progress.interrupted(described(broken), kind, billed_so_far(stream))
                 snapshot = stream.current_message_snapshot
                 if snapshot.stop_reason is None:
+                    await self.coalescer.end_block(BlockState.INTERRUPTED)
                     return progress.interrupted(
                         "the stream ended before message_stop",
                         FailureKind.STREAM_BROKEN,
                         snapshot.usage,
                     )
+                await self.coalescer.end_block(BlockState.COMPLETED)
                 return await stream.get_final_message()
         except (anthropic.APIStatusError, anthropic.APIConnectionError) as error:
-            await self.coalescer.flush()
+            await self.coalescer.end_block(BlockState.INTERRUPTED)
             raise TurnFailed(failure_kind(error), described(error)) from error
 
     async def _read(self, stream: AsyncMessageStream, progress: _Progress) -> BaseException | None:
@@ -109,6 +114,6 @@ class TurnStreamer:
             if event.content_block.type == "tool_use":
                 progress.tool_use_started = True
         elif event.type == "content_block_stop":
-            await self.coalescer.flush()
+            await self.coalescer.end_block(BlockState.COMPLETED)
             if progress.partial:
                 progress.partial[-1] = block_dict(event.content_block)

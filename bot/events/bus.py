@@ -37,12 +37,14 @@ DEFAULT_QUEUE_SIZE = 2000
 @dataclass(frozen=True, slots=True)
 class Frame:
     """One event as subscribers get it: its id (None for transient frames) and its JSON text,
-    also UTF-8 encoded once for every WebSocket that sends it (`utf8`)."""
+    also UTF-8 encoded once for every WebSocket that sends it (`utf8`). A token frame carries
+    its per-stream `seq` too, so a sender can drop what a catch-up already covered."""
 
     id: int | None
     stream: str
     type: str
     text: str
+    seq: int | None = None
     utf8: bytes = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -160,10 +162,7 @@ class EventBus:
     def _stored(self, event_id: int, stream: str, type_name: str, ts: str, data: str) -> None:
         """Fan out an event just committed under `event_id`."""
         self.last_id = max(self.last_id, event_id)
-        text = (
-            f'{{"id":{event_id},"type":{json.dumps(type_name)},'
-            f'"stream":{json.dumps(stream)},"ts":"{ts}","data":{data}}}'
-        )
+        text = event_store.envelope_text(event_id, stream, type_name, ts, data)
         frame = Frame(event_id, stream, type_name, text)
         for listener in self._stored_listeners:
             listener(frame)
@@ -177,14 +176,19 @@ class EventBus:
         self._stored_listeners.append(listener)
         return lambda: self._stored_listeners.remove(listener)
 
-    def publish_transient(self, stream: str, event: Event) -> None:
-        """Fan out a frame that is not stored in events (token frames)."""
+    def publish_transient(self, stream: str, event: Event, *, seq: int | None = None) -> None:
+        """Fan out a frame that is not stored in events (token frames, numbered by `seq`)."""
+        self._offer(self.transient_frame(stream, event, seq=seq))
+
+    def transient_frame(self, stream: str, event: Event, *, seq: int | None = None) -> Frame:
+        """The envelope of a message that has no event id (`"id": null`), not fanned out:
+        for one client only (a catch-up), or for publish_transient."""
         type_name, data_text = event.type_name, encode(event).decode("utf-8")
         text = (
             f'{{"id":null,"type":{json.dumps(type_name)},"stream":{json.dumps(stream)},'
             f'"ts":"{to_text(self.clock.now())}","data":{data_text}}}'
         )
-        self._offer(Frame(None, stream, type_name, text))
+        return Frame(None, stream, type_name, text, seq)
 
     def _offer(self, frame: Frame) -> None:
         for subscription in tuple(self._subscriptions):

@@ -23,6 +23,7 @@ EVENT_MODULES: tuple[str, ...] = (
     "bot.reviews.events",
     "bot.pipelines.events",
     "bot.sessions.events",
+    "bot.followed",
 )
 
 

@@ -176,15 +176,24 @@ class PipelineEngine:
         return await self.get(pipeline_id)
 
     @one_action_at_a_time
-    async def resume(self, pipeline_id: int, *, max_cost_usd: float | None = None) -> Pipeline:
+    async def resume(
+        self,
+        pipeline_id: int,
+        *,
+        max_cost_usd: float | None = None,
+        step_max_cost_usd: float | None = None,
+    ) -> Pipeline:
         """Go on after a pause, or after a failure (from the failed step, same conversation),
-        with a new dollar cap when one is given (a budget failure goes on after a raise)."""
+        with new dollar caps when given: the pipeline's, and the failed step's (a budget
+        failure goes on after a raise)."""
         pipeline = await self.get(pipeline_id)
         if pipeline.status not in (PipelineStatus.PAUSED, PipelineStatus.FAILED):
             raise ConflictingState(f"pipeline {pipeline_id} is {pipeline.status}", pipeline.status)
         changes = [self._running(pipeline), pipelines.clear_failure(pipeline_id)]
         if max_cost_usd is not None:
             changes.append(pipelines.set_max_cost(pipeline_id, max_cost_usd))
+        if step_max_cost_usd is not None:
+            changes.append(pipelines.set_failed_steps_max_cost(pipeline_id, step_max_cost_usd))
         asked = await clarifications.for_pipeline(self.db, pipeline_id)
         waiting_on = {c.step_id for c in asked if c.status == ClarificationStatus.OPEN}
         for step in await pipelines.list_steps(self.db, pipeline_id):

@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from bot.agents.tokens import token_catchup
+from bot.agents.tokens import block_catchups, token_catchup
 from bot.clock import Clock
 from bot.events.bus import EventBus
 from bot.pipelines.views import PipelineView, detail_of
@@ -54,12 +54,19 @@ class Restored(msgspec.Struct):
 
 
 async def running_stream_catchup(
-    db: Database, clock: Clock, stream: str, after_seq: int
+    db: Database, clock: Clock, stream: str, after_seq: int, *, run_began_after: int = 0
 ) -> dict[str, Any]:
     """The token catch-up of one running stream after `after_seq`: the one call a restore makes
-    for it, so a new way of catching up (snapshots of the token buffer) plugs in here."""
+    for it. `block`: the stream's latest token block as the WebSocket's token_catchup carries it
+    (snapshot, tail, state), when the run streamed it (its first seq after `run_began_after`);
+    its cost stays flat however long the run streamed."""
     catchup = await token_catchup(db, clock, stream, after_seq)
-    return {**catchup.data(), "frames": catchup.frames}
+    blocks = [
+        msgspec.to_builtins(block)
+        for block in await block_catchups(db, clock, [stream])
+        if block.block > run_began_after
+    ]
+    return {**catchup.data(), "frames": catchup.frames, "block": blocks[0] if blocks else None}
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,5 +127,7 @@ class Restorer:
 
     async def _catchup(self, run: RunningStream, after_seq: int | None) -> dict[str, Any]:
         start = run.seq_before if after_seq is None else after_seq
-        caught_up = await running_stream_catchup(self.db, self.clock, run.stream, start)
+        caught_up = await running_stream_catchup(
+            self.db, self.clock, run.stream, start, run_began_after=run.seq_before
+        )
         return {**caught_up, "run_id": run.run_id, "agent": run.agent}

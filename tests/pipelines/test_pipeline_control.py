@@ -187,6 +187,15 @@ async def test_the_step_cap_stops_a_run_as_budget(world: PipelineWorld) -> None:
     assert failed["failure"]["kind"] == "budget"
     assert "step budget reached" in failed["failure"]["message"]
     assert len(world.model.requests_of("triage")) == 1  # stopped before a second turn
+    wrong = await world.api(
+        "POST", f"/api/pipelines/{pipeline_id}/pause", {"max_cost_usd": 5}, status=400
+    )
+    assert "raised by resume" in wrong["error"]["message"]
+    # Later steps keep the small cap of the settings, so the raise is for the failed step only:
+    # it goes on, and the next step stops at its own cap.
+    again = await world.act(pipeline_id, "resume", {"step_max_cost_usd": 5})
+    assert step_of(again, "triage")["status"] == "completed"
+    assert again["failure"]["phase"] == "reproduce"
 
 
 async def test_a_phase_over_its_time_limit_fails_as_time_limit(world: PipelineWorld) -> None:

@@ -7,14 +7,12 @@ events; none is a fixed sleep. Skipped without chromium, a failure under CI=true
 
 from __future__ import annotations
 
-from typing import Any
-
 from playwright.async_api import Locator, Page
 
-from bot.agents.events import Token
+from bot.agents.events import SnapshotText, TailText, Token, TokenBlockCatchup
 from bot.agents.tokens import TokenCoalescer, TokenSequence
-from bot.events.message import Event
 from bot.pipelines.events import stream_of
+from storage.token_blocks import BlockState
 from tests.browser import browser_page, skip_without_chromium
 from tests.fakes import anthropic as scripted
 from tests.helpers import API_TOKEN
@@ -101,15 +99,21 @@ async def test_a_person_drives_a_backend_pipeline_to_its_pull_request_from_the_p
     assert finished["risks"][0]["acknowledged_by"] == "mia"
 
 
-async def test_the_page_catches_up_the_tokens_it_missed_while_reconnecting(
-    world: PipelineWorld,
-) -> None:
+async def a_streaming_pipeline(world: PipelineWorld) -> tuple[str, int, TokenCoalescer]:
+    """The app's base URL, a pipeline not started, and a coalescer on its stream."""
     client = await world.start()
     pipeline_id = (await world.create(await world.ticket(labels=("backend",)), start=False))["id"]
     services = client.app[SERVICES]
-    bus, stream = services.bus, stream_of(pipeline_id)
-    tokens = TokenCoalescer(TokenSequence(services.db), bus, services.clock, stream)
-    base = str(client.make_url("")).rstrip("/")
+    stream = stream_of(pipeline_id)
+    tokens = TokenCoalescer(TokenSequence(services.db), services.bus, services.clock, stream)
+    return str(client.make_url("")).rstrip("/"), pipeline_id, tokens
+
+
+async def test_the_page_catches_up_the_tokens_it_missed_while_reconnecting(
+    world: PipelineWorld,
+) -> None:
+    base, pipeline_id, tokens = await a_streaming_pipeline(world)
+    bus, stream = tokens.bus, tokens.stream
     async with browser_page() as page:
         await open_pipeline(page, base, pipeline_id)
         await tokens.add("one ")
@@ -128,31 +132,6 @@ async def test_the_page_catches_up_the_tokens_it_missed_while_reconnecting(
         assert await page.locator("#tokens").inner_text() == "one two three"
 
 
-class BlockToken(Event):
-    """A token frame that names its content block (the first seq of the block)."""
-
-    seq: int
-    text: str
-    block: int
-
-
-class BlockCatchup(Event):
-    """A stream's latest block as the WebSocket's token catch-up sends it: snapshot and tail."""
-
-    stream: str
-    block: int
-    state: str
-    snapshot: dict[str, Any]
-    tail: list[dict[str, Any]]
-    last_seq: int
-
-
-# The wire shapes of the WebSocket's token catch-up, which the page reads: set after the class
-# is made, so that neither is registered (the catalogue keeps the server's own types).
-BlockToken.type_name = "token"
-BlockCatchup.type_name = "token_catchup"
-
-
 async def test_a_token_catchup_frame_takes_the_place_of_the_block_it_names(
     world: PipelineWorld,
 ) -> None:
@@ -160,29 +139,45 @@ async def test_a_token_catchup_frame_takes_the_place_of_the_block_it_names(
     pipeline_id = (await world.create(await world.ticket(labels=("backend",)), start=False))["id"]
     bus, stream = client.app[SERVICES].bus, stream_of(pipeline_id)
 
-    def catchup(snapshot: tuple[int, str], tail: list[tuple[int, str]], state: str) -> None:
-        frames = [{"seq": seq, "text": text} for seq, text in tail]
-        last = frames[-1]["seq"] if frames else snapshot[0]
-        shown = {"through_seq": snapshot[0], "text": snapshot[1]}
-        bus.publish_transient(
-            stream,
-            BlockCatchup(
-                stream=stream, block=1, state=state, snapshot=shown, tail=frames, last_seq=last
-            ),
+    def catchup(snapshot: tuple[int, str], tail: list[tuple[int, str]], state: BlockState) -> None:
+        frames = [TailText(seq=seq, text=text) for seq, text in tail]
+        last = frames[-1].seq if frames else snapshot[0]
+        shown = SnapshotText(through_seq=snapshot[0], text=snapshot[1])
+        block = TokenBlockCatchup(
+            stream=stream, block=1, state=state, snapshot=shown, tail=frames, last_seq=last
         )
+        bus.publish_transient(stream, block)
 
     base = str(client.make_url("")).rstrip("/")
     async with browser_page() as page:
         await open_pipeline(page, base, pipeline_id)
-        bus.publish_transient(stream, BlockToken(seq=1, text="Hel", block=1))
+        bus.publish_transient(stream, Token(seq=1, text="Hel", block=1))
         await page.locator("#tokens", has_text="Hel").wait_for(timeout=WAIT_MS)
-        catchup((2, "Hello, "), [(3, "world")], "running")
-        bus.publish_transient(stream, BlockToken(seq=3, text="world", block=1))
-        bus.publish_transient(stream, BlockToken(seq=4, text="!", block=1))
+        catchup((2, "Hello, "), [(3, "world")], BlockState.RUNNING)
+        bus.publish_transient(stream, Token(seq=3, text="world", block=1))
+        bus.publish_transient(stream, Token(seq=4, text="!", block=1))
         await page.locator("#tokens", has_text="!").wait_for(timeout=WAIT_MS)
-        catchup((4, "Hello, world!"), [], "interrupted")
-        await page.locator("#tokens-note", has_text="broke").wait_for(timeout=WAIT_MS)
+        catchup((4, "Hello, world!"), [], BlockState.INTERRUPTED)
+        await page.locator("#tokens-state", has_text="broke").wait_for(timeout=WAIT_MS)
         assert await page.locator("#tokens").inner_text() == "Hello, world!"
+
+
+async def test_a_page_opened_mid_stream_shows_the_block_so_far_and_an_interrupted_one_says_so(
+    world: PipelineWorld,
+) -> None:
+    base, pipeline_id, tokens = await a_streaming_pipeline(world)
+    await tokens.add("written before the page opened; ")
+    await tokens.flush()
+    async with browser_page() as page:
+        await open_pipeline(page, base, pipeline_id)
+        await page.locator("#tokens", has_text="before the page").wait_for(timeout=WAIT_MS)
+        await tokens.add("then cut")
+        await tokens.end_block(BlockState.INTERRUPTED)
+        await page.locator("#tokens", has_text="then cut").wait_for(timeout=WAIT_MS)
+        await page.reload()  # the first subscribe of the page gets the block with its state
+        await page.locator("#tokens-state", has_text="broke").wait_for(timeout=WAIT_MS)
+        text = await page.locator("#tokens").inner_text()
+        assert text == "written before the page opened; then cut"
 
 
 async def test_a_pipeline_made_from_the_list_opens_its_page_and_a_refusal_is_shown(

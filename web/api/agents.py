@@ -1,7 +1,8 @@
 """Agent routes: token catch-up for reconnecting clients, clarifications, costs.
 
 - `GET /api/streams/{stream}/tokens?after=N`: the `token_catchup` of a stream, the text of every
-  kept token frame after seq N (the stream name URL-encoded: `pr%3Aocto%2Frepo%2312`).
+  kept token frame after seq N (the stream name URL-encoded: `pr%3Aocto%2Frepo%2312`), and its
+  latest block's first seq, state and last seq (`block`, null when none is kept).
 - `GET /api/clarifications?status=open|answered`: questions agents asked.
 - `POST /api/clarifications/{id}/answer` with `{"answer": "...", "answered_by": "..."}`: store
   the answer and publish clarification_answered; the step's owner resumes the step.
@@ -49,6 +50,7 @@ async def stream_tokens(request: web.Request) -> web.Response:
             "stream": stream,
             "data": catchup.data(),
             "frames": catchup.frames,
+            "block": catchup.block_json(),
         }
     )
 

@@ -36,6 +36,7 @@ STEP = PIPELINE + r"/steps/{step_id:\d+}"
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 Who = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 Note = Annotated[str, msgspec.Meta(max_length=5000)]
+Dollars = Annotated[float, msgspec.Meta(gt=0, le=100_000)]
 DEFAULT_WHO = "api"  # a person driving through the API without naming themselves
 
 
@@ -75,8 +76,10 @@ class AcknowledgeBody(msgspec.Struct, forbid_unknown_fields=True):
 
 class ActionBody(msgspec.Struct, forbid_unknown_fields=True):
     reason: Note | None = None
-    # resume only: the pipeline's new dollar cap (a budget failure goes on after a raise)
-    max_cost_usd: Annotated[float, msgspec.Meta(gt=0, le=100_000)] | None = None
+    # resume only: the pipeline's and the failed step's new dollar caps (a budget failure goes
+    # on after a raise)
+    max_cost_usd: Dollars | None = None
+    step_max_cost_usd: Dollars | None = None
 
 
 async def answered(
@@ -150,12 +153,18 @@ async def choose_cycle_type(request: web.Request) -> web.Response:
 def _lifecycle(name: str) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def act(request: web.Request) -> web.Response:
         body = await read_json(request, ActionBody, optional=True)
+        if name != "resume" and (body.max_cost_usd or body.step_max_cost_usd):
+            raise ApiError(400, "invalid_field", f"caps are raised by resume, not by {name}")
         engine = pipelines_of(request).engine
         pipeline_id = _pipeline_id(request)
         actions = {
             "start": lambda: engine.start(pipeline_id),
             "pause": lambda: engine.pause(pipeline_id, body.reason),
-            "resume": lambda: engine.resume(pipeline_id, max_cost_usd=body.max_cost_usd),
+            "resume": lambda: engine.resume(
+                pipeline_id,
+                max_cost_usd=body.max_cost_usd,
+                step_max_cost_usd=body.step_max_cost_usd,
+            ),
             "cancel": lambda: engine.cancel(pipeline_id, body.reason),
         }
         return await answered(request, actions[name]())

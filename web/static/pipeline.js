@@ -4,14 +4,17 @@
 // come. Everything from the server is set as text, never as HTML, except the fragment, which
 // the server rendered escaped.
 //
-// The running step's text (#tokens): every token frame has a seq, and one at or below the last
-// seq shown is dropped, so nothing is shown twice. A step that starts empties it. When the page
-// loads, the session's restore (session.js) gives the text the running step streamed so far.
-// After each (re)connection the text is caught up, by the first of these that applies:
-//  1. a token_catchup frame on the WebSocket (the stream's latest block: snapshot and tail),
-//     when it joins what the page holds;
-//  2. when a step started in the meantime (another run streams now, maybe after a restart of
-//     the server): the session's restore again, whose catch-up is that run's text from its start;
+// The running step's text (#tokens): every token frame has a seq and names its block (the
+// block's first seq); a frame at or below the last seq shown is dropped, so nothing is shown
+// twice. A step that starts empties it. When the page loads, the session's restore
+// (session.js) gives the text the running step streamed so far. On each connection, the first
+// and every reconnect, the text is caught up by the first of these that applies:
+//  1. the WebSocket's token_catchup (the stream's latest block whole: snapshot, then tail),
+//     when it joins the text shown: the page holds the block's beginning (the block is
+//     replaced whole), or all before the block, or nothing yet;
+//  2. when a step started meanwhile (another run streams now, maybe after a restart of the
+//     server, and its earlier blocks are not in the WebSocket's catch-up): the session's
+//     restore, whose catch-up is that run's text from its start;
 //  3. otherwise the frames after the last seq shown, from the token buffer over HTTP.
 // Frames that arrive while a catch-up request runs wait for it, then pass the seq check.
 (function () {
@@ -28,11 +31,12 @@
 
   const calls = document.getElementById("tool-calls");
   const tokens = document.getElementById("tokens");
-  const tokensNote = document.getElementById("tokens-note");
+  const tokensState = document.getElementById("tokens-state");
   const stepTitle = document.getElementById("activity-step");
-  // seq: the last frame shown; block: the first seq of the block being shown, when the page
-  // saw it begin (blockAt: where in the text); generation: which step the text is of.
-  const shown = { seq: Number(body.dataset.tokenSeq || 0), block: null, blockAt: 0, generation: 0 };
+  // seq: the last frame shown. block: the first seq of the block whose text ends #tokens, when
+  // the page knows where it begins (blockAt); merged: the last seq of text added in one piece
+  // (a catch-up), inside which no block's beginning is known. generation: which step it is of.
+  const shown = { seq: Number(body.dataset.tokenSeq || 0), block: null, blockAt: 0, merged: 0, generation: 0 };
   let connection = { stepStarted: false, caughtUp: false };
   let held = null; // frames waiting for a catch-up request
 
@@ -48,88 +52,115 @@
     return said.length > 400 ? said.slice(0, 400) + "…" : said;
   }
 
-  function note(said) {
-    tokensNote.textContent = said;
-    tokensNote.hidden = !said;
+  function showState(state) {
+    tokensState.hidden = state !== "interrupted";
+    tokensState.textContent = state === "interrupted" ? "The stream broke here; the step continues later." : "";
   }
 
-  function setText(content, lastSeq) {
-    tokens.textContent = content;
-    shown.seq = Math.max(shown.seq, lastSeq);
-    shown.block = null;
-    tokens.scrollTop = tokens.scrollHeight;
+  function scrolled() { tokens.scrollTop = tokens.scrollHeight; }
+
+  // The page's text of the block starts here, unless a piece added whole may hold its beginning.
+  function enterBlock(block) {
+    if (block === shown.block) return;
+    const known = block !== null && block !== undefined && block > shown.merged;
+    shown.block = known ? block : null;
+    shown.blockAt = tokens.textContent.length;
+    showState("running");
   }
 
   function addTokens(seq, more, block) {
     if (seq <= shown.seq) return;
-    if (block === seq) { shown.block = block; shown.blockAt = tokens.textContent.length; }
-    else if (block !== shown.block) shown.block = null; // its beginning was not seen here
+    enterBlock(block);
     shown.seq = seq;
     tokens.textContent += more;
-    tokens.scrollTop = tokens.scrollHeight;
+    scrolled();
+  }
+
+  // A catch-up's text, added whole (`replacing`: instead of everything shown), through lastSeq.
+  function addWhole(more, lastSeq, replacing) {
+    tokens.textContent = (replacing ? "" : tokens.textContent) + more;
+    shown.seq = Math.max(shown.seq, lastSeq);
+    shown.merged = shown.seq;
+    shown.block = null;
+    scrolled();
   }
 
   function clearTokens() {
     tokens.textContent = "";
     shown.block = null;
+    shown.merged = 0;
     shown.generation += 1;
     if (held) held.length = 0; // frames of the step before
-    note("");
+    showState("running");
   }
 
-  function onToken(frame) {
-    if (held) held.push(frame.data); else addTokens(frame.data.seq, frame.data.text, frame.data.block);
+  function onToken(data) {
+    if (held) held.push(data); else addTokens(data.seq, data.text, data.block);
   }
 
-  function tailText(catchup) {
-    return catchup.tail.map(function (frame) { return frame.text; }).join("");
+  function wholeText(block) {
+    return block.snapshot.text + block.tail.map(function (frame) { return frame.text; }).join("");
   }
 
-  // 1. The WebSocket's catch-up of the stream's latest block, used when it joins the text shown:
-  // the page holds the block's beginning (it is replaced whole), or everything before the
-  // block, or the whole snapshot (the tail's new frames are added).
-  function onBlockCatchup(catchup) {
+  // No text yet: the page was just opened (the latest block is shown, whichever step's), or a
+  // step started and this block began after the last frame seen (not the step before's).
+  function holdsNothingOf(block) {
+    return tokens.textContent === "" && (shown.generation === 0 || block.block > shown.seq);
+  }
+
+  // 1. The WebSocket's catch-up of the stream's latest block, used when it joins the text shown.
+  function onBlockCatchup(block) {
     if (connection.stepStarted) return; // maybe the block of the step before: 2. applies
-    if (catchup.last_seq > shown.seq) {
-      const whole = catchup.snapshot.text + tailText(catchup);
-      if (shown.block === catchup.block) {
-        tokens.textContent = tokens.textContent.slice(0, shown.blockAt) + whole;
-      } else if (shown.seq === catchup.block - 1) {
-        shown.block = catchup.block;
-        shown.blockAt = tokens.textContent.length;
-        tokens.textContent += whole;
-      } else if (shown.seq >= catchup.snapshot.through_seq) {
-        catchup.tail.forEach(function (frame) { addTokens(frame.seq, frame.text, catchup.block); });
-      } else {
-        return; // a gap before the block: 3. fills it
-      }
-      shown.seq = catchup.last_seq;
-      tokens.scrollTop = tokens.scrollHeight;
+    const whole = wholeText(block);
+    if (shown.block === block.block) {
+      tokens.textContent = tokens.textContent.slice(0, shown.blockAt) + whole;
+    } else if (holdsNothingOf(block) || shown.seq === block.block - 1) {
+      shown.block = null;
+      enterBlock(block.block);
+      tokens.textContent += whole;
+    } else if (block.last_seq <= shown.seq) {
+      connection.caughtUp = true; // nothing new
+      return;
+    } else if (shown.seq >= block.snapshot.through_seq) {
+      block.tail.forEach(function (frame) { addTokens(frame.seq, frame.text, block.block); });
+    } else {
+      return; // a gap before the block: 3. fills it
     }
+    shown.seq = Math.max(shown.seq, block.last_seq);
     connection.caughtUp = true;
-    note(catchup.state === "interrupted" ? "The model's stream broke here; the step asks again." : "");
+    scrolled();
+    showState(block.state);
   }
 
   function runningText(restored) {
     return ((restored && restored.token_catchup) || []).find(function (run) { return run.stream === stream; });
   }
 
+  // The restore's text of the running step, from its start; its latest block (when the restore
+  // read it at the same seq) tells where that block begins.
+  function showRun(run) {
+    addWhole(run.text, run.last_seq, true);
+    const block = run.block;
+    if (!block || block.last_seq !== run.last_seq) return;
+    const whole = wholeText(block);
+    if (!run.text.endsWith(whole)) return;
+    shown.block = block.block;
+    shown.blockAt = run.text.length - whole.length;
+    showState(block.state);
+  }
+
   async function fetchCatchup(generation) {
     if (connection.stepStarted && session && session.id) {
       const run = runningText(await session.restore());
       if (generation !== shown.generation) return false;
-      if (run) setText(run.text, run.last_seq);
-      else note("That step ended while the page was away: its output is under Steps.");
+      if (run) showRun(run);
       return true;
     }
     const address = "/api/streams/" + encodeURIComponent(stream) + "/tokens?after=" + shown.seq;
     const response = await fetch(address, { credentials: "same-origin" });
     const answer = await response.json();
     if (generation !== shown.generation) return false;
-    if (response.ok && answer.data.last_seq > shown.seq) {
-      shown.block = null; // the answer may hold the beginning of a block, unmarked
-      addTokens(answer.data.last_seq, answer.data.text, null);
-    }
+    if (response.ok && answer.data.last_seq > shown.seq) addWhole(answer.data.text, answer.data.last_seq, false);
     return true;
   }
 
@@ -137,12 +168,8 @@
   async function catchUp() {
     if (connection.caughtUp) return;
     held = [];
-    let done = false;
     try {
-      while (!done) {
-        done = await fetchCatchup(shown.generation);
-        if (!done) connection.stepStarted = true;
-      }
+      while (!(await fetchCatchup(shown.generation))) connection.stepStarted = true;
     } finally {
       const waiting = held;
       held = null;
@@ -167,7 +194,7 @@
   }
 
   function onEvent(event) {
-    if (event.type === "token") { onToken(event); return; }
+    if (event.type === "token") { onToken(event.data); return; }
     if (event.type === "token_catchup") { if (event.stream === stream) onBlockCatchup(event.data); return; }
     if (event.type === "step_started") {
       stepTitle.textContent = event.data.phase + ", attempt " + event.data.attempt;
@@ -184,7 +211,7 @@
   if (session) {
     session.ready.then(function (restored) {
       const run = runningText(restored);
-      if (run && run.text) setText(run.text, run.last_seq);
+      if (run && run.text) showRun(run);
     });
   }
 
