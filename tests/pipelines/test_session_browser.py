@@ -203,11 +203,17 @@ async def caught_up_with_the_server(
     return shown
 
 
-async def read_the_notifications(page: Page) -> tuple[list[str | None], list[str]]:
-    """Open the panel by keyboard; the kinds and links of the notifications it lists."""
+async def read_the_notifications(page: Page, count: int) -> tuple[list[str | None], list[str]]:
+    """Open the panel by keyboard; once it lists `count` notifications (each is a frame of its
+    own), their kinds and links."""
     await page.focus("#notices-toggle")
     await page.keyboard.press("Enter")
-    await page.wait_for_selector("#notices:not([hidden]) #notices-list li", timeout=WAIT_MS)
+    await page.wait_for_selector("#notices:not([hidden])", timeout=WAIT_MS)
+    await page.wait_for_function(
+        "(count) => document.querySelectorAll('#notices-list li').length === count",
+        arg=count,
+        timeout=WAIT_MS,
+    )
     items = await page.locator("#notices-list li").all()
     kinds = [await item.get_attribute("data-type") for item in items]
     links = await page.locator("#notices-list li a").evaluate_all(
@@ -284,7 +290,7 @@ async def test_a_page_comes_back_after_a_server_kill_with_what_happened_meanwhil
         await until_text(page, "notices-count", "2")
         caught_up = await caught_up_with_the_server(page, api, server, session_id, pipeline_id)
         await screenshot(page, "session-5-reconnected")
-        kinds, links = await read_the_notifications(page)
+        kinds, links = await read_the_notifications(page, 2)
         turns.implementer.released.set()
         await until_text(page, "tokens", "".join(IMPLEMENTER_SAYS))
         await page.click("#notices-read")
@@ -294,7 +300,9 @@ async def test_a_page_comes_back_after_a_server_kill_with_what_happened_meanwhil
         pipeline = await api.pipeline(pipeline_id)
         reloaded = await select_and_open_then_reload(page, api, server, session_id, pipeline)
         await page.focus("#tabs li.tab[data-kind='ticket'] button.close")
-        await page.keyboard.press("Enter")
+        async with page.expect_response(lambda r: r.request.method == "PUT") as put:
+            await page.keyboard.press("Enter")  # the tab goes at once; the server's list after
+        assert (await put.value).ok
         await page.wait_for_selector("#tabs li.tab[data-kind='ticket']", state="detached")
         kept_tabs = (await api.call("GET", f"/api/sessions/{session_id}/tabs"))["tabs"]
         turns.release()
