@@ -144,21 +144,13 @@ class PipelineRecorder:
                 )
                 return
             if step.status == StepStatus.WAITING_FOR_INPUT:
-                waiting = pipelines.pipeline_status(
-                    pipeline.id,
-                    PipelineStatus.WAITING_FOR_INPUT,
-                    now=self.clock.now(),
-                    only_from=PipelineStatus.RUNNING,
-                )
                 event = events.PipelineWaitingForInput(
                     pipeline_id=pipeline.id,
                     ticket=pipeline.ticket_key,
                     step_id=step.id,
                     phase=step.phase,
                 )
-                await self.bus.publish(
-                    events.stream_of(pipeline.id), event, together_with=[waiting]
-                )
+                await self._leave_running(pipeline, PipelineStatus.WAITING_FOR_INPUT, event)
                 return
         failed = next((s for s in steps if s.status == StepStatus.FAILED), None)
         message = failed.error if failed and failed.error else "a step cannot go on"
@@ -223,27 +215,15 @@ class PipelineRecorder:
     async def _waiting_for_input(
         self, pipeline: Pipeline, step: Step, result: StepResult, cost: list[tuple[str, Params]]
     ) -> None:
-        now = self.clock.now()
-        await self.bus.publish(
-            events.stream_of(pipeline.id),
-            events.PipelineWaitingForInput(
-                pipeline_id=pipeline.id,
-                ticket=pipeline.ticket_key,
-                step_id=step.id,
-                phase=step.phase,
-                clarification_id=result.clarification_id,
-            ),
-            together_with=[
-                *cost,
-                pipelines.step_status(step.id, StepStatus.WAITING_FOR_INPUT, now=now),
-                pipelines.pipeline_status(
-                    pipeline.id,
-                    PipelineStatus.WAITING_FOR_INPUT,
-                    now=now,
-                    only_from=PipelineStatus.RUNNING,
-                ),
-            ],
+        event = events.PipelineWaitingForInput(
+            pipeline_id=pipeline.id,
+            ticket=pipeline.ticket_key,
+            step_id=step.id,
+            phase=step.phase,
+            clarification_id=result.clarification_id,
         )
+        waiting = pipelines.step_status(step.id, StepStatus.WAITING_FOR_INPUT, now=self.clock.now())
+        await self._leave_running(pipeline, PipelineStatus.WAITING_FOR_INPUT, event, *cost, waiting)
         if result.clarification_id is not None:
             await self.notes.clarification_asked(pipeline, result.clarification_id)
 
@@ -288,64 +268,52 @@ class PipelineRecorder:
     async def hold(self, pipeline: Pipeline, held: Blocked, steps: Sequence[Step]) -> None:
         """A gate holds: the pipeline waits for a person, and says for what."""
         step = next(s for s in steps if s.id == held.step_id)
-        await self.bus.publish(
-            events.stream_of(pipeline.id),
-            events.WaitingForApproval(
-                pipeline_id=pipeline.id,
-                ticket=pipeline.ticket_key,
-                step_id=step.id,
-                phase=step.phase,
-                gate=held.gate.value,
-                detail=held.detail,
-            ),
-            together_with=[
-                pipelines.pipeline_status(
-                    pipeline.id,
-                    PipelineStatus.WAITING_FOR_APPROVAL,
-                    now=self.clock.now(),
-                    only_from=PipelineStatus.RUNNING,
-                )
-            ],
+        event = events.WaitingForApproval(
+            pipeline_id=pipeline.id,
+            ticket=pipeline.ticket_key,
+            step_id=step.id,
+            phase=step.phase,
+            gate=held.gate.value,
+            detail=held.detail,
         )
+        await self._leave_running(pipeline, PipelineStatus.WAITING_FOR_APPROVAL, event)
 
     async def all_steps_done(self, pipeline: Pipeline) -> None:
         """Every step completed: wait for the PR's review, or (no PR, a spike) complete."""
         opened = await pipelines.pull_requests_of(self.db, pipeline.id)
-        now = self.clock.now()
         if opened:
             first = opened[0]
-            await self.bus.publish(
-                events.stream_of(pipeline.id),
-                events.PipelineWaitingForReview(
-                    pipeline_id=pipeline.id,
-                    ticket=pipeline.ticket_key,
-                    repository=first.repository,
-                    number=first.number,
-                    url=first.url,
-                ),
-                together_with=[
-                    pipelines.pipeline_status(
-                        pipeline.id,
-                        PipelineStatus.WAITING_FOR_REVIEW,
-                        now=now,
-                        only_from=PipelineStatus.RUNNING,
-                    )
-                ],
+            review = events.PipelineWaitingForReview(
+                pipeline_id=pipeline.id,
+                ticket=pipeline.ticket_key,
+                repository=first.repository,
+                number=first.number,
+                url=first.url,
             )
+            await self._leave_running(pipeline, PipelineStatus.WAITING_FOR_REVIEW, review)
             await self.notes.pull_requests_opened(pipeline, opened)
             return
+        completed = events.PipelineCompleted(pipeline_id=pipeline.id, ticket=pipeline.ticket_key)
+        await self._leave_running(pipeline, PipelineStatus.COMPLETED, completed)
+
+    async def _leave_running(
+        self,
+        pipeline: Pipeline,
+        status: PipelineStatus,
+        event: events.PipelineEvent,
+        *changes: tuple[str, Params],
+    ) -> None:
+        """The engine's own move out of `running` (a wait, the end), committed with its event
+        and `changes`; a pause or cancel a person committed meanwhile stands."""
+        moved = pipelines.pipeline_status(
+            pipeline.id,
+            status,
+            now=self.clock.now(),
+            finished=status.ended,
+            only_from=PipelineStatus.RUNNING,
+        )
         await self.bus.publish(
-            events.stream_of(pipeline.id),
-            events.PipelineCompleted(pipeline_id=pipeline.id, ticket=pipeline.ticket_key),
-            together_with=[
-                pipelines.pipeline_status(
-                    pipeline.id,
-                    PipelineStatus.COMPLETED,
-                    now=now,
-                    finished=True,
-                    only_from=PipelineStatus.RUNNING,
-                )
-            ],
+            events.stream_of(pipeline.id), event, together_with=[*changes, moved]
         )
 
     async def fail(
