@@ -119,6 +119,33 @@ async def artifacts_of(db: Database, pipeline_id: int) -> list[Artifact]:
     return [Artifact(*row) for row in rows]
 
 
+async def histories_of(db: Database, pipeline_id: int) -> dict[int, list[StepOutput]]:
+    """`history_of` for every step of a pipeline at once, by step id."""
+    rows = await db.fetchall(
+        "SELECT h.step_id, h.attempt, h.text, h.output, h.created_at FROM step_output_history h"
+        " JOIN pipeline_steps s ON s.id = h.step_id WHERE s.pipeline_id = ?"
+        " ORDER BY h.step_id, h.attempt, h.id",
+        (pipeline_id,),
+    )
+    found: dict[int, list[StepOutput]] = {}
+    for row in rows:
+        found.setdefault(row[0], []).append(_output(row))
+    return found
+
+
+async def feedback_by_step(db: Database, pipeline_id: int) -> dict[int, list[Feedback]]:
+    """`feedback_of` for every step of a pipeline at once, by step id."""
+    rows = await db.fetchall(
+        "SELECT f.id, f.step_id, f.attempt, f.text, f.given_by, f.created_at FROM step_feedback f"
+        " JOIN pipeline_steps s ON s.id = f.step_id WHERE s.pipeline_id = ? ORDER BY f.id",
+        (pipeline_id,),
+    )
+    found: dict[int, list[Feedback]] = {}
+    for row in rows:
+        found.setdefault(row[1], []).append(Feedback(*row))
+    return found
+
+
 async def feedback_of(db: Database, step_id: int) -> list[Feedback]:
     rows = await db.fetchall(
         "SELECT id, step_id, attempt, text, given_by, created_at FROM step_feedback"

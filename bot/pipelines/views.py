@@ -16,7 +16,7 @@ from storage.clarifications import Clarification
 from storage.database import Database
 from storage.pipelines import Pipeline, Step
 from storage.risks import Risk
-from storage.step_outputs import Artifact, StepOutput
+from storage.step_outputs import Artifact, Feedback, StepOutput
 
 
 class ArtifactView(msgspec.Struct):
@@ -155,8 +155,12 @@ def _summary_fields(pipeline: Pipeline) -> dict[str, Any]:
     }
 
 
-async def _step_view(
-    db: Database, step: Step, current: StepOutput | None, artifacts: list[Artifact]
+def _step_view(
+    step: Step,
+    current: StepOutput | None,
+    artifacts: list[Artifact],
+    history: list[StepOutput],
+    feedback: list[Feedback],
 ) -> StepView:
     return StepView(
         id=step.id,
@@ -180,13 +184,10 @@ async def _step_view(
         approval_note=step.approval_note,
         started_at=step.started_at,
         finished_at=step.finished_at,
-        history=[
-            HistoryView(old.attempt, old.text, old.created_at)
-            for old in await step_outputs.history_of(db, step.id)
-        ],
+        history=[HistoryView(old.attempt, old.text, old.created_at) for old in history],
         feedback=[
             FeedbackView(given.attempt, given.text, given.given_by, given.created_at)
-            for given in await step_outputs.feedback_of(db, step.id)
+            for given in feedback
         ],
     )
 
@@ -217,13 +218,21 @@ def _clarification_view(asked: Clarification) -> ClarificationView:
 
 
 async def detail_of(db: Database, pipeline: Pipeline) -> PipelineView:
-    """Everything a person needs to drive the pipeline, read in a handful of queries."""
+    """Everything a person needs to drive the pipeline, read in a fixed number of queries."""
     outputs = await step_outputs.outputs_of(db, pipeline.id)
     artifacts = await step_outputs.artifacts_of(db, pipeline.id)
+    histories = await step_outputs.histories_of(db, pipeline.id)
+    feedback = await step_outputs.feedback_by_step(db, pipeline.id)
     return PipelineView(
         **_summary_fields(pipeline),
         steps=[
-            await _step_view(db, step, outputs.get(step.id), artifacts)
+            _step_view(
+                step,
+                outputs.get(step.id),
+                artifacts,
+                histories.get(step.id, []),
+                feedback.get(step.id, []),
+            )
             for step in await pipelines.list_steps(db, pipeline.id)
         ],
         risks=[_risk_view(risk) for risk in await risks.risks_of(db, pipeline.id)],
