@@ -44,7 +44,7 @@ async def _rotate(settings: Settings) -> int:
     from bot import api_token
     from storage.database import Database
 
-    db = await Database.open(settings.database_url, synchronous=settings.database_synchronous)
+    db = await Database.open(settings.database_url, **settings.database_options())
     try:
         await db.migrate()
         _, token = await api_token.rotate(db)

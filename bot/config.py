@@ -25,6 +25,7 @@ from bot.settings_readers import (
     PRIVATE_KEY_PATH,
     AnyPath,
     AppId,
+    DatabaseUrl,
     Duration,
     Env,
     Environment,
@@ -36,12 +37,12 @@ from bot.settings_readers import (
     ReadableFile,
     Secret,
     SecretText,
-    SqliteUrl,
     Switch,
     Text,
     Url,
     WholeNumber,
 )
+from storage.database import is_postgres_url, redacted_url
 
 SHORT_TOKEN = 16  # an API token shorter than this is accepted, with a warning at start-up
 DEFAULT_MODEL = "claude-sonnet-4-5"
@@ -61,10 +62,15 @@ class Settings:
 
     host: Annotated[str, Env("HOST", Text())] = "127.0.0.1"
     port: Annotated[int, Env("PORT", WholeNumber(0, 65535))] = 8080
-    database_url: Annotated[str, Env("DATABASE_URL", SqliteUrl())] = "sqlite:///biagent.db"
+    database_url: Annotated[str, Env("DATABASE_URL", DatabaseUrl())] = "sqlite:///biagent.db"
     database_synchronous: Annotated[
         str, Env("DATABASE_SYNCHRONOUS", OneOf(("NORMAL", "FULL", "EXTRA")))
     ] = "NORMAL"
+    # PostgreSQL only: the readers' pool size and every statement's time limit
+    database_pool_size: Annotated[int, Env("DATABASE_POOL_SIZE", WholeNumber(1, 1000))] = 10
+    database_statement_timeout: Annotated[
+        float, Env("DATABASE_STATEMENT_TIMEOUT", Duration(low=0.1))
+    ] = 30.0
     api_token: Annotated[Secret | None, Env("BIAGENT_API_TOKEN", SecretText())] = None
     public_url: Annotated[str | None, Env("BIAGENT_PUBLIC_URL", Url())] = None
     # the reverse proxies whose X-Forwarded-Proto/-Host and Forwarded headers are believed
@@ -164,6 +170,23 @@ class Settings:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
         return f"http://{host}:{self.port}"
 
+    def database_options(self) -> dict[str, Any]:
+        """What `Database.open` takes besides the URL (each engine reads its own)."""
+        return {
+            "synchronous": self.database_synchronous,
+            "pool_size": self.database_pool_size,
+            "statement_timeout_s": self.database_statement_timeout,
+        }
+
+    def database_description(self) -> str:
+        """The database for the start-up banner, its password hidden."""
+        if is_postgres_url(self.database_url):
+            return (
+                f"{redacted_url(self.database_url)} (PostgreSQL, pool {self.database_pool_size},"
+                f" statement timeout {self.database_statement_timeout:g}s)"
+            )
+        return f"{self.database_url} (synchronous={self.database_synchronous})"
+
     def summary(self) -> list[str]:
         """What is configured and what is off, for the start-up banner (no secrets)."""
         github = (
@@ -191,7 +214,7 @@ class Settings:
             )
         return [
             *warnings,
-            f"database: {self.database_url} (synchronous={self.database_synchronous})",
+            f"database: {self.database_description()}",
             f"GitHub App: {github}",
             f"GitHub webhooks: {webhooks}",
             f"Anthropic agents: {anthropic}",

@@ -222,16 +222,21 @@ class Networks(WhenSet):
         return tuple(found)
 
 
-class SqliteUrl(WhenSet):
+class DatabaseUrl(WhenSet):
+    """sqlite:///path, or postgresql://user:password@host:5432/db (postgres:// too)."""
+
     __slots__ = ()
 
     def convert(self, raw: str) -> Any:
-        if not raw.startswith("sqlite:///"):
-            raise Refused(
-                "only sqlite:///path is supported in this release"
-                f" (got a {raw.split(':', 1)[0]} URL)"
-            )
-        return raw
+        if raw.startswith("sqlite:///") and len(raw) > len("sqlite:///"):
+            return raw
+        scheme, _, rest = raw.partition("://")
+        if scheme in ("postgresql", "postgres") and rest:
+            return raw
+        raise Refused(
+            "expected sqlite:///path or postgresql://user:password@host:5432/database"
+            f" (got a {raw.split(':', 1)[0]} URL)"
+        )
 
 
 class AppId(WhenSet):

@@ -28,14 +28,18 @@ class StoredEvent:
         }
 
 
-INSERT_EVENT = "INSERT INTO events (stream, type, ts, data) VALUES (?, ?, ?, ?)"
+INSERT_EVENT = "INSERT INTO events (stream, type, ts, data) VALUES (?, ?, ?, ?) RETURNING id"
 # The same, unless an event was published before under the key (the fifth parameter); then
 # KEEP_KEY records the new event's id under it (an ignored insert when the key was there).
 INSERT_EVENT_ONCE = (
     "INSERT INTO events (stream, type, ts, data) SELECT ?, ?, ?, ?"
-    " WHERE NOT EXISTS (SELECT 1 FROM event_keys WHERE key = ?)"
+    " WHERE NOT EXISTS (SELECT 1 FROM event_keys WHERE key = ?) RETURNING id"
 )
-KEEP_KEY = "INSERT OR IGNORE INTO event_keys (key, event_id) VALUES (?, last_insert_rowid())"
+# last_insert_rowid() is lastval() on PostgreSQL (storage/dialect.py).
+KEEP_KEY = (
+    "INSERT INTO event_keys (key, event_id) VALUES (?, last_insert_rowid())"
+    " ON CONFLICT (key) DO NOTHING"
+)
 
 
 def _event(row: Any) -> StoredEvent:

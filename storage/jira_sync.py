@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from storage.database import Database, found
+from storage.database import Database, inserted_id
 from storage.timestamps import to_text
 
 
@@ -99,10 +99,10 @@ async def start_run(
 ) -> int:
     result = await db.write(
         "INSERT INTO sync_status (project, kind, trigger, status, started_at)"
-        " VALUES (?, ?, ?, ?, ?)",
+        " VALUES (?, ?, ?, ?, ?) RETURNING id",
         (project, kind, trigger, RunStatus.RUNNING, to_text(now)),
     )
-    return found(result.lastrowid, f"the new sync run of {project}")
+    return inserted_id(result, f"the new sync run of {project}")
 
 
 async def finish_run(
@@ -193,7 +193,7 @@ async def save_cursor(
             ON CONFLICT (project) DO UPDATE SET
                 jql = excluded.jql, high_water_ms = excluded.high_water_ms,
                 lookback_ms = excluded.lookback_ms,
-                full_synced_at = CASE WHEN ? THEN excluded.full_synced_at
+                full_synced_at = CASE WHEN ? = 1 THEN excluded.full_synced_at
                                       ELSE sync_cursors.full_synced_at END,
                 synced_at = excluded.synced_at
             """,

@@ -284,7 +284,7 @@ def pipeline_status(
     return (
         "UPDATE pipelines SET status = ?, updated_at = ?,"
         " started_at = CASE WHEN ? = 'running' THEN COALESCE(started_at, ?) ELSE started_at END,"
-        " finished_at = CASE WHEN ? THEN ? ELSE NULL END"
+        " finished_at = CASE WHEN ? = 1 THEN ? ELSE NULL END"
         " WHERE id = ? AND status = COALESCE(?, status)",
         (status, stamp, status, stamp, int(finished), stamp, pipeline_id, only_from),
     )
@@ -359,7 +359,7 @@ def step_status(
         "UPDATE pipeline_steps SET status = ?, error = ?, updated_at = ?,"
         " session_key = COALESCE(?, session_key),"
         " started_at = CASE WHEN ? = 'running' THEN COALESCE(started_at, ?) ELSE started_at END,"
-        " finished_at = CASE WHEN ? THEN ? ELSE finished_at END WHERE id = ?",
+        " finished_at = CASE WHEN ? = 1 THEN ? ELSE finished_at END WHERE id = ?",
         (status, error, stamp, session_key, status, stamp, int(ended), stamp, step_id),
     )
 

@@ -14,9 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import aiosqlite
-
-from storage.database import Database, found
+from storage.database import Database, Transaction, found
 from storage.timestamps import from_text, to_text
 
 
@@ -152,11 +150,9 @@ async def gather(
     return await get_batch(db, pending.id), added
 
 
-async def _unbatched_version(
-    connection: aiosqlite.Connection, kind: str, comment_id: int
-) -> int | None:
+async def _unbatched_version(connection: Transaction, kind: str, comment_id: int) -> int | None:
     """The comment's current version, unless it is deleted or that version is in a batch."""
-    async with connection.execute(
+    row = await connection.fetchone(
         """
         SELECT c.version FROM review_comments c
         WHERE c.kind = ? AND c.id = ? AND c.deleted = 0 AND NOT EXISTS (
@@ -165,13 +161,12 @@ async def _unbatched_version(
               AND i.comment_version = c.version)
         """,
         (kind, comment_id),
-    ) as cursor:
-        row = await cursor.fetchone()
+    )
     return None if row is None else int(row[0])
 
 
 async def _put_item(
-    connection: aiosqlite.Connection,
+    connection: Transaction,
     batch_id: int,
     kind: str,
     comment_id: int,
@@ -195,15 +190,14 @@ def _plus(stamp: str, seconds: float) -> str:
     return to_text(from_text(stamp) + timedelta(seconds=seconds))
 
 
-async def _gathering_batch_in(connection: aiosqlite.Connection, pr_id: int) -> Batch | None:
+async def _gathering_batch_in(connection: Transaction, pr_id: int) -> Batch | None:
     """The gathering batch, read inside a transaction (`gathering_batch` reads outside one)."""
-    async with connection.execute(_SELECT_GATHERING, (pr_id,)) as cursor:
-        row = await cursor.fetchone()
+    row = await connection.fetchone(_SELECT_GATHERING, (pr_id,))
     return None if row is None else _batch(row)
 
 
 async def _open_gathering_batch(
-    connection: aiosqlite.Connection,
+    connection: Transaction,
     pr_id: int,
     *,
     trigger: str,
@@ -323,12 +317,12 @@ async def unfinished_batches(db: Database) -> list[Batch]:
 async def claim(db: Database, batch_id: int, *, head_sha: str, now: datetime) -> Batch | None:
     """gathering -> running, snapshotting every comment's body; None if it was not gathering."""
     async with db.transaction() as connection:
-        cursor = await connection.execute(
+        claimed = await connection.execute(
             "UPDATE review_batches SET status = 'running', head_sha = ?, started_at = ?"
             " WHERE id = ? AND status = 'gathering'",
             (head_sha, to_text(now), batch_id),
         )
-        if cursor.rowcount != 1:
+        if claimed.rowcount != 1:
             return None
         await connection.execute(
             """
@@ -376,10 +370,9 @@ async def begin_check_run(db: Database, batch_id: int, head_sha: str) -> str:
     """Record, before the POST, that the batch's next check run is being created on `head_sha`;
     returns its key (the external_id), `<batch>.<n>`, new for every check run of the batch."""
     async with db.transaction() as connection:
-        async with connection.execute(
+        row = await connection.fetchone(
             "SELECT check_run_key FROM review_batches WHERE id = ?", (batch_id,)
-        ) as cursor:
-            row = await cursor.fetchone()
+        )
         last = row[0] if row is not None else None
         serial = int(last.rsplit(".", 1)[1]) + 1 if last else 1
         key = f"{batch_id}.{serial}"

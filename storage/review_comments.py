@@ -101,11 +101,10 @@ async def store_comment(
 ) -> tuple[Comment, str]:
     """Insert or update a comment; returns it and `new`, `edited` (body changed) or `same`."""
     async with db.transaction() as connection:
-        async with connection.execute(
+        existing = await connection.fetchone(
             "SELECT body, version, deleted FROM review_comments WHERE kind = ? AND id = ?",
             (comment.kind, comment.id),
-        ) as cursor:
-            existing = await cursor.fetchone()
+        )
         if existing is None:
             change = "new"
             await connection.execute(_INSERT_COMMENT, _insert_params(pr_id, comment, now))

@@ -13,9 +13,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-import aiosqlite
-
-from storage.database import Database
+from storage.database import Database, Transaction
 from storage.ticket_records import StoreOutcome, TicketRecord
 from storage.ticket_rows import (
     TICKET_COLUMNS,
@@ -104,19 +102,17 @@ def _latest_per_id(records: Sequence[TicketRecord]) -> dict[str, TicketRecord]:
     return latest
 
 
-async def _stored_updated_ms(connection: aiosqlite.Connection, ids: list[str]) -> dict[str, int]:
+async def _stored_updated_ms(connection: Transaction, ids: list[str]) -> dict[str, int]:
     stored: dict[str, int] = {}
     for chunk in chunks(ids):
-        async with connection.execute(
+        fetched = await connection.fetchall(
             f"SELECT id, updated_ms FROM tickets WHERE id IN ({marks(len(chunk))})", chunk
-        ) as cursor:
-            stored.update({row[0]: row[1] for row in await cursor.fetchall()})
+        )
+        stored.update({row[0]: row[1] for row in fetched})
     return stored
 
 
-async def _write(
-    connection: aiosqlite.Connection, fresh: list[TicketRecord], *, synced_at: str
-) -> None:
+async def _write(connection: Transaction, fresh: list[TicketRecord], *, synced_at: str) -> None:
     """Upsert the tickets and replace their links (from both ends) and attachments."""
     # A key can move to another issue id (issues moved between projects): park the stale
     # holder under a unique placeholder until its own sync corrects it.
@@ -138,9 +134,7 @@ async def _write(
         await connection.executemany(_INSERT_ATTACHMENT, attachments)
 
 
-async def _identical_ids(
-    connection: aiosqlite.Connection, records: Sequence[TicketRecord]
-) -> set[str]:
+async def _identical_ids(connection: Transaction, records: Sequence[TicketRecord]) -> set[str]:
     """The records whose ticket row, own link rows and attachments are stored exactly so."""
     if not records:
         return set()
@@ -149,29 +143,29 @@ async def _identical_ids(
     attachments: defaultdict[str, set[tuple[Any, ...]]] = defaultdict(set)
     for chunk in chunks([r.id for r in records]):
         placeholders = marks(len(chunk))
-        async with connection.execute(
+        fetched = await connection.fetchall(
             f"SELECT {TICKET_COLUMNS} FROM tickets WHERE id IN ({placeholders})", chunk
-        ) as cursor:
-            rows.update({row[0]: tuple(row)[:-1] for row in await cursor.fetchall()})
-        async with connection.execute(
+        )
+        rows.update({row[0]: tuple(row)[:-1] for row in fetched})
+        fetched = await connection.fetchall(
             f"""
             SELECT ticket_id, link_id, direction, link_type, relation, other_id, other_key,
                    other_summary, other_status
             FROM ticket_links WHERE ticket_id IN ({placeholders})
             """,
             chunk,
-        ) as cursor:
-            for row in await cursor.fetchall():
-                links[row[0]].add(tuple(row))
-        async with connection.execute(
+        )
+        for row in fetched:
+            links[row[0]].add(tuple(row))
+        fetched = await connection.fetchall(
             f"""
             SELECT id, ticket_id, filename, mime_type, size, author, created_at, content_url
             FROM ticket_attachments WHERE ticket_id IN ({placeholders})
             """,
             chunk,
-        ) as cursor:
-            for row in await cursor.fetchall():
-                attachments[row[1]].add(tuple(row))
+        )
+        for row in fetched:
+            attachments[row[1]].add(tuple(row))
     return {
         r.id
         for r in records
@@ -189,16 +183,16 @@ async def delete_tickets(db: Database, ids: Sequence[str]) -> list[str]:
     async with db.transaction() as connection:
         for chunk in chunks(list(ids)):
             placeholders = marks(len(chunk))
-            async with connection.execute(
+            fetched = await connection.fetchall(
                 f"SELECT key FROM tickets WHERE id IN ({placeholders}) ORDER BY key", chunk
-            ) as cursor:
-                keys.extend(row[0] for row in await cursor.fetchall())
+            )
+            keys.extend(row[0] for row in fetched)
             await _forget_links(connection, chunk)
             await connection.execute(f"DELETE FROM tickets WHERE id IN ({placeholders})", chunk)
     return keys
 
 
-async def _forget_links(connection: aiosqlite.Connection, ids: Sequence[str]) -> None:
+async def _forget_links(connection: Transaction, ids: Sequence[str]) -> None:
     """Every link from or to these tickets: a link is stored from both of its ends."""
     placeholders = marks(len(ids))
     await connection.execute(

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from storage.database import Database, found
+from storage.database import Database, found, inserted_id
 from storage.timestamps import to_text
 
 
@@ -261,19 +261,20 @@ async def add_repo(
     """Record a worktree before it is made, with the lowest free block of ports."""
     stamp = to_text(now)
     async with db.transaction() as connection:
-        async with connection.execute(
+        rows = await connection.fetchall(
             "SELECT port_base FROM worktree_repos WHERE port_base IS NOT NULL ORDER BY port_base"
-        ) as cursor:
-            taken = {row[0] for row in await cursor.fetchall()}
+        )
+        taken = {row[0] for row in rows}
         port_base = first_port
         while port_base in taken:
             port_base += port_block
-        cursor = await connection.execute(
+        inserted = await connection.execute(
             """
             INSERT INTO worktree_repos
                 (session_id, repository_id, path, branch, status, push_url, push_ref,
                  pr_number, port_base, created_at, updated_at)
             VALUES (?, ?, ?, ?, 'creating', ?, ?, ?, ?, ?, ?)
+            RETURNING id
             """,
             (
                 session_id,
@@ -288,7 +289,7 @@ async def add_repo(
                 stamp,
             ),
         )
-        repo_id = found(cursor.lastrowid, "the new worktree repo's id")
+        repo_id = inserted_id(inserted, "the new worktree repo")
     stored = found(await get_repo(db, repo_id), f"worktree repo {repo_id}")
     return stored
 

@@ -1,9 +1,13 @@
 """Fixtures: the real app on a loopback port with a real SQLite file in tmp_path, migrated
-databases that are closed whatever the test did, and the protocol fakes on loopback."""
+databases that are closed whatever the test did, and the protocol fakes on loopback.
+
+A module marked `pytest.mark.both_databases` runs each test that uses a database (`db`,
+`open_database`, `database_url`, `settings`) twice: on SQLite and on a throwaway PostgreSQL
+server (tests/postgres_server.py), one fresh database per test."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +20,7 @@ from bot.config import Settings
 from storage.database import Database
 from tests.fakes.jira import FakeJira
 from tests.helpers import auth_headers, jira_settings, make_settings
+from tests.postgres_server import PostgresServer, postgres_bindir
 from web.app import create_app
 
 pytest_plugins = ["tests.ci_rules", "tests.fuzz_tally"]
@@ -25,9 +30,87 @@ StartApp = Callable[..., Awaitable[AppClient]]
 OpenDatabase = Callable[..., Awaitable[Database]]
 
 
+POSTGRES_BINDIR = postgres_bindir()
+ENGINES = [
+    "sqlite",
+    pytest.param(
+        "postgresql",
+        marks=pytest.mark.skipif(
+            POSTGRES_BINDIR is None,
+            reason="PostgreSQL's initdb and pg_ctl are missing (Debian: apt install postgresql)",
+        ),
+    ),
+]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "both_databases: run the module's database tests on SQLite and PostgreSQL"
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    marked = metafunc.definition.get_closest_marker("both_databases") is not None
+    chosen = any(
+        "database_engine" in str(mark.args[0])
+        for mark in metafunc.definition.iter_markers("parametrize")
+    )
+    if marked and not chosen and "database_engine" in metafunc.fixturenames:
+        metafunc.parametrize("database_engine", ENGINES, indirect=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One throwaway PostgreSQL server for the session, with the migrated template."""
+    if POSTGRES_BINDIR is None:
+        pytest.skip("PostgreSQL is not installed")
+    server = PostgresServer(POSTGRES_BINDIR)
+    try:
+        server.start()
+        server.make_template()
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return make_settings(tmp_path)
+def database_engine(request: pytest.FixtureRequest) -> str:
+    """ "sqlite", unless the module is marked both_databases (then each engine in turn)."""
+    return str(getattr(request, "param", "sqlite"))
+
+
+@pytest.fixture
+def database_urls(
+    request: pytest.FixtureRequest, database_engine: str, tmp_path: Path
+) -> Iterator[Callable[[str], str]]:
+    """`database_urls(name)`: the URL of a migrated database of the test's engine, one per
+    name (a SQLite file in tmp_path, or a fresh PostgreSQL database dropped afterwards)."""
+    made: dict[str, str] = {}
+
+    def url_for(name: str) -> str:
+        if name not in made:
+            if database_engine == "postgresql":
+                server = request.getfixturevalue("postgres_server")
+                made[name] = server.fresh_database()
+            else:
+                made[name] = f"sqlite:///{tmp_path / name}"
+        return made[name]
+
+    yield url_for
+    if database_engine == "postgresql" and made:
+        server = request.getfixturevalue("postgres_server")
+        for url in made.values():
+            server.drop(url)
+
+
+@pytest.fixture
+def database_url(database_urls: Callable[[str], str]) -> str:
+    return database_urls("biagent.db")
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    return make_settings(tmp_path, database_url=database_url)
 
 
 @pytest.fixture
@@ -48,13 +131,14 @@ async def client(start_app: StartApp, settings: Settings) -> AppClient:
 
 
 @pytest.fixture
-async def open_database(tmp_path: Path) -> AsyncIterator[OpenDatabase]:
-    """Opens a migrated SQLite file in tmp_path (`await open_database("x.db", **options)`);
-    every database opened is closed after the test, passed or failed."""
+async def open_database(database_urls: Callable[[str], str]) -> AsyncIterator[OpenDatabase]:
+    """Opens a migrated database (`await open_database("x.db", **options)`): a SQLite file in
+    tmp_path, or on PostgreSQL a database of its own per name; every database opened is
+    closed after the test, passed or failed."""
     opened: list[Database] = []
 
     async def open_migrated(name: str = "biagent.db", **options: Any) -> Database:
-        database = await Database.open(f"sqlite:///{tmp_path / name}", **options)
+        database = await Database.open(database_urls(name), **options)
         opened.append(database)
         await database.migrate()
         return database

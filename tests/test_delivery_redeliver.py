@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+
 from storage import deliveries
 from storage.database import Database
+
+pytestmark = pytest.mark.both_databases
 
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 

@@ -5,9 +5,13 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
+import pytest
+
 from storage import pull_requests, review_batches, review_comments, review_replies
 from storage.database import Database
 from storage.review_comments import NewComment
+
+pytestmark = pytest.mark.both_databases
 
 NOW = datetime(2026, 11, 24, 15, 40, tzinfo=UTC)
 

@@ -88,7 +88,7 @@ async def _cancel(task: asyncio.Task[None]) -> None:
 async def database(app: web.Application) -> AsyncIterator[None]:
     """DB: the database, migrated to the newest schema."""
     settings = app[SETTINGS]
-    db = await Database.open(settings.database_url, synchronous=settings.database_synchronous)
+    db = await Database.open(settings.database_url, **settings.database_options())
     try:
         version = await db.migrate()
         log.info("database ready at schema version %d", version)

@@ -26,7 +26,7 @@ from bot.clock import Clock
 from bot.events.message import Event, encode
 from storage import events as event_store
 from storage import meta
-from storage.database import Database, Params, WriteResult, found
+from storage.database import Database, Params, WriteResult, inserted_id
 from storage.timestamps import to_text
 
 log = logging.getLogger(__name__)
@@ -125,14 +125,13 @@ class EventBus:
         ts = to_text(self.clock.now())
 
         def fan_out(result: WriteResult) -> None:
-            self._stored(found(result.lastrowid, "the new event's id"), stream, type_name, ts,
-                         data_text)  # fmt: skip
+            self._stored(inserted_id(result), stream, type_name, ts, data_text)
 
         results = await self.db.write_many(
             [*together_with, (event_store.INSERT_EVENT, (stream, type_name, ts, data_text))],
             after_commit=lambda results: fan_out(results[-1]),
         )
-        return found(results[-1].lastrowid, "the new event's id")
+        return inserted_id(results[-1])
 
     async def _publish_once(
         self,
@@ -145,9 +144,8 @@ class EventBus:
         ts = to_text(self.clock.now())
 
         def fan_out(results: list[WriteResult]) -> None:
-            if results[-2].rowcount == 1:  # not published under this key before
-                event_id = found(results[-2].lastrowid, "the new event's id")
-                self._stored(event_id, stream, type_name, ts, data_text)
+            if results[-2].rows:  # not published under this key before
+                self._stored(inserted_id(results[-2]), stream, type_name, ts, data_text)
 
         results = await self.db.write_many(
             [
@@ -157,7 +155,7 @@ class EventBus:
             ],
             after_commit=fan_out,
         )
-        return results[-2].lastrowid if results[-2].rowcount == 1 else None
+        return inserted_id(results[-2]) if results[-2].rows else None
 
     def _stored(self, event_id: int, stream: str, type_name: str, ts: str, data: str) -> None:
         """Fan out an event just committed under `event_id`."""

@@ -22,7 +22,7 @@ from typing import Any
 
 from bot.config import Secret, Settings
 from bot.settings_readers import Refused, pem_private_key
-from storage.database import sqlite_path_from_url
+from storage.database import database_file
 
 CREDENTIALS_FILE = "github-app.json"
 
@@ -72,10 +72,12 @@ class StartingCredentials:
 
 
 def credentials_path(settings: Settings) -> Path:
-    """Where the manifest flow saves the App: BIAGENT_SECRETS_DIR, else beside the database."""
+    """Where the manifest flow saves the App: BIAGENT_SECRETS_DIR, else beside the SQLite
+    database (on PostgreSQL: the working directory)."""
     directory = settings.secrets_dir
     if directory is None:
-        directory = Path(sqlite_path_from_url(settings.database_url)).parent
+        database = database_file(settings.database_url)
+        directory = Path() if database is None else database.parent
     return directory / CREDENTIALS_FILE
 
 

@@ -438,7 +438,7 @@ def sync_tickets(
         from storage.database import Database
 
         clock = SystemClock()
-        db = await Database.open(settings.database_url, synchronous=settings.database_synchronous)
+        db = await Database.open(settings.database_url, **settings.database_options())
         try:
             await db.migrate()
             bus = EventBus(db, clock)

@@ -12,7 +12,7 @@ from bot.github.credentials import credentials_path
 from bot.worktrees.cleanup import github_pull_request_state
 from bot.worktrees.manager import TokenSource, WorktreeManager
 from bot.worktrees.options import WorktreeOptions
-from storage.database import Database, sqlite_path_from_url
+from storage.database import Database, database_file
 from storage.repositories import Repository
 
 SWEEP_EVERY_S = 600.0
@@ -32,9 +32,12 @@ def installation_tokens(github: GitHubConnection) -> TokenSource:
 
 def hidden_from_commands(settings: Settings) -> list[Path]:
     """Files a sandboxed command must not read: the database, its journals, the app's key (the
-    saved App's file too, whether or not it exists yet: the manifest flow may write it later)."""
-    database = Path(sqlite_path_from_url(settings.database_url))
-    hidden = [database, Path(f"{database}-wal"), Path(f"{database}-shm")]
+    saved App's file too, whether or not it exists yet: the manifest flow may write it later).
+    A PostgreSQL database has no file here to hide."""
+    database = database_file(settings.database_url)
+    hidden = (
+        [] if database is None else [database, Path(f"{database}-wal"), Path(f"{database}-shm")]
+    )
     hidden.append(credentials_path(settings))
     if settings.github_private_key_path is not None:
         hidden.append(settings.github_private_key_path)

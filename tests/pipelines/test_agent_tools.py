@@ -34,6 +34,8 @@ from storage.database import Database
 from tests.fakes.github import FakeGitHub, api_example
 from tests.fakes.jira import FakeJira
 
+pytestmark = pytest.mark.both_databases
+
 NOW = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
 REPO = "octo/repo"
 INSTALLATION = 31

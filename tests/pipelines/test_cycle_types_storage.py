@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+
 from storage import cycle_types
 from storage.cycle_types import PhaseChoice
 from storage.database import Database
+
+pytestmark = pytest.mark.both_databases
 
 NOW = datetime(2026, 12, 3, 10, 0, tzinfo=UTC)
 

@@ -1,0 +1,74 @@
+"""The PostgreSQL dialect adapter: the few differences the portable SQL cannot avoid.
+
+The aggregate modules write SQL that both engines run as it is (`ON CONFLICT ... DO NOTHING`
+or `DO UPDATE`, `RETURNING id` instead of a cursor's lastrowid, timestamps computed in Python
+from the injected clock). What is left is translated here, once per statement text (cached):
+
+- `?` placeholders become psycopg's `%s`, and a literal `%` becomes `%%` (psycopg reads `%`
+  as the start of a placeholder); a `?` inside a quoted string or identifier stays.
+- `last_insert_rowid()` becomes `lastval()`: the id the same connection's previous INSERT
+  drew from its identity column (storage/events.py's KEEP_KEY is the one use).
+
+Rows read back support `row["column"]` and `row[0]`, as sqlite3.Row does.
+docs/database.md lists the dialect rules the modules follow.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
+
+_FUNCTIONS = {"last_insert_rowid()": "lastval()"}
+
+
+@functools.lru_cache(maxsize=4096)
+def to_postgres(sql: str) -> str:
+    """`sql` written with SQLite's `?` placeholders, in psycopg's form."""
+    out: list[str] = []
+    quote: str | None = None
+    for char in sql:
+        if quote is not None:
+            if char == quote:
+                quote = None
+        elif char in ("'", '"'):
+            quote = char
+        elif char == "?":
+            out.append("%s")
+            continue
+        out.append("%%" if char == "%" else char)
+    translated = "".join(out)
+    for sqlite_form, postgres_form in _FUNCTIONS.items():
+        translated = translated.replace(sqlite_form, postgres_form)
+    return translated
+
+
+class Row(tuple[Any, ...]):
+    """A row as a tuple that also answers `row["column"]` and `keys()` (sqlite3.Row's API)."""
+
+    __slots__ = ()
+    _index: ClassVar[dict[str, int]] = {}
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str):
+            try:
+                return tuple.__getitem__(self, self._index[key])
+            except KeyError:
+                raise IndexError(f"no such column: {key}") from None
+        return tuple.__getitem__(self, key)
+
+    def keys(self) -> list[str]:
+        return list(self._index)
+
+
+@functools.lru_cache(maxsize=1024)
+def _row_class(names: tuple[str, ...]) -> type[Row]:
+    index = {name: position for position, name in reversed(list(enumerate(names)))}
+    return type("Row", (Row,), {"__slots__": (), "_index": index})
+
+
+def row_maker(names: Sequence[str]) -> Callable[[Sequence[Any]], Row]:
+    """Builds rows for a result whose columns are `names` (the first of a repeated name wins,
+    as with sqlite3.Row)."""
+    row_class = _row_class(tuple(names))
+    return row_class
