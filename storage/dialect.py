@@ -63,7 +63,9 @@ class Row(tuple[Any, ...]):
 
 @functools.lru_cache(maxsize=1024)
 def _row_class(names: tuple[str, ...]) -> type[Row]:
-    index = {name: position for position, name in reversed(list(enumerate(names)))}
+    index: dict[str, int] = {}
+    for position, name in enumerate(names):
+        index.setdefault(name, position)
     return type("Row", (Row,), {"__slots__": (), "_index": index})
 
 

@@ -17,6 +17,8 @@ from bot.delivery_outcomes import (
     is_payload_shape_error,
 )
 
+pytestmark = pytest.mark.both_databases
+
 
 def raised(call: Callable[[], object]) -> Exception:
     try:

@@ -7,11 +7,15 @@ import asyncio
 import json
 from typing import Any
 
+import pytest
+
 from bot.clock import SystemClock
 from storage import deliveries
 from tests.conftest import AppClient
 from tests.helpers import auth_headers, github_headers
 from web.keys import SERVICES
+
+pytestmark = pytest.mark.both_databases
 
 
 async def store_deliveries(client: AppClient, count: int, *, source: str = "github") -> None:

@@ -21,6 +21,8 @@ from storage.database import Database
 from tests.fakes.jira import FakeJira
 from tests.helpers import load_json
 
+pytestmark = pytest.mark.both_databases
+
 
 @dataclass
 class Mirror:
@@ -44,9 +46,9 @@ class Mirror:
 
 
 async def open_mirror(
-    tmp_path: Path, fake: FakeJira, clock: Clock, **sync_options: object
+    database_url: str, fake: FakeJira, clock: Clock, **sync_options: object
 ) -> Mirror:
-    db = await Database.open(f"sqlite:///{tmp_path / 'mirror.db'}")
+    db = await Database.open(database_url)
     await db.migrate()
     bus = EventBus(db, clock)
     await bus.start()
@@ -56,11 +58,11 @@ async def open_mirror(
 
 
 @contextlib.asynccontextmanager
-async def mirror_of(tmp_path: Path, deployment: str) -> AsyncIterator[Mirror]:
+async def mirror_of(database_url: str, deployment: str) -> AsyncIterator[Mirror]:
     """A Jira fake of that deployment on loopback and a mirror syncing it, 10 issues a page."""
     fake = FakeJira(deployment=deployment)
     await fake.start()
-    opened = await open_mirror(tmp_path, fake, SystemClock(), page_size=10)
+    opened = await open_mirror(database_url, fake, SystemClock(), page_size=10)
     try:
         yield opened
     finally:
@@ -70,14 +72,14 @@ async def mirror_of(tmp_path: Path, deployment: str) -> AsyncIterator[Mirror]:
 
 
 @pytest.fixture(params=["Server", "Cloud"])
-async def mirror(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Mirror]:
-    async with mirror_of(tmp_path, request.param) as opened:
+async def mirror(request: pytest.FixtureRequest, database_url: str) -> AsyncIterator[Mirror]:
+    async with mirror_of(database_url, request.param) as opened:
         yield opened
 
 
 @pytest.fixture
-async def cloud(tmp_path: Path) -> AsyncIterator[Mirror]:
-    async with mirror_of(tmp_path, "Cloud") as opened:
+async def cloud(database_url: str) -> AsyncIterator[Mirror]:
+    async with mirror_of(database_url, "Cloud") as opened:
         yield opened
 
 
@@ -229,11 +231,11 @@ async def test_attachment_metadata_is_stored_without_content(mirror: Mirror) -> 
     assert len(downloads()) == 1  # a download would have been seen
 
 
-async def test_a_truncated_changelog_is_fetched_in_full(tmp_path: Path) -> None:
+async def test_a_truncated_changelog_is_fetched_in_full(database_url: str, tmp_path: Path) -> None:
     fake = FakeJira(deployment="Cloud")
     await fake.start()
     try:
-        mirror = await open_mirror(tmp_path, fake, SystemClock())
+        mirror = await open_mirror(database_url, fake, SystemClock())
         key = fake.add_issue("PROJ", "long history", histories=130)
         await mirror.sync.sync_project("PROJ", trigger="manual")
         stored = await tickets.get_ticket(mirror.db, key)
@@ -273,9 +275,11 @@ class WatchedClock(ManualClock):
         self.woke.set()
 
 
-async def test_a_429_is_honoured_after_retry_after(tmp_path: Path, fake_jira: FakeJira) -> None:
+async def test_a_429_is_honoured_after_retry_after(
+    database_url: str, tmp_path: Path, fake_jira: FakeJira
+) -> None:
     clock = WatchedClock()
-    mirror = await open_mirror(tmp_path, fake_jira, clock)
+    mirror = await open_mirror(database_url, fake_jira, clock)
     fake_jira.add_issue("PROJ", "one")
     await mirror.client.connect()
     fake_jira.throttle(retry_after=7)
@@ -310,8 +314,10 @@ async def test_two_syncs_of_one_project_never_run_at_once(mirror: Mirror) -> Non
     assert (await other_process.sync_project("PROJ", trigger="cli")).kind == "incremental"
 
 
-async def test_a_failed_sync_is_recorded_and_announced(tmp_path: Path, fake_jira: FakeJira) -> None:
-    mirror = await open_mirror(tmp_path, fake_jira, SystemClock(), jql_filter="nosuchfield = 1")
+async def test_a_failed_sync_is_recorded_and_announced(
+    database_url: str, tmp_path: Path, fake_jira: FakeJira
+) -> None:
+    mirror = await open_mirror(database_url, fake_jira, SystemClock(), jql_filter="nosuchfield = 1")
     fake_jira.add_issue("PROJ", "one")
     with pytest.raises(Exception, match="nosuchfield"):
         await mirror.sync.sync_project("PROJ", trigger="manual")
@@ -325,10 +331,10 @@ async def test_a_failed_sync_is_recorded_and_announced(tmp_path: Path, fake_jira
 
 
 async def test_jira_jql_narrows_the_scope_and_names_the_projects(
-    tmp_path: Path, fake_jira: FakeJira
+    database_url: str, tmp_path: Path, fake_jira: FakeJira
 ) -> None:
     mirror = await open_mirror(
-        tmp_path, fake_jira, SystemClock(), jql_filter='project = PROJ AND labels = "backend"'
+        database_url, fake_jira, SystemClock(), jql_filter='project = PROJ AND labels = "backend"'
     )
     wanted = fake_jira.add_issue("PROJ", "backend work", labels=("backend",))
     fake_jira.add_issue("PROJ", "frontend work", labels=("frontend",))
@@ -371,11 +377,13 @@ async def test_a_deletion_is_found_and_the_next_syncs_still_succeed(mirror: Mirr
     assert [run.status for run in runs] == ["complete"] * 4
 
 
-async def test_an_issue_moved_out_of_scope_is_dropped_on_cloud(tmp_path: Path) -> None:
+async def test_an_issue_moved_out_of_scope_is_dropped_on_cloud(
+    database_url: str, tmp_path: Path
+) -> None:
     fake = FakeJira(deployment="Cloud")
     await fake.start()
     try:
-        mirror = await open_mirror(tmp_path, fake, SystemClock(), jql_filter="labels = backend")
+        mirror = await open_mirror(database_url, fake, SystemClock(), jql_filter="labels = backend")
         kept = fake.add_issue("PROJ", "kept", labels=("backend",))
         moved = fake.add_issue("PROJ", "moved", labels=("backend",))
         await mirror.sync.sync_project("PROJ", trigger="manual")
@@ -455,10 +463,10 @@ async def test_an_unreadable_issue_is_skipped_and_the_others_stored(mirror: Mirr
 
 
 async def test_sync_all_records_a_project_that_cannot_start_and_runs_the_others(
-    tmp_path: Path, fake_jira: FakeJira
+    database_url: str, tmp_path: Path, fake_jira: FakeJira
 ) -> None:
     mirror = await open_mirror(
-        tmp_path, fake_jira, SystemClock(), jql_filter="project in (bad-key, PROJ)"
+        database_url, fake_jira, SystemClock(), jql_filter="project in (bad-key, PROJ)"
     )
     fake_jira.add_issue("PROJ", "one")
     results = await mirror.sync.sync_all(trigger="schedule")
@@ -475,9 +483,9 @@ async def test_sync_all_records_a_project_that_cannot_start_and_runs_the_others(
 
 
 async def test_a_failure_to_list_projects_is_recorded_and_announced(
-    tmp_path: Path, fake_jira: FakeJira
+    database_url: str, tmp_path: Path, fake_jira: FakeJira
 ) -> None:
-    mirror = await open_mirror(tmp_path, fake_jira, SystemClock())
+    mirror = await open_mirror(database_url, fake_jira, SystemClock())
     await mirror.client.connect()
     fake_jira.throttle(retry_after=0, times=6)  # GET /project: 429 until the retries run out
     assert await mirror.sync.sync_all(trigger="schedule") == []

@@ -7,6 +7,7 @@ from ipaddress import ip_network
 from pathlib import Path
 
 import aiohttp
+import pytest
 from yarl import URL
 
 from bot.agents.tokens import TokenCoalescer, TokenSequence
@@ -19,6 +20,8 @@ from tests.helpers import API_TOKEN, auth_headers, make_settings
 from tests.sessions_helpers import api, new_session, open_tabs
 from web.keys import SERVICES, SESSIONS
 from web.session_cookie import SESSION_COOKIE
+
+pytestmark = pytest.mark.both_databases
 
 LOOPBACK = (ip_network("127.0.0.1/32"),)
 
@@ -48,9 +51,11 @@ async def test_logging_in_again_keeps_the_browsers_session(client: AppClient) ->
 
 
 async def test_the_session_cookie_is_secure_behind_a_trusted_https_proxy(
-    start_app: StartApp, tmp_path: Path
+    start_app: StartApp, tmp_path: Path, database_url: str
 ) -> None:
-    client = await start_app(make_settings(tmp_path, trusted_proxies=LOOPBACK))
+    client = await start_app(
+        make_settings(tmp_path, trusted_proxies=LOOPBACK, database_url=database_url)
+    )
     response = await client.get(
         "/login",
         params={"token": API_TOKEN},
@@ -149,12 +154,16 @@ async def test_restore_from_another_client_gets_tabs_state_and_what_they_show_no
     assert restored["token_catchup"] == []
 
 
-async def test_a_session_of_another_token_is_not_found(start_app: StartApp, tmp_path: Path) -> None:
-    client = await start_app(make_settings(tmp_path))
+async def test_a_session_of_another_token_is_not_found(
+    start_app: StartApp, tmp_path: Path, database_url: str
+) -> None:
+    client = await start_app(make_settings(tmp_path, database_url=database_url))
     session_id = await new_session(client)
     await client.close()
     other_token = "another-token-0123456789"
-    client = await start_app(make_settings(tmp_path, api_token=Secret(other_token)))
+    client = await start_app(
+        make_settings(tmp_path, api_token=Secret(other_token), database_url=database_url)
+    )
     headers = {"Authorization": f"Bearer {other_token}"}
     for method, path in [
         ("GET", f"/api/sessions/{session_id}"),

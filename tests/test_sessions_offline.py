@@ -7,7 +7,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from bot.clock import ManualClock, SystemClock
+from bot.config import Settings
 from bot.events.bus import EventBus
 from bot.events.message import Event
 from bot.jira.events import SyncError, TicketUpdated
@@ -18,6 +21,8 @@ from tests.conftest import AppClient, StartApp
 from tests.helpers import make_settings
 from tests.sessions_helpers import api, connect, disconnect, new_session, open_tabs, recorded
 from web.keys import SCHEDULER, SERVICES
+
+pytestmark = pytest.mark.both_databases
 
 PR = "pr:octo/repo#3"
 
@@ -148,9 +153,11 @@ async def test_a_dashboard_tab_hears_every_stream_and_another_session_is_its_own
 
 
 async def test_each_session_keeps_its_newest_events_up_to_the_cap(
-    start_app: StartApp, tmp_path: Path
+    start_app: StartApp, tmp_path: Path, database_url: str
 ) -> None:
-    client = await start_app(make_settings(tmp_path, offline_events_per_session=3))
+    client = await start_app(
+        make_settings(tmp_path, offline_events_per_session=3, database_url=database_url)
+    )
     session_id = await new_session(client)
     await open_tabs(client, session_id, {"kind": "pipeline", "ref": "5"})
     ids = [await publish(client, "pipeline:5", failed(5)) for _ in range(5)]
@@ -160,9 +167,9 @@ async def test_each_session_keeps_its_newest_events_up_to_the_cap(
 
 
 async def test_offline_events_expire_after_their_ttl_and_housekeeping_removes_them(
-    start_app: StartApp, tmp_path: Path, manual_clock: ManualClock
+    start_app: StartApp, tmp_path: Path, manual_clock: ManualClock, database_url: str
 ) -> None:
-    settings = make_settings(tmp_path, offline_events_ttl=3600.0)
+    settings = make_settings(tmp_path, offline_events_ttl=3600.0, database_url=database_url)
     client = await start_app(settings, clock=manual_clock)
     session_id = await new_session(client)
     await open_tabs(client, session_id, {"kind": "pipeline", "ref": "5"})
@@ -180,11 +187,10 @@ async def test_offline_events_expire_after_their_ttl_and_housekeeping_removes_th
 
 
 async def test_an_event_committed_just_before_a_crash_is_recorded_at_the_next_start(
-    start_app: StartApp, tmp_path: Path
+    start_app: StartApp, settings: Settings
 ) -> None:
     """The process stopped between an event's commit and its recording: here the event is
     committed by a bus of its own on the same database while the app is not running."""
-    settings = make_settings(tmp_path)
     client = await start_app(settings)
     session_id = await new_session(client)
     await open_tabs(client, session_id, {"kind": "pipeline", "ref": "5"})

@@ -25,6 +25,8 @@ from tests.helpers import auth_headers
 from tests.test_websocket import connect, next_json
 from web.keys import SERVICES
 
+pytestmark = pytest.mark.both_databases
+
 STREAM = "pipeline:1"
 NOW = datetime(2026, 11, 24, 15, 40, tzinfo=UTC)
 

@@ -15,6 +15,8 @@ from storage import token_buffer
 from storage.database import Database
 from tests.agents.conftest import MODEL, Recorder
 
+pytestmark = pytest.mark.both_databases
+
 SHIPPED_AGENTS = {
     "triage",
     "researcher",
