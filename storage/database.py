@@ -158,6 +158,15 @@ class Database(abc.ABC):
         """Apply every numbered migration not applied yet; returns the schema version."""
 
 
+def driver_errors() -> tuple[type[Exception], ...]:
+    """What either driver raises when the database cannot answer (for /readyz and the like)."""
+    import sqlite3
+
+    import psycopg
+
+    return (sqlite3.Error, psycopg.Error, DatabaseError)
+
+
 def is_postgres_url(url: str) -> bool:
     return url.startswith(POSTGRES_SCHEMES)
 

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 
 from aiohttp import web
 
 from bot.readiness import IntegrationState, integrations
 from storage import operations
-from storage.database import DatabaseClosed
+from storage.database import DatabaseClosed, driver_errors
 from storage.operations import JiraSyncState
 from web.keys import METRICS, SERVICES
 
@@ -26,7 +25,13 @@ log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 READY_TIMEOUT_S = 2.0
-_DATABASE_DOWN = (DatabaseClosed, sqlite3.Error, TimeoutError, OSError, ValueError)
+_DATABASE_DOWN: tuple[type[Exception], ...] = (
+    DatabaseClosed,
+    *driver_errors(),
+    TimeoutError,
+    OSError,
+    ValueError,
+)
 
 
 @routes.get("/metrics")
