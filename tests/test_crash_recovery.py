@@ -1,4 +1,5 @@
-"""SIGKILL the real server mid-burst, restart it, and find every delivery processed once."""
+"""SIGKILL the real server mid-burst, restart it, and find every delivery processed once: on
+SQLite and on PostgreSQL (the app served on each engine, deliveries accepted and dispatched)."""
 
 from __future__ import annotations
 
@@ -8,15 +9,19 @@ import json
 import os
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import aiohttp
+import pytest
 
+from storage.database import Database
 from tests.helpers import API_TOKEN, WEBHOOK_SECRET, github_headers, load_json
+
+pytestmark = pytest.mark.both_databases
 
 ROOT = Path(__file__).resolve().parent.parent
 BURST = 300
@@ -28,7 +33,7 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def start_server(database: Path, port: int) -> subprocess.Popen[bytes]:
+def start_server(database_url: str, port: int) -> subprocess.Popen[bytes]:
     environment = {
         key: value
         for key, value in os.environ.items()
@@ -36,7 +41,7 @@ def start_server(database: Path, port: int) -> subprocess.Popen[bytes]:
     }
     environment.update(
         PORT=str(port),
-        DATABASE_URL=f"sqlite:///{database}",
+        DATABASE_URL=database_url,
         GITHUB_WEBHOOK_SECRET=WEBHOOK_SECRET,
         BIAGENT_API_TOKEN=API_TOKEN,
         LOG_LEVEL="WARNING",
@@ -108,8 +113,42 @@ async def send(
         return None
 
 
-async def test_sigkill_mid_burst_loses_nothing_and_repeats_nothing(tmp_path: Path) -> None:
-    database = tmp_path / "biagent.db"
+async def stored_delivery_ids(database_url: str) -> set[str]:
+    db = await Database.open(database_url)
+    try:
+        return {row[0] for row in await db.fetchall("SELECT delivery_id FROM deliveries")}
+    finally:
+        await db.close()
+
+
+async def check_each_delivery_done_once(database_url: str) -> None:
+    db = await Database.open(database_url)
+    try:
+        assert await db.fetchval("SELECT COUNT(*) FROM deliveries") == BURST
+        statuses = await db.fetchall("SELECT status, COUNT(*) FROM deliveries GROUP BY status")
+        assert {row[0]: row[1] for row in statuses} == {"done": BURST}
+        repositories = [
+            row[0] for row in await db.fetchall("SELECT full_name FROM installation_repositories")
+        ]
+        assert sorted(repositories) == sorted(f"octo/r{n}" for n in range(BURST))
+        announced = Counter(
+            data["delivery_pk"]
+            for data in (
+                json.loads(row[0])
+                for row in await db.fetchall(
+                    "SELECT data FROM events WHERE type = 'delivery_processed'"
+                )
+            )
+            if data["status"] == "done"
+        )
+    finally:
+        await db.close()
+    assert len(announced) == BURST
+    assert set(announced.values()) == {1}
+
+
+async def test_sigkill_mid_burst_loses_nothing_and_repeats_nothing(database_url: str) -> None:
+    database = database_url
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     bodies = delivery_bodies()
@@ -133,9 +172,7 @@ async def test_sigkill_mid_burst_loses_nothing_and_repeats_nothing(tmp_path: Pat
         server.wait()
     assert BURST // 2 <= len(acked) < BURST
 
-    with sqlite3.connect(database) as connection:
-        stored = {row[0] for row in connection.execute("SELECT delivery_id FROM deliveries")}
-    assert acked <= stored, "an acknowledged delivery was lost"
+    assert acked <= await stored_delivery_ids(database), "an acknowledged delivery was lost"
 
     # GitHub redelivers what failed; here: everything again, acknowledged or not.
     server = start_server(database, port)
@@ -149,20 +186,4 @@ async def test_sigkill_mid_burst_loses_nothing_and_repeats_nothing(tmp_path: Pat
         server.terminate()
         server.wait(10)
 
-    with sqlite3.connect(database) as connection:
-        assert connection.execute("SELECT COUNT(*) FROM deliveries").fetchone()[0] == BURST
-        statuses = dict(
-            connection.execute("SELECT status, COUNT(*) FROM deliveries GROUP BY status")
-        )
-        assert statuses == {"done": BURST}
-        repositories = [
-            row[0] for row in connection.execute("SELECT full_name FROM installation_repositories")
-        ]
-        assert sorted(repositories) == sorted(f"octo/r{n}" for n in range(BURST))
-        announced = connection.execute(
-            "SELECT json_extract(data, '$.delivery_pk'), COUNT(*) FROM events"
-            " WHERE type = 'delivery_processed' AND json_extract(data, '$.status') = 'done'"
-            " GROUP BY 1"
-        ).fetchall()
-        assert len(announced) == BURST
-        assert {count for _, count in announced} == {1}
+    await check_each_delivery_done_once(database)
