@@ -4,9 +4,10 @@
 does the group commits in this process (storage/group_commit.py), so post-commit callbacks
 still run in commit order; reads go to a bounded pool of autocommit connections, so each read
 sees every commit before it. Every connection has a statement timeout. A read that fails
-because its connection was lost is retried (reads are idempotent); a write whose connection
-was lost is not (its commit may have happened): its callers get DatabaseUnavailable, and the
-writer reconnects for the next one.
+because its connection was lost is retried (reads are idempotent); a group of writes whose
+connection was lost before its COMMIT is run again on a new connection (nothing of it was
+committed); one lost during the COMMIT is not (it may have committed): its callers get
+DatabaseUnavailable.
 
 psycopg rather than asyncpg: psycopg sends str parameters untyped and lets PostgreSQL infer the
 column's type, as SQLite does, so the same SQL text runs on both; asyncpg types each parameter
@@ -81,6 +82,10 @@ def _transient(error: BaseException) -> bool:
     return isinstance(error, psycopg.OperationalError) and not isinstance(
         error, psycopg.errors.QueryCanceled | psycopg_pool.PoolTimeout
     )
+
+
+class _LostBeforeCommit(Exception):
+    """The writer's connection was lost before its COMMIT was sent: nothing was committed."""
 
 
 class PostgresTransaction(Transaction):
@@ -222,7 +227,19 @@ class PostgresDatabase(Database):
                 yield PostgresTransaction(writer)
 
     async def _commit(self, groups: Groups) -> Outcomes:
-        """Every group's statements in one transaction on the writer, then COMMIT."""
+        """Every group's statements in one transaction on the writer, then COMMIT.
+
+        A connection lost before the COMMIT was sent committed nothing (the server drops an
+        open transaction with its connection): the writer reconnects and the groups run once
+        more. Lost during the COMMIT, the outcome is unknown: DatabaseUnavailable, no retry.
+        """
+        try:
+            return await self._commit_once(groups)
+        except _LostBeforeCommit as lost:
+            log.warning("database writer connection lost, reconnecting: %s", lost)
+            return await self._commit_once(groups)
+
+    async def _commit_once(self, groups: Groups) -> Outcomes:
         writer = await self._usable_writer()
         outcomes: Outcomes = []
         try:
@@ -237,7 +254,9 @@ class PostgresDatabase(Database):
         except psycopg.OperationalError as error:
             if not writer.broken and not writer.closed:
                 raise
-            log.warning("database writer connection lost: %s", _first_line(error))
+            if len(outcomes) < len(groups):  # the COMMIT was never sent
+                raise _LostBeforeCommit(_first_line(error)) from error
+            log.warning("database connection lost during a COMMIT: %s", _first_line(error))
             raise DatabaseUnavailable("the database connection was lost") from error
         return outcomes
 
