@@ -148,12 +148,11 @@ async def check_each_delivery_done_once(database_url: str) -> None:
 
 
 async def test_sigkill_mid_burst_loses_nothing_and_repeats_nothing(database_url: str) -> None:
-    database = database_url
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     bodies = delivery_bodies()
     acked: set[str] = set()
-    server = start_server(database, port)
+    server = start_server(database_url, port)
     try:
         async with aiohttp.ClientSession() as session:
             await wait_healthy(session, base)
@@ -172,10 +171,10 @@ async def test_sigkill_mid_burst_loses_nothing_and_repeats_nothing(database_url:
         server.wait()
     assert BURST // 2 <= len(acked) < BURST
 
-    assert acked <= await stored_delivery_ids(database), "an acknowledged delivery was lost"
+    assert acked <= await stored_delivery_ids(database_url), "an acknowledged delivery was lost"
 
     # GitHub redelivers what failed; here: everything again, acknowledged or not.
-    server = start_server(database, port)
+    server = start_server(database_url, port)
     try:
         async with aiohttp.ClientSession() as session:
             await wait_healthy(session, base)
@@ -186,4 +185,4 @@ async def test_sigkill_mid_burst_loses_nothing_and_repeats_nothing(database_url:
         server.terminate()
         server.wait(10)
 
-    await check_each_delivery_done_once(database)
+    await check_each_delivery_done_once(database_url)
