@@ -7,6 +7,7 @@ server (tests/postgres_server.py), one fresh database per test."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from aiohttp.test_utils import TestClient
 from bot.clock import ManualClock
 from bot.config import Settings
 from storage.database import Database
+from tests import helpers
 from tests.fakes.jira import FakeJira
 from tests.helpers import auth_headers, jira_settings, make_settings
 from tests.postgres_server import PostgresServer, postgres_bindir
@@ -73,10 +75,41 @@ def postgres_server() -> Iterator[PostgresServer]:
         server.stop()
 
 
+def whole_suite_engine() -> str:
+    """BIAGENT_TEST_DATABASE=postgresql runs every test on PostgreSQL that would use the default
+    SQLite database (make_settings, the db fixtures); SQLite when unset."""
+    return os.environ.get("BIAGENT_TEST_DATABASE", "sqlite").strip().lower() or "sqlite"
+
+
 @pytest.fixture
 def database_engine(request: pytest.FixtureRequest) -> str:
-    """ "sqlite", unless the module is marked both_databases (then each engine in turn)."""
-    return str(getattr(request, "param", "sqlite"))
+    """The engine of the test's database: each in turn in a module marked both_databases,
+    else BIAGENT_TEST_DATABASE's (SQLite by default)."""
+    return str(getattr(request, "param", whole_suite_engine()))
+
+
+@pytest.fixture(autouse=True)
+def default_database_of_the_engine(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Under BIAGENT_TEST_DATABASE=postgresql, make_settings(tmp_path) names a PostgreSQL
+    database of the test's own (one per directory) instead of tmp_path's SQLite file."""
+    if whole_suite_engine() != "postgresql":
+        yield
+        return
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    made: dict[Path, str] = {}
+
+    def database_for(directory: Path) -> str:
+        if directory not in made:
+            made[directory] = server.fresh_database()
+        return made[directory]
+
+    helpers.default_database = database_for
+    try:
+        yield
+    finally:
+        helpers.default_database = None
+        for url in made.values():
+            server.drop(url)
 
 
 @pytest.fixture
@@ -88,6 +121,8 @@ def database_urls(
     made: dict[str, str] = {}
 
     def url_for(name: str) -> str:
+        if name == "biagent.db" and helpers.default_database is not None:
+            return helpers.default_database(tmp_path)  # make_settings(tmp_path)'s, the same
         if name not in made:
             if database_engine == "postgresql":
                 server = request.getfixturevalue("postgres_server")

@@ -7,6 +7,7 @@ import hmac
 import json
 import re
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +45,19 @@ def github_headers(
     }
 
 
+# Set for the test by tests/conftest.py under BIAGENT_TEST_DATABASE=postgresql: the URL of the
+# test's PostgreSQL database standing for `tmp_path`'s biagent.db (the same one each call).
+default_database: Callable[[Path], str] | None = None
+
+
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    database_url = (
+        f"sqlite:///{tmp_path / 'biagent.db'}"
+        if default_database is None
+        else default_database(tmp_path)
+    )
     values: dict[str, Any] = {
-        "database_url": f"sqlite:///{tmp_path / 'biagent.db'}",
+        "database_url": database_url,
         "api_token": Secret(API_TOKEN),
         "github_webhook_secret": Secret(WEBHOOK_SECRET),
         "worktree_root": tmp_path / "worktrees",
