@@ -51,18 +51,18 @@ default_database: Callable[[Path], str] | None = None
 
 
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
-    database_url = (
-        f"sqlite:///{tmp_path / 'biagent.db'}"
-        if default_database is None
-        else default_database(tmp_path)
-    )
     values: dict[str, Any] = {
-        "database_url": database_url,
+        "database_url": f"sqlite:///{tmp_path / 'biagent.db'}"
+        if default_database is None
+        else default_database(tmp_path),
         "api_token": Secret(API_TOKEN),
         "github_webhook_secret": Secret(WEBHOOK_SECRET),
         "worktree_root": tmp_path / "worktrees",
     }
     values.update(overrides)
+    if values["database_url"].startswith("postgres"):
+        # no database file to keep the saved App beside: tmp_path, not the working directory
+        values.setdefault("secrets_dir", tmp_path)
     return Settings(**values)
 
 
