@@ -240,21 +240,23 @@ class PostgresDatabase(Database):
             return await self._commit_once(groups)
 
     async def _commit_once(self, groups: Groups) -> Outcomes:
+        """The statements go out in pipeline mode (psycopg's `pipeline()`): sent one after
+        another without waiting for each answer, so a group of many writes costs about one
+        round trip to the server rather than one per statement."""
         writer = await self._usable_writer()
-        outcomes: Outcomes = []
+        outcomes: Outcomes | None = None
         try:
-            async with writer.transaction(), writer.cursor() as cursor:
-                for statements in groups:
-                    results = []
-                    for sql, params in statements:
-                        await cursor.execute(to_postgres(sql), _values(params))
-                        rows = tuple(await cursor.fetchall()) if cursor.description else ()
-                        results.append(WriteResult(None, cursor.rowcount, rows))
-                    outcomes.append(results)
+            async with writer.transaction():
+                async with writer.pipeline():
+                    cursors = [
+                        [await _sent(writer, sql, params) for sql, params in statements]
+                        for statements in groups
+                    ]
+                outcomes = [[await _result(cursor) for cursor in group] for group in cursors]
         except psycopg.OperationalError as error:
             if not writer.broken and not writer.closed:
                 raise
-            if len(outcomes) < len(groups):  # the COMMIT was never sent
+            if outcomes is None:  # the COMMIT was never sent
                 raise _LostBeforeCommit(_first_line(error)) from error
             log.warning("database connection lost during a COMMIT: %s", _first_line(error))
             raise DatabaseUnavailable("the database connection was lost") from error
@@ -305,6 +307,17 @@ class PostgresDatabase(Database):
             )
             applied.add(version)
         return max(applied, default=0)
+
+
+async def _sent(connection: Connection, sql: str, params: Params) -> psycopg.AsyncCursor[Row]:
+    cursor = connection.cursor()
+    await cursor.execute(to_postgres(sql), _values(params))
+    return cursor
+
+
+async def _result(cursor: psycopg.AsyncCursor[Row]) -> WriteResult:
+    rows = tuple(await cursor.fetchall()) if cursor.description else ()
+    return WriteResult(None, cursor.rowcount, rows)
 
 
 def _opened(resource: T | None) -> T:
