@@ -14,9 +14,10 @@ an injected one, so its job could not be driven by a test's clock.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from bot.clock import Clock
@@ -25,6 +26,12 @@ from bot.tasks import stop_tasks
 log = logging.getLogger(__name__)
 
 JobFunction = Callable[[], Awaitable[object]]
+Exclusive = Callable[[str], contextlib.AbstractAsyncContextManager[bool]]
+
+
+@contextlib.asynccontextmanager
+async def _always_mine(name: str) -> AsyncIterator[bool]:
+    yield True
 
 
 def next_due(last_due: float, every_s: float, now: float) -> float:
@@ -44,14 +51,18 @@ class ScheduledJob:
     function: JobFunction
     runs: int = 0
     failures: int = 0
+    skipped: int = 0  # runs another instance had (Scheduler's `exclusive`)
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
 class Scheduler:
     """Runs registered jobs at their interval on `clock` until stopped."""
 
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: Clock, *, exclusive: Exclusive | None = None) -> None:
         self.clock = clock
+        # `Database.exclusive`: with instances sharing a PostgreSQL database, a run is skipped
+        # while another instance runs the same job (one instance at a time)
+        self._exclusive = exclusive or _always_mine
         self._jobs: dict[str, ScheduledJob] = {}
 
     def add(
@@ -90,9 +101,14 @@ class Scheduler:
             due = next_due(due, job.every_s, self.clock.monotonic())
 
     async def _run_once(self, job: ScheduledJob) -> None:
-        job.runs += 1
         try:
-            await job.function()
+            async with self._exclusive(f"job:{job.name}") as mine:
+                if not mine:
+                    job.skipped += 1
+                    log.info("scheduled job %s skipped: another instance is running it", job.name)
+                    return
+                job.runs += 1
+                await job.function()
         except Exception:
             job.failures += 1
             log.exception(

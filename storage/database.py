@@ -13,7 +13,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -156,6 +156,13 @@ class Database(abc.ABC):
     @abc.abstractmethod
     async def migrate(self) -> int:
         """Apply every numbered migration not applied yet; returns the schema version."""
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self, name: str) -> AsyncIterator[bool]:
+        """Whether this process may run the job `name` now, held until the block ends: True
+        unless another process sharing the database holds it. A SQLite file has one process;
+        PostgreSQL answers with an advisory lock (instances sharing one database)."""
+        yield True
 
 
 def driver_errors() -> tuple[type[Exception], ...]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import hashlib
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any
@@ -271,6 +272,21 @@ class PostgresDatabase(Database):
             self._writer = writer = await self._connect_one()
         return writer
 
+    @contextlib.asynccontextmanager
+    async def exclusive(self, name: str) -> AsyncIterator[bool]:
+        """An advisory lock named `name`, tried on a pooled connection held for the block: False
+        when another instance holds it. A lost connection releases it (the server's rule)."""
+        key = advisory_key(name)
+        async with _opened(self._pool).connection() as connection:
+            cursor = await connection.execute("SELECT pg_try_advisory_lock(%s)", (key,))
+            held = await cursor.fetchone()
+            acquired = bool(held and held[0])
+            try:
+                yield acquired
+            finally:
+                if acquired and not connection.broken:
+                    await connection.execute("SELECT pg_advisory_unlock(%s)", (key,))
+
     # -- migrations ----------------------------------------------------------------------
 
     async def migrate(self) -> int:
@@ -318,6 +334,12 @@ async def _sent(connection: Connection, sql: str, params: Params) -> psycopg.Asy
 async def _result(cursor: psycopg.AsyncCursor[Row]) -> WriteResult:
     rows = tuple(await cursor.fetchall()) if cursor.description else ()
     return WriteResult(None, cursor.rowcount, rows)
+
+
+def advisory_key(name: str) -> int:
+    """A stable signed 64-bit key for `name` (PostgreSQL's advisory locks take a bigint)."""
+    digest = hashlib.blake2b(name.encode("utf-8"), digest_size=8, person=b"biagent").digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 def _opened(resource: T | None) -> T:

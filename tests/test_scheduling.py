@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
 
 from bot.clock import ManualClock
 from bot.scheduling import Scheduler, next_due
+from tests.conftest import OpenDatabase
 
 
 class Recorder:
@@ -126,3 +128,46 @@ async def test_a_name_is_scheduled_once(scheduler: Scheduler, manual_clock: Manu
     scheduler.add("tick", Recorder(manual_clock), every_s=10.0)
     with pytest.raises(ValueError, match="already scheduled"):
         scheduler.add("tick", Recorder(manual_clock), every_s=10.0)
+
+
+@pytest.mark.both_databases
+async def test_two_instances_on_one_database_run_a_job_one_at_a_time(
+    database_engine: str, open_database: OpenDatabase, manual_clock: ManualClock
+) -> None:
+    """Two schedulers on two connections to one database (two instances): while one runs the
+    job, the other's run is skipped, and its next run, after the first is done, goes ahead.
+    On SQLite (one process per file) every run is the process's own."""
+    first, second = await open_database(), await open_database()
+    running, release = asyncio.Event(), asyncio.Event()
+    answers: list[bool] = []
+    answered = asyncio.Event()
+
+    async def long_job() -> None:
+        running.set()
+        await release.wait()
+
+    @contextlib.asynccontextmanager
+    async def watched(name: str) -> AsyncIterator[bool]:
+        async with second.exclusive(name) as mine:
+            answers.append(mine)
+            answered.set()
+            yield mine
+
+    one = Scheduler(manual_clock, exclusive=first.exclusive)
+    other = Scheduler(manual_clock, exclusive=watched)
+    try:
+        one.add("sweep", long_job, every_s=3600.0, run_at_start=True)
+        await asyncio.wait_for(running.wait(), 5)
+        later = Recorder(manual_clock)
+        job = other.add("sweep", later, every_s=60.0, run_at_start=True)
+        await asyncio.wait_for(answered.wait(), 5)
+        if database_engine == "postgresql":
+            assert (answers, job.skipped, job.runs) == ([False], 1, 0)
+            release.set()
+            await manual_clock.advance(60.0)
+        await later.next_run()
+        assert answers[-1] is True and job.runs == 1
+    finally:
+        release.set()
+        await one.stop()
+        await other.stop()

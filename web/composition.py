@@ -117,7 +117,7 @@ async def event_bus(app: web.Application) -> AsyncIterator[None]:
 
 async def scheduler(app: web.Application) -> AsyncIterator[None]:
     """SCHEDULER: the periodic jobs; each context that adds one removes it when it closes."""
-    periodic = Scheduler(app[CLOCK])
+    periodic = Scheduler(app[CLOCK], exclusive=app[DB].exclusive)
     app[SCHEDULER] = periodic
     try:
         yield
