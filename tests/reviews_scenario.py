@@ -175,7 +175,9 @@ class Scenario:
         in_reply_to: int | None = None,
         review_id: int = 900,
         line: int = 10,
+        fields: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
+        """`fields`: more of the comment's own (path, commit_id, start_line, side...)."""
         payload = self._point(
             load_json(f"github/pull_request_review_comment/{action}.payload.json")
         )
@@ -194,6 +196,7 @@ class Scenario:
         )
         if in_reply_to is not None:
             comment["in_reply_to_id"] = in_reply_to
+        comment.update(fields or {})
         self.fake.add_review_comment(REPO, NUMBER, comment)
         payload["sender"] = self.user(author, bot=bot)
         return payload

@@ -7,6 +7,7 @@ agent_run.py drives one batch with these; they need no worktree and no server to
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from bot.agents.failures import FailureKind
@@ -66,13 +67,18 @@ def comment_outcomes(
         comment_kind = entry.get("comment_kind")
         if comment_kind not in COMMENT_KINDS:
             comment_kind = None
-        if kind is OutcomeKind.FIXED:
-            said = {"commit_sha": commit_sha, "note": explanation}
-        elif kind is OutcomeKind.DECLINED:
-            said = {"reason": explanation}
-        else:
-            said = {"question": explanation}
-        outcomes.append(CommentOutcome(comment_id, kind, comment_kind=comment_kind, **said))
+        fixed, declined = kind is OutcomeKind.FIXED, kind is OutcomeKind.DECLINED
+        outcomes.append(
+            CommentOutcome(
+                comment_id,
+                kind,
+                commit_sha=commit_sha if fixed else None,
+                note=explanation if fixed else None,
+                reason=explanation if declined else None,
+                question=explanation if not (fixed or declined) else None,
+                comment_kind=comment_kind,
+            )
+        )
     return tuple(outcomes)
 
 
@@ -123,9 +129,11 @@ def task_text(
     *,
     restarted: bool = False,
     pipeline: str | None = None,
+    suggestion_notes: Mapping[int, str] | None = None,
 ) -> str:
     """The agent's task: the pull request, every comment with its place and whole thread;
-    `pipeline` is what bot/pipelines/context.py says of the pipeline that opened the PR."""
+    `pipeline` is what bot/pipelines/context.py says of the pipeline that opened the PR;
+    `suggestion_notes`, per comment id, why its suggestion block was not applied as written."""
     lines = [
         f"Pull request #{batch.pr_number} in {batch.repository}: {batch.pr_title}",
         f"Branch {batch.head_ref} (into {batch.base_ref}), checked out at {head_sha[:12]} in"
@@ -144,8 +152,17 @@ def task_text(
             "Note: the branch moved while an earlier attempt worked on these comments, and that"
             " work conflicted with the new commits. Start again from the current files.",
         ]
+    notes = suggestion_notes or {}
     for comment in batch.comments:
         lines += _comment_lines(comment)
+        if comment.kind == "review_comment" and comment.comment_id in notes:
+            lines += [
+                "",
+                "Its ```suggestion block was NOT applied: "
+                f"{notes[comment.comment_id]}. Do not paste it over whatever is there now: make"
+                " the change it asks for where it belongs in the current files, or report why"
+                " not.",
+            ]
     lines += [
         "",
         "Tests: "

@@ -89,6 +89,8 @@ class CommentOutcome:
     # review_comment, issue_comment or review_body: GitHub numbers reviews and comments apart,
     # so an id alone can name two comments of one batch. None: the id names it alone.
     comment_kind: str | None = None
+    # fixed by applying the comment's ```suggestion block as written, without a model
+    suggestion: bool = False
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -99,6 +101,7 @@ class CommentOutcome:
             "question": self.question,
             "note": self.note,
             "comment_kind": self.comment_kind,
+            "suggestion": self.suggestion,
         }
 
 

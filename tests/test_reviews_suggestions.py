@@ -1,0 +1,243 @@
+"""Suggestion blocks end to end: signed real payloads into the real app, the real engine in a
+real worktree of a local bare repository, the GitHub fake over HTTP, the Anthropic fake counting
+every model request (none, when every comment is a suggestion)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.reviews.running import build_review_batch
+from storage import pull_requests, review_batches, review_iterations
+from tests.conftest import StartApp
+from tests.fakes import anthropic as scripted
+from tests.fakes.anthropic import FakeAnthropic
+from tests.reviews_agent_scenario import (
+    HEAD_REF,
+    AgentScenario,
+    agent_settings,
+    make_pr_remote,
+    push_as_someone_else,
+    report,
+    run_tests,
+)
+from tests.reviews_scenario import NUMBER, REPO, REVIEWER
+from web.keys import SERVICES
+
+GREET = (
+    "def greet(name):\n"
+    '    return "Hello " + name\n'
+    "\n"
+    "\n"
+    "def farewell(name):\n"
+    '    message = "Bye " + name\n'
+    "    return message\n"
+)
+SECOND_REVIEWER = "octocat"
+
+
+@pytest.fixture
+async def model() -> AsyncIterator[FakeAnthropic]:
+    fake = FakeAnthropic()
+    await fake.start()
+    yield fake
+    await fake.close()
+
+
+@pytest.fixture
+async def scenario(
+    start_app: StartApp,
+    tmp_path: Path,
+    fake_github: Any,
+    app_key: tuple[str, str],
+    manual_clock: Any,
+    model: FakeAnthropic,
+    monkeypatch: pytest.MonkeyPatch,
+) -> AgentScenario:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
+    remote = make_pr_remote(tmp_path)
+    remote.commit({"greet.py": GREET}, "Say goodbye too", branch=HEAD_REF)
+    opened = AgentScenario(
+        start_app=start_app,
+        settings=agent_settings(tmp_path, fake_github, app_key, model),
+        fake=fake_github,
+        clock=manual_clock,
+        model=model,
+        remote=remote,
+    )
+    await opened.start()
+    await opened.send("pull_request", opened.opened())
+    return opened
+
+
+def suggestion(
+    scenario: AgentScenario,
+    lines: str,
+    *,
+    line: int,
+    start_line: int | None = None,
+    author: str = REVIEWER,
+    body: str | None = None,
+) -> dict[str, Any]:
+    """A diff comment on greet.py at the PR's first head, with a suggestion block."""
+    text = body if body is not None else f"Like this:\n```suggestion\n{lines}```\n"
+    return scenario.review_comment(
+        text,
+        author=author,
+        line=line,
+        fields={
+            "path": "greet.py",
+            "commit_id": scenario.start_sha,
+            "original_commit_id": scenario.start_sha,
+            "start_line": start_line,
+            "original_start_line": start_line,
+            "start_side": "RIGHT" if start_line else None,
+            "side": "RIGHT",
+        },
+    )
+
+
+async def review_with(scenario: AgentScenario, payloads: list[dict[str, Any]]) -> None:
+    ids = [payload["comment"]["id"] for payload in payloads]
+    for payload in payloads:
+        await scenario.send("pull_request_review_comment", payload)
+    await scenario.send(
+        "pull_request_review", scenario.review("changes_requested", comment_ids=ids)
+    )
+    await scenario.settle()
+
+
+def replies_by_comment(scenario: AgentScenario) -> dict[int, str]:
+    return {reply["in_reply_to_id"]: reply["body"] for reply in scenario.replies()}
+
+
+def co_author(payload: dict[str, Any]) -> str:
+    user = payload["comment"]["user"]
+    return (
+        f"Co-authored-by: {user['login']} <{user['id']}+{user['login']}@users.noreply.github.com>"
+    )
+
+
+async def test_two_suggestions_are_one_commit_with_co_authors_and_no_model_at_all(
+    scenario: AgentScenario,
+) -> None:
+    single = suggestion(scenario, '    return "Hello, " + name\n', line=2)
+    multi = suggestion(
+        scenario, '    return "Bye, " + name\n', start_line=6, line=7, author=SECOND_REVIEWER
+    )
+    await review_with(scenario, [single, multi])
+
+    assert scenario.model.requests == []
+    assert scenario.file_at_head("greet.py") + "\n" == GREET.replace(
+        '"Hello "', '"Hello, "'
+    ).replace('    message = "Bye " + name\n    return message\n', '    return "Bye, " + name\n')
+    assert scenario.commits_since_start() == ["Apply suggestions from code review"]
+    message = scenario.message(scenario.head())
+    assert co_author(single) in message.splitlines()
+    assert co_author(multi) in message.splitlines()
+    replies = replies_by_comment(scenario)
+    head = scenario.head()
+    assert sorted(replies) == sorted([single["comment"]["id"], multi["comment"]["id"]])
+    assert all(f"**Fixed** in {head[:7]}" in body for body in replies.values())
+    (check_run,) = scenario.check_runs()
+    assert scenario.fake.check_run_history[check_run["id"]][-1] == ("completed", "success")
+    assert "Applied suggestion" in check_run["output"]["summary"]
+    assert "`python3 -m unittest -q` passed" in check_run["output"]["summary"]
+    (summary,) = scenario.pr_comments()
+    assert "2 applied as suggestions" in summary["body"] and "$0.00" in summary["body"]
+
+
+async def test_a_mixed_batch_commits_the_suggestion_and_gives_the_agent_the_rest(
+    scenario: AgentScenario,
+) -> None:
+    applied = suggestion(scenario, '    return "Hello, " + name\n', line=2)
+    plain = scenario.review_comment("Say something about greetings in the notes.")
+    plain_id = plain["comment"]["id"]
+    scenario.model.add(
+        scripted.tool_use(
+            "edit_file", {"path": "NOTES.md", "old_text": "Notes", "new_text": "Greeting notes"}
+        ),
+        run_tests(),
+        report([(plain_id, "fixed", "Noted.")]),
+        scripted.text("Done."),
+    )
+    await review_with(scenario, [applied, plain])
+
+    task = scenario.model.requests[0].messages[0]["content"][0]["text"]
+    assert f"Comment {plain_id}" in task and f"Comment {applied['comment']['id']}" not in task
+    assert scenario.commits_since_start() == [
+        "Address review comments on #2",
+        "Apply suggestions from code review",
+    ]
+    assert '"Hello, "' in scenario.file_at_head("greet.py")
+    assert scenario.file_at_head("NOTES.md") == "Greeting notes"
+    replies = replies_by_comment(scenario)
+    suggestion_commit = scenario.remote.sha(f"{HEAD_REF}~1")
+    assert f"**Fixed** in {suggestion_commit[:7]}" in replies[applied["comment"]["id"]]
+    assert f"**Fixed** in {scenario.head()[:7]}" in replies[plain_id]
+    (check_run,) = scenario.check_runs()
+    table = check_run["output"]["summary"]
+    assert "Applied suggestion" in table and "| agent |" in table
+
+
+async def test_a_suggestion_on_lines_that_changed_is_handed_to_the_agent_not_misapplied(
+    scenario: AgentScenario,
+) -> None:
+    moved = suggestion(scenario, '    return "Hello, " + name\n', line=2)
+    theirs = GREET.replace('"Hello "', '"Hi there "')
+    push_as_someone_else(scenario.remote, {"greet.py": theirs}, "Greet differently")
+    moved_id = moved["comment"]["id"]
+    scenario.model.add(
+        report([(moved_id, "question", "The greeting changed since: keep 'Hi there'?")]),
+        scripted.text("Done."),
+    )
+    await review_with(scenario, [moved])
+
+    task = scenario.model.requests[0].messages[0]["content"][0]["text"]
+    assert "Its ```suggestion block was NOT applied" in task
+    assert "lines 2-2 of greet.py changed since" in task
+    assert scenario.file_at_head("greet.py") + "\n" == theirs
+    assert scenario.commits_since_start() == ["Greet differently"]
+    assert "**Question**" in replies_by_comment(scenario)[moved_id]
+
+
+async def test_a_suggestion_on_lines_that_only_moved_is_applied_where_they_are_now(
+    scenario: AgentScenario,
+) -> None:
+    farewell = suggestion(scenario, '    return "Bye, " + name\n', start_line=6, line=7)
+    header = '"""Greetings."""\n\nimport sys\n\n'
+    push_as_someone_else(scenario.remote, {"greet.py": header + GREET}, "A docstring")
+    await review_with(scenario, [farewell])
+
+    assert scenario.model.requests == []
+    expected = header + GREET.replace(
+        '    message = "Bye " + name\n    return message\n', '    return "Bye, " + name\n'
+    )
+    assert scenario.file_at_head("greet.py") + "\n" == expected
+    assert scenario.commits_since_start() == ["Apply suggestions from code review", "A docstring"]
+
+
+async def test_the_same_batch_worked_again_after_a_stop_applies_nothing_twice(
+    scenario: AgentScenario,
+) -> None:
+    """A stop after the push, before the report was stored: the engine is called again for the
+    same batch, finds its suggestion commit on the branch and reports it, committing nothing."""
+    single = suggestion(scenario, '    return "Hello, " + name\n', line=2)
+    await review_with(scenario, [single])
+    head = scenario.head()
+    service = scenario.client.app[SERVICES].reviews  # type: ignore[union-attr]
+    pr = await pull_requests.find_pull_request(scenario.db, REPO, NUMBER)
+    assert pr is not None and service is not None and service.engine is not None
+    (batch,) = await review_batches.list_batches(scenario.db, pr.id)
+    again = await build_review_batch(service, pr, batch, 1, {})
+    result = await service.engine.work(again)
+    assert result.status == "completed" and result.commit_sha == head
+    assert [(o.comment_id, o.suggestion, o.commit_sha) for o in result.outcomes] == [
+        (single["comment"]["id"], True, head)
+    ]
+    assert scenario.head() == head and scenario.model.requests == []
+    iteration = await review_iterations.iteration_for_batch(scenario.db, batch.id)
+    assert iteration is not None and iteration.cost_usd == 0.0
