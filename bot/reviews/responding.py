@@ -72,7 +72,9 @@ async def respond(service: ReviewService, gh: GitHubAPI, pr: PullRequest, batch:
             pr,
             check_run_id,
             conclusion=check_conclusion(iteration.status, counts),
-            title=summaries.check_title(iteration.status, counts),
+            title=summaries.check_title(
+                iteration.status, items, summaries.applied_suggestions(iteration, items)
+            ),
             summary=summaries.check_summary(iteration, items, by_key),
             text=None,
             completed_at=checks.github_time(service),

@@ -223,7 +223,7 @@ def apply_suggestion(text: str, first: int, last: int, suggestion: Suggestion) -
 def parse_hunks(diff: str) -> list[Hunk]:
     """The hunks of a `git diff --unified=0` of one file."""
     return [
-        Hunk(int(a), 1 if b is None else int(b), int(c), 1 if d is None else int(d))
+        Hunk(int(a), int(b) if b else 1, int(c), int(d) if d else 1)
         for a, b, c, d in _HUNK.findall(diff)
     ]
 
