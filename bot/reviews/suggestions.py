@@ -212,7 +212,7 @@ def apply_suggestion(text: str, first: int, last: int, suggestion: Suggestion) -
         new[-1] = suggestion.lines[-1] + _ending(replaced[-1])
     after = lines[last:]
     before = lines[: first - 1]
-    if not new and not after and before and not _ending(replaced[-1]):
+    if not new and not after and before and _body(before[-1]) and not _ending(replaced[-1]):
         before[-1] = _body(before[-1])  # the file still ends without a newline
     return bom + "".join(before + new + after)
 
