@@ -18,13 +18,14 @@ from tests.fakes.anthropic import FakeAnthropic
 from tests.reviews_agent_scenario import (
     HEAD_REF,
     AgentScenario,
-    agent_settings,
-    make_pr_remote,
+    open_scenario,
     push_as_someone_else,
+    replies_by_comment,
     report,
     run_tests,
 )
 from tests.reviews_scenario import NUMBER, REPO, REVIEWER
+from tests.worktree_helpers import Remote
 from web.keys import SERVICES
 
 GREET = (
@@ -57,20 +58,15 @@ async def scenario(
     model: FakeAnthropic,
     monkeypatch: pytest.MonkeyPatch,
 ) -> AgentScenario:
+    """biagent's pull request, whose branch holds GREET in greet.py."""
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
-    remote = make_pr_remote(tmp_path)
-    remote.commit({"greet.py": GREET}, "Say goodbye too", branch=HEAD_REF)
-    opened = AgentScenario(
-        start_app=start_app,
-        settings=agent_settings(tmp_path, fake_github, app_key, model),
-        fake=fake_github,
-        clock=manual_clock,
-        model=model,
-        remote=remote,
+
+    def say_goodbye_too(remote: Remote) -> None:
+        remote.commit({"greet.py": GREET}, "Say goodbye too", branch=HEAD_REF)
+
+    return await open_scenario(
+        start_app, tmp_path, fake_github, app_key, manual_clock, model, prepare=say_goodbye_too
     )
-    await opened.start()
-    await opened.send("pull_request", opened.opened())
-    return opened
 
 
 def suggestion(
@@ -108,10 +104,6 @@ async def review_with(scenario: AgentScenario, payloads: list[dict[str, Any]]) -
         "pull_request_review", scenario.review("changes_requested", comment_ids=ids)
     )
     await scenario.settle()
-
-
-def replies_by_comment(scenario: AgentScenario) -> dict[int, str]:
-    return {reply["in_reply_to_id"]: reply["body"] for reply in scenario.replies()}
 
 
 def co_author(payload: dict[str, Any]) -> str:
