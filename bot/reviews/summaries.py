@@ -10,6 +10,8 @@ comments whose checked outcome is `fixed`.
 
 from __future__ import annotations
 
+import re
+
 from bot.reviews import checks, replies
 from bot.reviews.engine import EngineStatus
 from bot.reviews.states import Answer
@@ -96,6 +98,18 @@ def _run_lines(iteration: Iteration) -> list[str]:
     return lines
 
 
+_FENCED = re.compile(
+    r"^ {0,3}(`{3,}|~{3,})[ \t]*(\w*)[^\n]*\n.*?(?:^ {0,3}\1[ \t\r]*$|\Z)", re.M | re.S
+)
+
+
+def _said(body: str) -> str:
+    """A comment's words for a table cell: its code blocks (a suggestion's too) named, not
+    quoted, so no fence opens inside the table."""
+    named = _FENCED.sub(lambda m: "(suggestion)" if m[2] == "suggestion" else "(code)", body)
+    return named.replace("`", "'")
+
+
 def _rows(
     iteration: Iteration, items: list[BatchItem], by_key: dict[tuple[str, int], Comment]
 ) -> list[tuple[str, ...]]:
@@ -114,7 +128,7 @@ def _rows(
         title = replies.OUTCOME_TITLES.get(item.outcome or "", item.outcome or "?")
         rows.append(
             (
-                f"@{comment.author_login}: {(item.body or comment.body)[:80]}",
+                f"@{comment.author_login}: {_said(item.body or comment.body)[:80]}",
                 _where(comment),
                 "Applied suggestion" if key in suggested else title,
                 "suggestion" if key in suggested else "agent",
