@@ -4,6 +4,8 @@ every model request (none, when every comment is a suggestion)."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -233,3 +235,54 @@ async def test_the_same_batch_worked_again_after_a_stop_applies_nothing_twice(
     assert scenario.head() == head and scenario.model.requests == []
     iteration = await review_iterations.iteration_for_batch(scenario.db, batch.id)
     assert iteration is not None and iteration.cost_usd == 0.0
+
+
+STOP_ONCE = (
+    "if [ -e .stopped-once ]; then python3 -m unittest -q; else touch .stopped-once; sleep 120; fi"
+)
+
+
+async def test_a_stop_between_the_suggestions_commit_and_its_push_applies_them_once(
+    start_app: StartApp,
+    tmp_path: Path,
+    fake_github: Any,
+    app_key: tuple[str, str],
+    manual_clock: Any,
+    model: FakeAnthropic,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The app stops while the tests run on the suggestions' commit (made, not pushed); the
+    batch resumed after the restart finds that commit, tests and pushes it: applied once."""
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
+    fake_github.set_file(REPO, ".github/biagent.yml", f"test: {json.dumps(STOP_ONCE)}\n")
+
+    def say_goodbye_too(remote: Remote) -> None:
+        remote.commit({"greet.py": GREET}, "Say goodbye too", branch=HEAD_REF)
+
+    scenario = await open_scenario(
+        start_app, tmp_path, fake_github, app_key, manual_clock, model, prepare=say_goodbye_too
+    )
+    single = suggestion(scenario, '    return "Hello, " + name\n', line=2)
+    multi = suggestion(scenario, '    return "Bye, " + name\n', start_line=6, line=7)
+    ids = [single["comment"]["id"], multi["comment"]["id"]]
+    for payload in (single, multi):
+        await scenario.send("pull_request_review_comment", payload)
+    await scenario.send(
+        "pull_request_review", scenario.review("changes_requested", comment_ids=ids)
+    )
+    for _ in range(3000):  # the scheduler's own loop works the batch: wait for its tests
+        if any(tmp_path.rglob(".stopped-once")):
+            break
+        await asyncio.sleep(0.01)
+    assert any(tmp_path.rglob(".stopped-once")), "the tests never started"
+    assert scenario.commits_since_start() == []  # committed in the worktree, not pushed
+    await scenario.restart()
+    await scenario.settle()
+
+    assert scenario.commits_since_start() == ["Apply suggestions from code review"]
+    assert '"Hello, "' in scenario.file_at_head("greet.py")
+    assert scenario.file_at_head("greet.py").count('"Bye, "') == 1
+    replies = replies_by_comment(scenario)
+    assert sorted(replies) == sorted(ids) and len(scenario.replies()) == 2
+    assert all(f"**Fixed** in {scenario.head()[:7]}" in body for body in replies.values())
+    assert scenario.model.requests == []
