@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,14 @@ async def review_with(scenario: AgentScenario, payloads: list[dict[str, Any]]) -
         "pull_request_review", scenario.review("changes_requested", comment_ids=ids)
     )
     await scenario.settle()
+
+
+def blob_at_head(scenario: AgentScenario, path: str) -> bytes:
+    """The file's bytes on the PR branch of the remote, line endings and all."""
+    return subprocess.run(
+        ["git", "cat-file", "blob", f"{HEAD_REF}:{path}"],
+        cwd=scenario.remote.bare, capture_output=True, check=True,
+    ).stdout  # fmt: skip
 
 
 def co_author(payload: dict[str, Any]) -> str:
@@ -285,4 +294,32 @@ async def test_a_stop_between_the_suggestions_commit_and_its_push_applies_them_o
     replies = replies_by_comment(scenario)
     assert sorted(replies) == sorted(ids) and len(scenario.replies()) == 2
     assert all(f"**Fixed** in {scenario.head()[:7]}" in body for body in replies.values())
+    assert scenario.model.requests == []
+
+
+async def test_a_crlf_file_keeps_crlf_and_its_last_line_stays_without_a_newline(
+    start_app: StartApp,
+    tmp_path: Path,
+    fake_github: Any,
+    app_key: tuple[str, str],
+    manual_clock: Any,
+    model: FakeAnthropic,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
+
+    def windows_file(remote: Remote) -> None:
+        remote.commit({"win.txt": "one\r\ntwo\r\nthree"}, "A CRLF file", branch=HEAD_REF)
+
+    scenario = await open_scenario(
+        start_app, tmp_path, fake_github, app_key, manual_clock, model, prepare=windows_file
+    )
+    last_line = scenario.review_comment(
+        "Two lines here, please:\r\n```suggestion\r\nTHREE\r\nfour\r\n```\r\n",
+        line=3,
+        fields={"path": "win.txt", "commit_id": scenario.start_sha, "side": "RIGHT"},
+    )
+    await review_with(scenario, [last_line])
+
+    assert blob_at_head(scenario, "win.txt") == b"one\r\ntwo\r\nTHREE\r\nfour"
     assert scenario.model.requests == []
