@@ -162,6 +162,7 @@ def test_the_commit_message_is_githubs_with_one_co_author_per_reviewer() -> None
         "Biagent-Suggestions: 1, 2, 3",
     ]
     assert applied_ids(message, 7) == (1, 2, 3) and applied_ids(message, 8) is None
+    assert applied_ids("x\n\nBiagent-Batch: 7\nBiagent-Suggestions: 4, oops", 7) == (4,)
     assert co_author(None, "eve") == "Co-authored-by: eve <eve@users.noreply.github.com>"
 
 

@@ -155,7 +155,8 @@ def applied_ids(message: str, batch_id: int) -> tuple[int, ...] | None:
     prefix = f"{SUGGESTIONS_TRAILER}: "
     for line in lines:
         if line.startswith(prefix):
-            return tuple(int(part) for part in line[len(prefix) :].split(",") if part.strip())
+            parts = (part.strip() for part in line[len(prefix) :].split(","))
+            return tuple(int(part) for part in parts if part.isdigit())
     return None
 
 
