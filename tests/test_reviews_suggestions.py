@@ -28,7 +28,7 @@ from tests.reviews_agent_scenario import (
     run_tests,
 )
 from tests.reviews_scenario import NUMBER, REPO, REVIEWER
-from tests.worktree_helpers import Remote
+from tests.worktree_helpers import Remote, git
 from web.keys import SERVICES
 
 GREET = (
@@ -323,3 +323,46 @@ async def test_a_crlf_file_keeps_crlf_and_its_last_line_stays_without_a_newline(
 
     assert blob_at_head(scenario, "win.txt") == b"one\r\ntwo\r\nTHREE\r\nfour"
     assert scenario.model.requests == []
+
+
+async def test_a_suggestion_on_a_symlink_or_outside_the_tree_is_never_written(
+    start_app: StartApp,
+    tmp_path: Path,
+    fake_github: Any,
+    app_key: tuple[str, str],
+    manual_clock: Any,
+    model: FakeAnthropic,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
+    outside = tmp_path / "outside.txt"
+    outside.write_text("keep me\n")
+
+    def add_symlink(remote: Remote) -> None:
+        (remote.work / "link.txt").symlink_to(outside)
+        git("add", "link.txt", cwd=remote.work)
+        git("commit", "-q", "-m", "A link", cwd=remote.work)
+        git("push", "-q", "origin", f"{HEAD_REF}:{HEAD_REF}", cwd=remote.work)
+
+    scenario = await open_scenario(
+        start_app, tmp_path, fake_github, app_key, manual_clock, model, prepare=add_symlink
+    )
+    fields = {"commit_id": scenario.start_sha, "side": "RIGHT"}
+    on_link = scenario.review_comment(
+        "```suggestion\nreplaced\n```", line=1, fields={**fields, "path": "link.txt"}
+    )
+    escaping = scenario.review_comment(
+        "```suggestion\nreplaced\n```", line=1, fields={**fields, "path": "../outside.txt"}
+    )
+    ids = [on_link["comment"]["id"], escaping["comment"]["id"]]
+    scenario.model.add(
+        report([(i, "declined", "Not a file of this repository.") for i in ids]),
+        scripted.text("Done."),
+    )
+    await review_with(scenario, [on_link, escaping])
+
+    task = scenario.model.requests[0].messages[0]["content"][0]["text"]
+    assert "link.txt is not a regular file on the head" in task
+    assert task.count("Its ```suggestion block was NOT applied") == 2
+    assert outside.read_text() == "keep me\n"
+    assert scenario.commits_since_start() == []

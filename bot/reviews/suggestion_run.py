@@ -301,7 +301,10 @@ class SuggestionStep:
             if int(error.status_code) == 404:
                 raise Unapplicable("the comment is gone on GitHub") from error
             raise
-        position = msgspec.convert(found, CommentPosition)
+        try:
+            position = msgspec.convert(found, CommentPosition)
+        except msgspec.ValidationError as error:
+            raise Unapplicable(f"GitHub's record of the comment is unexpected ({error})") from error
         place = place_of(position)
         if isinstance(place, Unapplicable):
             raise place
@@ -311,7 +314,7 @@ class SuggestionStep:
         expected = lines_of(written_on, place.first, place.last)
         carried: tuple[int, int] | None = (place.first, place.last)
         if written_on != head:
-            diff = await self.run.git(
+            diff = await self.git_or_unapplicable(
                 "--literal-pathspecs", *DIFF, place.commit, "HEAD", "--", place.path
             )
             carried = carry_range(parse_hunks(diff), place.first, place.last)
@@ -326,12 +329,22 @@ class SuggestionStep:
 
     async def regular_file(self, path: str) -> None:
         """Only a tracked regular file inside the worktree is written (never via a symlink)."""
-        listed = await self.run.git("--literal-pathspecs", "ls-tree", "HEAD", "--", path)
+        listed = await self.git_or_unapplicable(
+            "--literal-pathspecs", "ls-tree", "HEAD", "--", path
+        )
         mode = listed.split(" ", 1)[0] if listed else ""
         target = self.run.worktree / path
         inside = target.resolve().is_relative_to(self.run.worktree.resolve())
         if mode not in REGULAR_FILE_MODES or target.is_symlink() or not inside:
             raise Unapplicable(f"{path} is not a regular file on the head")
+
+    async def git_or_unapplicable(self, *args: str) -> str:
+        """A read-only git command on a path from GitHub; its failure (a path git refuses)
+        hands the comment to the agent instead of failing the run."""
+        output = await run_git(*args, cwd=self.run.worktree, check=False)
+        if output.returncode != 0:
+            raise Unapplicable(f"git could not read it ({output.stderr.strip()[-200:]})")
+        return output.stdout
 
     async def blob(self, revision: str, path: str) -> str:
         shown = await run_git(
