@@ -20,6 +20,7 @@ from bot.reviews.suggestions import (
     Place,
     Suggestion,
     Unapplicable,
+    already_applied,
     apply_suggestion,
     carry_range,
     find_suggestion,
@@ -294,3 +295,14 @@ def test_lines_untouched_by_edits_around_them_are_found_where_they_moved(
     carried = carry_range(hunks, first, last)
     assert carried == (len(above) + 3, len(above) + 2 + len(kept))
     assert new[carried[0] - 1 : carried[1]] == old[first - 1 : last]
+
+
+def test_a_head_that_already_reads_as_suggested_is_recognised() -> None:
+    written_on = "a\nb\nc\n"
+    block = Suggestion(("B", "B2"))
+    assert already_applied(written_on, "a\nB\nB2\nc\n", 2, 2, block)
+    assert already_applied(written_on, "top\na\nB\nB2\nc\nend\n", 2, 2, block)
+    assert not already_applied(written_on, "a\nB\nc\n", 2, 2, block)
+    assert not already_applied(written_on, "a\nX\nc\n", 2, 2, block)
+    assert already_applied(written_on, "a\nc\n", 2, 2, Suggestion(()))
+    assert not already_applied(written_on, "top\na\nc\n", 2, 2, Suggestion(()))  # unsure

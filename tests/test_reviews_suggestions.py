@@ -366,3 +366,20 @@ async def test_a_suggestion_on_a_symlink_or_outside_the_tree_is_never_written(
     assert task.count("Its ```suggestion block was NOT applied") == 2
     assert outside.read_text() == "keep me\n"
     assert scenario.commits_since_start() == []
+
+
+async def test_a_suggestion_someone_committed_meanwhile_is_answered_without_the_agent(
+    scenario: AgentScenario,
+) -> None:
+    done = suggestion(scenario, '    return "Hello, " + name\n', line=2)
+    by_hand = "# greetings\n" + GREET.replace('"Hello "', '"Hello, "')
+    push_as_someone_else(scenario.remote, {"greet.py": by_hand}, "Apply suggestion by hand")
+    await review_with(scenario, [done])
+
+    assert scenario.model.requests == []
+    assert scenario.commits_since_start() == ["Apply suggestion by hand"]
+    reply = replies_by_comment(scenario)[done["comment"]["id"]]
+    assert "**Not changed**: the branch already reads as this suggestion makes it" in reply
+    check_run = scenario.check_runs()[-1]  # (the first was left on the commit before theirs)
+    assert scenario.fake.check_run_history[check_run["id"]][-1] == ("completed", "success")
+    assert "| Not changed | suggestion | $0.00 |" in check_run["output"]["summary"]

@@ -93,8 +93,8 @@ class AgentRun:
         await self.stand_on_recorded_head()
         test_command = await self.test_command()
         done = await SuggestionStep(self, test_command).apply()
-        applied = {("review_comment", comment_id) for comment_id in done.applied}
-        rest = tuple(c for c in self.batch.comments if (c.kind, c.comment_id) not in applied)
+        settled = {("review_comment", comment_id) for comment_id in done.settled}
+        rest = tuple(c for c in self.batch.comments if (c.kind, c.comment_id) not in settled)
         if not rest:
             return done.result()
         self.batch = dataclasses.replace(self.batch, comments=rest)
@@ -104,7 +104,7 @@ class AgentRun:
         except RunStopped as stop:
             return done.merged(stop.result)
         except Exception as error:
-            if not done.applied:
+            if not done.settled:
                 raise
             # The suggestions are pushed: their outcomes are kept whatever befell the agent.
             log.exception("%s: the agent failed after the suggestions were pushed", self.stream)

@@ -41,6 +41,7 @@ from bot.reviews.suggestions import (
     CommentPosition,
     Suggestion,
     Unapplicable,
+    already_applied,
     apply_suggestion,
     carry_range,
     find_suggestion,
@@ -63,6 +64,10 @@ REGULAR_FILE_MODES = ("100644", "100755")
 DIFF = ("diff", "--no-ext-diff", "--no-textconv", "--no-color", "--no-renames", "--unified=0")
 
 
+class AlreadyApplied(Unapplicable):
+    """The head reads as the suggestion would make it: someone committed it already."""
+
+
 @dataclass(frozen=True, slots=True)
 class Planned:
     """A suggestion that applies: its lines `first`..`last` on the head."""
@@ -83,10 +88,16 @@ class SuggestionsDone:
     applied: tuple[int, ...] = ()
     commit_sha: str | None = None
     tests_summary: str | None = None
-    handed: dict[int, str] = field(default_factory=dict)
+    handed: dict[int, str] = field(default_factory=dict)  # to the agent, with why
+    already: dict[int, str] = field(default_factory=dict)  # in place already: not changed
+
+    @property
+    def settled(self) -> set[int]:
+        """The comments this step answers (the agent gets the others)."""
+        return set(self.applied) | set(self.already)
 
     def outcomes(self) -> tuple[CommentOutcome, ...]:
-        return tuple(
+        fixed = tuple(
             CommentOutcome(
                 comment_id,
                 OutcomeKind.FIXED,
@@ -97,25 +108,35 @@ class SuggestionsDone:
             )
             for comment_id in self.applied
         )
+        return fixed + tuple(
+            CommentOutcome(
+                comment_id,
+                OutcomeKind.DECLINED,
+                reason=why,
+                comment_kind="review_comment",
+                suggestion=True,
+            )
+            for comment_id, why in self.already.items()
+        )
 
     def result(self) -> EngineResult:
-        """Every comment was a suggestion applied: the run is complete, and cost nothing."""
+        """Every comment was a suggestion settled here: the run is complete, and cost nothing."""
         return EngineResult(
             EngineStatus.COMPLETED,
             self.outcomes(),
             commit_sha=self.commit_sha,
-            tests_summary=self.tests_summary,
+            tests_summary=self.tests_summary or "no changes, tests not run",
         )
 
     def merged(self, agent: EngineResult) -> EngineResult:
-        """The agent's result on the rest, with the applied suggestions' outcomes first."""
-        if not self.applied:
+        """The agent's result on the rest, with the suggestions' outcomes first."""
+        if not self.settled:
             return agent
         theirs = tuple(
             outcome
             for outcome in agent.outcomes
             if not (
-                outcome.comment_id in self.applied
+                outcome.comment_id in self.settled
                 and outcome.comment_kind in (None, "review_comment")
             )
         )
@@ -185,16 +206,16 @@ class SuggestionStep:
         for _ in range(self.run.engine.restarts + 2):
             earlier = await self.earlier_commit()
             if earlier is None:
-                planned, handed = await self.plan(candidates)
+                planned, left = await self.plan(candidates)
                 if not planned:
-                    return SuggestionsDone(handed=handed)
+                    return left
                 await self.commit(planned)
                 earlier = await self.earlier_commit()
                 if earlier is None:
                     raise self.run.stopped("the suggestions' commit is not on the worktree")
             else:
-                handed = self.handed_before(earlier, candidates)
-            done = await self.push(earlier, handed)
+                left = await self.left_before(earlier, candidates)
+            done = await self.push(earlier, left)
             if done is not None:
                 return done
         raise self.run.stopped(
@@ -213,38 +234,40 @@ class SuggestionStep:
                 return sha, ids
         return None
 
-    def handed_before(
+    async def left_before(
         self,
         earlier: tuple[str, tuple[int, ...]],
         candidates: list[tuple[BatchComment, Suggestion | Unapplicable]],
-    ) -> dict[int, str]:
+    ) -> SuggestionsDone:
+        """Why the suggestions the found commit did not apply were left: planned again on
+        the head, which holds that commit (so they cannot apply now either)."""
         sha, ids = earlier
-        return {
-            comment.comment_id: str(parsed)
-            if isinstance(parsed, Unapplicable)
-            else f"it did not apply with the other suggestions, committed in {sha[:7]}"
-            for comment, parsed in candidates
-            if comment.comment_id not in ids
-        }
+        others = [
+            (comment, parsed) for comment, parsed in candidates if comment.comment_id not in ids
+        ]
+        planned, left = await self.plan(others)
+        for item in planned:  # not expected: they did not apply before
+            left.handed[item.comment_id] = f"it was not applied with the others in {sha[:7]}"
+        return left
 
     async def push(
-        self, earlier: tuple[str, tuple[int, ...]], handed: dict[int, str]
+        self, earlier: tuple[str, tuple[int, ...]], left: SuggestionsDone
     ) -> SuggestionsDone | None:
         """Tests and push (with the lease) unless the commit is on the branch already; None when
         someone else's push conflicted with it (the worktree is then on their head)."""
         sha, ids = earlier
         recorded = (await self.run.row()).recorded_sha or ""
-        every_comment = len(ids) == len(self.run.batch.comments)
+        every_comment = len(ids) + len(left.already) == len(self.run.batch.comments)
         if await self.is_ancestor(sha, recorded):
             tests = await self.run.run_tests(self.test_command) if every_comment else None
-            return SuggestionsDone(ids, sha, tests, handed)
+            return SuggestionsDone(ids, sha, tests, left.handed, left.already)
         tests = await self.run.run_tests(self.test_command)
         pushed = await self.run.push(self.test_command)
         if pushed is None:
             return None
         pushed_sha, replayed_tests = pushed
         log.info("%s: suggestions %s applied in %s", self.run.stream, ids, pushed_sha[:12])
-        return SuggestionsDone(ids, pushed_sha, replayed_tests or tests, handed)
+        return SuggestionsDone(ids, pushed_sha, replayed_tests or tests, left.handed, left.already)
 
     async def is_ancestor(self, sha: str, of: str) -> bool:
         if not of:
@@ -274,10 +297,13 @@ class SuggestionStep:
 
     async def plan(
         self, candidates: list[tuple[BatchComment, Suggestion | Unapplicable]]
-    ) -> tuple[list[Planned], dict[int, str]]:
+    ) -> tuple[list[Planned], SuggestionsDone]:
+        """The suggestions that apply on the head, and the others: in place already, or
+        handed to the agent with why."""
         gh = self.run.engine.github_client(self.run.batch.installation_id)
         planned: list[Planned] = []
         handed: dict[int, str] = {}
+        already: dict[int, str] = {}
         for comment, parsed in candidates:
             try:
                 if isinstance(parsed, Unapplicable):
@@ -286,11 +312,14 @@ class SuggestionStep:
                 taken = [(p.first, p.last) for p in planned if p.path == item.path]
                 if overlapping(taken, (item.first, item.last)):
                     raise Unapplicable("its lines overlap another suggestion of this batch")
+            except AlreadyApplied as why:
+                already[comment.comment_id] = str(why)
+                continue
             except Unapplicable as why:
                 handed[comment.comment_id] = str(why)
                 continue
             planned.append(item)
-        return planned, handed
+        return planned, SuggestionsDone(handed=handed, already=already)
 
     async def place(self, gh: GitHubAPI, comment: BatchComment, suggestion: Suggestion) -> Planned:
         """Where the suggestion goes on the head; Unapplicable when it cannot go as written."""
@@ -320,6 +349,11 @@ class SuggestionStep:
             carried = carry_range(parse_hunks(diff), place.first, place.last)
         lines = f"lines {place.first}-{place.last} of {place.path}"
         if carried is None or lines_of(head, *carried) != expected:
+            if already_applied(written_on, head, place.first, place.last, suggestion):
+                raise AlreadyApplied(
+                    f"the branch already reads as this suggestion makes it ({lines} as of"
+                    f" {place.commit[:7]}); nothing left to change"
+                )
             raise Unapplicable(
                 f"{lines} changed since {place.commit[:7]}, the commit it was written on"
             )

@@ -42,16 +42,22 @@ def check_title(
     return f"{head}: {', '.join(parts) or 'nothing'}"
 
 
-def applied_suggestions(iteration: Iteration, items: list[BatchItem]) -> set[tuple[str, int]]:
-    """The comments fixed by applying their suggestion block (no model)."""
-    reported = set()
+def suggestion_keys(iteration: Iteration) -> set[tuple[str, int]]:
+    """The comments the engine settled from their suggestion block, without a model."""
+    keys: set[tuple[str, int]] = set()
     for entry in iteration.report or []:
         if isinstance(entry, dict) and entry.get("suggestion"):
-            reported.add((entry.get("comment_kind") or "review_comment", entry.get("comment_id")))
+            keys.add((entry.get("comment_kind") or "review_comment", int(entry["comment_id"])))
+    return keys
+
+
+def applied_suggestions(iteration: Iteration, items: list[BatchItem]) -> set[tuple[str, int]]:
+    """The comments fixed by applying their suggestion block (no model)."""
+    keys = suggestion_keys(iteration)
     return {
         (item.comment_kind, item.comment_id)
         for item in items
-        if item.outcome == Answer.FIXED and (item.comment_kind, item.comment_id) in reported
+        if item.outcome == Answer.FIXED and (item.comment_kind, item.comment_id) in keys
     }
 
 
@@ -115,7 +121,8 @@ def _rows(
 ) -> list[tuple[str, ...]]:
     """One row per comment: what it said, where, its outcome, by whom, its cost, the detail."""
     suggested = applied_suggestions(iteration, items)
-    agent_items = len(items) - len(suggested)
+    by_suggestion = suggestion_keys(iteration)
+    agent_items = len([i for i in items if (i.comment_kind, i.comment_id) not in by_suggestion])
     share = iteration.cost_usd / agent_items if agent_items else 0.0
     agent_cost = f"${share:.2f}" + (f" (1/{agent_items} of the run)" if agent_items > 1 else "")
     rows: list[tuple[str, ...]] = []
@@ -131,8 +138,8 @@ def _rows(
                 f"@{comment.author_login}: {_said(item.body or comment.body)[:80]}",
                 _where(comment),
                 "Applied suggestion" if key in suggested else title,
-                "suggestion" if key in suggested else "agent",
-                "$0.00" if key in suggested else agent_cost,
+                "suggestion" if key in by_suggestion else "agent",
+                "$0.00" if key in by_suggestion else agent_cost,
                 detail,
             )
         )
