@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from bot.reviews.engine import EngineResult
 from bot.reviews.running import build_review_batch
 from storage import pull_requests, review_batches, review_iterations
 from tests.conftest import StartApp
@@ -223,27 +224,57 @@ async def test_a_suggestion_on_lines_that_only_moved_is_applied_where_they_are_n
     assert scenario.commits_since_start() == ["Apply suggestions from code review", "A docstring"]
 
 
-async def test_the_same_batch_worked_again_after_a_stop_applies_nothing_twice(
-    scenario: AgentScenario,
-) -> None:
-    """A stop after the push, before the report was stored: the engine is called again for the
-    same batch, finds its suggestion commit on the branch and reports it, committing nothing."""
-    single = suggestion(scenario, '    return "Hello, " + name\n', line=2)
-    await review_with(scenario, [single])
-    head = scenario.head()
+async def work_the_batch_again(scenario: AgentScenario) -> EngineResult:
+    """A stop after the push, before the report was stored: the engine is called again for
+    the same batch (and iteration), as the resumed worker does."""
     service = scenario.client.app[SERVICES].reviews  # type: ignore[union-attr]
     pr = await pull_requests.find_pull_request(scenario.db, REPO, NUMBER)
     assert pr is not None and service is not None and service.engine is not None
     (batch,) = await review_batches.list_batches(scenario.db, pr.id)
     again = await build_review_batch(service, pr, batch, 1, {})
-    result = await service.engine.work(again)
+    return await service.engine.work(again)
+
+
+async def test_the_same_batch_worked_again_after_a_stop_applies_nothing_twice(
+    scenario: AgentScenario,
+) -> None:
+    single = suggestion(scenario, '    return "Hello, " + name\n', line=2)
+    await review_with(scenario, [single])
+    head = scenario.head()
+    result = await work_the_batch_again(scenario)
     assert result.status == "completed" and result.commit_sha == head
     assert [(o.comment_id, o.suggestion, o.commit_sha) for o in result.outcomes] == [
         (single["comment"]["id"], True, head)
     ]
     assert scenario.head() == head and scenario.model.requests == []
-    iteration = await review_iterations.iteration_for_batch(scenario.db, batch.id)
-    assert iteration is not None and iteration.cost_usd == 0.0
+    (iteration,) = await review_iterations.list_iterations(scenario.db, 1)
+    assert iteration.cost_usd == 0.0
+
+
+async def test_a_mixed_batch_worked_again_after_a_stop_asks_and_pushes_nothing_new(
+    scenario: AgentScenario,
+) -> None:
+    applied = suggestion(scenario, '    return "Hello, " + name\n', line=2)
+    plain = scenario.review_comment("Say something about greetings in the notes.")
+    scenario.model.add(
+        scripted.tool_use(
+            "edit_file", {"path": "NOTES.md", "old_text": "Notes", "new_text": "Greeting notes"}
+        ),
+        report([(plain["comment"]["id"], "fixed", "Noted.")]),
+        scripted.text("Done."),
+    )
+    await review_with(scenario, [applied, plain])
+    head, requests = scenario.head(), len(scenario.model.requests)
+    suggestion_commit = scenario.remote.sha(f"{HEAD_REF}~1")
+
+    result = await work_the_batch_again(scenario)
+    assert result.status == "completed" and result.commit_sha == head
+    assert [(o.comment_id, o.suggestion, o.commit_sha) for o in result.outcomes] == [
+        (applied["comment"]["id"], True, suggestion_commit),
+        (plain["comment"]["id"], False, head),
+    ]
+    assert scenario.head() == head and len(scenario.model.requests) == requests
+    assert len(scenario.commits_since_start()) == 2
 
 
 STOP_ONCE = (
