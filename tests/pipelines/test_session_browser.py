@@ -29,13 +29,14 @@ import aiohttp
 import pytest
 from playwright.async_api import Page
 
+from tests.bot_process import BotProcess
 from tests.browser import Watched, browser_page, screenshot, skip_without_chromium
 from tests.fakes import anthropic as scripted
 from tests.fakes.anthropic import Block, FakeAnthropic, Hold, Reply
 from tests.fakes.jira import FakeJira
 from tests.helpers import API_TOKEN
 from tests.network_gate import NetworkGate
-from tests.pipelines.bot_process import DEADLINE_S, Api, Server, make_pipeline, until
+from tests.pipelines.bot_process import DEADLINE_S, Api, make_pipeline, until
 from tests.pipelines.world import FILES, PROJECT, PipelineModel, done, report
 from tests.worktree_helpers import make_remote
 
@@ -67,7 +68,7 @@ async def anthropic() -> AsyncIterator[FakeAnthropic]:
 
 
 @pytest.fixture
-async def gate(bot_server: Server) -> AsyncIterator[NetworkGate]:
+async def gate(bot_server: BotProcess) -> AsyncIterator[NetworkGate]:
     opened = NetworkGate(bot_server.port)
     await opened.start()
     yield opened
@@ -103,7 +104,7 @@ class Turns:
             hold.released.set()
 
 
-async def reached(hold: Hold, server: Server) -> None:
+async def reached(hold: Hold, server: BotProcess) -> None:
     try:
         await asyncio.wait_for(hold.reached.wait(), DEADLINE_S)
     except TimeoutError:
@@ -162,7 +163,7 @@ def running_text(restored: dict[str, Any], pipeline_id: int) -> str:
 
 
 async def away_while_the_pipeline_goes_on(
-    api: Api, server: Server, turns: Turns, session_id: str, pipeline_id: int
+    api: Api, server: BotProcess, turns: Turns, session_id: str, pipeline_id: int
 ) -> None:
     """The server back, the page's network still down: the plan waits and is approved from
     another device, a risk is reported, the implementer streams until its hold; the session
@@ -187,7 +188,7 @@ async def away_while_the_pipeline_goes_on(
 
 
 async def caught_up_with_the_server(
-    page: Page, api: Api, server: Server, session_id: str, pipeline_id: int
+    page: Page, api: Api, server: BotProcess, session_id: str, pipeline_id: int
 ) -> str:
     """Until the page shows the running step's text exactly as the server holds it (read
     afresh each time: frames sent just before the hold may still be landing); returns it."""
@@ -224,7 +225,7 @@ async def read_the_notifications(page: Page, count: int) -> tuple[list[str | Non
 
 
 async def select_and_open_then_reload(
-    page: Page, api: Api, server: Server, session_id: str, pipeline: dict[str, Any]
+    page: Page, api: Api, server: BotProcess, session_id: str, pipeline: dict[str, Any]
 ) -> dict[str, Any]:
     """Select the risk step and open the plan's output, wait for the UI state to be kept,
     reload; what the page shows then."""
@@ -254,7 +255,7 @@ async def select_and_open_then_reload(
 
 async def test_a_page_comes_back_after_a_server_kill_with_what_happened_meanwhile_and_its_state(
     tmp_path: Path,
-    bot_server: Server,
+    bot_server: BotProcess,
     gate: NetworkGate,
     fake_jira: FakeJira,
     anthropic: FakeAnthropic,
