@@ -162,6 +162,27 @@ def running_text(restored: dict[str, Any], pipeline_id: int) -> str:
     return next((c["text"] for c in restored["token_catchup"] if c["stream"] == stream), "")
 
 
+async def start_and_watch_the_planner(page: Page, server: BotProcess, turns: Turns) -> str:
+    """Start the pipeline from the page; once the planner's turn is held, the text shown."""
+    await page.click("form.start button")
+    await reached(turns.planner, server)
+    await until_text_starts(page, "tokens", PLANNER_SAYS[0])
+    streamed = await tokens_text(page)
+    await screenshot(page, "session-3-streaming")
+    return streamed
+
+
+async def kill_and_restart_while_the_page_is_offline(
+    page: Page, gate: NetworkGate, server: BotProcess
+) -> None:
+    """The page loses its network, the server is killed mid-turn and started again."""
+    gate.shut()
+    server.kill()
+    await page.wait_for_selector("#connection.off", timeout=WAIT_MS)
+    await screenshot(page, "session-4-server-killed")
+    server.start()
+
+
 async def away_while_the_pipeline_goes_on(
     api: Api, server: BotProcess, turns: Turns, session_id: str, pipeline_id: int
 ) -> None:
@@ -202,6 +223,31 @@ async def caught_up_with_the_server(
 
     await until(server, same_text, "the page's text caught up with the server's")
     return shown
+
+
+async def back_online(
+    page: Page, gate: NetworkGate, api: Api, server: BotProcess, session_id: str, pipeline_id: int
+) -> str:
+    """The network back: the page reconnects by itself, counts two unread events and catches
+    up the running step's text; returns that text."""
+    gate.open()
+    await page.wait_for_selector("#connection.on", timeout=WAIT_MS)
+    await until_text(page, "notices-count", "2")
+    caught_up = await caught_up_with_the_server(page, api, server, session_id, pipeline_id)
+    await screenshot(page, "session-5-reconnected")
+    return caught_up
+
+
+async def finish_the_turn_and_mark_all_read(
+    page: Page, api: Api, turns: Turns, session_id: str
+) -> int:
+    """The implementer's turn goes on live to its end; marked read on the page, what the
+    server counts unread."""
+    turns.implementer.released.set()
+    await until_text(page, "tokens", "".join(IMPLEMENTER_SAYS))
+    await page.click("#notices-read")
+    await until_text(page, "notices-count", "0")
+    return int((await api.call("GET", f"/api/sessions/{session_id}/offline-events"))["unread"])
 
 
 async def read_the_notifications(page: Page, count: int) -> tuple[list[str | None], list[str]]:
@@ -253,6 +299,16 @@ async def select_and_open_then_reload(
     }
 
 
+async def close_the_ticket_tab(page: Page, api: Api, session_id: str) -> list[dict[str, str]]:
+    """Close the ticket's tab by keyboard; the tabs the server keeps for the session then."""
+    await page.focus("#tabs li.tab[data-kind='ticket'] button.close")
+    async with page.expect_response(lambda r: r.request.method == "PUT") as put:
+        await page.keyboard.press("Enter")  # the tab goes at once; the server's list after
+    assert (await put.value).ok
+    await page.wait_for_selector("#tabs li.tab[data-kind='ticket']", state="detached")
+    return list((await api.call("GET", f"/api/sessions/{session_id}/tabs"))["tabs"])
+
+
 async def test_a_page_comes_back_after_a_server_kill_with_what_happened_meanwhile_and_its_state(
     tmp_path: Path,
     bot_server: BotProcess,
@@ -273,39 +329,18 @@ async def test_a_page_comes_back_after_a_server_kill_with_what_happened_meanwhil
             page, f"http://127.0.0.1:{gate.port}", key, pipeline_id
         )
         session_id = await session_of(page)
-        await page.click("form.start button")
-        await reached(turns.planner, server)
-        await until_text_starts(page, "tokens", PLANNER_SAYS[0])
-        streamed_before_kill = await tokens_text(page)
-        await screenshot(page, "session-3-streaming")
+        streamed_before_kill = await start_and_watch_the_planner(page, server, turns)
 
-        gate.shut()
-        server.kill()
-        await page.wait_for_selector("#connection.off", timeout=WAIT_MS)
-        await screenshot(page, "session-4-server-killed")
-        server.start()
+        await kill_and_restart_while_the_page_is_offline(page, gate, server)
         await away_while_the_pipeline_goes_on(api, server, turns, session_id, pipeline_id)
 
-        gate.open()
-        await page.wait_for_selector("#connection.on", timeout=WAIT_MS)
-        await until_text(page, "notices-count", "2")
-        caught_up = await caught_up_with_the_server(page, api, server, session_id, pipeline_id)
-        await screenshot(page, "session-5-reconnected")
+        caught_up = await back_online(page, gate, api, server, session_id, pipeline_id)
         kinds, links = await read_the_notifications(page, 2)
-        turns.implementer.released.set()
-        await until_text(page, "tokens", "".join(IMPLEMENTER_SAYS))
-        await page.click("#notices-read")
-        await until_text(page, "notices-count", "0")
-        unread = (await api.call("GET", f"/api/sessions/{session_id}/offline-events"))["unread"]
+        unread = await finish_the_turn_and_mark_all_read(page, api, turns, session_id)
 
         pipeline = await api.pipeline(pipeline_id)
         reloaded = await select_and_open_then_reload(page, api, server, session_id, pipeline)
-        await page.focus("#tabs li.tab[data-kind='ticket'] button.close")
-        async with page.expect_response(lambda r: r.request.method == "PUT") as put:
-            await page.keyboard.press("Enter")  # the tab goes at once; the server's list after
-        assert (await put.value).ok
-        await page.wait_for_selector("#tabs li.tab[data-kind='ticket']", state="detached")
-        kept_tabs = (await api.call("GET", f"/api/sessions/{session_id}/tabs"))["tabs"]
+        kept_tabs = await close_the_ticket_tab(page, api, session_id)
         turns.release()
 
     assert "".join(PLANNER_SAYS).startswith(streamed_before_kill)
