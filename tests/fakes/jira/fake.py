@@ -77,7 +77,6 @@ class FakeJira:
         self._numbers: dict[str, int] = {}
         self._history_ids = 20000
         self._query_cache: dict[str, tuple[list[str], tuple[str, ...]]] = {}
-        self._version = 0
         self._relations: IssueRelations | None = None
         self.server: TestServer | None = None
         self.app: web.Application = build_app(self)
@@ -109,7 +108,6 @@ class FakeJira:
         return self.now_ms
 
     def _changed(self) -> None:
-        self._version += 1
         self._query_cache.clear()
         self._relations = None
 
