@@ -253,9 +253,10 @@ async def gather(
     items: list[tuple[str, int]],
     *,
     trigger: str = "comments",
+    again: bool = False,
 ) -> review_batches.Batch | None:
-    """Put comments into the pull request's gathering batch; a new one gets its queued check
-    run, and the scheduler is woken for its due time."""
+    """Put comments into the pull request's gathering batch (`again`: even a version worked
+    before); a new one gets its queued check run, and the scheduler is woken for its due time."""
     rules = await service.rules(gh, pr.repository)
     batch, added = await review_batches.gather(
         service.db,
@@ -265,6 +266,7 @@ async def gather(
         debounce_s=rules.debounce_s,
         max_wait_s=rules.max_wait_s,
         trigger=trigger,
+        again=again,
     )
     if batch is None or not added:
         return batch

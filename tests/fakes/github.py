@@ -10,7 +10,8 @@ issue comments, reactions, check runs (created, updated, and listed for a commit
 and `filter`, each with its `external_id`), collaborator permission and contents. A pull request can
 follow a local bare repository (`follow_git`): its head sha is then what the branch holds there;
 a repository served from one (`serve_repository`) gives the pull requests opened through the
-API its clone URL and their head sha, and they follow it.
+API its clone URL and their head sha, and they follow it. Review threads over GraphQL and
+requested reviewers (issue 14) are github_graphql.py's, on the same state.
 Answers are built from GitHub's own examples in tests/fixtures/github-api (same keys, our
 values). Lists paginate with `per_page`/`page` and a `Link` header, as GitHub does.
 `script_failure()` makes the next matching calls answer a 403 secondary rate limit (with
@@ -50,6 +51,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+
+from tests.fakes.github_graphql import ThreadsAndReviewers
 
 
 def generate_app_key(*, traditional: bool = False) -> tuple[str, str]:
@@ -194,6 +197,11 @@ class FakeGitHub:
     # the manifest flow: codes GitHub would hand the browser, and the Apps converted from them
     manifest_codes: dict[str, ManifestCode] = field(default_factory=dict)
     created_apps: dict[int, CreatedApp] = field(default_factory=dict)
+    # review threads over GraphQL and requested reviewers (github_graphql.py)
+    threads: ThreadsAndReviewers = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.threads = ThreadsAndReviewers(self)
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -235,6 +243,7 @@ class FakeGitHub:
         routes.get(repo + "/commits/{ref}/check-runs")(self.list_check_runs_for_ref)
         routes.get(repo + "/collaborators/{user}/permission")(self.get_permission)
         routes.get(repo + "/contents/{path:.+}")(self.get_contents)
+        self.threads.add_routes(routes)
         return routes
 
     async def start(self) -> str:
@@ -509,6 +518,9 @@ class FakeGitHub:
             "_number": number,
             "_comment_ids": list(comment_ids),
         }
+        self.threads.review_submitted(
+            repository, number, (review.get("user") or {}).get("login", "")
+        )
 
     def set_permission(self, repository: str, login: str, permission: str) -> None:
         self.permissions[(repository, login.lower())] = permission
