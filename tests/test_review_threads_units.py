@@ -117,8 +117,8 @@ def test_a_follow_ups_task_says_what_was_answered_before_and_what_changed_since(
     assert "You answered in this thread before:" in text
     assert f"- iteration 3, comment 1: fixed in commit {sha[:12]}. Renamed to y." in text
     assert "a.py | 2 +-" in text and "Commits since:" in text
-    assert "The reviewer's newest message follows up on that answer" in text
+    assert "This comment follows up on that answer" in text
     assert "<!-- biagent:" not in text
     reopened = dataclasses.replace(follow_up, comment_id=1, body="Rename x.", thread=thread[:2])
     text = task_text(dataclasses.replace(batch, comments=(reopened,)), None, "b" * 40)
-    assert "the thread was reopened" in text
+    assert "its thread was reopened" in text

@@ -213,16 +213,16 @@ def _earlier_lines(comment: BatchComment, history: Mapping[str, str]) -> list[st
     for sha in dict.fromkeys(a.commit_sha for a in comment.earlier if a.commit_sha):
         if history.get(sha):
             lines += ["", f"What commit {sha[:12]} changed, and the branch since:", history[sha]]
-    newest = comment.thread[-1] if comment.thread else None
-    if newest is not None and newest.by_biagent:
+    lines.append("")
+    if any(answer.comment_id == comment.comment_id for answer in comment.earlier):
         lines.append(
-            "Nobody wrote in the thread after that answer, but it is back for work: the"
-            " thread was reopened (or a retry was asked for), so the answer did not settle"
-            " it. Look again at what was asked."
+            "This comment was answered then, and it is back for work: its thread was reopened"
+            " (or a retry was asked for), so that answer did not settle it. Look again at what"
+            " was asked."
         )
     else:
         lines.append(
-            "The reviewer's newest message follows up on that answer: do what it asks now"
-            " (it may ask to undo or redo your earlier change), and answer it in this thread."
+            "This comment follows up on that answer: do what it asks now (it may ask to undo"
+            " or redo your earlier change), and answer it in this thread."
         )
     return lines
