@@ -173,6 +173,27 @@ async def _unbatched_version(
     return None if row is None else int(row[0])
 
 
+async def worked_before(
+    db: Database, kind: str, comment_id: int, version: int, *, besides_batch: int
+) -> bool:
+    """Whether this version of the comment is in a batch other than `besides_batch`."""
+    found_row = await db.fetchval(
+        "SELECT 1 FROM review_batch_items WHERE comment_kind = ? AND comment_id = ?"
+        " AND comment_version = ? AND batch_id <> ?",
+        (kind, comment_id, version, besides_batch),
+    )
+    return found_row is not None
+
+
+async def leave_gathering_batch(db: Database, batch_id: int, kind: str, comment_id: int) -> None:
+    """Take a comment out of a batch that is still gathering."""
+    await db.write(
+        "DELETE FROM review_batch_items WHERE batch_id = ? AND comment_kind = ? AND comment_id = ?"
+        " AND batch_id IN (SELECT id FROM review_batches WHERE status = 'gathering')",
+        (batch_id, kind, comment_id),
+    )
+
+
 async def _current_version(
     connection: aiosqlite.Connection, kind: str, comment_id: int
 ) -> int | None:

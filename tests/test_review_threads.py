@@ -259,3 +259,30 @@ async def test_thread_events_from_biagent_or_on_threads_it_never_answered_work_n
     )
     detail = (await scenario.api("/api/pull-requests/1"))["pull_request"]
     assert [c["resolved"] for c in detail["comments"] if c["id"] == root] == [True]
+
+
+async def test_a_reopened_thread_with_a_reply_is_answered_once_whichever_comes_first(
+    scenario: Scenario,
+) -> None:
+    first, second = await comments_and_review(scenario, ["Rename this.", "Add a test."])
+    # Reopened, then a reply: the reply takes the reopened comment's place.
+    scenario.fake.threads.resolved.discard(first)
+    await scenario.send(
+        "pull_request_review_thread", thread_event(scenario, "unresolved", first, sender=REVIEWER)
+    )
+    reply = scenario.review_comment("Still wrong: use `total`.", in_reply_to=first)
+    await scenario.send("pull_request_review_comment", reply)
+    # A reply, then reopened: the reopening adds nothing.
+    other = scenario.review_comment("The test misses the empty case.", in_reply_to=second)
+    await scenario.send("pull_request_review_comment", other)
+    scenario.fake.threads.resolved.discard(second)
+    await scenario.send(
+        "pull_request_review_thread", thread_event(scenario, "unresolved", second, sender=REVIEWER)
+    )
+    await scenario.advance(31)
+    assert len(scenario.engine.batches) == 2
+    worked = [c.comment_id for c in scenario.engine.batches[1].comments]
+    assert worked == [reply["comment"]["id"], other["comment"]["id"]]
+    for root in (first, second):
+        answers = [a for a in scenario.fake.replies_to(root) if a["user"]["login"] == BOT]
+        assert len(answers) == 2  # one per batch

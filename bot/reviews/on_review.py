@@ -36,6 +36,7 @@ from bot.reviews.intake import (
     asked_in_pr,
     blocked_bot,
     gather,
+    gathered_in_thread,
     is_own,
     may_command,
     refuse,
@@ -276,6 +277,8 @@ async def _work_reopened_thread(
         if c.kind == "review_comment"
     }
     last = reopened_thread_comment(comments, ids)
+    if last is not None and await gathered_in_thread(service, pr, last):
+        return  # a newer comment of the thread is gathered already: it is worked with all of it
     if last is not None:
         log.info("%s: thread of %d reopened by @%s", pr.stream, last, sender.get("login"))
         await gather(service, gh, pr, [("review_comment", last)], trigger="reopened", again=True)
