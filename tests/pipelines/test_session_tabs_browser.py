@@ -2,13 +2,15 @@
 real headless Chromium with a real pipeline and its pull request (tests/pipelines/world.py).
 
 One device opens the dashboard, a ticket, its pipeline, the pipeline's pull request, the
-worktrees and the costs: each is a tab across the top of every page, the current one marked.
-It sets something on each page that has something to set (the dashboard's feed filter, the
+worktrees and the costs: each is a tab across the top of every page, the current one marked. It
+sets something on each page that has something to set (the dashboard's feed filter, the
 ticket's description closed, a step selected and a step's output opened on the pipeline page)
-and closes a tab by keyboard alone. Another device
-logs in to the same session (`/login?token=...&session=ID`) and gets the same tabs and, page
-by page, the same UI state. A screenshot of each is kept. Every wait is for the page or the
-API to reach a state; none is a fixed sleep. Skipped without chromium, a failure under CI=true.
+and closes a tab by keyboard alone. Another device logs in to the same session
+(`/login?token=...&session=ID`) and gets the same tabs and, page by page, the same UI state. A
+screenshot of each is kept. Every wait is for the page or the API to reach a state; none is a
+fixed sleep. And while a page stays connected, an event on another of its session's tabs shows
+as a notification at once, its own stream's live. Skipped without chromium, a failure under
+CI=true.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ from typing import Any
 
 from playwright.async_api import Page
 
+from bot.pipelines.events import PipelineFailed
 from tests.browser import chromium, screenshot, skip_without_chromium
 from tests.helpers import API_TOKEN
 from tests.pipelines.world import PipelineWorld, step_of
+from web.keys import SERVICES
 
 pytestmark = skip_without_chromium
 
@@ -29,6 +33,12 @@ TABS_JS = "(tabs) => tabs.map((t) => [t.dataset.kind, t.dataset.ref, t.matches('
 
 async def shown_tabs(page: Page) -> list[list[Any]]:
     return list(await page.locator("#tabs li.tab").evaluate_all(TABS_JS))
+
+
+def failure(pipeline_id: int, ticket: str, message: str) -> PipelineFailed:
+    return PipelineFailed(
+        pipeline_id=pipeline_id, ticket=ticket, kind="agent", message=message, error=message
+    )
 
 
 async def visit(page: Page, url: str, kind: str) -> None:
@@ -123,3 +133,35 @@ async def test_every_page_kind_is_a_tab_and_another_device_gets_tabs_and_page_st
     pages = (await world.api("GET", f"/api/sessions/{session_id}/ui-state"))["ui_state"]["pages"]
     assert pages[f"/pipelines/{pipeline_id}"]["selected"] == f"step-{risk}"
     assert pages[f"/tickets/{key}"]["closed"] == ["description-panel"]
+
+
+async def test_a_connected_page_shows_another_tabs_event_at_once_and_its_own_live(
+    world: PipelineWorld,
+) -> None:
+    client = await world.start()
+    key = await world.ticket(labels=("backend",))
+    shown, other = [(await world.create(key, start=False))["id"] for _ in range(2)]
+    bus = client.app[SERVICES].bus
+    base = str(client.make_url("")).rstrip("/")
+    async with chromium() as browser:
+        page = await browser.new_page()
+        await page.goto(f"{base}/login?token={API_TOKEN}")
+        await visit(page, f"{base}/pipelines/{other}", "pipeline")
+        await visit(page, f"{base}/pipelines/{shown}", "pipeline")
+        await page.wait_for_selector("#connection.on", timeout=WAIT_MS)
+
+        # The page's own stream is live, so not recorded; the recorder goes in id order, so
+        # by the time the other tab's event is told, this one was passed over.
+        await bus.publish(f"pipeline:{shown}", failure(shown, key, "this one broke"))
+        await bus.publish(f"pipeline:{other}", failure(other, key, "the other one broke"))
+        await page.wait_for_selector("#notices-count.count", timeout=WAIT_MS)
+        await page.click("#notices-toggle")
+        listed = await page.locator("#notices-list li").all_inner_texts()
+        await screenshot(page, "tabs-3-told-while-connected")
+        session_id = next(
+            c["value"] for c in await page.context.cookies() if c["name"] == "biagent_session"
+        )
+
+    assert len(listed) == 1 and "the other one broke" in listed[0]
+    kept = await world.api("GET", f"/api/sessions/{session_id}/offline-events")
+    assert [e["event"]["data"]["pipeline_id"] for e in kept["offline_events"]] == [other]
