@@ -109,7 +109,7 @@ async def test_every_page_kind_is_a_tab_and_another_device_gets_tabs_and_page_st
         await screenshot(phone, "tabs-2-another-device")
         await visit(phone, f"{base}/tickets/{key}", "ticket")
         await phone.wait_for_function(
-            "!document.getElementById('description-panel').open", timeout=WAIT_MS
+            "() => !document.getElementById('description-panel').open", timeout=WAIT_MS
         )
 
     assert all_tabs == [
