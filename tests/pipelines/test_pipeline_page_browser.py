@@ -214,3 +214,25 @@ async def test_a_pipeline_made_from_the_list_opens_its_page_and_a_refusal_is_sho
         pipeline_id = int(page.url.rsplit("/", 1)[1])
     held = await world.settle(pipeline_id)
     assert held["ticket"] == key and held["status"] == "waiting_for_approval"
+
+
+async def test_a_stream_that_breaks_upstream_is_shown_as_interrupted_while_the_page_watches(
+    world: PipelineWorld,
+) -> None:
+    client = await world.start()
+    said = "Reading greet.py to see how it says hi, then the tests. "
+    world.model.script("triage", *[scripted.text(said * 4, break_after_events=20)] * 3)
+    pipeline_id = (await world.create(await world.ticket(labels=("backend",)), start=False))["id"]
+    base = str(client.make_url("")).rstrip("/")
+    async with browser_page() as page:
+        await open_pipeline(page, base, pipeline_id)
+        await page.click("form.start button")
+        await page.locator("#tokens-state", has_text="broke").wait_for(timeout=WAIT_MS)
+        await page.locator("#tokens", has_text="Reading greet.py").wait_for(timeout=WAIT_MS)
+        await client.app[PIPELINES].engine.tasks.wait(pipeline_id)
+        triage = page.locator("article[data-phase='triage']")
+        await triage.locator(".badge.interrupted, .badge.failed").first.wait_for(timeout=WAIT_MS)
+        note_after = await page.locator("#tokens-state").inner_text()
+        step_status = await triage.get_attribute("data-status")
+    assert "broke" in note_after
+    assert step_status != "completed"

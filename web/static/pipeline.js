@@ -214,6 +214,9 @@
       clearTokens();
       connection.stepStarted = true;
     }
+    // A turn whose stream broke upstream says so at once (it is asked again: its next text
+    // starts a new block, which hides the note); never shown as completed.
+    if (event.type === "agent_turn_interrupted") showState("interrupted");
     if (event.type === "file_changed") diffSoon();
     if (/^(tool_call_|file_changed)/.test(event.type)) { onToolCall(event); return; }
     if (DIFF_NOW.test(event.type)) refreshDiff();
