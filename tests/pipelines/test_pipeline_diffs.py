@@ -143,6 +143,13 @@ async def test_the_pipeline_page_shows_what_its_steps_changed_escaped(world: Pip
     assert "<img id=" not in part and "+&lt;img id=&#34;injected&#34;" in part
     page = await (await world.app_client.get(f"/pipelines/{pipeline_id}")).text()
     assert '<section id="diff">' in page and 'data-path="greet.py"' in page
+    [repository] = (await world.api("GET", f"/api/pipelines/{pipeline_id}/diff"))["diff"][
+        "repositories"
+    ]
+    changes = {f["path"]: (f["change"], f["patch"]) for f in repository["files"]}
+    assert changes["notes.md"] == ("untracked", changes["notes.md"][1])
+    assert f"+{HOSTILE}" in changes["notes.md"][1]
+    assert changes["greet.py"][0] == "modified"
 
 
 async def test_a_pipeline_without_worktrees_says_so(world: PipelineWorld) -> None:
@@ -151,3 +158,4 @@ async def test_a_pipeline_without_worktrees_says_so(world: PipelineWorld) -> Non
     part = await page_part(world, created["id"])
     assert "No step has made a worktree yet." in part
     assert (await world.app_client.get("/pipelines/999/diff")).status == 404
+    await world.api("GET", "/api/pipelines/999/diff", status=404)
