@@ -33,6 +33,7 @@ from storage.worktrees import WorktreeRepo
 
 BUDGET_BYTES = 256 * 1024  # of both sides of the files shown, per repository
 MAX_UNTRACKED = 50  # untracked files shown with their text; more are listed by name
+GIT_TIMEOUT_S = 30.0  # a page waits for it: far less than the runner's default
 MAX_LISTED = 200  # files listed per repository; past it, only how many more there are
 DIFF_OPTIONS = ("--no-ext-diff", "--no-textconv", "--no-color", "--no-renames")
 
@@ -113,7 +114,10 @@ async def repository_diff(name: str, row: WorktreeRepo, *, budget: int) -> Repos
 
 
 async def _git(worktree: Path, *args: str, check: bool = True) -> str:
-    return (await run_git(*args, cwd=worktree, optional_locks=False, check=check)).stdout
+    done = await run_git(
+        *args, cwd=worktree, optional_locks=False, check=check, timeout_s=GIT_TIMEOUT_S
+    )
+    return done.stdout
 
 
 def _fields(text: str) -> list[str]:
