@@ -4,17 +4,18 @@
 JIRA and GitHub of this process. The browser reaches it through a gate (tests/network_gate.py)
 the test can shut, as a laptop loses its network; the test calls the API directly.
 
-The person logs in by the URL token, opens the ticket and then its pipeline (two tabs), starts
-it and watches the planner's text arrive. The server is killed mid-turn and started again on
-the same database and port while the page's network is still down, so what follows happens
-while the page is away, in an order nothing can race: the plan step resumes and waits for
-approval, another device approves it, the risk agent reports a medium risk and the implementer
-starts streaming, held by the model mid-turn. Then the network comes back: the page reconnects
-by itself, shows both events as notifications and the implementer's text caught up exactly as
-the server holds it (nothing of the killed turn, nothing twice), then the rest of it live.
-Marked read, a step selected and a section opened, the page is reloaded and shows the same tabs,
-UI state and text. A screenshot of each state is kept in test-artifacts/screenshots/. Every wait
-is for the page or the API to reach a state; none is a fixed sleep.
+The person logs in by the URL token (the dashboard), opens the ticket and then its pipeline
+(three tabs), starts it and watches the planner's text arrive. The server is killed mid-turn
+and started again on the same database and port while the page's network is still down, so what
+follows happens while the page is away, in an order nothing can race: the plan step resumes and
+waits for approval, another device approves it, the risk agent reports a medium risk and the
+implementer starts streaming, held by the model mid-turn. Then the network comes back: the page
+reconnects by itself, shows both events as notifications and the implementer's text caught up
+exactly as the server holds it (nothing of the killed turn, nothing twice), then the rest of it
+live. Marked read, a step selected and a section opened, the page is reloaded and shows the
+same tabs, UI state and text. A screenshot of each state is kept in
+test-artifacts/screenshots/. Every wait is for the page or the API to reach a state; none is a
+fixed sleep.
 """
 
 from __future__ import annotations
@@ -349,11 +350,18 @@ async def test_a_page_comes_back_after_a_server_kill_with_what_happened_meanwhil
     assert links == [f"/pipelines/{pipeline_id}"] * 2
     assert unread == 0
     assert reloaded == {
-        "tabs": [["ticket", key, False], ["pipeline", str(pipeline_id), True]],
+        "tabs": [
+            ["dashboard", "", False],
+            ["ticket", key, False],
+            ["pipeline", str(pipeline_id), True],
+        ],
         "plan_output_open": True,
         "text": "".join(IMPLEMENTER_SAYS),
         "unread": "0",
     }
-    assert kept_tabs == [{"kind": "pipeline", "ref": str(pipeline_id)}]
+    assert kept_tabs == [
+        {"kind": "dashboard", "ref": None},
+        {"kind": "pipeline", "ref": str(pipeline_id)},
+    ]
     refused = [line for line in watched.refusals() if not line.startswith(OFFLINE_ERRORS)]
     assert refused == []
