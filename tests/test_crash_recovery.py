@@ -5,49 +5,29 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
-import os
-import signal
-import socket
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import aiohttp
 
+from tests.bot_process import BotProcess, clean_environment
 from tests.helpers import API_TOKEN, WEBHOOK_SECRET, github_headers, load_json
 
-ROOT = Path(__file__).resolve().parent.parent
 BURST = 300
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def start_server(database: Path, port: int) -> subprocess.Popen[bytes]:
-    environment = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("GITHUB_", "JIRA_", "ANTHROPIC_", "BIAGENT_"))
-    }
-    environment.update(
-        PORT=str(port),
-        DATABASE_URL=f"sqlite:///{database}",
-        GITHUB_WEBHOOK_SECRET=WEBHOOK_SECRET,
-        BIAGENT_API_TOKEN=API_TOKEN,
-        LOG_LEVEL="WARNING",
+def server(tmp_path: Path) -> BotProcess:
+    """The server on the test's database, its output in a log file; not started yet."""
+    environment = clean_environment(
+        {
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'biagent.db'}",
+            "GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "BIAGENT_API_TOKEN": API_TOKEN,
+            "LOG_LEVEL": "WARNING",
+        }
     )
-    return subprocess.Popen(
-        [sys.executable, "-m", "bot"],
-        cwd=ROOT,
-        env=environment,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    return BotProcess(environment, tmp_path / "server.log")
 
 
 async def wait_healthy(session: aiohttp.ClientSession, base: str) -> None:
@@ -110,11 +90,11 @@ async def send(
 
 async def test_sigkill_mid_burst_loses_nothing_and_repeats_nothing(tmp_path: Path) -> None:
     database = tmp_path / "biagent.db"
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
     bodies = delivery_bodies()
     acked: set[str] = set()
-    server = start_server(database, port)
+    bot = server(tmp_path)
+    base = bot.base
+    bot.start()
     try:
         async with aiohttp.ClientSession() as session:
             await wait_healthy(session, base)
@@ -125,12 +105,12 @@ async def test_sigkill_mid_burst_loses_nothing_and_repeats_nothing(tmp_path: Pat
                     if await send(session, base, delivery_id, body) == 202:
                         acked.add(delivery_id)
                     if len(acked) == BURST // 2:
-                        server.send_signal(signal.SIGKILL)
+                        bot.kill()
 
             await asyncio.gather(*(one(d, b) for d, b in bodies))
     finally:
-        server.kill()
-        server.wait()
+        if bot.alive():
+            bot.kill()
     assert BURST // 2 <= len(acked) < BURST
 
     with sqlite3.connect(database) as connection:
@@ -138,7 +118,7 @@ async def test_sigkill_mid_burst_loses_nothing_and_repeats_nothing(tmp_path: Pat
     assert acked <= stored, "an acknowledged delivery was lost"
 
     # GitHub redelivers what failed; here: everything again, acknowledged or not.
-    server = start_server(database, port)
+    bot.start()
     try:
         async with aiohttp.ClientSession() as session:
             await wait_healthy(session, base)
@@ -146,8 +126,7 @@ async def test_sigkill_mid_burst_loses_nothing_and_repeats_nothing(tmp_path: Pat
             assert set(statuses) == {202}
             await wait_until_every_delivery_is_done(session, base)
     finally:
-        server.terminate()
-        server.wait(10)
+        bot.stop()
 
     with sqlite3.connect(database) as connection:
         assert connection.execute("SELECT COUNT(*) FROM deliveries").fetchone()[0] == BURST

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import re
 from typing import TYPE_CHECKING, Any
 
 from bot.agents.loop import AgentContext, StepResult
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 AGENT = "review_response"
+_SHA = re.compile(r"[0-9a-f]{7,40}")
 
 
 class RunStopped(Exception):
@@ -172,6 +174,7 @@ class AgentRun:
                 start_sha,
                 restarted=attempt > 1,
                 pipeline=pipeline,
+                history=await self.earlier_commits(),
                 suggestion_notes=self.suggestion_notes,
             ),
             stream=self.stream,
@@ -183,6 +186,21 @@ class AgentRun:
         step = await self.engine.agents.run_step(AGENT, context)
         self.cost_usd += step.cost_usd
         return step
+
+    async def earlier_commits(self) -> dict[str, str]:
+        """For a follow-up: each commit biagent made for an earlier answer in one of the
+        batch's threads, as the branch has it (its files, and the commits on top of it since)."""
+        history = {}
+        shas = {a.commit_sha for c in self.batch.comments for a in c.earlier if a.commit_sha}
+        for sha in sorted(sha for sha in shas if _SHA.fullmatch(sha)):
+            shown = await run_git(
+                "show", "--stat", "--format=%h %s", sha, cwd=self.worktree, check=False
+            )
+            if shown.returncode != 0:
+                continue  # not on this branch any more (a force push): nothing to tell
+            since = await self.git("log", "--format=%h %s", f"{sha}..HEAD", check=False)
+            history[sha] = "\n".join([shown.stdout.strip(), "Commits since:", since or "(none)"])
+        return history
 
     async def test_command(self) -> str | None:
         configured = self.batch.repo_config.get("test")

@@ -129,11 +129,14 @@ def task_text(
     *,
     restarted: bool = False,
     pipeline: str | None = None,
+    history: Mapping[str, str] | None = None,
     suggestion_notes: Mapping[int, str] | None = None,
 ) -> str:
-    """The agent's task: the pull request, every comment with its place and whole thread;
-    `pipeline` is what bot/pipelines/context.py says of the pipeline that opened the PR;
-    `suggestion_notes`, per comment id, why its suggestion block was not applied as written."""
+    """The agent's task: the pull request, every comment with its place, whole thread and
+    biagent's earlier answers there; `pipeline` is what bot/pipelines/context.py says of the
+    pipeline that opened the PR; `history` what the branch says of each earlier commit (its
+    files and the commits since, agent_run.py); `suggestion_notes`, per comment id, why its
+    suggestion block was not applied as written."""
     lines = [
         f"Pull request #{batch.pr_number} in {batch.repository}: {batch.pr_title}",
         f"Branch {batch.head_ref} (into {batch.base_ref}), checked out at {head_sha[:12]} in"
@@ -155,6 +158,7 @@ def task_text(
     notes = suggestion_notes or {}
     for comment in batch.comments:
         lines += _comment_lines(comment)
+        lines += _earlier_lines(comment, history or {})
         if comment.kind == "review_comment" and comment.comment_id in notes:
             lines += [
                 "",
@@ -201,5 +205,40 @@ def _comment_lines(comment: BatchComment) -> list[str]:
     return lines
 
 
+_HIDDEN_MARKER = re.compile(r"\s*<!-- biagent:\S+ -->")
+
+
 def _quote(text: str, *, prefix: str = "> ") -> str:
-    return "\n".join(prefix + line for line in (text.strip() or "(empty)").splitlines())
+    text = _HIDDEN_MARKER.sub("", text).strip()  # the key on biagent's own replies
+    return "\n".join(prefix + line for line in (text or "(empty)").splitlines())
+
+
+def _earlier_lines(comment: BatchComment, history: Mapping[str, str]) -> list[str]:
+    """A follow-up: what biagent answered before in this thread, the commit it made, what
+    the branch did since, and what the reviewer's newest message asks of it now."""
+    if not comment.earlier:
+        return []
+    lines = ["", "You answered in this thread before:"]
+    for answer in comment.earlier:
+        said = f" {answer.detail}" if answer.detail else ""
+        commit = f" in commit {answer.commit_sha[:12]}" if answer.commit_sha else ""
+        lines.append(
+            f"- iteration {answer.iteration}, comment {answer.comment_id}:"
+            f" {answer.outcome}{commit}.{said}"
+        )
+    for sha in dict.fromkeys(a.commit_sha for a in comment.earlier if a.commit_sha):
+        if history.get(sha):
+            lines += ["", f"What commit {sha[:12]} changed, and the branch since:", history[sha]]
+    lines.append("")
+    if any(answer.comment_id == comment.comment_id for answer in comment.earlier):
+        lines.append(
+            "This comment was answered then, and it is back for work: its thread was reopened"
+            " (or a retry was asked for), so that answer did not settle it. Look again at what"
+            " was asked."
+        )
+    else:
+        lines.append(
+            "This comment follows up on that answer: do what it asks now (it may ask to undo"
+            " or redo your earlier change), and answer it in this thread."
+        )
+    return lines
