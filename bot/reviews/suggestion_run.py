@@ -36,6 +36,7 @@ from bot.reviews.engine import (
     EngineStatus,
     OutcomeKind,
 )
+from bot.reviews.states import Answer
 from bot.reviews.suggestions import (
     Author,
     CommentPosition,
@@ -149,6 +150,13 @@ class SuggestionsDone:
         )
 
 
+def _answered_before(comment: BatchComment) -> bool:
+    return any(
+        answer.comment_id == comment.comment_id and answer.outcome != Answer.NOT_ADDRESSED
+        for answer in comment.earlier
+    )
+
+
 def co_author(author: Author | None, login: str) -> str:
     """GitHub's trailer for a person: the no-reply address with the account id, when known."""
     if author is None:
@@ -190,9 +198,12 @@ class SuggestionStep:
         self.batch_id = run.batch.batch_id
 
     def candidates(self) -> list[tuple[BatchComment, Suggestion | Unapplicable]]:
+        """The diff comments holding a suggestion block. One biagent answered before and that
+        is back (its thread reopened, a retry) is the agent's to look at again, with what it
+        answered then: applying the block again would only repeat that answer."""
         found = []
         for comment in self.run.batch.comments:
-            if comment.kind != "review_comment":
+            if comment.kind != "review_comment" or _answered_before(comment):
                 continue
             suggestion = find_suggestion(comment.body)
             if suggestion is not None:
