@@ -279,3 +279,23 @@ class Scenario:
 
     def check_runs(self) -> list[dict[str, Any]]:
         return list(self.fake.check_runs.values())
+
+
+def thread_event(scenario: Scenario, action: str, root_id: int, *, sender: str) -> dict[str, Any]:
+    """GitHub's `pull_request_review_thread` payload for the fake's thread of `root_id`."""
+    payload = load_json(f"github/pull_request_review_thread/{action}.payload.json")
+    payload["repository"] = copy.deepcopy(scenario.repository)
+    payload["installation"] = copy.deepcopy(scenario.installation)
+    payload["pull_request"] = copy.deepcopy(scenario.pull_request)
+    comment = payload["thread"]["comments"][0]
+    payload["thread"]["node_id"] = scenario.fake.threads.node_id_of(root_id)
+    payload["thread"]["comments"] = [
+        {**comment, **scenario.fake.review_comments[c["id"]], "id": c["id"]}
+        for c in sorted(scenario.fake.review_comments.values(), key=lambda c: c["id"])
+        if c["id"] == root_id or c.get("in_reply_to_id") == root_id
+    ]
+    for item in payload["thread"]["comments"]:
+        for private in ("_repo", "_number"):
+            item.pop(private, None)
+    payload["sender"] = scenario.user(sender, bot=sender.endswith("[bot]"))
+    return payload

@@ -8,13 +8,11 @@ fake's GraphQL and requested_reviewers (tests/fakes/github_graphql.py), a script
 from __future__ import annotations
 
 import asyncio
-import copy
 from typing import Any
 
 from bot.reviews.engine import CommentOutcome, EngineResult, EngineStatus, OutcomeKind, ReviewBatch
 from tests.fakes.review_engine import fake_sha
-from tests.helpers import load_json
-from tests.reviews_scenario import BOT, NUMBER, REPO, REVIEWER, Scenario
+from tests.reviews_scenario import BOT, NUMBER, REPO, REVIEWER, Scenario, thread_event
 from web.keys import REVIEW_SCHEDULER
 
 RULES = ".github/biagent.yml"
@@ -31,26 +29,6 @@ async def comments_and_review(scenario: Scenario, texts: list[str], **review: An
     )
     await scenario.settle()
     return ids
-
-
-def thread_event(scenario: Scenario, action: str, root_id: int, *, sender: str) -> dict[str, Any]:
-    """GitHub's `pull_request_review_thread` payload for the fake's thread of `root_id`."""
-    payload = load_json(f"github/pull_request_review_thread/{action}.payload.json")
-    payload["repository"] = copy.deepcopy(scenario.repository)
-    payload["installation"] = copy.deepcopy(scenario.installation)
-    payload["pull_request"] = copy.deepcopy(scenario.pull_request)
-    comment = payload["thread"]["comments"][0]
-    payload["thread"]["node_id"] = scenario.fake.threads.node_id_of(root_id)
-    payload["thread"]["comments"] = [
-        {**comment, **scenario.fake.review_comments[c["id"]], "id": c["id"]}
-        for c in sorted(scenario.fake.review_comments.values(), key=lambda c: c["id"])
-        if c["id"] == root_id or c.get("in_reply_to_id") == root_id
-    ]
-    for item in payload["thread"]["comments"]:
-        for private in ("_repo", "_number"):
-            item.pop(private, None)
-    payload["sender"] = scenario.user(sender, bot=sender.endswith("[bot]"))
-    return payload
 
 
 def outcomes(*kinds: OutcomeKind) -> Any:

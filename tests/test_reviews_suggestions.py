@@ -28,7 +28,7 @@ from tests.reviews_agent_scenario import (
     report,
     run_tests,
 )
-from tests.reviews_scenario import NUMBER, REPO, REVIEWER
+from tests.reviews_scenario import NUMBER, REPO, REVIEWER, thread_event
 from tests.worktree_helpers import Remote, git
 from web.keys import SERVICES
 
@@ -128,6 +128,7 @@ def co_author(payload: dict[str, Any]) -> str:
 async def test_two_suggestions_are_one_commit_with_co_authors_and_no_model_at_all(
     scenario: AgentScenario,
 ) -> None:
+    scenario.fake.set_permission(REPO, SECOND_REVIEWER, "write")  # a collaborator too
     single = suggestion(scenario, '    return "Hello, " + name\n', line=2)
     multi = suggestion(
         scenario, '    return "Bye, " + name\n', start_line=6, line=7, author=SECOND_REVIEWER
@@ -152,6 +153,10 @@ async def test_two_suggestions_are_one_commit_with_co_authors_and_no_model_at_al
     assert "`python3 -m unittest -q` passed" in check_run["output"]["summary"]
     (summary,) = scenario.pr_comments()
     assert "2 applied as suggestions" in summary["body"] and "$0.00" in summary["body"]
+    threads = scenario.fake.threads  # part B, after the push: resolved, re-requested once
+    assert sorted(threads.resolved_by_mutation) == sorted(replies)
+    assert len(threads.review_requests) == 1
+    assert sorted(threads.requested_of(REPO, NUMBER)) == sorted([REVIEWER, SECOND_REVIEWER])
 
 
 async def test_a_mixed_batch_commits_the_suggestion_and_gives_the_agent_the_rest(
@@ -414,3 +419,30 @@ async def test_a_suggestion_someone_committed_meanwhile_is_answered_without_the_
     check_run = scenario.check_runs()[-1]  # (the first was left on the commit before theirs)
     assert scenario.fake.check_run_history[check_run["id"]][-1] == ("completed", "success")
     assert "| Not changed | suggestion | $0.00 |" in check_run["output"]["summary"]
+
+
+async def test_a_reopened_suggestion_thread_goes_to_the_agent_not_applied_again(
+    scenario: AgentScenario,
+) -> None:
+    applied = suggestion(scenario, '    return "Hello, " + name\n', line=2)
+    root = applied["comment"]["id"]
+    await review_with(scenario, [applied])
+    assert scenario.fake.threads.resolved_by_mutation == [root]
+    applied_in = scenario.head()
+
+    scenario.model.add(
+        report([(root, "question", "It reads as you suggested: what is still missing?")]),
+        scripted.text("Done."),
+    )
+    scenario.fake.threads.resolved.discard(root)  # the reviewer clicks "Unresolve"
+    await scenario.send(
+        "pull_request_review_thread", thread_event(scenario, "unresolved", root, sender=REVIEWER)
+    )
+    await scenario.advance(31)
+
+    task = scenario.model.requests[0].messages[0]["content"][0]["text"]
+    assert f"Comment {root}" in task and "it is back for work" in task
+    assert "was NOT applied" not in task
+    assert scenario.head() == applied_in
+    assert scenario.commits_since_start() == ["Apply suggestions from code review"]
+    assert "**Question**" in scenario.fake.replies_to(root)[-1]["body"]
