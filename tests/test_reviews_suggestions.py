@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,8 +52,11 @@ async def model() -> AsyncIterator[FakeAnthropic]:
     await fake.close()
 
 
+Prepare = Callable[[Remote], object]
+
+
 @pytest.fixture
-async def scenario(
+def open_prepared(
     start_app: StartApp,
     tmp_path: Path,
     fake_github: Any,
@@ -61,16 +64,26 @@ async def scenario(
     manual_clock: Any,
     model: FakeAnthropic,
     monkeypatch: pytest.MonkeyPatch,
-) -> AgentScenario:
-    """biagent's pull request, whose branch holds GREET in greet.py."""
+) -> Callable[[Prepare], Awaitable[AgentScenario]]:
+    """Opens biagent's pull request on a remote `prepare` adds to first."""
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
 
-    def say_goodbye_too(remote: Remote) -> None:
-        remote.commit({"greet.py": GREET}, "Say goodbye too", branch=HEAD_REF)
+    async def opened(prepare: Prepare) -> AgentScenario:
+        return await open_scenario(
+            start_app, tmp_path, fake_github, app_key, manual_clock, model, prepare=prepare
+        )
 
-    return await open_scenario(
-        start_app, tmp_path, fake_github, app_key, manual_clock, model, prepare=say_goodbye_too
-    )
+    return opened
+
+
+def say_goodbye_too(remote: Remote) -> None:
+    remote.commit({"greet.py": GREET}, "Say goodbye too", branch=HEAD_REF)
+
+
+@pytest.fixture
+async def scenario(open_prepared: Callable[[Prepare], Awaitable[AgentScenario]]) -> AgentScenario:
+    """biagent's pull request, whose branch holds GREET in greet.py."""
+    return await open_prepared(say_goodbye_too)
 
 
 def suggestion(
@@ -288,25 +301,14 @@ STOP_ONCE = (
 
 
 async def test_a_stop_between_the_suggestions_commit_and_its_push_applies_them_once(
-    start_app: StartApp,
-    tmp_path: Path,
+    open_prepared: Callable[[Prepare], Awaitable[AgentScenario]],
     fake_github: Any,
-    app_key: tuple[str, str],
-    manual_clock: Any,
-    model: FakeAnthropic,
-    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     """The app stops while the tests run on the suggestions' commit (made, not pushed); the
     batch resumed after the restart finds that commit, tests and pushes it: applied once."""
-    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
     fake_github.set_file(REPO, ".github/biagent.yml", f"test: {json.dumps(STOP_ONCE)}\n")
-
-    def say_goodbye_too(remote: Remote) -> None:
-        remote.commit({"greet.py": GREET}, "Say goodbye too", branch=HEAD_REF)
-
-    scenario = await open_scenario(
-        start_app, tmp_path, fake_github, app_key, manual_clock, model, prepare=say_goodbye_too
-    )
+    scenario = await open_prepared(say_goodbye_too)
     single = suggestion(scenario, '    return "Hello, " + name\n', line=2)
     multi = suggestion(scenario, '    return "Bye, " + name\n', start_line=6, line=7)
     ids = [single["comment"]["id"], multi["comment"]["id"]]
@@ -334,22 +336,13 @@ async def test_a_stop_between_the_suggestions_commit_and_its_push_applies_them_o
 
 
 async def test_a_crlf_file_keeps_crlf_and_its_last_line_stays_without_a_newline(
-    start_app: StartApp,
-    tmp_path: Path,
-    fake_github: Any,
-    app_key: tuple[str, str],
-    manual_clock: Any,
-    model: FakeAnthropic,
-    monkeypatch: pytest.MonkeyPatch,
+    open_prepared: Callable[[Prepare], Awaitable[AgentScenario]],
 ) -> None:
-    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
 
     def windows_file(remote: Remote) -> None:
         remote.commit({"win.txt": "one\r\ntwo\r\nthree"}, "A CRLF file", branch=HEAD_REF)
 
-    scenario = await open_scenario(
-        start_app, tmp_path, fake_github, app_key, manual_clock, model, prepare=windows_file
-    )
+    scenario = await open_prepared(windows_file)
     last_line = scenario.review_comment(
         "Two lines here, please:\r\n```suggestion\r\nTHREE\r\nfour\r\n```\r\n",
         line=3,
@@ -362,15 +355,8 @@ async def test_a_crlf_file_keeps_crlf_and_its_last_line_stays_without_a_newline(
 
 
 async def test_a_suggestion_on_a_symlink_or_outside_the_tree_is_never_written(
-    start_app: StartApp,
-    tmp_path: Path,
-    fake_github: Any,
-    app_key: tuple[str, str],
-    manual_clock: Any,
-    model: FakeAnthropic,
-    monkeypatch: pytest.MonkeyPatch,
+    open_prepared: Callable[[Prepare], Awaitable[AgentScenario]], tmp_path: Path
 ) -> None:
-    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
     outside = tmp_path / "outside.txt"
     outside.write_text("keep me\n")
 
@@ -380,9 +366,7 @@ async def test_a_suggestion_on_a_symlink_or_outside_the_tree_is_never_written(
         git("commit", "-q", "-m", "A link", cwd=remote.work)
         git("push", "-q", "origin", f"{HEAD_REF}:{HEAD_REF}", cwd=remote.work)
 
-    scenario = await open_scenario(
-        start_app, tmp_path, fake_github, app_key, manual_clock, model, prepare=add_symlink
-    )
+    scenario = await open_prepared(add_symlink)
     fields = {"commit_id": scenario.start_sha, "side": "RIGHT"}
     on_link = scenario.review_comment(
         "```suggestion\nreplaced\n```", line=1, fields={**fields, "path": "link.txt"}
