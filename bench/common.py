@@ -94,6 +94,31 @@ class LatencySummary:
         return cls(len(ordered), at(0.50), at(0.90), at(0.99), at(1.0))
 
 
+@dataclass(frozen=True, slots=True)
+class Round:
+    """One round of a bench that measures its targets in turn; round -1 is the warm-up."""
+
+    number: int
+    count: int  # items (events, deliveries) each target gets in this round
+
+    @property
+    def warmup(self) -> bool:
+        return self.number < 0
+
+
+def alternating_rounds(rounds: int, *, warmup: int, per_round: int) -> Iterator[Round]:
+    """The warm-up round, then `rounds` measured ones. The caller runs every target in each
+    round before the next, so drift of the machine hits them all alike."""
+    yield Round(-1, warmup)
+    for number in range(rounds):
+        yield Round(number, per_round)
+
+
+def ratio_of(ours: float, bare: float) -> float:
+    """Ours over the baseline of the same run; 0 when the baseline measured nothing."""
+    return ours / bare if bare else 0.0
+
+
 def bench_environment(extra: Mapping[str, str]) -> dict[str, str]:
     """The caller's environment without feature settings, plus `extra`."""
     kept = {

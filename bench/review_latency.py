@@ -11,6 +11,13 @@ runs from that webhook to the last thread reply GitHub received, less the model'
 (each Messages API call from its arrival at the fake to the end of its streamed reply). A
 warm-up round first clones the mirror and makes the worktree ("with a warm mirror").
 
+The suggestions-only case runs in the same world once the agent rounds are done (the mirror
+warm): each round two review comments hold ```suggestion blocks (one on a line of greet.py, one
+on two lines of test_greet.py, written on the current head), then the review submission; no
+model request at all (checked), the suggestions committed, the tests run, the push, two
+replies. Its figure is the whole time from the submission to the last reply (there is no model
+time to take off). Target: the median < 0.5 s (`suggestions_overhead_s`).
+
 The baseline, in the same run, is the same flow with phase 1's scripted engine (no git, no
 agent): the floor of the review machinery itself; the difference is what the engine adds.
 GitHub write spacing (GITHUB_WRITE_SPACING_SECONDS, 1 s by default, a deliberate courtesy to
@@ -55,6 +62,7 @@ from tests.reviews_scenario import Scenario, review_settings
 from web.app import create_app
 
 TARGET_S = 1.0
+SUGGESTIONS_TARGET_S = 0.5
 COMMENTS = ("Greet with a comma.", "Name the parameter person.", "Why not an f-string?")
 
 
@@ -137,11 +145,61 @@ async def one_round(scenario: Scenario, number: int) -> Round:
     model = scenario.model if isinstance(scenario, AgentScenario) else None
     if model is not None:
         script_round(model, number, ids)
+    requests_before = len(model.requests) if model is not None else 0
+    total_s = await submit_and_wait(scenario, number, payloads)
+    model_s = 0.0
+    if model is not None:
+        for request in model.requests[requests_before:]:
+            model_s += (request.answered_at or request.received_at) - request.received_at
+    return Round(total_s, model_s)
+
+
+def suggestion_payloads(scenario: AgentScenario, number: int) -> list[dict[str, Any]]:
+    """Two suggestions written on the current head: one line of greet.py, two of the test."""
+    head = scenario.head()
+
+    def on(path: str, first: int, last: int, lines: str) -> dict[str, Any]:
+        return scenario.review_comment(
+            f"Suggested ({number}):\n```suggestion\n{lines}```\n",
+            line=last,
+            fields={
+                "path": path, "commit_id": head, "original_commit_id": head, "side": "RIGHT",
+                "start_line": first if first != last else None,
+                "original_start_line": first if first != last else None,
+                "start_side": "RIGHT" if first != last else None,
+            },
+        )  # fmt: skip
+
+    return [
+        on("greet.py", 2, 2, f'    return "Hello, " + name  # round {number}\n'),
+        on(
+            "test_greet.py",
+            7,
+            8,
+            f"    def test_greets_by_name(self):  # round {number}\n"
+            '        self.assertIn("Ada", greet("Ada"))\n',
+        ),
+    ]
+
+
+async def suggestion_round(scenario: AgentScenario, number: int) -> Round:
+    requests_before = len(scenario.model.requests)
+    payloads = suggestion_payloads(scenario, number)
+    total_s = await submit_and_wait(scenario, 900 + number, payloads)
+    if len(scenario.model.requests) != requests_before:
+        raise RuntimeError(f"suggestion round {number}: the model was asked")
+    return Round(total_s, 0.0)
+
+
+async def submit_and_wait(
+    scenario: Scenario, review_number: int, payloads: list[dict[str, Any]]
+) -> float:
+    """Send the comments, then time the review submission to the last thread reply."""
+    ids = [payload["comment"]["id"] for payload in payloads]
     for payload in payloads:
         await scenario.send("pull_request_review_comment", payload)
-    requests_before = len(model.requests) if model is not None else 0
     calls_before = len(scenario.fake.calls)
-    review = scenario.review("changes_requested", review_id=900 + number, comment_ids=ids)
+    review = scenario.review("changes_requested", review_id=900 + review_number, comment_ids=ids)
     started = time.monotonic()
     await scenario.send("pull_request_review", review)
     deadline = started + 30.0
@@ -154,15 +212,11 @@ async def one_round(scenario: Scenario, number: int) -> Round:
         if len(replies) >= len(ids):
             break
         if time.monotonic() > deadline:
-            raise RuntimeError(f"round {number}: only {len(replies)} replies after 30 s")
+            raise RuntimeError(f"round {review_number}: only {len(replies)} replies after 30 s")
         await asyncio.sleep(0.002)
     finished = max(call.at for call in replies)
-    model_s = 0.0
-    if model is not None:
-        for request in model.requests[requests_before:]:
-            model_s += (request.answered_at or request.received_at) - request.received_at
     await settle(scenario, calls_before)
-    return Round(finished - started, model_s)
+    return finished - started
 
 
 async def settle(scenario: Scenario, calls_before: int) -> None:
@@ -179,7 +233,10 @@ async def settle(scenario: Scenario, calls_before: int) -> None:
         await asyncio.sleep(0.002)
 
 
-async def measure(base: Path, *, with_agent: bool, rounds: int) -> tuple[list[Round], int]:
+async def measure(
+    base: Path, *, with_agent: bool, rounds: int
+) -> tuple[list[Round], int, list[Round]]:
+    """The rounds, GitHub writes per batch, and (with the agent engine) suggestion rounds."""
     async with world(base, with_agent=with_agent) as scenario:
         await one_round(scenario, 0)  # warm-up: the mirror, the worktree, the caches
         measured = [await one_round(scenario, number) for number in range(1, rounds + 1)]
@@ -189,7 +246,12 @@ async def measure(base: Path, *, with_agent: bool, rounds: int) -> tuple[list[Ro
             if call.method in ("POST", "PATCH", "PUT", "DELETE")
             and not call.path.startswith("/app/")
         )
-        return measured, round(writes / (rounds + 1))
+        suggested = []
+        if isinstance(scenario, AgentScenario):
+            suggested = [
+                await suggestion_round(scenario, number) for number in range(100, 100 + rounds)
+            ]
+        return measured, round(writes / (rounds + 1)), suggested
 
 
 def median(values: list[float]) -> float:
@@ -201,9 +263,10 @@ async def run(rounds: int) -> dict[str, Any]:
         base = Path(scratch)
         (base / "engine").mkdir()
         (base / "baseline").mkdir()
-        engine, writes = await measure(base / "engine", with_agent=True, rounds=rounds)
-        baseline, _ = await measure(base / "baseline", with_agent=False, rounds=rounds)
+        engine, writes, suggested = await measure(base / "engine", with_agent=True, rounds=rounds)
+        baseline, _, _ = await measure(base / "baseline", with_agent=False, rounds=rounds)
     overhead = median([r.overhead_s for r in engine])
+    suggestions = median([r.total_s for r in suggested])
     floor = median([r.total_s for r in baseline])
     print(f"review latency, {rounds} rounds after a warm-up (3 comments + review each)")
     print("round  total_s  model_s  overhead_s  baseline_s")
@@ -218,6 +281,11 @@ async def run(rounds: int) -> dict[str, Any]:
         f" {overhead - floor:.3f} s"
     )
     print(
+        "suggestions only (2 suggestion comments + review, no model): "
+        + " ".join(f"{r.total_s:.3f}" for r in suggested)
+        + f" s; median {suggestions:.3f} s (target < {SUGGESTIONS_TARGET_S} s)"
+    )
+    print(
         f"not counted: GitHub write spacing, {writes} content-creating calls per batch x"
         " GITHUB_WRITE_SPACING_SECONDS (1 s by default) in production"
     )
@@ -225,13 +293,16 @@ async def run(rounds: int) -> dict[str, Any]:
         "bench": "review_latency",
         "overhead_s": round(overhead, 4),
         "target": TARGET_S,
-        "ok": overhead < TARGET_S,
+        "ok": overhead < TARGET_S and suggestions < SUGGESTIONS_TARGET_S,
         "max_overhead_s": round(max(r.overhead_s for r in engine), 4),
         "model_s": round(median([r.model_s for r in engine]), 4),
         "baseline_s": round(floor, 4),
         "engine_added_s": round(overhead - floor, 4),
         "writes_per_batch": writes,
         "rounds": rounds,
+        "suggestions_overhead_s": round(suggestions, 4),
+        "suggestions_target": SUGGESTIONS_TARGET_S,
+        "suggestions_max_s": round(max(r.total_s for r in suggested), 4),
     }
 
 

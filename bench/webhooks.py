@@ -49,6 +49,7 @@ from bench.common import (
     BENCH_WEBHOOK_SECRET,
     LatencySummary,
     ServerProcess,
+    alternating_rounds,
     bench_environment,
     emit_result,
     fixture_bytes,
@@ -56,6 +57,7 @@ from bench.common import (
     print_table,
     python_module,
     raise_open_files_limit,
+    ratio_of,
     running,
     scratch_directory,
     sign,
@@ -181,10 +183,54 @@ async def run_bench(args: argparse.Namespace) -> dict[str, object]:
         return await measure(args, workdir)
 
 
+Targets = dict[str, tuple[ServerProcess, str]]  # "bare" and "ours": the server, its base URL
+
+
+@dataclass(frozen=True, slots=True)
+class Load:
+    """What every round sends: one fixture body as one event, under ids with this prefix."""
+
+    body: bytes
+    event: str
+    id_prefix: str
+
+
+@dataclass
+class Run:
+    """What the rounds did: each target's figures, and what ours was sent and took to drain."""
+
+    measured: dict[str, Measured]
+    sent_to_ours: int = 0
+    drain_s: float = 0.0
+
+
 async def measure(args: argparse.Namespace, workdir: Path) -> dict[str, object]:
-    body = fixture_bytes(args.payload)
-    event = Path(args.payload).parent.name
+    load = Load(
+        fixture_bytes(args.payload), Path(args.payload).parent.name, f"bench-{int(time.time())}"
+    )
     db_path = workdir / "biagent.db"
+    targets = servers(workdir, db_path)
+    run = Run({name: Measured() for name in targets})
+    per_round = max(1, args.deliveries // args.rounds)
+    print(
+        f"webhooks: {per_round * args.rounds} deliveries of {load.event} ({len(load.body)} bytes)"
+        f" per server from {args.senders} concurrent senders, {args.rounds} rounds each,"
+        f" after {args.warmup} warm-up deliveries"
+    )
+    bare, ours = targets["bare"][0], targets["ours"][0]
+    with running(bare, ours):
+        for server, base in targets.values():
+            await server.wait_healthy(f"{base}/healthz")
+        await run_rounds(args, targets, load, run, per_round=per_round)
+        ours.stop()
+    stored, by_status = count_stored(db_path, load.id_prefix)
+    verdict = Verdict.of(run, stored, by_status)
+    print_report(verdict)
+    return figures_of(verdict, args, payload_bytes=len(load.body))
+
+
+def servers(workdir: Path, db_path: Path) -> Targets:
+    """Ours (`python -m bot` on a fresh SQLite file) and the bare 202 server, not started."""
     ours_port, bare_port = free_port(), free_port()
     ours = ServerProcess(
         "biagent",
@@ -207,67 +253,96 @@ async def measure(args: argparse.Namespace, workdir: Path) -> dict[str, object]:
         env=bench_environment({}),
         log_path=workdir / "bare.log",
     )
-    targets = {
+    return {
         "bare": (bare, f"http://127.0.0.1:{bare_port}"),
         "ours": (ours, f"http://127.0.0.1:{ours_port}"),
     }
-    measured = {name: Measured() for name in targets}
-    per_round = max(1, args.deliveries // args.rounds)
-    id_prefix = f"bench-{int(time.time())}"
-    sent_to_ours = 0
-    drain_s = 0.0
-    print(
-        f"webhooks: {per_round * args.rounds} deliveries of {event} ({len(body)} bytes)"
-        f" per server from {args.senders} concurrent senders, {args.rounds} rounds each,"
-        f" after {args.warmup} warm-up deliveries"
-    )
-    with running(bare, ours):
-        for server, base in targets.values():
-            await server.wait_healthy(f"{base}/healthz")
-        sessions = {
-            name: aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=args.senders))
-            for name in targets
-        }
-        try:
-            # Round -1 is the warm-up: connections opened, code paths and caches warm.
-            for round_number in range(-1, args.rounds):
-                count = args.warmup if round_number < 0 else per_round
-                for name, (server, base) in targets.items():
-                    cpu_before = server.cpu_seconds()
-                    await send_burst(
-                        sessions[name],
-                        f"{base}/webhooks/github",
-                        body=body,
-                        event=event,
-                        id_prefix=f"{id_prefix}-r{round_number}",
-                        count=count,
-                        senders=args.senders,
-                        into=None if round_number < 0 else measured[name],
-                    )
-                    if round_number >= 0:
-                        measured[name].server_cpu_s += server.cpu_seconds() - cpu_before
-                sent_to_ours += count
-                # The dispatcher works the burst off in the background; let it finish, so
-                # that it does not eat the CPU of the next bare round.
-                waited, _ = await wait_until_dispatched(
-                    sessions["ours"], targets["ours"][1], timeout_s=args.drain_timeout
+
+
+async def run_rounds(
+    args: argparse.Namespace, targets: Targets, load: Load, run: Run, *, per_round: int
+) -> None:
+    """The warm-up (connections opened, code paths and caches warm), then the measured
+    rounds, each server in turn; after each round ours' dispatcher drains."""
+    sessions = {
+        name: aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=args.senders))
+        for name in targets
+    }
+    try:
+        for this_round in alternating_rounds(args.rounds, warmup=args.warmup, per_round=per_round):
+            for name, (server, base) in targets.items():
+                cpu_before = server.cpu_seconds()
+                await send_burst(
+                    sessions[name],
+                    f"{base}/webhooks/github",
+                    body=load.body,
+                    event=load.event,
+                    id_prefix=f"{load.id_prefix}-r{this_round.number}",
+                    count=this_round.count,
+                    senders=args.senders,
+                    into=None if this_round.warmup else run.measured[name],
                 )
-                if round_number >= 0:
-                    drain_s += waited
-        finally:
-            for session in sessions.values():
-                await session.close()
-        ours.stop()
-    stored, by_status = count_stored(db_path, id_prefix)
+                if not this_round.warmup:
+                    run.measured[name].server_cpu_s += server.cpu_seconds() - cpu_before
+            run.sent_to_ours += this_round.count
+            # The dispatcher works the burst off in the background; let it finish, so that it
+            # does not eat the CPU of the next bare round.
+            waited, _ = await wait_until_dispatched(
+                sessions["ours"], targets["ours"][1], timeout_s=args.drain_timeout
+            )
+            if not this_round.warmup:
+                run.drain_s += waited
+    finally:
+        for session in sessions.values():
+            await session.close()
 
-    ours_figures, bare_figures = measured["ours"], measured["bare"]
-    ours_latency = LatencySummary.of_seconds(ours_figures.latencies_s)
-    bare_latency = LatencySummary.of_seconds(bare_figures.latencies_s)
-    ratio = ours_figures.per_s / bare_figures.per_s if bare_figures.per_s else 0.0
-    all_accepted = ours_figures.statuses == Counter({202: ours_figures.sent})
-    durable = stored == sent_to_ours
-    ok = ratio >= TARGET_RATIO and ours_latency.p99_ms < TARGET_P99_MS and durable and all_accepted
 
+@dataclass(frozen=True)
+class Verdict:
+    """The two servers' figures side by side, what the SQLite file held, and the targets."""
+
+    ours: Measured
+    bare: Measured
+    ours_latency: LatencySummary
+    bare_latency: LatencySummary
+    ratio: float
+    all_accepted: bool  # every delivery to ours answered 202
+    stored: int
+    expected_stored: int
+    by_status: dict[str, int]
+    drain_s: float
+
+    @classmethod
+    def of(cls, run: Run, stored: int, by_status: dict[str, int]) -> Verdict:
+        ours, bare = run.measured["ours"], run.measured["bare"]
+        return cls(
+            ours,
+            bare,
+            LatencySummary.of_seconds(ours.latencies_s),
+            LatencySummary.of_seconds(bare.latencies_s),
+            ratio_of(ours.per_s, bare.per_s),
+            ours.statuses == Counter({202: ours.sent}),
+            stored,
+            run.sent_to_ours,
+            by_status,
+            run.drain_s,
+        )
+
+    @property
+    def durable(self) -> bool:
+        return self.stored == self.expected_stored
+
+    @property
+    def ok(self) -> bool:
+        return (
+            self.ratio >= TARGET_RATIO
+            and self.ours_latency.p99_ms < TARGET_P99_MS
+            and self.durable
+            and self.all_accepted
+        )
+
+
+def print_report(verdict: Verdict) -> None:
     print()
     print_table(
         [
@@ -293,43 +368,52 @@ async def measure(args: argparse.Namespace, workdir: Path) -> dict[str, object]:
                     " ".join(f"{code}x{n}" for code, n in sorted(figures.statuses.items())),
                 )
                 for name, figures, latency in (
-                    ("bare aiohttp 202", bare_figures, bare_latency),
-                    ("biagent", ours_figures, ours_latency),
+                    ("bare aiohttp 202", verdict.bare, verdict.bare_latency),
+                    ("biagent", verdict.ours, verdict.ours_latency),
                 )
             ),
         ]
     )
     print()
-    print(f"  ratio ours/bare throughput: {ratio:.2f} (target >= {TARGET_RATIO})")
-    print(f"  biagent p99 ack latency:    {ours_latency.p99_ms} ms (target < {TARGET_P99_MS} ms)")
+    print(f"  ratio ours/bare throughput: {verdict.ratio:.2f} (target >= {TARGET_RATIO})")
     print(
-        f"  durably stored:             {stored}/{sent_to_ours} deliveries in the SQLite file"
-        f" after shutdown ({'all' if durable else 'MISSING SOME'});"
-        f" by status: {by_status}"
+        f"  biagent p99 ack latency:    {verdict.ours_latency.p99_ms} ms"
+        f" (target < {TARGET_P99_MS} ms)"
+    )
+    print(
+        f"  durably stored:             {verdict.stored}/{verdict.expected_stored} deliveries"
+        f" in the SQLite file after shutdown ({'all' if verdict.durable else 'MISSING SOME'});"
+        f" by status: {verdict.by_status}"
     )
     print(
         f"  dispatcher:                 worked the rest of each burst off within"
-        f" {drain_s:.1f} s in all after the last ack"
+        f" {verdict.drain_s:.1f} s in all after the last ack"
     )
+
+
+def figures_of(
+    verdict: Verdict, args: argparse.Namespace, *, payload_bytes: int
+) -> dict[str, object]:
+    """The bench's last line."""
     return {
         "bench": "webhooks",
-        "ratio": round(ratio, 3),
+        "ratio": round(verdict.ratio, 3),
         "target": TARGET_RATIO,
-        "p50_ms": ours_latency.p50_ms,
-        "p99_ms": ours_latency.p99_ms,
+        "p50_ms": verdict.ours_latency.p50_ms,
+        "p99_ms": verdict.ours_latency.p99_ms,
         "target_p99_ms": TARGET_P99_MS,
-        "per_s": round(ours_figures.per_s, 1),
-        "bare_per_s": round(bare_figures.per_s, 1),
-        "bare_p99_ms": bare_latency.p99_ms,
+        "per_s": round(verdict.ours.per_s, 1),
+        "bare_per_s": round(verdict.bare.per_s, 1),
+        "bare_p99_ms": verdict.bare_latency.p99_ms,
         "senders": args.senders,
-        "deliveries": ours_figures.sent,
-        "payload_bytes": len(body),
-        "stored": stored,
-        "expected_stored": sent_to_ours,
-        "all_accepted": all_accepted,
-        "processed": by_status.get("done", 0),
-        "drain_s": round(drain_s, 2),
-        "ok": ok,
+        "deliveries": verdict.ours.sent,
+        "payload_bytes": payload_bytes,
+        "stored": verdict.stored,
+        "expected_stored": verdict.expected_stored,
+        "all_accepted": verdict.all_accepted,
+        "processed": verdict.by_status.get("done", 0),
+        "drain_s": round(verdict.drain_s, 2),
+        "ok": verdict.ok,
     }
 
 

@@ -116,17 +116,20 @@ async def gather(
     debounce_s: float,
     max_wait_s: float,
     trigger: str = "comments",
+    again: bool = False,
 ) -> tuple[Batch | None, int]:
     """Put comments (kind, id) into the pull request's gathering batch; returns it and how many
-    were added. A comment version already in some batch is not added again. The batch is due
-    `debounce_s` after its last comment, and never later than `max_wait_s` after its first.
+    were added. A comment version already in some batch is not added again, unless `again` (a
+    reopened thread: its last comment is worked once more). The batch is due `debounce_s` after
+    its last comment, and never later than `max_wait_s` after its first.
     """
     stamp = to_text(now)
     added = 0
+    version_of = _current_version if again else _unbatched_version
     async with db.transaction() as connection:
         pending = await _gathering_batch_in(connection, pr_id)
         for kind, comment_id in items:
-            version = await _unbatched_version(connection, kind, comment_id)
+            version = await version_of(connection, kind, comment_id)
             if version is None:
                 continue
             if pending is None:
@@ -160,6 +163,36 @@ async def _unbatched_version(connection: Transaction, kind: str, comment_id: int
             WHERE i.comment_kind = c.kind AND i.comment_id = c.id
               AND i.comment_version = c.version)
         """,
+        (kind, comment_id),
+    )
+    return None if row is None else int(row[0])
+
+
+async def worked_before(
+    db: Database, kind: str, comment_id: int, version: int, *, besides_batch: int
+) -> bool:
+    """Whether this version of the comment is in a batch other than `besides_batch`."""
+    found_row = await db.fetchval(
+        "SELECT 1 FROM review_batch_items WHERE comment_kind = ? AND comment_id = ?"
+        " AND comment_version = ? AND batch_id <> ?",
+        (kind, comment_id, version, besides_batch),
+    )
+    return found_row is not None
+
+
+async def leave_gathering_batch(db: Database, batch_id: int, kind: str, comment_id: int) -> None:
+    """Take a comment out of a batch that is still gathering."""
+    await db.write(
+        "DELETE FROM review_batch_items WHERE batch_id = ? AND comment_kind = ? AND comment_id = ?"
+        " AND batch_id IN (SELECT id FROM review_batches WHERE status = 'gathering')",
+        (batch_id, kind, comment_id),
+    )
+
+
+async def _current_version(connection: Transaction, kind: str, comment_id: int) -> int | None:
+    """The comment's current version, unless it is deleted (batched before or not)."""
+    row = await connection.fetchone(
+        "SELECT version FROM review_comments WHERE kind = ? AND id = ? AND deleted = 0",
         (kind, comment_id),
     )
     return None if row is None else int(row[0])

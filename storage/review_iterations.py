@@ -72,6 +72,34 @@ class ItemOutcome:
     commit_sha: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class AnsweredBefore:
+    """A comment's outcome in an earlier iteration of the same pull request."""
+
+    comment_kind: str
+    comment_id: int
+    iteration: int
+    outcome: str
+    detail: str
+    commit_sha: str | None
+
+
+async def answered_before(db: Database, pr_id: int, *, before_batch: int) -> list[AnsweredBefore]:
+    """Every outcome of the pull request's iterations of batches before `before_batch`,
+    oldest iteration first."""
+    rows = await db.fetchall(
+        """
+        SELECT i.comment_kind, i.comment_id, it.number, i.outcome, COALESCE(i.detail, ''),
+               i.commit_sha
+        FROM review_batch_items i JOIN review_iterations it ON it.batch_id = i.batch_id
+        WHERE it.pr_id = ? AND i.batch_id < ? AND i.outcome IS NOT NULL
+        ORDER BY it.number, i.comment_id
+        """,
+        (pr_id, before_batch),
+    )
+    return [AnsweredBefore(*row) for row in rows]
+
+
 async def start_iteration(db: Database, batch: Batch, *, head_sha: str, now: datetime) -> Iteration:
     """The batch's iteration (one per batch): made on first call, returned as is after that."""
     existing = await iteration_for_batch(db, batch.id)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Page, async_playwright
+from playwright.async_api import Browser, Page, async_playwright
 
 from tests.helpers import API_TOKEN
 
@@ -34,14 +34,22 @@ CHROMIUM_ARGS = [
 
 
 @contextlib.asynccontextmanager
-async def browser_page() -> AsyncIterator[Page]:
-    """A page in a fresh headless Chromium, closed with its browser on the way out."""
+async def chromium() -> AsyncIterator[Browser]:
+    """A fresh headless Chromium, closed on the way out; each `new_page()` of it is a device of
+    its own (its own cookies)."""
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            yield await browser.new_page()
+            yield browser
         finally:
             await browser.close()
+
+
+@contextlib.asynccontextmanager
+async def browser_page() -> AsyncIterator[Page]:
+    """A page in a fresh headless Chromium, closed with its browser on the way out."""
+    async with chromium() as browser:
+        yield await browser.new_page()
 
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"

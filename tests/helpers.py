@@ -74,7 +74,7 @@ JIRA_WEBHOOK_SECRET = "test-jira-webhook-secret"
 
 
 def jira_settings(tmp_path: Path, fake: Any, **overrides: Any) -> Settings:
-    """Settings pointing JIRA at a protocol fake (tests/fakes/jira.py), no sync at start-up."""
+    """Settings pointing JIRA at a protocol fake (tests/fakes/jira/), no sync at start-up."""
     values: dict[str, Any] = {
         "jira_url": fake.url,
         "jira_email": fake.email,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +116,40 @@ class AgentScenario(Scenario):
 
     def file_at_head(self, path: str) -> str:
         return git("show", f"{HEAD_REF}:{path}", cwd=self.remote.bare)
+
+
+async def open_scenario(
+    start_app: StartApp,
+    tmp_path: Path,
+    fake_github: FakeGitHub,
+    app_key: tuple[str, str],
+    manual_clock: ManualClock,
+    model: FakeAnthropic,
+    *,
+    prepare: Callable[[Remote], object] | None = None,
+    **settings: Any,
+) -> AgentScenario:
+    """The app started with the agent engine and biagent's pull request opened; `prepare`
+    adds to the remote first (more commits on the PR branch)."""
+    remote = make_pr_remote(tmp_path)
+    if prepare is not None:
+        prepare(remote)
+    scenario = AgentScenario(
+        start_app=start_app,
+        settings=agent_settings(tmp_path, fake_github, app_key, model, **settings),
+        fake=fake_github,
+        clock=manual_clock,
+        model=model,
+        remote=remote,
+    )
+    await scenario.start()
+    await scenario.send("pull_request", scenario.opened())
+    return scenario
+
+
+def replies_by_comment(scenario: Scenario) -> dict[int, str]:
+    """biagent's thread replies, by the comment they answer."""
+    return {reply["in_reply_to_id"]: reply["body"] for reply in scenario.replies()}
 
 
 # -- scripted model turns -------------------------------------------------------------------

@@ -175,7 +175,9 @@ class Scenario:
         in_reply_to: int | None = None,
         review_id: int = 900,
         line: int = 10,
+        fields: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
+        """`fields`: more of the comment's own (path, commit_id, start_line, side...)."""
         payload = self._point(
             load_json(f"github/pull_request_review_comment/{action}.payload.json")
         )
@@ -194,6 +196,7 @@ class Scenario:
         )
         if in_reply_to is not None:
             comment["in_reply_to_id"] = in_reply_to
+        comment.update(fields or {})
         self.fake.add_review_comment(REPO, NUMBER, comment)
         payload["sender"] = self.user(author, bot=bot)
         return payload
@@ -276,3 +279,23 @@ class Scenario:
 
     def check_runs(self) -> list[dict[str, Any]]:
         return list(self.fake.check_runs.values())
+
+
+def thread_event(scenario: Scenario, action: str, root_id: int, *, sender: str) -> dict[str, Any]:
+    """GitHub's `pull_request_review_thread` payload for the fake's thread of `root_id`."""
+    payload = load_json(f"github/pull_request_review_thread/{action}.payload.json")
+    payload["repository"] = copy.deepcopy(scenario.repository)
+    payload["installation"] = copy.deepcopy(scenario.installation)
+    payload["pull_request"] = copy.deepcopy(scenario.pull_request)
+    comment = payload["thread"]["comments"][0]
+    payload["thread"]["node_id"] = scenario.fake.threads.node_id_of(root_id)
+    payload["thread"]["comments"] = [
+        {**comment, **scenario.fake.review_comments[c["id"]], "id": c["id"]}
+        for c in sorted(scenario.fake.review_comments.values(), key=lambda c: c["id"])
+        if c["id"] == root_id or c.get("in_reply_to_id") == root_id
+    ]
+    for item in payload["thread"]["comments"]:
+        for private in ("_repo", "_number"):
+            item.pop(private, None)
+    payload["sender"] = scenario.user(sender, bot=sender.endswith("[bot]"))
+    return payload

@@ -9,13 +9,14 @@ import asyncio
 import contextlib
 from pathlib import Path
 
-from tests.live_server import LiveServer, live_server
+from tests.bot_process import BotProcess
+from tests.live_server import live_server
 from tests.worktree_helpers import wait_until
 
 HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
 
 
-async def connect(server: LiveServer) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+async def connect(server: BotProcess) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     return await asyncio.open_connection("127.0.0.1", server.port)
 
 
@@ -33,7 +34,7 @@ async def closed_by_server(reader: asyncio.StreamReader, within: float = 5.0) ->
     return True
 
 
-async def healthz_status(server: LiveServer) -> int:
+async def healthz_status(server: BotProcess) -> int:
     reader, writer = await connect(server)
     try:
         writer.write(HEALTHZ)
@@ -43,7 +44,7 @@ async def healthz_status(server: LiveServer) -> int:
         writer.close()
 
 
-def limits_of(server: LiveServer) -> str:
+def limits_of(server: BotProcess) -> str:
     limits = Path(f"/proc/{server.process.pid}/limits").read_text().splitlines()
     return " ".join(next(line for line in limits if line.startswith("Max open files")).split())
 
@@ -53,7 +54,7 @@ async def test_the_soft_open_file_limit_is_raised_to_the_hard_one_and_logged(
 ) -> None:
     async with live_server(tmp_path, open_files=(256, 512)) as server:
         assert limits_of(server) == "Max open files 512 512 files"
-        log = server.log_text()
+        log = server.log(tail=None)
     assert "open-file limit raised from 256 to 512" in log
     assert "at most 332 open connections" in log  # 90% of 512, less the backlog
 
@@ -85,7 +86,7 @@ async def test_connections_beyond_the_limit_get_a_quick_503_not_a_descriptor_err
             writer.close()
         await wait_until(lambda: server.open_files() < 100, what="the idle connections closed")
         assert await healthz_status(server) == 200
-        log = server.log_text()
+        log = server.log(tail=None)
     assert "102 connections open, the limit: new ones get 503" in log
     assert "Traceback" not in log and "Too many open files" not in log
 

@@ -6,11 +6,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -19,40 +14,25 @@ import aiohttp
 import pytest
 
 from storage.database import Database
+from tests.bot_process import BotProcess, clean_environment
 from tests.helpers import API_TOKEN, WEBHOOK_SECRET, github_headers, load_json
 
 pytestmark = pytest.mark.both_databases
 
-ROOT = Path(__file__).resolve().parent.parent
 BURST = 300
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def start_server(database_url: str, port: int) -> subprocess.Popen[bytes]:
-    environment = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("GITHUB_", "JIRA_", "ANTHROPIC_", "BIAGENT_"))
-    }
-    environment.update(
-        PORT=str(port),
-        DATABASE_URL=database_url,
-        GITHUB_WEBHOOK_SECRET=WEBHOOK_SECRET,
-        BIAGENT_API_TOKEN=API_TOKEN,
-        LOG_LEVEL="WARNING",
+def server(tmp_path: Path, database_url: str) -> BotProcess:
+    """The server on the test's database, its output in a log file; not started yet."""
+    environment = clean_environment(
+        {
+            "DATABASE_URL": database_url,
+            "GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "BIAGENT_API_TOKEN": API_TOKEN,
+            "LOG_LEVEL": "WARNING",
+        }
     )
-    return subprocess.Popen(
-        [sys.executable, "-m", "bot"],
-        cwd=ROOT,
-        env=environment,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    return BotProcess(environment, tmp_path / "server.log")
 
 
 async def wait_healthy(session: aiohttp.ClientSession, base: str) -> None:
@@ -147,12 +127,14 @@ async def check_each_delivery_done_once(database_url: str) -> None:
     assert set(announced.values()) == {1}
 
 
-async def test_sigkill_mid_burst_loses_nothing_and_repeats_nothing(database_url: str) -> None:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
+async def test_sigkill_mid_burst_loses_nothing_and_repeats_nothing(
+    tmp_path: Path, database_url: str
+) -> None:
     bodies = delivery_bodies()
     acked: set[str] = set()
-    server = start_server(database_url, port)
+    bot = server(tmp_path, database_url)
+    base = bot.base
+    bot.start()
     try:
         async with aiohttp.ClientSession() as session:
             await wait_healthy(session, base)
@@ -163,18 +145,18 @@ async def test_sigkill_mid_burst_loses_nothing_and_repeats_nothing(database_url:
                     if await send(session, base, delivery_id, body) == 202:
                         acked.add(delivery_id)
                     if len(acked) == BURST // 2:
-                        server.send_signal(signal.SIGKILL)
+                        bot.kill()
 
             await asyncio.gather(*(one(d, b) for d, b in bodies))
     finally:
-        server.kill()
-        server.wait()
+        if bot.alive():
+            bot.kill()
     assert BURST // 2 <= len(acked) < BURST
 
     assert acked <= await stored_delivery_ids(database_url), "an acknowledged delivery was lost"
 
     # GitHub redelivers what failed; here: everything again, acknowledged or not.
-    server = start_server(database_url, port)
+    bot.start()
     try:
         async with aiohttp.ClientSession() as session:
             await wait_healthy(session, base)
@@ -182,7 +164,6 @@ async def test_sigkill_mid_burst_loses_nothing_and_repeats_nothing(database_url:
             assert set(statuses) == {202}
             await wait_until_every_delivery_is_done(session, base)
     finally:
-        server.terminate()
-        server.wait(10)
+        bot.stop()
 
     await check_each_delivery_done_once(database_url)

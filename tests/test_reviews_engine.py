@@ -19,11 +19,11 @@ from tests.fakes import anthropic as scripted
 from tests.fakes.anthropic import FakeAnthropic, RecordedRequest, Reply
 from tests.reviews_agent_scenario import (
     AgentScenario,
-    agent_settings,
     edit_greeting,
     fix_and_report,
-    make_pr_remote,
+    open_scenario,
     push_as_someone_else,
+    replies_by_comment,
     report,
     run_tests,
 )
@@ -40,28 +40,6 @@ async def model() -> AsyncIterator[FakeAnthropic]:
     await fake.start()
     yield fake
     await fake.close()
-
-
-async def open_scenario(
-    start_app: StartApp,
-    tmp_path: Path,
-    fake_github: Any,
-    app_key: tuple[str, str],
-    manual_clock: Any,
-    model: FakeAnthropic,
-    **settings: Any,
-) -> AgentScenario:
-    scenario = AgentScenario(
-        start_app=start_app,
-        settings=agent_settings(tmp_path, fake_github, app_key, model, **settings),
-        fake=fake_github,
-        clock=manual_clock,
-        model=model,
-        remote=make_pr_remote(tmp_path),
-    )
-    await scenario.start()
-    await scenario.send("pull_request", scenario.opened())
-    return scenario
 
 
 @pytest.fixture
@@ -103,10 +81,6 @@ async def three_comments(scenario: AgentScenario) -> tuple[list[int], list[dict[
 def agent_runs(scenario: AgentScenario) -> set[str]:
     """Distinct agent conversations the model saw (one per run of the review_response step)."""
     return {request.messages[0]["content"][0]["text"] for request in scenario.model.requests}
-
-
-def replies_by_comment(scenario: AgentScenario) -> dict[int, str]:
-    return {reply["in_reply_to_id"]: reply["body"] for reply in scenario.replies()}
 
 
 async def test_three_comments_and_a_review_make_one_run_one_pushed_commit_and_three_replies(

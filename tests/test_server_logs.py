@@ -10,7 +10,8 @@ from typing import Any
 
 from aiohttp.http_exceptions import LineTooLong
 
-from tests.live_server import LiveServer, live_server
+from tests.bot_process import BotProcess
+from tests.live_server import live_server
 from tests.worktree_helpers import wait_until
 from web.server_logs import ClientErrorFilter, RepeatFilter
 
@@ -25,7 +26,7 @@ def record(message: str, level: int = logging.ERROR, error: BaseException | None
     return logging.LogRecord("aiohttp.server", level, __file__, 1, message, (), exc_info)
 
 
-async def send(server: LiveServer, data: bytes, *, then_close: bool = False) -> bytes:
+async def send(server: BotProcess, data: bytes, *, then_close: bool = False) -> bytes:
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
     writer.write(data)
     await writer.drain()
@@ -43,9 +44,11 @@ async def test_a_dropped_body_a_garbage_gzip_and_a_long_header_are_one_line_each
         assert b" 400 " in await send(server, WEBHOOK_HEAD + garbage)
         long_line = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Long: " + b"a" * 10_000 + b"\r\n\r\n"
         assert b" 400 " in await send(server, long_line)
-        await wait_until(lambda: "LineTooLong" in server.log_text(), what="the long line logged")
-        await wait_until(lambda: "went away" in server.log_text(), what="the drop logged")
-        log = server.log_text()
+        await wait_until(
+            lambda: "LineTooLong" in server.log(tail=None), what="the long line logged"
+        )
+        await wait_until(lambda: "went away" in server.log(tail=None), what="the drop logged")
+        log = server.log(tail=None)
     assert "Traceback" not in log
     assert [line for line in log.splitlines() if " ERROR " in line] == []
     assert len([line for line in log.splitlines() if "LineTooLong" in line]) == 1

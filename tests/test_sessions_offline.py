@@ -256,3 +256,38 @@ async def test_a_socket_may_name_its_session_in_the_query(client: AppClient) -> 
     assert (await next_json(ws))["type"] == "pipeline_failed"
     assert event_ids(await unread(client, session_id)) == []
     await ws.close()
+
+
+async def test_a_connected_page_sees_its_stream_live_and_is_told_at_once_of_another_tabs_event(
+    client: AppClient,
+) -> None:
+    from tests.sessions_helpers import next_json
+
+    session_id, other_session = await new_session(client), await new_session(client)
+    tabs = ({"kind": "pipeline", "ref": "5"}, {"kind": "pipeline", "ref": "6"})
+    await open_tabs(client, session_id, *tabs)
+    await open_tabs(client, other_session, {"kind": "pipeline", "ref": "9"})
+    page, _ = await connect(client, session_id, streams=["pipeline:5"])
+    elsewhere, _ = await connect(client, other_session, streams=["pipeline:9"])
+    anonymous, _ = await connect(client, None)
+
+    live = await publish(client, "pipeline:5", failed(5))
+    assert (await next_json(page))["id"] == live  # live, not a notification
+    away = await publish(client, "pipeline:6", failed(6))  # a tab this socket does not show
+    told = await next_json(page)
+    marker = await publish(client, "pipeline:9", failed(9))
+
+    assert told["type"] == "offline_event" and told["stream"] == f"session:{session_id}"
+    assert (told["data"]["event"]["id"], told["data"]["unread"]) == (away, 1)
+    assert event_ids(await unread(client, session_id)) == [away]  # still unread until read
+    # Only the session's own sockets hear of it: not another session's, not one of no session.
+    assert [(await next_json(anonymous))["id"] for _ in range(3)] == [live, away, marker]
+    told_elsewhere = await next_json(elsewhere)
+    assert (told_elsewhere["type"], told_elsewhere["id"]) == ("pipeline_failed", marker)
+    for ws in (page, elsewhere, anonymous):
+        await ws.close()
+
+    await disconnect(client, page, session_id)
+    again, before = await connect(client, session_id)
+    assert [frame["data"]["event"]["id"] for frame in before[1:]] == [away]  # once, in order
+    await again.close()

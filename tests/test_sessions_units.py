@@ -43,6 +43,8 @@ def test_the_notable_kinds_are_the_ones_a_person_acts_on() -> None:
         (TICKET, "pipeline:9", {"ticket": "ACME-70"}, False),
         (TICKET, "pr:octo/repo#3", {"ticket": "ACME-7"}, False),
         (DASHBOARD, "anything:at-all", {}, True),
+        (Tab(TabKind.WORKTREES), "worktree:abc", {}, False),
+        (Tab(TabKind.COSTS), "pipeline:5", {}, False),
     ],
 )
 def test_what_a_tab_follows(tab: Tab, stream: str, data: dict[str, str], expected: bool) -> None:
@@ -77,3 +79,7 @@ def test_tabs_are_checked_for_shape_repetition_and_number() -> None:
     with pytest.raises(BadTab, match="at most"):
         checked_tabs([Tab(TabKind.PIPELINE, str(n)) for n in range(1, MAX_TABS + 2)])
     assert checked_tabs([PIPELINE, PR, TICKET, DASHBOARD]) == [PIPELINE, PR, TICKET, DASHBOARD]
+    pages = [Tab(TabKind.WORKTREES, ""), Tab(TabKind.COSTS)]
+    assert checked_tabs(pages) == [Tab(TabKind.WORKTREES), Tab(TabKind.COSTS)]
+    with pytest.raises(BadTab, match=r"tabs\[0\]\.ref: the costs tab names no object"):
+        checked_tabs([Tab(TabKind.COSTS, "x")])

@@ -5,7 +5,10 @@ input) from the same typed views as `GET /api/pipelines/{id}` (bot/pipelines/vie
 page's forms post to the JSON API with fetch() (web/static/pipeline.js); the page subscribes to
 the stream `pipeline:<id>` over /ws and, on each pipeline event, reloads its state from
 `GET /pipelines/{id}/state` (the same template fragment), so the HTML is made in one place.
-The running step's tool calls and tokens are appended live by the script.
+The running step's tool calls and tokens are appended live by the script. What the steps
+changed in the pipeline's worktrees (bot/pipelines/diffs.py) is its own fragment,
+`GET /pipelines/{id}/diff`, fetched again when a step ends or a file changes: it runs git, so
+it is not made again on every event.
 
 Which buttons a state offers follows the engine's own sets (`ACTIVE`, `RESTARTABLE`), so the
 page offers what the API would accept; a race still ends in the API's 409, shown by the form.
@@ -21,6 +24,7 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from bot.pipelines.actions import RESTARTABLE
+from bot.pipelines.diffs import PipelineDiff, pipeline_diff
 from bot.pipelines.engine import ACTIVE
 from bot.pipelines.events import stream_of
 from bot.pipelines.states import Gate, PipelineStatus, Severity, StepStatus
@@ -163,6 +167,30 @@ async def state_of(db: Database, pipeline_id: int) -> dict[str, Any] | None:
     }
 
 
+def diff_lines(patch: str) -> list[tuple[str, str]]:
+    """A patch's lines, each with its class on the page: add, del, hunk, meta (headers), ""."""
+    lines = patch.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [(_line_kind(line), line) for line in lines]
+
+
+def _line_kind(line: str) -> str:
+    if line.startswith(("+++ ", "--- ")):
+        return "meta"
+    if line.startswith("+"):
+        return "add"
+    if line.startswith("-"):
+        return "del"
+    if line.startswith("@@"):
+        return "hunk"
+    return "" if line.startswith(" ") or not line else "meta"
+
+
+def diff_context(diff: PipelineDiff) -> dict[str, Any]:
+    return {"diff": diff, "diff_lines": diff_lines}
+
+
 def _not_found(request: web.Request, pipeline_id: int) -> web.Response:
     return aiohttp_jinja2.render_template(
         "pipeline_missing.html", request, {"pipeline_id": pipeline_id}, status=404
@@ -201,6 +229,7 @@ async def pipeline_page(request: web.Request) -> web.Response:
         "stream": stream,
         "token_seq": token_seq,
         "activity": await activity_of(services.db, state["pipeline"]),
+        **diff_context(await pipeline_diff(services.db, pipeline_id)),
     }
     return aiohttp_jinja2.render_template("pipeline.html", request, context)
 
@@ -213,3 +242,14 @@ async def pipeline_state(request: web.Request) -> web.Response:
     if state is None:
         return _not_found(request, pipeline_id)
     return aiohttp_jinja2.render_template("pipeline_state.html", request, state)
+
+
+@routes.get(PAGE + "/diff")
+async def pipeline_diff_part(request: web.Request) -> web.Response:
+    """What the steps changed, alone: fetched by the page when a step ends or a file changes."""
+    db = request.app[SERVICES].db
+    pipeline_id = path_int(request, "pipeline_id", "pipeline id")
+    if await pipelines.get_pipeline(db, pipeline_id) is None:
+        return _not_found(request, pipeline_id)
+    context = diff_context(await pipeline_diff(db, pipeline_id))
+    return aiohttp_jinja2.render_template("pipeline_diff.html", request, context)

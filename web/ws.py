@@ -11,8 +11,9 @@ Protocol (JSON text frames). The server's own messages carry `control`, events c
 - A subscribe may name the page's browser session: `"session": ID` (or `?session=ID`). The first
   time, the server sends `session_restored` and then each unread `offline_event`, oldest first,
   before the replay; while the socket is open the session is online for its streams
-  (bot/sessions/socket.py). A session that is not this token's gets an error and nothing is
-  subscribed.
+  (bot/sessions/socket.py), and an offline event recorded meanwhile (on a stream of its tabs
+  this socket does not follow) is sent to it live as `offline_event`. A session that is not
+  this token's gets an error and nothing is subscribed.
 - When N cannot be served (the epoch differs: the database was reset; N is older than the
   history kept; N is ahead of the newest id) the server sends
   `{"control": "resync_required", "reason": ..., "epoch": E, "last_id": N}` and nothing else:
@@ -43,6 +44,7 @@ from multidict import MultiMapping
 
 from bot.events.bus import EventBus, Subscription
 from bot.sessions.book import SessionNotFound
+from bot.sessions.events import session_stream
 from bot.sessions.socket import NamedAnother, SessionSocket
 from storage import events as event_store
 from web.bodies import BadJson, TooDeep, decode_json, field_problem
@@ -155,13 +157,13 @@ def _text(message: dict[str, Any]) -> bytes:
 
 
 async def _stream(
-    outbox: _Outbox, bus: EventBus, streams: frozenset[str] | None, since: int | None
+    outbox: _Outbox,
+    bus: EventBus,
+    subscription: Subscription,
+    streams: frozenset[str] | None,
+    since: int | None,
 ) -> None:
-    def overflowed(_: Subscription) -> None:
-        message = b"too slow: resume from your last id"
-        asyncio.get_running_loop().create_task(outbox.close(CLOSE_SLOW_CONSUMER, message))
-
-    subscription = bus.subscribe(streams, on_overflow=overflowed)
+    """Replay, catch-up, `live`, then the subscription's frames (taken before the replay)."""
     try:
         last_sent = bus.last_id if since is None else since
         covered = Covered()
@@ -203,6 +205,7 @@ class _Connection:
         self.ws = outbox.ws
         self.bus = bus
         self.sender: asyncio.Task[None] | None = None
+        self.subscription: Subscription | None = None
         self.session = session  # the tie to a browser session, when sessions are on
 
     async def serve(self, query: MultiMapping[str]) -> None:
@@ -238,9 +241,27 @@ class _Connection:
             )
             return
         await self.stop_sending()
+        # Subscribed before the session's frames are sent: an offline event recorded while
+        # they are (on a stream this socket does not follow) is told live after the replay.
+        subscription = self.listen(streams, frame.session)
         if not await self.name_session(frame.session, streams):
+            await self.stop_sending()
             return
-        self.sender = asyncio.create_task(self.send(streams, since))
+        self.sender = asyncio.create_task(self.send(subscription, streams, since))
+
+    def listen(self, streams: frozenset[str] | None, named: str | None) -> Subscription:
+        """The socket's subscription: its streams, and its browser session's private stream
+        (the offline events recorded while it is connected, bot/sessions/recorder.py)."""
+        outbox = self.outbox
+
+        def overflowed(_: Subscription) -> None:
+            message = b"too slow: resume from your last id"
+            asyncio.get_running_loop().create_task(outbox.close(CLOSE_SLOW_CONSUMER, message))
+
+        chosen = named or (self.session.session_id if self.session is not None else None)
+        also = () if self.session is None or chosen is None else (session_stream(chosen),)
+        self.subscription = self.bus.subscribe(streams, on_overflow=overflowed, also=also)
+        return self.subscription
 
     async def name_session(self, named: str | None, streams: frozenset[str] | None) -> bool:
         """The session hook of a subscribe: the socket's browser session restored on it the
@@ -258,9 +279,11 @@ class _Connection:
             return False
         return True
 
-    async def send(self, streams: frozenset[str] | None, since: int | None) -> None:
+    async def send(
+        self, subscription: Subscription, streams: frozenset[str] | None, since: int | None
+    ) -> None:
         try:
-            await _stream(self.outbox, self.bus, streams, since)
+            await _stream(self.outbox, self.bus, subscription, streams, since)
         except ConnectionError:
             log.debug("WebSocket client went away while being sent to")
         except Exception:
@@ -296,6 +319,10 @@ class _Connection:
             self.sender.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.sender
+            self.sender = None
+        if self.subscription is not None:  # a task cancelled before it ran never unsubscribed
+            self.bus.unsubscribe(self.subscription)
+            self.subscription = None
 
 
 @routes.get("/ws")

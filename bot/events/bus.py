@@ -11,6 +11,10 @@ out without an id and the token buffer (agents) keeps them instead.
 
 Each subscriber has a bounded queue; one that falls behind is marked overflowed and told
 through its callback, and its owner closes it (it can resume from its last id).
+
+A stream named `session:<id>` is private: its transient frames (a browser session's offline
+events, told live to its connected pages) reach only a subscription that lists it in `also`,
+never one that follows every stream, nor one that merely asks for it by name.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from storage.timestamps import to_text
 log = logging.getLogger(__name__)
 
 DEFAULT_QUEUE_SIZE = 2000
+PRIVATE_PREFIX = "session:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,11 +61,14 @@ class Subscription:
     streams: frozenset[str] | None
     maxsize: int
     on_overflow: Callable[[Subscription], None] | None = None
+    also: frozenset[str] = frozenset()  # private streams this subscriber is let into
     frames: list[Frame] = field(default_factory=list)
     overflowed: bool = False
     _waiter: asyncio.Future[None] | None = None
 
     def matches(self, stream: str) -> bool:
+        if stream.startswith(PRIVATE_PREFIX):
+            return stream in self.also
         return self.streams is None or stream in self.streams
 
     def offer(self, frame: Frame) -> None:
@@ -199,11 +207,15 @@ class EventBus:
         *,
         on_overflow: Callable[[Subscription], None] | None = None,
         maxsize: int | None = None,
+        also: Iterable[str] = (),
     ) -> Subscription:
+        """Frames of `streams` (None: every stream but the private ones) and of the private
+        streams in `also`."""
         subscription = Subscription(
             None if streams is None else frozenset(streams),
             maxsize or self.queue_size,
             on_overflow,
+            frozenset(also),
         )
         self._subscriptions.add(subscription)
         return subscription

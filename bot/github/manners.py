@@ -28,6 +28,12 @@ each failed attempt); this module only decides each wait, so bot/retry.py's poli
 a whole call, has no loop here to replace.
 biagent never approves its own work: a request to submit an APPROVE review is refused here,
 below every caller.
+
+GraphQL (`gh.graphql(...)`, gidgethub's own) goes through the same client: the installation
+token is fetched before the query (gidgethub's `graphql` does not pass through `_make_request`),
+the endpoint is the one beside the REST base (`graphql_url`: `https://api.github.com/graphql`,
+or `https://HOST/api/graphql` on GitHub Enterprise Server), and a mutation is spaced like any
+other write.
 """
 
 from __future__ import annotations
@@ -76,6 +82,19 @@ def is_final_refusal(error: Exception) -> bool:
     if headers.get("retry-after") is not None or headers.get("x-ratelimit-remaining") == "0":
         return False
     return "rate limit" not in str(error).lower()
+
+
+def graphql_url(api_url: str) -> str:
+    """The GraphQL endpoint of a REST base: GitHub Enterprise Server serves REST at
+    `/api/v3` and GraphQL at `/api/graphql`; github.com (and a fake) at `/graphql`."""
+    base = api_url.rstrip("/")
+    if base.endswith("/api/v3"):
+        return base[: -len("/v3")] + "/graphql"
+    return base + "/graphql"
+
+
+def is_mutation(query: str) -> bool:
+    return query.lstrip().startswith("mutation")
 
 
 class SelfApprovalRefused(RuntimeError):
@@ -151,6 +170,16 @@ class PoliteInstallationAPI(gidgethub.aiohttp.GitHubAPI):
         token = await self.app.installation_token(self.installation_id)
         self.oauth_token = token.token.reveal()
         return await super()._make_request(method, url, url_vars, data, *args, **kwargs)
+
+    async def graphql(self, query: str, *, endpoint: str | None = None, **variables: Any) -> Any:
+        await self.manage_rate_limit(
+            method="POST" if is_mutation(query) else "GET", url=endpoint or "graphql"
+        )
+        token = await self.app.installation_token(self.installation_id)
+        self.oauth_token = token.token.reveal()
+        return await super().graphql(
+            query, endpoint=endpoint or graphql_url(self.app.api_url), **variables
+        )
 
     async def manage_rate_limit(self, *, method: str, url: str) -> None:
         rate_limit = self.rate_limit

@@ -1,16 +1,21 @@
 """One review batch in one worktree: the agent, the commit, the tests, the push with a lease.
 
 `AgentReviewEngine` (agent_engine.py) checks out the PR head and holds the worktree; an
-`AgentRun` then runs the review_response agent, commits what it changed (with the batch's
-trailer), runs the tests on that commit, and pushes with `--force-with-lease` against the
-recorded sha. A refused push means someone else pushed: their head is fetched and our commit
-replayed on top of it, or, when that conflicts, the agent starts over on their head. Expected
-trouble ends the run with `RunStopped`, the worktree already put back.
+`AgentRun` then commits and pushes the reviewers' ```suggestion blocks (suggestion_run.py: no
+model), and when comments remain, runs the review_response agent on them, commits what it
+changed (with the batch's trailer), runs the tests on that commit, and pushes with
+`--force-with-lease` against the recorded sha. A refused push means someone else pushed: their
+head is fetched and our commit replayed on top of it, or, when that conflicts, the agent starts
+over on their head. Expected trouble ends the run with `RunStopped`, the worktree already put
+back.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
+import re
 from typing import TYPE_CHECKING, Any
 
 from bot.agents.loop import AgentContext, StepResult
@@ -28,6 +33,7 @@ from bot.reviews.agent_texts import (
     task_text,
 )
 from bot.reviews.engine import EngineResult, EngineStatus, ReviewBatch
+from bot.reviews.suggestion_run import SuggestionStep, applied_ids
 from bot.worktrees.files import NOT_COMMITTED
 from bot.worktrees.manager import PushRejected, SessionView
 from storage import review_iterations as reviews
@@ -40,6 +46,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 AGENT = "review_response"
+_SHA = re.compile(r"[0-9a-f]{7,40}")
 
 
 class RunStopped(Exception):
@@ -71,6 +78,8 @@ class AgentRun:
         self.token = token
         self.stream = stream
         self.cost_usd = 0.0
+        # comment id -> why its suggestion block was not applied (told to the agent)
+        self.suggestion_notes: dict[int, str] = {}
 
     async def row(self) -> WorktreeRepo:
         view = await self.worktrees.get(self.session_id)
@@ -82,8 +91,31 @@ class AgentRun:
         return RunStopped(EngineResult(EngineStatus.FAILED, cost_usd=self.cost_usd, error=why))
 
     async def work(self) -> EngineResult:
+        """The batch's suggestions first (suggestion_run.py), then the agent on the rest."""
         await self.stand_on_recorded_head()
         test_command = await self.test_command()
+        done = await SuggestionStep(self, test_command).apply()
+        settled = {("review_comment", comment_id) for comment_id in done.settled}
+        rest = tuple(c for c in self.batch.comments if (c.kind, c.comment_id) not in settled)
+        if not rest:
+            return done.result()
+        self.batch = dataclasses.replace(self.batch, comments=rest)
+        self.suggestion_notes = done.handed
+        try:
+            return done.merged(await self.work_agent(test_command))
+        except RunStopped as stop:
+            return done.merged(stop.result)
+        except Exception as error:
+            if not done.settled:
+                raise
+            # The suggestions are pushed: their outcomes are kept whatever befell the agent.
+            log.exception("%s: the agent failed after the suggestions were pushed", self.stream)
+            with contextlib.suppress(Exception):
+                await self.discard()
+            why = f"{type(error).__name__}: {error}"
+            return done.merged(EngineResult(EngineStatus.FAILED, cost_usd=self.cost_usd, error=why))
+
+    async def work_agent(self, test_command: str | None) -> EngineResult:
         for attempt in range(1, self.engine.restarts + 2):
             start_sha = (await self.row()).recorded_sha
             if start_sha is None:
@@ -137,7 +169,13 @@ class AgentRun:
             ),
             worktree=self.worktree,
             task=task_text(
-                batch, test_command, start_sha, restarted=attempt > 1, pipeline=pipeline
+                batch,
+                test_command,
+                start_sha,
+                restarted=attempt > 1,
+                pipeline=pipeline,
+                history=await self.earlier_commits(),
+                suggestion_notes=self.suggestion_notes,
             ),
             stream=self.stream,
             repository_context=f"Test command: {test_command or 'unknown'}",
@@ -148,6 +186,21 @@ class AgentRun:
         step = await self.engine.agents.run_step(AGENT, context)
         self.cost_usd += step.cost_usd
         return step
+
+    async def earlier_commits(self) -> dict[str, str]:
+        """For a follow-up: each commit biagent made for an earlier answer in one of the
+        batch's threads, as the branch has it (its files, and the commits on top of it since)."""
+        history = {}
+        shas = {a.commit_sha for c in self.batch.comments for a in c.earlier if a.commit_sha}
+        for sha in sorted(sha for sha in shas if _SHA.fullmatch(sha)):
+            shown = await run_git(
+                "show", "--stat", "--format=%h %s", sha, cwd=self.worktree, check=False
+            )
+            if shown.returncode != 0:
+                continue  # not on this branch any more (a force push): nothing to tell
+            since = await self.git("log", "--format=%h %s", f"{sha}..HEAD", check=False)
+            history[sha] = "\n".join([shown.stdout.strip(), "Commits since:", since or "(none)"])
+        return history
 
     async def test_command(self) -> str | None:
         configured = self.batch.repo_config.get("test")
@@ -188,9 +241,11 @@ class AgentRun:
         head = await self.git("rev-parse", "HEAD")
         return head != start_sha or await self.made_by_this_batch(head)
 
-    async def made_by_this_batch(self, commit: str) -> bool:
+    async def made_by_this_batch(self, commit: str, *, suggestions: bool = False) -> bool:
+        """`commit` is this batch's agent commit (or, `suggestions`, its suggestion commit)."""
         message = await self.git("log", "-1", "--format=%B", commit)
-        return f"{TRAILER}: {self.batch.batch_id}" in message.splitlines()
+        mine = f"{TRAILER}: {self.batch.batch_id}" in message.splitlines()
+        return mine and (applied_ids(message, self.batch.batch_id) is not None) == suggestions
 
     async def stand_on_recorded_head(self) -> None:
         """Start from the head the lease names. A new PR worktree starts there; a reused one can
@@ -199,6 +254,8 @@ class AgentRun:
         recorded = (await self.row()).recorded_sha
         head = await self.git("rev-parse", "HEAD")
         if head == recorded or await self.made_by_this_batch(head):
+            return
+        if await self.made_by_this_batch(head, suggestions=True):
             return
         log.warning(
             "%s: worktree stood at %s, not on the recorded head %s: reset",

@@ -7,6 +7,7 @@ agent_run.py drives one batch with these; they need no worktree and no server to
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from bot.agents.failures import FailureKind
@@ -66,13 +67,18 @@ def comment_outcomes(
         comment_kind = entry.get("comment_kind")
         if comment_kind not in COMMENT_KINDS:
             comment_kind = None
-        if kind is OutcomeKind.FIXED:
-            said = {"commit_sha": commit_sha, "note": explanation}
-        elif kind is OutcomeKind.DECLINED:
-            said = {"reason": explanation}
-        else:
-            said = {"question": explanation}
-        outcomes.append(CommentOutcome(comment_id, kind, comment_kind=comment_kind, **said))
+        fixed, declined = kind is OutcomeKind.FIXED, kind is OutcomeKind.DECLINED
+        outcomes.append(
+            CommentOutcome(
+                comment_id,
+                kind,
+                commit_sha=commit_sha if fixed else None,
+                note=explanation if fixed else None,
+                reason=explanation if declined else None,
+                question=explanation if not (fixed or declined) else None,
+                comment_kind=comment_kind,
+            )
+        )
     return tuple(outcomes)
 
 
@@ -123,9 +129,14 @@ def task_text(
     *,
     restarted: bool = False,
     pipeline: str | None = None,
+    history: Mapping[str, str] | None = None,
+    suggestion_notes: Mapping[int, str] | None = None,
 ) -> str:
-    """The agent's task: the pull request, every comment with its place and whole thread;
-    `pipeline` is what bot/pipelines/context.py says of the pipeline that opened the PR."""
+    """The agent's task: the pull request, every comment with its place, whole thread and
+    biagent's earlier answers there; `pipeline` is what bot/pipelines/context.py says of the
+    pipeline that opened the PR; `history` what the branch says of each earlier commit (its
+    files and the commits since, agent_run.py); `suggestion_notes`, per comment id, why its
+    suggestion block was not applied as written."""
     lines = [
         f"Pull request #{batch.pr_number} in {batch.repository}: {batch.pr_title}",
         f"Branch {batch.head_ref} (into {batch.base_ref}), checked out at {head_sha[:12]} in"
@@ -144,8 +155,18 @@ def task_text(
             "Note: the branch moved while an earlier attempt worked on these comments, and that"
             " work conflicted with the new commits. Start again from the current files.",
         ]
+    notes = suggestion_notes or {}
     for comment in batch.comments:
         lines += _comment_lines(comment)
+        lines += _earlier_lines(comment, history or {})
+        if comment.kind == "review_comment" and comment.comment_id in notes:
+            lines += [
+                "",
+                "Its ```suggestion block was NOT applied: "
+                f"{notes[comment.comment_id]}. Do not paste it over whatever is there now: make"
+                " the change it asks for where it belongs in the current files, or report why"
+                " not.",
+            ]
     lines += [
         "",
         "Tests: "
@@ -184,5 +205,40 @@ def _comment_lines(comment: BatchComment) -> list[str]:
     return lines
 
 
+_HIDDEN_MARKER = re.compile(r"\s*<!-- biagent:\S+ -->")
+
+
 def _quote(text: str, *, prefix: str = "> ") -> str:
-    return "\n".join(prefix + line for line in (text.strip() or "(empty)").splitlines())
+    text = _HIDDEN_MARKER.sub("", text).strip()  # the key on biagent's own replies
+    return "\n".join(prefix + line for line in (text or "(empty)").splitlines())
+
+
+def _earlier_lines(comment: BatchComment, history: Mapping[str, str]) -> list[str]:
+    """A follow-up: what biagent answered before in this thread, the commit it made, what
+    the branch did since, and what the reviewer's newest message asks of it now."""
+    if not comment.earlier:
+        return []
+    lines = ["", "You answered in this thread before:"]
+    for answer in comment.earlier:
+        said = f" {answer.detail}" if answer.detail else ""
+        commit = f" in commit {answer.commit_sha[:12]}" if answer.commit_sha else ""
+        lines.append(
+            f"- iteration {answer.iteration}, comment {answer.comment_id}:"
+            f" {answer.outcome}{commit}.{said}"
+        )
+    for sha in dict.fromkeys(a.commit_sha for a in comment.earlier if a.commit_sha):
+        if history.get(sha):
+            lines += ["", f"What commit {sha[:12]} changed, and the branch since:", history[sha]]
+    lines.append("")
+    if any(answer.comment_id == comment.comment_id for answer in comment.earlier):
+        lines.append(
+            "This comment was answered then, and it is back for work: its thread was reopened"
+            " (or a retry was asked for), so that answer did not settle it. Look again at what"
+            " was asked."
+        )
+    else:
+        lines.append(
+            "This comment follows up on that answer: do what it asks now (it may ask to undo"
+            " or redo your earlier change), and answer it in this thread."
+        )
+    return lines

@@ -208,11 +208,16 @@ async def complete(
     )
 
 
-def outcomes_table(rows: list[tuple[str, str, str, str]]) -> str:
-    """Markdown table of (comment, where, outcome, detail)."""
-    lines = ["| comment | where | outcome | detail |", "| --- | --- | --- | --- |"]
-    for comment, where, outcome, detail in rows:
-        lines.append(f"| {_cell(comment)} | {_cell(where)} | {outcome} | {_cell(detail)} |")
+def outcomes_table(rows: list[tuple[str, ...]]) -> str:
+    """Markdown table of (comment, where, outcome, by, cost, detail)."""
+    lines = [
+        "| comment | where | outcome | by | cost | detail |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for comment, where, outcome, by, cost, detail in rows:
+        lines.append(
+            f"| {_cell(comment)} | {_cell(where)} | {outcome} | {by} | {cost} | {_cell(detail)} |"
+        )
     return "\n".join(lines)
 
 

@@ -43,10 +43,23 @@ class ThreadMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class EarlierAnswer:
+    """What biagent answered before in a comment's thread (or to the comment itself), in an
+    earlier iteration: the outcome, its text, and the commit it made for a fix."""
+
+    comment_id: int  # the comment that was answered
+    iteration: int
+    outcome: str  # fixed, declined, question, not_addressed
+    detail: str
+    commit_sha: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class BatchComment:
     """A comment to address. `kind` is `review_comment` (on a line of the diff), `issue_comment`
     (the PR conversation) or `review_body` (the text of a submitted review). `body` is the
-    snapshot taken when the batch was picked up; `thread` is the whole thread it belongs to."""
+    snapshot taken when the batch was picked up; `thread` is the whole thread it belongs to;
+    `earlier` what biagent answered in that thread before (a follow-up, a reopened thread)."""
 
     comment_id: int
     kind: str
@@ -60,6 +73,7 @@ class BatchComment:
     thread_root_id: int | None
     thread: tuple[ThreadMessage, ...]
     url: str | None = None
+    earlier: tuple[EarlierAnswer, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +103,8 @@ class CommentOutcome:
     # review_comment, issue_comment or review_body: GitHub numbers reviews and comments apart,
     # so an id alone can name two comments of one batch. None: the id names it alone.
     comment_kind: str | None = None
+    # fixed by applying the comment's ```suggestion block as written, without a model
+    suggestion: bool = False
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -99,6 +115,7 @@ class CommentOutcome:
             "question": self.question,
             "note": self.note,
             "comment_kind": self.comment_kind,
+            "suggestion": self.suggestion,
         }
 
 

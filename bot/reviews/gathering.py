@@ -1,4 +1,5 @@
-"""What a submitted review means for the pull request's batch, and for its review state (pure).
+"""What a submitted review means for the pull request's batch, and for its review state, and
+which comment a reopened thread puts back into it (pure).
 
 The handler (on_review.py) looks up what needs GitHub or the database (is a comment biagent's,
 resolved, worth working on its own); these functions decide from that alone, so the rules are
@@ -7,10 +8,12 @@ tested without a server.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from bot.reviews.states import OverallReviewState, ReviewState
+from bot.reviews.threads import thread_root
+from storage.review_comments import Comment
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,3 +71,22 @@ def overall_review_state(reviewer_states: Iterable[str]) -> OverallReviewState:
     if ReviewState.APPROVED in states:
         return OverallReviewState.APPROVED
     return OverallReviewState.WAITING
+
+
+def reopened_thread_comment(
+    comments: Mapping[int, Comment], thread_ids: Iterable[int]
+) -> int | None:
+    """The comment worked again when a thread is reopened: its last one by a person (deleted
+    ones aside), when biagent has answered in that thread; None otherwise."""
+    by_id = dict(comments)
+    known = [by_id[i] for i in thread_ids if i in by_id]
+    if not known:
+        return None
+    root = thread_root(known[0], by_id)
+    thread = [c for c in by_id.values() if thread_root(c, by_id) == root and not c.deleted]
+    if not any(c.own for c in thread):
+        return None
+    people = [c for c in thread if not c.own]
+    if not people:
+        return None
+    return max(people, key=lambda c: (c.created_at, c.id)).id

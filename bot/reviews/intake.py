@@ -4,8 +4,9 @@
 and the pull request biagent already knows (None when it does not watch it yet). The circuit
 breakers (`is_own`, `is_bot`, `bot_allowed`), who may instruct biagent (`may_command`, with one
 polite `refuse` per person), which comments are worth working, and `gather`, which puts
-comments into the pull request's gathering batch and opens its queued check run, live here so
-the handlers in on_*.py read as the decisions they make.
+comments into the pull request's gathering batch and opens its queued check run (a new comment
+in a thread taking the place of one a reopening put back), live here so the handlers in on_*.py
+read as the decisions they make.
 """
 
 from __future__ import annotations
@@ -253,10 +254,15 @@ async def gather(
     items: list[tuple[str, int]],
     *,
     trigger: str = "comments",
+    again: bool = False,
 ) -> review_batches.Batch | None:
-    """Put comments into the pull request's gathering batch; a new one gets its queued check
-    run, and the scheduler is woken for its due time."""
+    """Put comments into the pull request's gathering batch (`again`: even a version worked
+    before); a new one gets its queued check run, and the scheduler is woken for its due time."""
     rules = await service.rules(gh, pr.repository)
+    if not again:
+        for kind, comment_id in items:
+            if kind == "review_comment":
+                await replace_reopened(service, pr, comment_id)
     batch, added = await review_batches.gather(
         service.db,
         pr.id,
@@ -265,6 +271,7 @@ async def gather(
         debounce_s=rules.debounce_s,
         max_wait_s=rules.max_wait_s,
         trigger=trigger,
+        again=again,
     )
     if batch is None or not added:
         return batch
@@ -286,3 +293,46 @@ async def gather(
         )
     service.wake()
     return batch
+
+
+async def gathered_in_thread(
+    service: ReviewService, pr: PullRequest, comment_id: int
+) -> list[review_batches.BatchItem]:
+    """The gathering batch's diff comments in the thread of `comment_id` (itself aside)."""
+    pending = await review_batches.gathering_batch(service.db, pr.id)
+    if pending is None:
+        return []
+    comments = {
+        c.id: c
+        for c in await review_comments.list_comments(service.db, pr.id)
+        if c.kind == "review_comment"
+    }
+    stored = comments.get(comment_id)
+    if stored is None:
+        return []
+    root = thread_root(stored, comments)
+    return [
+        item
+        for item in await review_batches.batch_items(service.db, pending.id)
+        if item.comment_kind == "review_comment"
+        and item.comment_id != comment_id
+        and item.comment_id in comments
+        and thread_root(comments[item.comment_id], comments) == root
+    ]
+
+
+async def replace_reopened(service: ReviewService, pr: PullRequest, comment_id: int) -> None:
+    """A new comment in a thread takes the place of one a reopening put back into the gathering
+    batch (a version worked before): the new one is worked with the whole thread and what
+    biagent answered there, so the thread gets one answer, not two."""
+    for item in await gathered_in_thread(service, pr, comment_id):
+        if await review_batches.worked_before(
+            service.db,
+            item.comment_kind,
+            item.comment_id,
+            item.comment_version,
+            besides_batch=item.batch_id,
+        ):
+            await review_batches.leave_gathering_batch(
+                service.db, item.batch_id, item.comment_kind, item.comment_id
+            )

@@ -7,7 +7,8 @@
   says what, purely).
 - `edited`: a review body already gathered is gathered again in its new version.
 - `dismissed`: the dismissed review no longer counts toward the pull request's state.
-- `pull_request_review_thread`: resolved threads are not gathered by a later review.
+- `pull_request_review_thread`: resolved threads are not gathered by a later review; a thread
+  biagent answered that a person reopens (`unresolved`) is worked again.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from bot.reviews.events import ChangesRequested, PrApproved
 from bot.reviews.gathering import (
     SubmittedComment,
     overall_review_state,
+    reopened_thread_comment,
     review_gathering,
     takes_every_comment,
 )
@@ -34,6 +36,7 @@ from bot.reviews.intake import (
     asked_in_pr,
     blocked_bot,
     gather,
+    gathered_in_thread,
     is_own,
     may_command,
     refuse,
@@ -252,6 +255,30 @@ async def on_review_thread(
         return
     thread = event.data.get("thread") or {}
     ids = [int(c["id"]) for c in thread.get("comments") or [] if "id" in c]
-    await review_comments.set_thread_resolved(
-        arrived.service.db, arrived.pr.id, ids, event.data.get("action") == "resolved"
-    )
+    reopened = event.data.get("action") == "unresolved"
+    await review_comments.set_thread_resolved(arrived.service.db, arrived.pr.id, ids, not reopened)
+    if reopened:
+        await _work_reopened_thread(arrived, arrived.pr, ids, event.data.get("sender") or {})
+
+
+async def _work_reopened_thread(
+    arrived: Arrival, pr: PullRequest, ids: list[int], sender: dict[str, Any]
+) -> None:
+    """A person reopened a thread biagent answered: its last word from a person is worked
+    again, with the whole thread and what biagent answered before (running.py)."""
+    service, gh = arrived.service, arrived.gh
+    if is_own(service, {"user": sender}) or await blocked_bot(service, gh, pr, sender):
+        return
+    if await pull_requests.get_subscription(service.db, pr.id) is None:
+        return
+    comments = {
+        c.id: c
+        for c in await review_comments.list_comments(service.db, pr.id)
+        if c.kind == "review_comment"
+    }
+    last = reopened_thread_comment(comments, ids)
+    if last is not None and await gathered_in_thread(service, pr, last):
+        return  # a newer comment of the thread is gathered already: it is worked with all of it
+    if last is not None:
+        log.info("%s: thread of %d reopened by @%s", pr.stream, last, sender.get("login"))
+        await gather(service, gh, pr, [("review_comment", last)], trigger="reopened", again=True)

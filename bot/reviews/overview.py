@@ -7,6 +7,7 @@ from typing import Any
 
 from storage import (
     pull_requests,
+    review_actions,
     review_batches,
     review_comments,
     review_costs,
@@ -61,6 +62,7 @@ async def pull_request_detail(db: Database, pr: PullRequest, now: datetime) -> d
     detail["batches"] = batches
     detail["iterations"] = [i.as_json() for i in await review_iterations.list_iterations(db, pr.id)]
     detail["replies"] = [r.as_json() for r in await review_replies.list_replies(db, pr.id)]
+    detail["actions"] = [a.as_json() for a in await review_actions.list_actions(db, pr.id)]
     detail["reviewers"] = [s.as_json() for s in await review_states.reviewer_states(db, pr.id)]
     detail["comments"] = [c.as_json() for c in await review_comments.list_comments(db, pr.id)]
     return detail

@@ -1,8 +1,10 @@
 """Answering a worked batch: a reply in each diff comment's thread, one summary, the check run.
 
 Each write is keyed (replies.py), so resuming never writes twice. A thread reply GitHub refuses
-for good is answered in the summary instead, so no comment goes unanswered. The batch ends
-`done` with its iteration's status as its outcome, and `review_responded` says what was done.
+for good is answered in the summary instead, so no comment goes unanswered. After a pushed
+iteration, the threads it fixed are resolved and their reviewers re-requested (after_push.py,
+also keyed). The batch ends `done` with its iteration's status as its outcome, and
+`review_responded` says what was done.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import logging
 from gidgethub.abc import GitHubAPI
 
 from bot.reviews import checks, replies, summaries
+from bot.reviews.after_push import follow_through
 from bot.reviews.engine import EngineStatus
 from bot.reviews.events import ReviewResponded
 from bot.reviews.intake import waiting_for_review
@@ -72,11 +75,14 @@ async def respond(service: ReviewService, gh: GitHubAPI, pr: PullRequest, batch:
             pr,
             check_run_id,
             conclusion=check_conclusion(iteration.status, counts),
-            title=summaries.check_title(iteration.status, counts),
+            title=summaries.check_title(
+                iteration.status, items, summaries.applied_suggestions(iteration, items)
+            ),
             summary=summaries.check_summary(iteration, items, by_key),
             text=None,
             completed_at=checks.github_time(service),
         )
+    await follow_through(service, gh, pr, iteration, items, by_key)
     now = service.clock.now()
     await review_batches.set_batch_status(
         db, batch.id, BatchStatus.DONE, now=now, outcome=iteration.status

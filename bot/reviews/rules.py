@@ -14,6 +14,8 @@ left out, keeping the settings' value (a broken file must not switch caps off). 
       max_wait_seconds: 120          # else REVIEW_MAX_WAIT_SECONDS
       allowed_bots: ["renovate[bot]"]  # bots whose comments are worked (others are ignored)
       commands_from: [alice, bob]      # who may run slash commands (besides needing write)
+      resolve_threads: true            # resolve the threads fixed in a pushed commit
+      rerequest_review: true           # re-request review from those whose comments it fixed
       caps:                          # else the REVIEW_MAX_* settings
         runs_per_hour: 3
         consecutive_commits: 2
@@ -61,6 +63,8 @@ class ReviewsPart(msgspec.Struct, frozen=True):
     max_wait_seconds: NonNegative | None = None
     allowed_bots: list[str] | None = None
     commands_from: list[str] | None = None
+    resolve_threads: bool | None = None
+    rerequest_review: bool | None = None
 
 
 class CapsPart(msgspec.Struct, frozen=True):
@@ -81,6 +85,8 @@ class RepoRules:
     max_wait_s: float = DEFAULT_SETTINGS.review_max_wait_seconds
     allowed_bots: frozenset[str] = frozenset()
     commands_from: frozenset[str] | None = None
+    resolve_threads: bool = True  # after a push, resolve the threads it fixed (after_push.py)
+    rerequest_review: bool = True  # after a push, re-request those whose comments it fixed
     max_runs_per_hour: int = DEFAULT_SETTINGS.review_max_runs_per_hour
     max_consecutive_commits: int = DEFAULT_SETTINGS.review_max_consecutive_commits
     max_usd_per_pr: float = DEFAULT_SETTINGS.review_max_usd_per_pr
@@ -136,6 +142,10 @@ def _or(value: float | None, default: float) -> float:
     return default if value is None else value
 
 
+def _or_flag(value: bool | None, default: bool) -> bool:
+    return default if value is None else value
+
+
 def parse_rules(text: str, base: RepoRules) -> RepoRules:
     """The rules a file's text gives on top of `base`; problems are listed, never raised."""
     try:
@@ -163,6 +173,8 @@ def parse_rules(text: str, base: RepoRules) -> RepoRules:
         max_wait_s=max_wait,
         allowed_bots=_logins(reviews.allowed_bots) or frozenset(),
         commands_from=_logins(reviews.commands_from),
+        resolve_threads=_or_flag(reviews.resolve_threads, base.resolve_threads),
+        rerequest_review=_or_flag(reviews.rerequest_review, base.rerequest_review),
         max_runs_per_hour=int(_or(caps.runs_per_hour, base.max_runs_per_hour)),
         max_consecutive_commits=int(_or(caps.consecutive_commits, base.max_consecutive_commits)),
         max_usd_per_pr=_or(caps.usd_per_pr, base.max_usd_per_pr),

@@ -1,7 +1,8 @@
 """Running a batch: the engine gets the batch, and its report is stored before anything is posted.
 
 One iteration per batch. `build_review_batch` hands the engine each comment with its whole
-thread (the snapshot taken at pick-up, so later edits go to the next batch); the report is
+thread (the snapshot taken at pick-up, so later edits go to the next batch) and what biagent
+answered in that thread in earlier iterations (a follow-up, a reopened thread); the report is
 stored with one checked outcome per comment (outcomes.py). A restart here runs the engine again
 for the same iteration (the real engine pushes with a lease, so a second push cannot overwrite
 anything).
@@ -9,6 +10,7 @@ anything).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
@@ -16,6 +18,7 @@ from gidgethub.abc import GitHubAPI
 
 from bot.reviews.engine import (
     BatchComment,
+    EarlierAnswer,
     EngineResult,
     EngineStatus,
     ReviewBatch,
@@ -88,8 +91,12 @@ async def build_review_batch(
     all_comments = await review_comments.list_comments(service.db, pr.id)
     diff_comments = {c.id: c for c in all_comments if c.kind == "review_comment"}
     by_key = {(c.kind, c.id): c for c in all_comments}
+    before = await review_iterations.answered_before(service.db, pr.id, before_batch=batch.id)
     comments = tuple(
-        batch_comment(item, by_key[(item.comment_kind, item.comment_id)], diff_comments)
+        with_earlier_answers(
+            batch_comment(item, by_key[(item.comment_kind, item.comment_id)], diff_comments),
+            before,
+        )
         for item in items
     )
     return ReviewBatch(
@@ -149,3 +156,27 @@ def batch_comment(
         thread=thread,
         url=comment.html_url,
     )
+
+
+def with_earlier_answers(
+    comment: BatchComment, before: list[review_iterations.AnsweredBefore]
+) -> BatchComment:
+    """The comment with what biagent answered earlier in its thread (a diff comment) or to the
+    comment itself (a conversation comment, a review's body), oldest first."""
+    if comment.kind == "review_comment":
+        in_thread = {message.comment_id for message in comment.thread} | {comment.comment_id}
+        mine = [
+            a for a in before if a.comment_kind == "review_comment" and a.comment_id in in_thread
+        ]
+    else:
+        mine = [
+            a
+            for a in before
+            if (a.comment_kind, a.comment_id) == (comment.kind, comment.comment_id)
+        ]
+    if not mine:
+        return comment
+    earlier = tuple(
+        EarlierAnswer(a.comment_id, a.iteration, a.outcome, a.detail, a.commit_sha) for a in mine
+    )
+    return dataclasses.replace(comment, earlier=earlier)

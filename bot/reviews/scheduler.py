@@ -15,7 +15,6 @@ the pull request's next batches are not held behind it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import timedelta
 
@@ -149,8 +148,9 @@ class ReviewScheduler:
         finally:
             for task in (sleeper, waker):
                 task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.gather(sleeper, waker, return_exceptions=True)
+            # return_exceptions collects the two helpers' own cancellations; a cancel of this
+            # task arriving meanwhile (shutdown) still goes up, never swallowed here.
+            await asyncio.gather(sleeper, waker, return_exceptions=True)
 
     async def drain(self) -> None:
         """Work every batch that is due now, and wait for it (tests, benchmarks, shutdown)."""

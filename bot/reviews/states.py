@@ -3,7 +3,8 @@
 A batch: gathering -> running -> responding -> done, or dropped / skipped (never worked) or
 failed (given up). A reviewer's latest review and the pull request's overall review state.
 The conclusions biagent gives its `biagent/review` check run: never `failure`, so its own
-trouble never blocks a merge (checks.py).
+trouble never blocks a merge (checks.py). What biagent does after a pushed iteration besides
+replying (resolving threads, re-requesting review), and where each such action stands.
 """
 
 from __future__ import annotations
@@ -58,3 +59,19 @@ class Conclusion(enum.StrEnum):
 
     SUCCESS = "success"
     NEUTRAL = "neutral"
+
+
+class ActionKind(enum.StrEnum):
+    """What biagent does after a pushed iteration besides replying (after_push.py)."""
+
+    RESOLVE_THREAD = "resolve_thread"  # GraphQL resolveReviewThread on a thread it fixed
+    REREQUEST_REVIEW = "rerequest_review"  # POST .../requested_reviewers for those it answered
+
+
+class ActionStatus(enum.StrEnum):
+    """A review action's state: the intent is stored before the call to GitHub."""
+
+    INTENT = "intent"
+    DONE = "done"
+    SKIPPED = "skipped"  # nothing to do after all (the thread is gone)
+    FAILED = "failed"  # GitHub refused it for good

@@ -1,10 +1,16 @@
 """What a worked batch says on GitHub: the summary comment and the check run's title and table.
 
 Pure text from the stored iteration and batch items (the worker posts it, replies.py writes it
-once); one line per comment's outcome, then the commit, the tests and the cost of the run.
+once); one row per comment: its outcome, by whom (a reviewer's suggestion applied as written, or
+the agent) and what it cost (a suggestion nothing; the agent's run shared by the comments it
+was given), then the commit, the tests and the cost of the run. Which comments were applied as
+suggestions is read from the engine's stored report (`suggestion` on its outcome) for the
+comments whose checked outcome is `fixed`.
 """
 
 from __future__ import annotations
+
+import re
 
 from bot.reviews import checks, replies
 from bot.reviews.engine import EngineStatus
@@ -28,10 +34,42 @@ def counted(number: int, noun: str) -> str:
     return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
-def check_title(status: str, counts: dict[str, int]) -> str:
-    parts = [f"{counts[key]} {label}" for key, label in _LABELS if counts.get(key)]
+def check_title(
+    status: str, items: list[BatchItem], suggested: set[tuple[str, int]] | None = None
+) -> str:
+    parts = _parts(items, suggested or set())
     head = _STATUS_HEADS.get(status, status)
     return f"{head}: {', '.join(parts) or 'nothing'}"
+
+
+def suggestion_keys(iteration: Iteration) -> set[tuple[str, int]]:
+    """The comments the engine settled from their suggestion block, without a model."""
+    keys: set[tuple[str, int]] = set()
+    for entry in iteration.report or []:
+        if isinstance(entry, dict) and entry.get("suggestion"):
+            keys.add((entry.get("comment_kind") or "review_comment", int(entry["comment_id"])))
+    return keys
+
+
+def applied_suggestions(iteration: Iteration, items: list[BatchItem]) -> set[tuple[str, int]]:
+    """The comments fixed by applying their suggestion block (no model)."""
+    keys = suggestion_keys(iteration)
+    return {
+        (item.comment_kind, item.comment_id)
+        for item in items
+        if item.outcome == Answer.FIXED and (item.comment_kind, item.comment_id) in keys
+    }
+
+
+def _parts(items: list[BatchItem], suggested: set[tuple[str, int]]) -> list[str]:
+    """`2 applied as suggestions, 1 fixed, 1 questions`: the counts, suggestions apart."""
+    counts = outcome_counts(items)
+    counts[Answer.FIXED] = counts.get(Answer.FIXED, 0) - len(suggested)
+    parts = [f"{counts[key]} {label}" for key, label in _LABELS if counts.get(key)]
+    if suggested:
+        noun = "suggestion" if len(suggested) == 1 else "suggestions"
+        parts.insert(0, f"{len(suggested)} applied as {noun}")
+    return parts
 
 
 _STATUS_HEADS: dict[str, str] = {
@@ -66,26 +104,55 @@ def _run_lines(iteration: Iteration) -> list[str]:
     return lines
 
 
+_FENCED = re.compile(
+    r"^ {0,3}(`{3,}|~{3,})[ \t]*(\w*)[^\n]*\n.*?(?:^ {0,3}\1[ \t\r]*$|\Z)", re.M | re.S
+)
+
+
+def _said(body: str) -> str:
+    """A comment's words for a table cell: its code blocks (a suggestion's too) named, not
+    quoted, so no fence opens inside the table."""
+    named = _FENCED.sub(lambda m: "(suggestion)" if m[2] == "suggestion" else "(code)", body)
+    return named.replace("`", "'")
+
+
+def _rows(
+    iteration: Iteration, items: list[BatchItem], by_key: dict[tuple[str, int], Comment]
+) -> list[tuple[str, ...]]:
+    """One row per comment: what it said, where, its outcome, by whom, its cost, the detail."""
+    suggested = applied_suggestions(iteration, items)
+    by_suggestion = suggestion_keys(iteration)
+    agent_items = len([i for i in items if (i.comment_kind, i.comment_id) not in by_suggestion])
+    share = iteration.cost_usd / agent_items if agent_items else 0.0
+    agent_cost = f"${share:.2f}" + (f" (1/{agent_items} of the run)" if agent_items > 1 else "")
+    rows: list[tuple[str, ...]] = []
+    for item in items:
+        key = (item.comment_kind, item.comment_id)
+        comment = by_key[key]
+        detail = item.detail or ""
+        if item.outcome == Answer.FIXED:
+            detail = f"{(item.commit_sha or '')[:7]} {detail}".strip()
+        title = replies.OUTCOME_TITLES.get(item.outcome or "", item.outcome or "?")
+        rows.append(
+            (
+                f"@{comment.author_login}: {_said(item.body or comment.body)[:80]}",
+                _where(comment),
+                "Applied suggestion" if key in suggested else title,
+                "suggestion" if key in by_suggestion else "agent",
+                "$0.00" if key in by_suggestion else agent_cost,
+                detail,
+            )
+        )
+    return rows
+
+
 def check_summary(
     iteration: Iteration,
     items: list[BatchItem],
     by_key: dict[tuple[str, int], Comment],
 ) -> str:
-    rows = []
-    for item in items:
-        comment = by_key[(item.comment_kind, item.comment_id)]
-        detail = item.detail or ""
-        if item.outcome == Answer.FIXED:
-            detail = f"{(item.commit_sha or '')[:7]} {detail}".strip()
-        rows.append(
-            (
-                f"@{comment.author_login}: {(item.body or comment.body)[:80]}",
-                _where(comment),
-                replies.OUTCOME_TITLES.get(item.outcome or "", item.outcome or "?"),
-                detail,
-            )
-        )
-    return checks.outcomes_table(rows) + "\n\n" + "  \n".join(_run_lines(iteration))
+    table = checks.outcomes_table(_rows(iteration, items, by_key))
+    return table + "\n\n" + "  \n".join(_run_lines(iteration))
 
 
 def summary_text(
@@ -97,11 +164,12 @@ def summary_text(
     unthreaded: set[tuple[str, int | None]] | None = None,
 ) -> str:
     """`unthreaded`: diff comments whose thread reply GitHub refused; answered here instead."""
-    counts = outcome_counts(items)
-    parts = [f"{counts[key]} {label}" for key, label in _LABELS if counts.get(key)]
+    parts = _parts(items, applied_suggestions(iteration, items))
     lines = [
         f"biagent worked {counted(len(items), 'review comment')} "
         f"(iteration {iteration.number}): {', '.join(parts)}.",
+        "",
+        checks.outcomes_table(_rows(iteration, items, by_key)),
         "",
         *_run_lines(iteration),
     ]

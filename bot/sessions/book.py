@@ -3,14 +3,19 @@
 A session belongs to the token it was made with: its `owner` is derived from the token's
 digest (bot/api_token.py), and every lookup names the owner, so a session of another token
 (one rotated away) is not found: the API answers 404, as for a session that never was.
+
+Two windows of one session write last-write-wins: tabs are replaced whole, in one transaction.
+A page keeps its own part of the UI state (`ui_state["pages"][path]`), merged into the rest
+(`merge_pages`) under a lock, so a window on another page never overwrites it with an older copy.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -22,6 +27,7 @@ from storage.database import Database
 from storage.sessions import SessionRow, TabRow
 
 UI_STATE_MAX_BYTES = 16 * 1024
+PAGES_KEPT = 40  # pages whose UI state is kept, the ones used last (as web/static/session.js)
 
 
 class SessionNotFound(LookupError):
@@ -41,12 +47,28 @@ def new_session_id() -> str:
     return secrets.token_urlsafe(16)
 
 
+def merged_pages(
+    ui_state: Mapping[str, Any], pages: Mapping[str, dict[str, Any] | None]
+) -> dict[str, Any]:
+    """`ui_state` with each page of `pages` put last in `ui_state["pages"]` (None: forgotten),
+    the PAGES_KEPT used last kept; the rest of `ui_state` as it was."""
+    before = ui_state.get("pages")
+    kept = dict(before) if isinstance(before, dict) else {}
+    for path, part in pages.items():
+        kept.pop(path, None)
+        if part is not None:
+            kept[path] = part
+    newest = list(kept)[-PAGES_KEPT:]
+    return {**ui_state, "pages": {path: kept[path] for path in newest}}
+
+
 @dataclass(frozen=True, slots=True)
 class SessionBook:
     db: Database
     clock: Clock
     owner: str
     new_id: Callable[[], str] = new_session_id
+    _merging: asyncio.Lock = field(default_factory=asyncio.Lock, compare=False, repr=False)
 
     async def create(self) -> SessionRow:
         return await session_rows.create(self.db, self.new_id(), self.owner, now=self.clock.now())
@@ -90,6 +112,15 @@ class SessionBook:
         ):
             raise SessionNotFound(f"no session {session_id!r}")
         return ui_state
+
+    async def merge_pages(
+        self, session_id: str, pages: Mapping[str, dict[str, Any] | None]
+    ) -> dict[str, Any]:
+        """Put these pages' UI state into the session's (`merged_pages`); the whole as kept.
+        One merge at a time in this process: two windows' pages both land."""
+        async with self._merging:
+            current = await self.ui_state(session_id)
+            return await self.set_ui_state(session_id, merged_pages(current, pages))
 
 
 def _tab(row: TabRow) -> Tab:

@@ -1,8 +1,10 @@
 """The message types of browser sessions (docs/design.md, Events; docs/sessions.md).
 
-Both go to one WebSocket only, the one that named its session, so they are not published on
-the bus and not kept in the event log: like `token` frames, their envelope carries
-`"id": null`, and their stream is the session's own, `session:<id>`.
+Both go only to the WebSockets that named their session, so they are not kept in the event
+log: like `token` frames, their envelope carries `"id": null`, and their stream is the
+session's own, `session:<id>`. On connecting, a socket is sent them directly; an offline event
+recorded while a page is connected goes out as a transient frame on that private stream, which
+the bus gives only to the session's own sockets (bot/events/bus.py).
 """
 
 from __future__ import annotations
@@ -30,8 +32,9 @@ class SessionRestored(Event):
 
 
 class OfflineEvent(Event):
-    """An event that mattered to the session while none of its pages was connected; sent on
-    reconnect, oldest first, until acknowledged (`event` is the envelope as published)."""
+    """An event that mattered to the session while none of its pages followed its stream: sent
+    at once to its connected pages, and on each connection, oldest first, until acknowledged
+    (`event` is the envelope as published)."""
 
     type_name: ClassVar[str] = "offline_event"
     concern: ClassVar[str] = "sessions"

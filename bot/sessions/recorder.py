@@ -7,6 +7,12 @@ per-session cap and the cursor's new place commit in one transaction, so an even
 just before a crash is recorded at the next start (nothing is connected then: every session is
 offline), and none is recorded twice. However many events come while a batch is written, the
 next batch reads them all from the cursor.
+
+A session with a page connected (whose socket follows other streams than the event's) is told
+at once: each offline event recorded for it goes, once committed, to its sockets as an
+`offline_event` frame on its private stream (`session:<id>`, bot/events/bus.py), so the page
+shows the notification without waiting for its next connection. Told or not, it stays unread
+until acknowledged; the page shows an offline id once.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from datetime import timedelta
 
 from bot.clock import Clock
 from bot.events.bus import EventBus, Frame
+from bot.sessions.events import OfflineEvent, session_stream
 from bot.sessions.notable import NOTABLE_TYPES, group_tabs, sessions_to_tell
 from bot.sessions.presence import Presence
 from bot.sessions.tabs import Tab, TabKind
@@ -97,7 +104,28 @@ class OfflineRecorder:
                     expires_at=now + timedelta(seconds=self.ttl_s),
                 )
                 self.cursor, recorded = reached, recorded + len(rows)
+                await self._tell_connected(rows)
             return recorded
+
+    async def _tell_connected(self, rows: list[NewOfflineEvent]) -> None:
+        """Send the offline events just recorded to the sessions that have a page connected."""
+        for session_id in sorted({row.session_id for row in rows}):
+            if not self.presence.is_connected(session_id):
+                continue
+            new = {row.event_id for row in rows if row.session_id == session_id}
+            now = self.clock.now()
+            unread = await offline_events.unread(self.db, session_id, now=now, limit=self.cap)
+            count = len(unread)
+            for row in unread:
+                if row.event.id in new:
+                    told = OfflineEvent(
+                        session_id=session_id,
+                        offline_id=row.id,
+                        unread=count,
+                        recorded_at=row.recorded_at,
+                        event=row.event.envelope(),
+                    )
+                    self.bus.publish_transient(session_stream(session_id), told)
 
     async def _offline_rows(self, page: list[StoredEvent]) -> list[NewOfflineEvent]:
         if not page:

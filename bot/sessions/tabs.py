@@ -8,6 +8,7 @@ Pure decisions, no I/O (docs/sessions.md). A tab is `{"kind": ..., "ref": ...}`:
 | `pr` | `"owner/repo#3"` | `pr:owner/repo#3` |
 | `ticket` | `"ACME-7"` | `jira:ACME`, `jira:*` (syncs) and its pipelines' events |
 | `dashboard` | none | every stream |
+| `worktrees`, `costs` | none | no stream: pages of figures, no event on them is notable |
 """
 
 from __future__ import annotations
@@ -31,6 +32,12 @@ class TabKind(StrEnum):
     PR = "pr"
     TICKET = "ticket"
     DASHBOARD = "dashboard"
+    WORKTREES = "worktrees"
+    COSTS = "costs"
+
+
+# The kinds that name no object: one page each.
+SINGLE_PAGES = frozenset({TabKind.DASHBOARD, TabKind.WORKTREES, TabKind.COSTS})
 
 
 class Tab(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -58,10 +65,10 @@ def checked_tabs(tabs: Sequence[Tab]) -> list[Tab]:
     seen: set[Tab] = set()
     for position, tab in enumerate(tabs):
         where = f"tabs[{position}]"
-        if tab.kind is TabKind.DASHBOARD:
+        if tab.kind in SINGLE_PAGES:
             if tab.ref:
-                raise BadTab(f"{where}.ref: the dashboard names no object")
-            tab = Tab(TabKind.DASHBOARD)
+                raise BadTab(f"{where}.ref: the {tab.kind} tab names no object")
+            tab = Tab(tab.kind)
         else:
             shape, words = _REF_SHAPES[tab.kind]
             if tab.ref is None or not shape.fullmatch(tab.ref):

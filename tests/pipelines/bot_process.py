@@ -10,104 +10,51 @@ manager would restart it. `Api` is its REST API as a test calls it, each answer'
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from bot.config import variables
+from tests.bot_process import BotProcess, clean_environment
 from tests.fakes.github import FakeGitHub
 from tests.fakes.jira import FakeJira
 from tests.helpers import API_TOKEN, auth_headers
-from tests.live_server import free_port, terminate
 from tests.pipelines.world import INSTALLATION, PROJECT, REPO
 
-ROOT = Path(__file__).resolve().parent.parent.parent
 DEADLINE_S = 60.0  # a bound for a loaded machine, not an expected time: each wait polls
-
-
-@dataclass
-class Server:
-    """`python -m bot` in a subprocess, its output in a log file."""
-
-    environment: dict[str, str]
-    log_path: Path
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def port(self) -> int:
-        """Chosen once, before the first start: a restart listens on the same port."""
-        return int(self.environment.setdefault("PORT", str(free_port())))
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        """Start the process (again: on the same port and database)."""
-        assert self.port
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "bot"],
-                cwd=ROOT,
-                env=self.environment,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            terminate(self.process)
-
-    def log(self) -> str:
-        return self.log_path.read_text(encoding="utf-8", errors="replace")[-3000:]
 
 
 def server_environment(
     tmp_path: Path, github: FakeGitHub, app_key: tuple[str, str], jira: FakeJira, model_url: str
 ) -> dict[str, str]:
     """This test's settings, and none of the caller's (nor the SDK's own ANTHROPIC_ ones)."""
-    settings = {env.name for env in variables().values()}
-    kept = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in settings and not key.startswith("ANTHROPIC_")
-    }
-    return kept | {
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'biagent.db'}",
-        "BIAGENT_API_TOKEN": API_TOKEN,
-        "GITHUB_APP_ID": str(github.app_id),
-        "GITHUB_PRIVATE_KEY": app_key[0],
-        "GITHUB_API_URL": github.base_url,
-        "GITHUB_WRITE_SPACING_SECONDS": "0",
-        "ANTHROPIC_API_KEY": "sk-ant-test",
-        "ANTHROPIC_BASE_URL": model_url,
-        "JIRA_URL": jira.url,
-        "JIRA_EMAIL": jira.email,
-        "JIRA_API_TOKEN": jira.token,
-        "JIRA_SYNC_AT_START": "0",
-        "WORKTREE_ROOT": str(tmp_path / "worktrees"),
-        "WORKTREE_SPARES": "0",
-        "LOG_LEVEL": "WARNING",
-    }
+    return clean_environment(
+        {
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'biagent.db'}",
+            "BIAGENT_API_TOKEN": API_TOKEN,
+            "GITHUB_APP_ID": str(github.app_id),
+            "GITHUB_PRIVATE_KEY": app_key[0],
+            "GITHUB_API_URL": github.base_url,
+            "GITHUB_WRITE_SPACING_SECONDS": "0",
+            "ANTHROPIC_API_KEY": "sk-ant-test",
+            "ANTHROPIC_BASE_URL": model_url,
+            "JIRA_URL": jira.url,
+            "JIRA_EMAIL": jira.email,
+            "JIRA_API_TOKEN": jira.token,
+            "JIRA_SYNC_AT_START": "0",
+            "WORKTREE_ROOT": str(tmp_path / "worktrees"),
+            "WORKTREE_SPARES": "0",
+            "LOG_LEVEL": "WARNING",
+        }
+    )
 
 
 class Api:
     """The server's REST API, each answer checked for its status."""
 
-    def __init__(self, session: aiohttp.ClientSession, server: Server) -> None:
+    def __init__(self, session: aiohttp.ClientSession, server: BotProcess) -> None:
         self.session = session
         self.server = server
 
@@ -132,11 +79,11 @@ class Api:
         return (await self.call("GET", f"/api/pipelines/{pipeline_id}"))["pipeline"]
 
 
-async def until(server: Server, condition: Callable[[], Awaitable[bool]], what: str) -> None:
+async def until(server: BotProcess, condition: Callable[[], Awaitable[bool]], what: str) -> None:
     """Poll `condition` until it holds, within the deadline, while the server lives."""
     deadline = time.monotonic() + DEADLINE_S
     while not await condition():
-        assert server.process is not None and server.process.poll() is None, server.log()
+        assert server.alive(), server.log()
         assert time.monotonic() < deadline, f"not within {DEADLINE_S}s: {what}\n{server.log()}"
         await asyncio.sleep(0.05)
 

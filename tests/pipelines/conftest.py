@@ -10,11 +10,12 @@ from typing import Any
 import pytest
 
 from bot.clock import ManualClock
+from tests.bot_process import BotProcess
 from tests.conftest import StartApp
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.github import FakeGitHub
 from tests.fakes.jira import FakeJira
-from tests.pipelines.bot_process import Server, server_environment
+from tests.pipelines.bot_process import server_environment
 from tests.pipelines.world import INSTALLATION, REPO, PipelineWorld
 
 
@@ -66,11 +67,11 @@ def bot_server(
     app_key: tuple[str, str],
     fake_jira: FakeJira,
     anthropic: FakeAnthropic,
-) -> Iterator[Server]:
+) -> Iterator[BotProcess]:
     """`python -m bot` pointed at this test's fakes, not started yet; stopped at the end."""
     environment = server_environment(
         tmp_path, real_clock_github, app_key, fake_jira, anthropic.base_url
     )
-    running = Server(environment, tmp_path / "server.log")
+    running = BotProcess(environment, tmp_path / "server.log")
     yield running
     running.stop()

@@ -15,11 +15,12 @@ from pathlib import Path
 
 import aiohttp
 
+from tests.bot_process import BotProcess
 from tests.fakes import anthropic as scripted
 from tests.fakes.anthropic import FakeAnthropic, RecordedRequest
 from tests.fakes.github import FakeGitHub
 from tests.fakes.jira import FakeJira
-from tests.pipelines.bot_process import DEADLINE_S, Api, Server, make_pipeline, until
+from tests.pipelines.bot_process import DEADLINE_S, Api, make_pipeline, until
 from tests.pipelines.world import FILES, PROJECT, PipelineModel, agent_of, done, report
 from tests.worktree_helpers import make_remote
 
@@ -30,7 +31,7 @@ def implementer_requests(fake: FakeAnthropic) -> list[RecordedRequest]:
     return [request for request in fake.requests if agent_of(request) == "implementer"]
 
 
-async def wait_for_implementer_turn(fake: FakeAnthropic, server: Server, count: int) -> None:
+async def wait_for_implementer_turn(fake: FakeAnthropic, server: BotProcess, count: int) -> None:
     """Until the implementer's `count`th request has arrived at the model."""
     try:
         async with asyncio.timeout(DEADLINE_S):
@@ -54,7 +55,7 @@ def script_implementer(model: PipelineModel) -> None:
 
 async def test_a_pipeline_killed_mid_step_finishes_after_a_restart(
     tmp_path: Path,
-    bot_server: Server,
+    bot_server: BotProcess,
     fake_jira: FakeJira,
     anthropic: FakeAnthropic,
     real_clock_github: FakeGitHub,

@@ -18,7 +18,9 @@ async def logged_in(client: AppClient) -> None:
     await client.get("/login", params={"token": API_TOKEN}, allow_redirects=False)
 
 
-@pytest.mark.parametrize("path", ["/pipelines", "/pipelines/1", "/pipelines/1/state"])
+@pytest.mark.parametrize(
+    "path", ["/pipelines", "/pipelines/1", "/pipelines/1/state", "/pipelines/1/diff"]
+)
 async def test_the_pipeline_pages_need_the_login(client: AppClient, path: str) -> None:
     response = await client.get(path, headers={"Accept": "text/html"})
     assert response.status == 401
@@ -27,7 +29,7 @@ async def test_the_pipeline_pages_need_the_login(client: AppClient, path: str) -
     assert (await client.get("/pipelines")).status == 200
 
 
-@pytest.mark.parametrize("path", ["/pipelines/999", "/pipelines/999/state"])
+@pytest.mark.parametrize("path", ["/pipelines/999", "/pipelines/999/state", "/pipelines/999/diff"])
 async def test_an_unknown_pipeline_is_404(client: AppClient, path: str) -> None:
     await logged_in(client)
     response = await client.get(path)

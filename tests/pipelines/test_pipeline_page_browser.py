@@ -13,7 +13,7 @@ from bot.agents.events import SnapshotText, TailText, Token, TokenBlockCatchup
 from bot.agents.tokens import TokenCoalescer, TokenSequence
 from bot.pipelines.events import stream_of
 from storage.token_blocks import BlockState
-from tests.browser import browser_page, skip_without_chromium
+from tests.browser import browser_page, screenshot, skip_without_chromium
 from tests.fakes import anthropic as scripted
 from tests.helpers import API_TOKEN
 from tests.pipelines.world import PipelineWorld, done, report, step_of
@@ -30,6 +30,13 @@ RISK = {"title": "Greeting <b>change</b>", "severity": "high", "detail": "UX"}
 def script_agents(world: PipelineWorld) -> None:
     world.model.script("planner", scripted.tool_use("report_output", PLAN, say=HOSTILE_SAY), done())
     world.model.script("risk", report({"risks": [RISK]}), done())
+    edit = {"path": "greet.py", "old_text": '"Hi "', "new_text": '"Hello " + "<b>" + '}
+    world.model.script(
+        "implementer",
+        scripted.tool_use("edit_file", edit),
+        report({"summary": "greet() says Hello."}),
+        done(),
+    )
 
 
 async def open_pipeline(page: Page, base: str, pipeline_id: int) -> None:
@@ -87,9 +94,15 @@ async def test_a_person_drives_a_backend_pipeline_to_its_pull_request_from_the_p
         await open_pipeline(page, base, pipeline_id)
         await page.fill("#who", "mia")
         await page.dispatch_event("#who", "change")
+        assert "No step has made a worktree yet." in await page.locator("#diff").inner_text()
         plan = await start_and_see_the_plan_wait(page)
         risk = await approve_and_see_the_risk(page, plan)
         shown_url = await acknowledge_and_see_the_pull_request(page, risk)
+        # The implement step's edit, shown when the step completed, the page never reloaded.
+        changed = page.locator("#diff details[data-path='greet.py'] pre.diff")
+        await changed.locator("span.add", has_text='"Hello " + "<b>"').wait_for(timeout=WAIT_MS)
+        assert '-    return "Hi " + name' in await changed.inner_text()
+        await screenshot(page, "pipeline-diff")
 
     await client.app[PIPELINES].engine.tasks.wait(pipeline_id)
     finished = await world.pipeline(pipeline_id)
@@ -201,3 +214,25 @@ async def test_a_pipeline_made_from_the_list_opens_its_page_and_a_refusal_is_sho
         pipeline_id = int(page.url.rsplit("/", 1)[1])
     held = await world.settle(pipeline_id)
     assert held["ticket"] == key and held["status"] == "waiting_for_approval"
+
+
+async def test_a_stream_that_breaks_upstream_is_shown_as_interrupted_while_the_page_watches(
+    world: PipelineWorld,
+) -> None:
+    client = await world.start()
+    said = "Reading greet.py to see how it says hi, then the tests. "
+    world.model.script("triage", *[scripted.text(said * 4, break_after_events=20)] * 3)
+    pipeline_id = (await world.create(await world.ticket(labels=("backend",)), start=False))["id"]
+    base = str(client.make_url("")).rstrip("/")
+    async with browser_page() as page:
+        await open_pipeline(page, base, pipeline_id)
+        await page.click("form.start button")
+        await page.locator("#tokens-state", has_text="broke").wait_for(timeout=WAIT_MS)
+        await page.locator("#tokens", has_text="Reading greet.py").wait_for(timeout=WAIT_MS)
+        await client.app[PIPELINES].engine.tasks.wait(pipeline_id)
+        triage = page.locator("article[data-phase='triage']")
+        await triage.locator(".badge.interrupted, .badge.failed").first.wait_for(timeout=WAIT_MS)
+        note_after = await page.locator("#tokens-state").inner_text()
+        step_status = await triage.get_attribute("data-status")
+    assert "broke" in note_after
+    assert step_status != "completed"

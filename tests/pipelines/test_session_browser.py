@@ -4,17 +4,18 @@
 JIRA and GitHub of this process. The browser reaches it through a gate (tests/network_gate.py)
 the test can shut, as a laptop loses its network; the test calls the API directly.
 
-The person logs in by the URL token, opens the ticket and then its pipeline (two tabs), starts
-it and watches the planner's text arrive. The server is killed mid-turn and started again on
-the same database and port while the page's network is still down, so what follows happens
-while the page is away, in an order nothing can race: the plan step resumes and waits for
-approval, another device approves it, the risk agent reports a medium risk and the implementer
-starts streaming, held by the model mid-turn. Then the network comes back: the page reconnects
-by itself, shows both events as notifications and the implementer's text caught up exactly as
-the server holds it (nothing of the killed turn, nothing twice), then the rest of it live.
-Marked read, a step selected and a section opened, the page is reloaded and shows the same tabs,
-UI state and text. A screenshot of each state is kept in test-artifacts/screenshots/. Every wait
-is for the page or the API to reach a state; none is a fixed sleep.
+The person logs in by the URL token (the dashboard), opens the ticket and then its pipeline
+(three tabs), starts it and watches the planner's text arrive. The server is killed mid-turn
+and started again on the same database and port while the page's network is still down, so what
+follows happens while the page is away, in an order nothing can race: the plan step resumes and
+waits for approval, another device approves it, the risk agent reports a medium risk and the
+implementer starts streaming, held by the model mid-turn. Then the network comes back: the page
+reconnects by itself, shows both events as notifications and the implementer's text caught up
+exactly as the server holds it (nothing of the killed turn, nothing twice), then the rest of it
+live. Marked read, a step selected and a section opened, the page is reloaded and shows the
+same tabs, UI state and text. A screenshot of each state is kept in
+test-artifacts/screenshots/. Every wait is for the page or the API to reach a state; none is a
+fixed sleep.
 """
 
 from __future__ import annotations
@@ -29,13 +30,14 @@ import aiohttp
 import pytest
 from playwright.async_api import Page
 
+from tests.bot_process import BotProcess
 from tests.browser import Watched, browser_page, screenshot, skip_without_chromium
 from tests.fakes import anthropic as scripted
 from tests.fakes.anthropic import Block, FakeAnthropic, Hold, Reply
 from tests.fakes.jira import FakeJira
 from tests.helpers import API_TOKEN
 from tests.network_gate import NetworkGate
-from tests.pipelines.bot_process import DEADLINE_S, Api, Server, make_pipeline, until
+from tests.pipelines.bot_process import DEADLINE_S, Api, make_pipeline, until
 from tests.pipelines.world import FILES, PROJECT, PipelineModel, done, report
 from tests.worktree_helpers import make_remote
 
@@ -67,7 +69,7 @@ async def anthropic() -> AsyncIterator[FakeAnthropic]:
 
 
 @pytest.fixture
-async def gate(bot_server: Server) -> AsyncIterator[NetworkGate]:
+async def gate(bot_server: BotProcess) -> AsyncIterator[NetworkGate]:
     opened = NetworkGate(bot_server.port)
     await opened.start()
     yield opened
@@ -103,7 +105,7 @@ class Turns:
             hold.released.set()
 
 
-async def reached(hold: Hold, server: Server) -> None:
+async def reached(hold: Hold, server: BotProcess) -> None:
     try:
         await asyncio.wait_for(hold.reached.wait(), DEADLINE_S)
     except TimeoutError:
@@ -161,8 +163,29 @@ def running_text(restored: dict[str, Any], pipeline_id: int) -> str:
     return next((c["text"] for c in restored["token_catchup"] if c["stream"] == stream), "")
 
 
+async def start_and_watch_the_planner(page: Page, server: BotProcess, turns: Turns) -> str:
+    """Start the pipeline from the page; once the planner's turn is held, the text shown."""
+    await page.click("form.start button")
+    await reached(turns.planner, server)
+    await until_text_starts(page, "tokens", PLANNER_SAYS[0])
+    streamed = await tokens_text(page)
+    await screenshot(page, "session-3-streaming")
+    return streamed
+
+
+async def kill_and_restart_while_the_page_is_offline(
+    page: Page, gate: NetworkGate, server: BotProcess
+) -> None:
+    """The page loses its network, the server is killed mid-turn and started again."""
+    gate.shut()
+    server.kill()
+    await page.wait_for_selector("#connection.off", timeout=WAIT_MS)
+    await screenshot(page, "session-4-server-killed")
+    server.start()
+
+
 async def away_while_the_pipeline_goes_on(
-    api: Api, server: Server, turns: Turns, session_id: str, pipeline_id: int
+    api: Api, server: BotProcess, turns: Turns, session_id: str, pipeline_id: int
 ) -> None:
     """The server back, the page's network still down: the plan waits and is approved from
     another device, a risk is reported, the implementer streams until its hold; the session
@@ -187,7 +210,7 @@ async def away_while_the_pipeline_goes_on(
 
 
 async def caught_up_with_the_server(
-    page: Page, api: Api, server: Server, session_id: str, pipeline_id: int
+    page: Page, api: Api, server: BotProcess, session_id: str, pipeline_id: int
 ) -> str:
     """Until the page shows the running step's text exactly as the server holds it (read
     afresh each time: frames sent just before the hold may still be landing); returns it."""
@@ -201,6 +224,31 @@ async def caught_up_with_the_server(
 
     await until(server, same_text, "the page's text caught up with the server's")
     return shown
+
+
+async def back_online(
+    page: Page, gate: NetworkGate, api: Api, server: BotProcess, session_id: str, pipeline_id: int
+) -> str:
+    """The network back: the page reconnects by itself, counts two unread events and catches
+    up the running step's text; returns that text."""
+    gate.open()
+    await page.wait_for_selector("#connection.on", timeout=WAIT_MS)
+    await until_text(page, "notices-count", "2")
+    caught_up = await caught_up_with_the_server(page, api, server, session_id, pipeline_id)
+    await screenshot(page, "session-5-reconnected")
+    return caught_up
+
+
+async def finish_the_turn_and_mark_all_read(
+    page: Page, api: Api, turns: Turns, session_id: str
+) -> int:
+    """The implementer's turn goes on live to its end; marked read on the page, what the
+    server counts unread."""
+    turns.implementer.released.set()
+    await until_text(page, "tokens", "".join(IMPLEMENTER_SAYS))
+    await page.click("#notices-read")
+    await until_text(page, "notices-count", "0")
+    return int((await api.call("GET", f"/api/sessions/{session_id}/offline-events"))["unread"])
 
 
 async def read_the_notifications(page: Page, count: int) -> tuple[list[str | None], list[str]]:
@@ -224,7 +272,7 @@ async def read_the_notifications(page: Page, count: int) -> tuple[list[str | Non
 
 
 async def select_and_open_then_reload(
-    page: Page, api: Api, server: Server, session_id: str, pipeline: dict[str, Any]
+    page: Page, api: Api, server: BotProcess, session_id: str, pipeline: dict[str, Any]
 ) -> dict[str, Any]:
     """Select the risk step and open the plan's output, wait for the UI state to be kept,
     reload; what the page shows then."""
@@ -252,9 +300,19 @@ async def select_and_open_then_reload(
     }
 
 
+async def close_the_ticket_tab(page: Page, api: Api, session_id: str) -> list[dict[str, str]]:
+    """Close the ticket's tab by keyboard; the tabs the server keeps for the session then."""
+    await page.focus("#tabs li.tab[data-kind='ticket'] button.close")
+    async with page.expect_response(lambda r: r.request.method == "PUT") as put:
+        await page.keyboard.press("Enter")  # the tab goes at once; the server's list after
+    assert (await put.value).ok
+    await page.wait_for_selector("#tabs li.tab[data-kind='ticket']", state="detached")
+    return list((await api.call("GET", f"/api/sessions/{session_id}/tabs"))["tabs"])
+
+
 async def test_a_page_comes_back_after_a_server_kill_with_what_happened_meanwhile_and_its_state(
     tmp_path: Path,
-    bot_server: Server,
+    bot_server: BotProcess,
     gate: NetworkGate,
     fake_jira: FakeJira,
     anthropic: FakeAnthropic,
@@ -272,39 +330,18 @@ async def test_a_page_comes_back_after_a_server_kill_with_what_happened_meanwhil
             page, f"http://127.0.0.1:{gate.port}", key, pipeline_id
         )
         session_id = await session_of(page)
-        await page.click("form.start button")
-        await reached(turns.planner, server)
-        await until_text_starts(page, "tokens", PLANNER_SAYS[0])
-        streamed_before_kill = await tokens_text(page)
-        await screenshot(page, "session-3-streaming")
+        streamed_before_kill = await start_and_watch_the_planner(page, server, turns)
 
-        gate.shut()
-        server.kill()
-        await page.wait_for_selector("#connection.off", timeout=WAIT_MS)
-        await screenshot(page, "session-4-server-killed")
-        server.start()
+        await kill_and_restart_while_the_page_is_offline(page, gate, server)
         await away_while_the_pipeline_goes_on(api, server, turns, session_id, pipeline_id)
 
-        gate.open()
-        await page.wait_for_selector("#connection.on", timeout=WAIT_MS)
-        await until_text(page, "notices-count", "2")
-        caught_up = await caught_up_with_the_server(page, api, server, session_id, pipeline_id)
-        await screenshot(page, "session-5-reconnected")
+        caught_up = await back_online(page, gate, api, server, session_id, pipeline_id)
         kinds, links = await read_the_notifications(page, 2)
-        turns.implementer.released.set()
-        await until_text(page, "tokens", "".join(IMPLEMENTER_SAYS))
-        await page.click("#notices-read")
-        await until_text(page, "notices-count", "0")
-        unread = (await api.call("GET", f"/api/sessions/{session_id}/offline-events"))["unread"]
+        unread = await finish_the_turn_and_mark_all_read(page, api, turns, session_id)
 
         pipeline = await api.pipeline(pipeline_id)
         reloaded = await select_and_open_then_reload(page, api, server, session_id, pipeline)
-        await page.focus("#tabs li.tab[data-kind='ticket'] button.close")
-        async with page.expect_response(lambda r: r.request.method == "PUT") as put:
-            await page.keyboard.press("Enter")  # the tab goes at once; the server's list after
-        assert (await put.value).ok
-        await page.wait_for_selector("#tabs li.tab[data-kind='ticket']", state="detached")
-        kept_tabs = (await api.call("GET", f"/api/sessions/{session_id}/tabs"))["tabs"]
+        kept_tabs = await close_the_ticket_tab(page, api, session_id)
         turns.release()
 
     assert "".join(PLANNER_SAYS).startswith(streamed_before_kill)
@@ -313,11 +350,18 @@ async def test_a_page_comes_back_after_a_server_kill_with_what_happened_meanwhil
     assert links == [f"/pipelines/{pipeline_id}"] * 2
     assert unread == 0
     assert reloaded == {
-        "tabs": [["ticket", key, False], ["pipeline", str(pipeline_id), True]],
+        "tabs": [
+            ["dashboard", "", False],
+            ["ticket", key, False],
+            ["pipeline", str(pipeline_id), True],
+        ],
         "plan_output_open": True,
         "text": "".join(IMPLEMENTER_SAYS),
         "unread": "0",
     }
-    assert kept_tabs == [{"kind": "pipeline", "ref": str(pipeline_id)}]
+    assert kept_tabs == [
+        {"kind": "dashboard", "ref": None},
+        {"kind": "pipeline", "ref": str(pipeline_id)},
+    ]
     refused = [line for line in watched.refusals() if not line.startswith(OFFLINE_ERRORS)]
     assert refused == []

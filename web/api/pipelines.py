@@ -2,6 +2,7 @@
 
 - `POST /api/pipelines {"ticket", "repository"?, "cycle_type"?, "start"?}` -> 201 `{"pipeline"}`
 - `GET /api/pipelines?status=&ticket=` -> `{"pipelines": [...]}`; `GET /api/pipelines/{id}`
+- `GET /api/pipelines/{id}/diff` -> `{"diff"}`: what its steps changed (bot/pipelines/diffs.py)
 - `POST /api/pipelines/{id}/start|pause|resume|cancel`, `PUT /api/pipelines/{id}/cycle-type`
 - `POST /api/pipelines/{id}/steps/{step_id}/restart|feedback|approve`
 - `POST /api/pipelines/{id}/risks/{risk_id}/acknowledge`
@@ -19,6 +20,7 @@ import msgspec
 from aiohttp import web
 
 from bot.pipelines.creation import InvalidPipelineRequest
+from bot.pipelines.diffs import pipeline_diff
 from bot.pipelines.engine import ConflictingState, PipelineNotFound
 from bot.pipelines.states import PipelineStatus
 from bot.pipelines.views import detail_of, summary_of
@@ -138,6 +140,16 @@ def _pipeline_id(request: web.Request) -> int:
 @routes.get(PIPELINE)
 async def get_pipeline(request: web.Request) -> web.Response:
     return await answered(request, pipelines_of(request).engine.get(_pipeline_id(request)))
+
+
+@routes.get(PIPELINE + "/diff")
+async def get_diff(request: web.Request) -> web.Response:
+    """Per repository of the pipeline's worktrees, each changed file and its patch (bounded)."""
+    db, pipeline_id = request.app[SERVICES].db, _pipeline_id(request)
+    if await pipeline_rows.get_pipeline(db, pipeline_id) is None:
+        raise ApiError(404, "not_found", f"no pipeline {pipeline_id}")
+    diff = await pipeline_diff(db, pipeline_id)
+    return web.Response(body=msgspec.json.encode({"diff": diff}), content_type="application/json")
 
 
 @routes.put(PIPELINE + "/cycle-type")

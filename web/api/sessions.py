@@ -4,7 +4,9 @@
 - `POST /api/sessions` -> 201 `{"session"}` (and the session cookie); `GET /api/sessions/current`
   (the session of the cookie, 404 `no_session` without one); `GET /api/sessions/{id}`
 - `GET|PUT /api/sessions/{id}/tabs` `{"tabs": [{"kind", "ref"}]}`;
-  `GET|PUT /api/sessions/{id}/ui-state` `{"ui_state": {...}}` (16 KiB as JSON at most: 413)
+  `GET|PUT /api/sessions/{id}/ui-state` `{"ui_state": {...}}` (16 KiB as JSON at most: 413);
+  `PATCH /api/sessions/{id}/ui-state` `{"pages": {path: {...} | null}}`: those pages' parts
+  merged into `ui_state.pages` (what a page sends, so two windows do not undo each other)
 - `POST /api/sessions/{id}/restore` `{"token_after": {stream: seq}}`? -> tabs, UI state, the
   pipelines and pull requests shown with their current state, unread offline events, token
   catch-up of running steps, and the `epoch`/`last_id` to subscribe from
@@ -24,7 +26,7 @@ from typing import Annotated, Any
 import msgspec
 from aiohttp import web
 
-from bot.sessions.book import SessionNotFound, UiStateTooLarge
+from bot.sessions.book import PAGES_KEPT, SessionNotFound, UiStateTooLarge
 from bot.sessions.restore import offline_view
 from bot.sessions.service import Sessions
 from bot.sessions.tabs import BadTab, Tab
@@ -50,6 +52,13 @@ class TabsBody(msgspec.Struct, forbid_unknown_fields=True):
 
 class UiStateBody(msgspec.Struct, forbid_unknown_fields=True):
     ui_state: dict[str, Any]
+
+
+PagePath = Annotated[str, msgspec.Meta(min_length=1, max_length=300)]
+
+
+class PagesBody(msgspec.Struct, forbid_unknown_fields=True):
+    pages: Annotated[dict[PagePath, dict[str, Any] | None], msgspec.Meta(max_length=PAGES_KEPT)]
 
 
 class RestoreBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -157,6 +166,14 @@ async def put_ui_state(request: web.Request) -> web.Response:
     body = await read_json(request, UiStateBody)
     with _answered(request):
         stored = await _sessions(request).book.set_ui_state(_session_id(request), body.ui_state)
+    return _json({"ui_state": stored})
+
+
+@routes.patch(SESSION + "/ui-state")
+async def patch_ui_state(request: web.Request) -> web.Response:
+    body = await read_json(request, PagesBody)
+    with _answered(request):
+        stored = await _sessions(request).book.merge_pages(_session_id(request), body.pages)
     return _json({"ui_state": stored})
 
 

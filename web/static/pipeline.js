@@ -17,6 +17,9 @@
 //     restore, whose catch-up is that run's text from its start;
 //  3. otherwise the frames after the last seq shown, from the token buffer over HTTP.
 // Frames that arrive while a catch-up request runs wait for it, then pass the seq check.
+//
+// What the steps changed (#diff, /pipelines/{id}/diff) is fetched again when a step or the
+// pipeline stops, and a second after the last file_changed of a burst (it runs git).
 (function () {
   "use strict";
   const body = document.body;
@@ -28,6 +31,15 @@
   const refresh = window.biagentFragment(
     document.getElementById("state"), "/pipelines/" + pipelineId + "/state");
   document.addEventListener("biagent:done", function () { refresh(); });
+  const refreshDiff = window.biagentFragment(
+    document.getElementById("diff"), "/pipelines/" + pipelineId + "/diff");
+  const DIFF_AFTER_MS = 1000;
+  const DIFF_NOW = /^(step_(completed|interrupted|restarted)|pipeline_(completed|failed|paused|cancelled)|waiting_for_approval|pipeline_waiting_for_review)$/;
+  let diffTimer = null;
+  function diffSoon() {
+    clearTimeout(diffTimer);
+    diffTimer = setTimeout(refreshDiff, DIFF_AFTER_MS);
+  }
 
   const calls = document.getElementById("tool-calls");
   const tokens = document.getElementById("tokens");
@@ -202,7 +214,12 @@
       clearTokens();
       connection.stepStarted = true;
     }
+    // A turn whose stream broke upstream says so at once (it is asked again: its next text
+    // starts a new block, which hides the note); never shown as completed.
+    if (event.type === "agent_turn_interrupted") showState("interrupted");
+    if (event.type === "file_changed") diffSoon();
     if (/^(tool_call_|file_changed)/.test(event.type)) { onToolCall(event); return; }
+    if (DIFF_NOW.test(event.type)) refreshDiff();
     refresh();
   }
 
@@ -223,7 +240,7 @@
     onConnect: function () { connection = { stepStarted: false, caughtUp: false }; },
     onLive: function (resumed) {
       catchUp().catch(function () {});
-      if (resumed) refresh();
+      if (resumed) { refresh(); refreshDiff(); }
     },
   });
 })();

@@ -7,7 +7,7 @@
 //   id, tab, tabs    the session's id, the page's own tab ({kind, ref} or null), the tabs
 //   restored         the last restore answer (tabs.js and notices.js read their labels in it)
 //   uiState          this page's part of the UI state (by path); saveUiState(part) keeps it
-//                    (debounced, and sent on leaving the page)
+//                    (debounced, and sent on leaving the page; the server merges it in)
 //   setTabs(tabs)    replace the tabs; restore() asks for the whole session again
 //   onFrame(frame)   the session's WebSocket frames (live.js): session_restored, offline_event
 //   on(type, fn)     "tabs" (the list changed), "offline" ({events, unread, whole}: whole when
@@ -17,7 +17,6 @@ window.biagentSession = (function () {
   const body = document.body;
   const hub = new EventTarget();
   const PAGE_KEY = location.pathname;
-  const PAGES_KEPT = 40; // pages whose UI state is kept: the session's state stays small
   const SAVE_AFTER_MS = 400;
   const MAX_TABS = 50;
   const HEADERS = { "Content-Type": "application/json", Accept: "application/json" };
@@ -30,7 +29,6 @@ window.biagentSession = (function () {
     uiState: {},
     ready: null,
   };
-  let wholeUiState = {};
   let saveTimer = null;
 
   function emit(type, detail) { hub.dispatchEvent(new CustomEvent(type, { detail: detail })); }
@@ -87,8 +85,7 @@ window.biagentSession = (function () {
     const restored = await call("POST", address("/restore"), {});
     session.restored = restored;
     if (!saveTimer) { // a change of this page not yet sent is newer than the server's copy
-      wholeUiState = restored.ui_state || {};
-      session.uiState = (wholeUiState.pages || {})[PAGE_KEY] || {};
+      session.uiState = ((restored.ui_state || {}).pages || {})[PAGE_KEY] || {};
     }
     showTabs(restored.tabs);
     emit("offline", { events: restored.offline_events, unread: restored.unread, whole: true });
@@ -107,21 +104,19 @@ window.biagentSession = (function () {
     }
   };
 
+  // Only this page's part is sent, merged by the server into the rest (PATCH): another
+  // window of the session, on another page, keeps what it set.
   function sendUiState(keepalive) {
     clearTimeout(saveTimer);
     saveTimer = null;
-    return call("PUT", address("/ui-state"), { ui_state: wholeUiState }, keepalive).catch(function () {});
+    const pages = {};
+    pages[PAGE_KEY] = session.uiState;
+    return call("PATCH", address("/ui-state"), { pages: pages }, keepalive).catch(function () {});
   }
 
   session.saveUiState = function (part) {
     if (!session.id) return;
     session.uiState = part;
-    const pages = Object.assign({}, wholeUiState.pages || {});
-    delete pages[PAGE_KEY]; // re-added last: the pages kept are the ones used last
-    pages[PAGE_KEY] = part;
-    const keys = Object.keys(pages);
-    keys.slice(0, Math.max(0, keys.length - PAGES_KEPT)).forEach(function (key) { delete pages[key]; });
-    wholeUiState = Object.assign({}, wholeUiState, { pages: pages });
     clearTimeout(saveTimer);
     saveTimer = setTimeout(sendUiState, SAVE_AFTER_MS);
   };

@@ -33,6 +33,7 @@
       return { href: pr ? "/pull-requests/" + Number(pr.id) : null, label: tab.ref, detail: pr ? pr.review_state : "" };
     }
     if (tab.kind === "ticket") return { href: "/tickets/" + encodeURIComponent(tab.ref), label: tab.ref + " ticket", detail: "" };
+    if (tab.kind === "worktrees" || tab.kind === "costs") return { href: "/" + tab.kind, label: tab.kind, detail: "" };
     return { href: "/", label: "dashboard", detail: "" };
   }
 
@@ -78,6 +79,9 @@
     nav.replaceChildren(list);
     const again = kept && entryOf(kept.kind, kept.ref);
     if (again) again.querySelector("." + kept.part).focus();
+    // On a narrow screen the strip scrolls: the page's own tab is brought into it.
+    const current = list.querySelector("li.current");
+    if (current && !again) current.scrollIntoView({ block: "nearest", inline: "nearest" });
   }
 
   // Focus goes on to the next tab's close button (or the previous one's), so a keyboard user

@@ -1,0 +1,236 @@
+"""After a pushed iteration: the threads it fixed are resolved, their reviewers re-requested.
+
+The one hook every pushed iteration goes through (responding.py calls `follow_through` once the
+replies, the summary and the check run are written, whether an agent or something else made the
+commit). What is done is decided purely from the batch's answers (`threads_to_resolve`,
+`reviewers_to_rerequest`); each action is then done once (storage/review_actions.py: the
+intent is stored before the call, its end after):
+
+- a thread is resolved (GraphQL `resolveReviewThread`, review_threads.py) when every comment
+  of the batch in it was answered `fixed` and its reply is posted; never one declined, asked
+  about or left unanswered. A thread found resolved already (an earlier attempt, the reviewer)
+  is left as it is. `reviews.resolve_threads: false` in `.github/biagent.yml` turns it off;
+- once per iteration, the people whose comments it fixed are re-requested
+  (`POST .../pulls/{n}/requested_reviewers`): never biagent, another bot, the pull request's
+  author, or a reviewer whose latest review approves. After a kill between the intent and the
+  answer, the pull request's requested reviewers are read first, and the POST made only if
+  they are not all there. `reviews.rerequest_review: false` turns it off.
+
+A refusal GitHub will not change its mind about (a GraphQL error, a 4xx) is stored as
+`failed`, logged, and the batch goes on; a 5xx goes up and the scheduler tries again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+
+import gidgethub
+from gidgethub.abc import GitHubAPI
+
+from bot.github.manners import is_final_refusal
+from bot.reviews import review_threads
+from bot.reviews.service import ReviewService
+from bot.reviews.states import ActionKind, ActionStatus, Answer, ReviewState
+from bot.reviews.threads import thread_root
+from storage import review_actions, review_comments, review_replies, review_states
+from storage.pull_requests import PullRequest
+from storage.review_actions import Action
+from storage.review_batches import BatchItem
+from storage.review_comments import Comment
+from storage.review_iterations import Iteration
+
+log = logging.getLogger(__name__)
+
+REVIEW_KINDS = ("review_comment", "review_body")  # parts of a review: their authors reviewed
+
+
+def threads_to_resolve(
+    items: Iterable[BatchItem],
+    diff_comments: Mapping[int, Comment],
+    posted: set[tuple[str, int]],
+) -> dict[int, set[int]]:
+    """Root id -> the batch's comment ids in that thread, for each thread where every comment
+    of the batch was fixed and answered (its reply in `posted`)."""
+    by_id = dict(diff_comments)
+    threads: dict[int, set[int]] = {}
+    unsettled: set[int] = set()
+    for item in items:
+        comment = by_id.get(item.comment_id)
+        if item.comment_kind != "review_comment" or comment is None:
+            continue
+        root = thread_root(comment, by_id)
+        threads.setdefault(root, set()).add(item.comment_id)
+        if item.outcome != Answer.FIXED or (item.comment_kind, item.comment_id) not in posted:
+            unsettled.add(root)
+    return {root: ids for root, ids in threads.items() if root not in unsettled}
+
+
+def reviewers_to_rerequest(
+    items: Iterable[BatchItem],
+    comments: Mapping[tuple[str, int], Comment],
+    latest_states: Mapping[str, str],
+    *,
+    never: Iterable[str],
+) -> list[str]:
+    """The people whose comments the iteration fixed, who may be asked to review again: not
+    bots, not those in `never` (biagent, the author), not those whose latest review approves.
+    A conversation comment's author counts only when they reviewed the pull request."""
+    excluded = {login.lower() for login in never if login}
+    states = {login.lower(): state for login, state in latest_states.items()}
+    chosen: dict[str, str] = {}
+    for item in items:
+        comment = comments.get((item.comment_kind, item.comment_id))
+        if item.outcome != Answer.FIXED or comment is None:
+            continue
+        login = comment.author_login
+        key = login.lower()
+        if not login or key in excluded or key in chosen:
+            continue
+        if comment.author_type == "Bot" or key.endswith("[bot]"):
+            continue
+        state = states.get(key)
+        if state == ReviewState.APPROVED:
+            continue
+        if comment.kind not in REVIEW_KINDS and state is None:
+            continue
+        chosen[key] = login
+    return sorted(chosen.values(), key=str.lower)
+
+
+async def follow_through(
+    service: ReviewService,
+    gh: GitHubAPI,
+    pr: PullRequest,
+    iteration: Iteration,
+    items: list[BatchItem],
+    by_key: Mapping[tuple[str, int], Comment],
+) -> None:
+    """Resolve the threads a pushed iteration fixed and re-request their reviewers, once."""
+    if iteration.commit_sha is None:
+        return
+    rules = await service.rules(gh, pr.repository)
+    if rules.resolve_threads:
+        replies = await review_replies.list_replies(service.db, pr.id, batch_id=iteration.batch_id)
+        posted = {
+            (reply.comment_kind, reply.comment_id)
+            for reply in replies
+            if reply.kind == "thread"
+            and reply.status == "posted"
+            and reply.comment_kind is not None
+            and reply.comment_id is not None
+        }
+        diff_comments = {c.id: c for (kind, _), c in by_key.items() if kind == "review_comment"}
+        roots = threads_to_resolve(items, diff_comments, posted)
+        await _resolve(service, gh, pr, iteration, roots)
+    if rules.rerequest_review:
+        states = await review_states.reviewer_states(service.db, pr.id)
+        logins = reviewers_to_rerequest(
+            items,
+            by_key,
+            {state.reviewer_login: state.state for state in states},
+            never=[service.bot_login or "", pr.author_login],
+        )
+        if logins:
+            await _rerequest(service, gh, pr, iteration, logins)
+
+
+async def _resolve(
+    service: ReviewService,
+    gh: GitHubAPI,
+    pr: PullRequest,
+    iteration: Iteration,
+    roots: Mapping[int, set[int]],
+) -> None:
+    pending: list[tuple[Action, set[int]]] = []
+    for root, ids in sorted(roots.items()):
+        action, _ = await review_actions.record_intent(
+            service.db,
+            pr_id=pr.id,
+            iteration_id=iteration.id,
+            key=f"resolve:{iteration.id}:{root}",
+            kind=ActionKind.RESOLVE_THREAD,
+            target=str(root),
+            now=service.clock.now(),
+        )
+        if action.status == ActionStatus.INTENT:
+            pending.append((action, {root, *ids}))
+    if not pending:
+        return
+    try:
+        threads = await review_threads.list_threads(gh, pr)
+    except gidgethub.GraphQLException as error:
+        for action, _ in pending:
+            await _failed(service, pr, action, f"the review threads could not be read: {error}")
+        return
+    for action, ids in pending:
+        await _resolve_one(service, gh, pr, action, review_threads.thread_holding(threads, ids))
+
+
+async def _resolve_one(
+    service: ReviewService,
+    gh: GitHubAPI,
+    pr: PullRequest,
+    action: Action,
+    thread: review_threads.ThreadNode | None,
+) -> None:
+    db, now = service.db, service.clock.now()
+    if thread is None:
+        await review_actions.finish(
+            db, action.id, ActionStatus.SKIPPED, now=now, detail="GitHub lists no such thread"
+        )
+        return
+    if not thread.resolved:
+        try:
+            await review_threads.resolve_thread(gh, thread.node_id)
+        except gidgethub.GraphQLException as error:
+            await _failed(service, pr, action, f"{thread.node_id}: {error}")
+            return
+        log.info("%s: thread %s resolved (%s)", pr.stream, action.target, thread.node_id)
+    await review_comments.set_thread_resolved(db, pr.id, [int(action.target)], True)
+    await review_actions.finish(db, action.id, ActionStatus.DONE, now=now, detail=thread.node_id)
+
+
+async def _rerequest(
+    service: ReviewService, gh: GitHubAPI, pr: PullRequest, iteration: Iteration, logins: list[str]
+) -> None:
+    db = service.db
+    action, new = await review_actions.record_intent(
+        db,
+        pr_id=pr.id,
+        iteration_id=iteration.id,
+        key=f"rerequest:{iteration.id}",
+        kind=ActionKind.REREQUEST_REVIEW,
+        target=",".join(logins),
+        now=service.clock.now(),
+    )
+    if action.status != ActionStatus.INTENT:
+        return
+    recorded = action.target.split(",")  # a second attempt asks for whom the first one did
+    url = f"/repos/{pr.repository}/pulls/{pr.number}/requested_reviewers"
+    if not new and await _all_requested(gh, url, recorded):
+        await review_actions.finish(db, action.id, ActionStatus.DONE, now=service.clock.now())
+        return
+    try:
+        await gh.post(url, data={"reviewers": recorded})
+    except gidgethub.BadRequest as error:
+        if is_final_refusal(error):
+            await _failed(service, pr, action, f"{int(error.status_code)} {error}")
+            return
+        raise
+    log.info("%s: review re-requested from %s", pr.stream, ", ".join(recorded))
+    await review_actions.finish(db, action.id, ActionStatus.DONE, now=service.clock.now())
+
+
+async def _all_requested(gh: GitHubAPI, url: str, logins: list[str]) -> bool:
+    """Whether an earlier attempt's POST reached GitHub: they are all requested already."""
+    requested = await gh.getitem(url)
+    found = {str(user.get("login", "")).lower() for user in requested.get("users") or []}
+    return all(login.lower() in found for login in logins)
+
+
+async def _failed(service: ReviewService, pr: PullRequest, action: Action, why: str) -> None:
+    log.warning("%s: %s %s refused: %s", pr.stream, action.kind, action.target, why)
+    await review_actions.finish(
+        service.db, action.id, ActionStatus.FAILED, now=service.clock.now(), detail=why[:500]
+    )
