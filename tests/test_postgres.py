@@ -14,6 +14,7 @@ import psycopg
 import pytest
 
 from bot.config import ConfigError, load_settings
+from storage import events as event_store
 from storage.database import (
     Database,
     DatabaseError,
@@ -126,6 +127,14 @@ async def test_rows_read_by_name_and_by_position(db: Database) -> None:
         "colour", "blue", "colour", "blue", ("colour", "blue"),
     )  # fmt: skip
     assert dict(zip(row.keys(), row, strict=True)) == {"key": "colour", "value": "blue"}
+
+
+async def test_an_empty_list_of_streams_or_types_reads_nothing(db: Database) -> None:
+    """`IN ()` is SQLite's alone: PostgreSQL refuses it (the fuzzer's empty subscribe found it)."""
+    await db.write("INSERT INTO events (stream, type, ts, data) VALUES ('s', 'x', 't', '{}')")
+    assert await event_store.read_since(db, 0, streams=[]) == []
+    assert await event_store.read_types_between(db, 0, 10, []) == []
+    assert len(await event_store.read_since(db, 0, streams=["s"])) == 1
 
 
 async def test_post_commit_callbacks_run_in_commit_order(db: Database) -> None:
