@@ -11,6 +11,7 @@ import pytest
 from gidgethub import routing, sansio
 from gidgethub.abc import GitHubAPI
 
+from bot.claims import WorkClaims
 from bot.clock import ManualClock
 from bot.concerns import Concern, HandlerContext
 from bot.config import Secret
@@ -60,7 +61,8 @@ async def make_dispatcher(
     settings = make_settings(tmp_path)
     bus = EventBus(db, clock)
     await bus.start()
-    services = Services(settings=settings, db=db, bus=bus, clock=clock)
+    claims = WorkClaims(db=db, clock=clock, instance="test", lease_s=settings.work_lease_seconds)
+    services = Services(settings=settings, db=db, bus=bus, clock=clock, claims=claims)
     return Dispatcher(services, concerns, max_attempts=max_attempts)
 
 

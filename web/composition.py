@@ -21,6 +21,7 @@ from bot.agents.definitions import AgentConfigError, load_agents_config
 from bot.agents.runner import build_agent_runner
 from bot.agents.tokens import mark_cut_streams
 from bot.agents.tools import BUILTIN_TOOLS, CLARIFICATION_TOOL, REPORT_TOOL
+from bot.claims import WorkClaims, generated_instance_id
 from bot.dispatcher import Dispatcher
 from bot.events.bus import EventBus
 from bot.github.connection import GitHubConnection
@@ -47,6 +48,7 @@ from storage.database import Database
 from web.keys import (
     AGENTS,
     BUS,
+    CLAIMS,
     CLOCK,
     DB,
     DISPATCHER,
@@ -96,6 +98,27 @@ async def database(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await db.close()
+
+
+async def work_claims(app: web.Application) -> AsyncIterator[None]:
+    """CLAIMS: this instance's identity (BIAGENT_INSTANCE_ID, else generated now) and the
+    heartbeat that renews the leases on the work it claims, until everything that works
+    claimed rows has stopped (the contexts opened later close first)."""
+    settings = app[SETTINGS]
+    claims = WorkClaims(
+        db=app[DB],
+        clock=app[CLOCK],
+        instance=settings.instance_id or generated_instance_id(),
+        lease_s=settings.work_lease_seconds,
+    )
+    await claims.may_claim()
+    log.info("instance %s, work leases of %gs", claims.instance, claims.lease_s)
+    app[CLAIMS] = claims
+    task = asyncio.create_task(claims.run(), name="work-lease-heartbeat")
+    try:
+        yield
+    finally:
+        await _cancel(task)
 
 
 async def api_token_check(app: web.Application) -> AsyncIterator[None]:
@@ -301,6 +324,7 @@ async def services(app: web.Application) -> AsyncIterator[None]:
         db=app[DB],
         bus=app[BUS],
         clock=app[CLOCK],
+        claims=app[CLAIMS],
         github_connection=app[GITHUB_CONNECTION],
         agents=app.get(AGENTS),
         reviews=app[REVIEWS],
@@ -414,6 +438,7 @@ async def jira_sync(app: web.Application) -> AsyncIterator[None]:
 
 CONTEXTS: tuple[Context, ...] = (
     database,
+    work_claims,
     api_token_check,
     event_bus,
     scheduler,
