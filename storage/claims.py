@@ -82,17 +82,24 @@ def claim_many_statement(
 
 
 async def claim_many(
-    db: Database, table: str, lease: Lease, *, where: str, params: Params = (), limit: int = 100
+    db: Database,
+    table: str,
+    lease: Lease,
+    *,
+    where: str,
+    params: Params = (),
+    limit: int = 100,
+    held_too: bool = False,
 ) -> list[int]:
-    """The ids of the rows matching `where` whose lease was free, now claimed, in id order."""
-    sql, values = claim_many_statement(
-        db,
-        table,
-        lease,
-        where=f"({where}) AND {lease_free()}",
-        params=(*params, lease.now_text),
-        limit=limit,
-    )
+    """The ids of the rows matching `where` that were free or this instance's own, now claimed
+    by it, in id order. `held_too` takes the rows whatever their lease (a SQLite file's one
+    process at its start: the leases in it are its own last run's)."""
+    if held_too:
+        where, params = f"({where})", tuple(params)
+    else:
+        where = f"({where}) AND (claimed_by = ? OR {lease_free()})"
+        params = (*params, lease.instance, lease.now_text)
+    sql, values = claim_many_statement(db, table, lease, where=where, params=params, limit=limit)
     result = await db.write(sql, values)
     return sorted(int(row[0]) for row in result.rows)
 

@@ -271,7 +271,7 @@ async def reviews(app: web.Application) -> AsyncIterator[None]:
         wake_scheduler=doorbell.ring,
     )
     service.engine = _review_engine(app, service)
-    review_scheduler = ReviewScheduler(service)
+    review_scheduler = ReviewScheduler(service, app[CLAIMS])
     doorbell.listen(review_scheduler.wake)
     app[REVIEWS] = service
     app[REVIEW_SCHEDULER] = review_scheduler
@@ -285,7 +285,12 @@ async def jira(app: web.Application) -> AsyncIterator[None]:
         yield
         return
     service = JiraService(
-        settings=settings, db=app[DB], bus=app[BUS], clock=app[CLOCK], scheduler=app[SCHEDULER]
+        settings=settings,
+        db=app[DB],
+        bus=app[BUS],
+        clock=app[CLOCK],
+        scheduler=app[SCHEDULER],
+        instance=app[CLAIMS].instance,
     )
     try:
         app[JIRA] = service
@@ -307,13 +312,18 @@ async def pipelines(app: web.Application) -> AsyncIterator[None]:
         worktrees=app[WORKTREES],
         github=app[GITHUB_CONNECTION],
         jira=jira_service.client if jira_service is not None else None,
+        claims=app[CLAIMS],
     )
     app[PIPELINES] = built
+    adopting: asyncio.Task[None] | None = None
     try:
         await built.engine.recover()
         await built.resume_answered()
+        adopting = asyncio.create_task(built.engine.run(), name="pipelines-adopt")
         yield
     finally:
+        if adopting is not None:
+            await _cancel(adopting)
         await built.engine.close()
 
 
