@@ -1,10 +1,12 @@
 """Two instances of the real app on one PostgreSQL database (issue 13, work claimed once): a
-burst of deliveries sent to both is dispatched once in total, and a pipeline whose instance
-died mid-step is resumed once, by one of them, only after its lease ran out."""
+burst of deliveries sent to both is dispatched once in total, a review batch that falls due
+on both is worked once with one reply per comment, and a pipeline whose instance died mid-step
+is resumed once, by one of them, only after its lease ran out."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 from collections import Counter
@@ -21,8 +23,12 @@ from storage import claims, cycle_types, pipelines
 from storage.claims import Lease
 from storage.database import Database
 from tests.conftest import StartApp
+from tests.fakes.github import FakeGitHub
+from tests.fakes.review_engine import ScriptedEngine
 from tests.helpers import github_headers, make_settings
+from tests.reviews_scenario import Scenario, review_settings
 from tests.test_crash_recovery import delivery_bodies
+from web.keys import REVIEW_SCHEDULER
 
 pytestmark = pytest.mark.parametrize("database_engine", ["postgresql"], indirect=True)
 
@@ -140,3 +146,47 @@ async def test_a_dead_instances_pipeline_is_resumed_once_after_its_lease(
     taker = await shared.fetchval("SELECT claimed_by FROM pipelines WHERE id = ?", (pipeline_id,))
     assert taker in ("a", "b")
     assert await claims.holder(shared, "pipelines", pipeline_id, now=clock.now()) is None
+
+
+async def test_a_batch_due_on_two_instances_is_worked_once(
+    start_app: StartApp,
+    tmp_path: Path,
+    database_url: str,
+    fake_github: FakeGitHub,
+    app_key: tuple[str, str],
+    review_engine: ScriptedEngine,
+) -> None:
+    settings = dataclasses.replace(
+        review_settings(tmp_path, fake_github, app_key), database_url=database_url
+    )
+    clock = ManualClock()
+    first = Scenario(
+        start_app=start_app,
+        settings=dataclasses.replace(settings, instance_id="a"),
+        fake=fake_github,
+        clock=clock,
+        engine=review_engine,
+    )
+    a = await first.start()
+    b = await start_app(
+        dataclasses.replace(settings, instance_id="b", worktree_root=tmp_path / "b"),
+        clock=clock,
+        review_engine=review_engine,  # one engine: it records the runs of both
+    )
+    await first.send("pull_request", first.opened())
+    ids = []
+    for text in ("Rename this variable.", "Add a test for the empty case."):
+        payload = first.review_comment(text)
+        ids.append(payload["comment"]["id"])
+        await first.send("pull_request_review_comment", payload)
+
+    await clock.advance(31)  # the quiet window closes: the batch is due on both
+    await asyncio.gather(a.app[REVIEW_SCHEDULER].drain(), b.app[REVIEW_SCHEDULER].drain())
+
+    assert len(review_engine.batches) == 1
+    assert sorted(reply["in_reply_to_id"] for reply in first.replies()) == sorted(ids)
+    assert len(first.check_runs()) == 1 and len(first.pr_comments()) == 1
+    eyes = [r["_comment_id"] for r in fake_github.reactions if r["content"] == "eyes"]
+    assert sorted(eyes) == sorted(ids)
+    (row,) = await first.db.fetchall("SELECT status, claimed_by, lease_until FROM review_batches")
+    assert (row[0], row[1] in ("a", "b"), row[2]) == ("done", True, None)
