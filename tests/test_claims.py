@@ -151,3 +151,13 @@ async def test_a_jira_run_whose_lease_is_live_is_not_failed_at_start_up(db: Data
     assert await jira_sync.fail_abandoned_runs(db, now=NOW + timedelta(seconds=1)) == 1
     runs = {run.id: run.status for run in await jira_sync.recent_runs(db)}
     assert runs == {live: RunStatus.RUNNING, dead: RunStatus.FAILED}
+
+
+async def test_a_new_jira_run_fails_the_one_a_lapsed_lease_left_running(db: Database) -> None:
+    left = await jira_sync.start_run(db, project="P", kind=SyncKind.FULL, trigger="cli", now=NOW)
+    assert await jira_sync.acquire_lease(db, "P", holder="dead", now=NOW, ttl_s=300)
+    later = NOW + timedelta(seconds=301)
+    assert await jira_sync.acquire_lease(db, "P", holder="me", now=later, ttl_s=300)
+    assert await jira_sync.fail_abandoned_runs(db, now=later, project="P", holder="me") == 1
+    (run,) = await jira_sync.recent_runs(db)
+    assert (run.id, run.status) == (left, RunStatus.FAILED)

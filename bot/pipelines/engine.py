@@ -96,7 +96,8 @@ class PipelineTasks:
     async def _advance(self, pipeline_id: int) -> None:
         claims, db = self.claims, self.driver.db
         try:
-            if not await claims_storage.claim_one(
+            # An instance older than the schema leaves it to a newer one (it adopts it).
+            if not await claims.may_claim() or not await claims_storage.claim_one(
                 db, "pipelines", pipeline_id, claims.lease(), where="status = 'running'"
             ):
                 log.info("pipeline %d: advanced by another instance, not here", pipeline_id)
