@@ -168,7 +168,8 @@ class ReviewScheduler:
 
     async def _wait(self) -> None:
         self._wakeup.clear()
-        timeout = IDLE_POLL_S
+        # At least every half lease: the batches whose instance died are looked for then.
+        timeout = min(IDLE_POLL_S, self.claims.lease_s / 2)
         next_due = await review_batches.next_due_at(self.service.db)
         clock = self.service.clock
         # The deadline is fixed now: the sleeper task starts later, and the clock may have
