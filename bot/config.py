@@ -122,6 +122,10 @@ class Settings:
     worktree_port_base: Annotated[int, Env("WORKTREE_PORT_BASE", WholeNumber(1024, 60000))] = 20000
     worktree_spares: Annotated[int, Env("WORKTREE_SPARES", WholeNumber(0, 8))] = 1
     dispatch_concurrency: Annotated[int, Env("DISPATCH_CONCURRENCY", WholeNumber(1, 64))] = 4
+    # issue 13: who this instance is to the others sharing the database (None: generated at
+    # each start, bot/claims.py) and how long its claim on a job holds without a heartbeat
+    instance_id: Annotated[str | None, Env("BIAGENT_INSTANCE_ID", Text())] = None
+    work_lease_seconds: Annotated[float, Env("WORK_LEASE_SECONDS", Duration(low=3.0))] = 60.0
     delivery_max_attempts: Annotated[int, Env("DELIVERY_MAX_ATTEMPTS", WholeNumber(1, 100))] = 8
     events_kept: Annotated[int, Env("EVENTS_KEPT", WholeNumber(100, 100_000_000))] = 100_000
     # What anonymous clients may hold (web/webhook_body.py, web/serving.py, web/ws.py); with no

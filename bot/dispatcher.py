@@ -1,7 +1,10 @@
 """The dispatcher: works stored webhook deliveries in the background (docs/design.md, data flow).
 
-It claims due deliveries from the log (pending ones, failed ones whose retry time came, and at
-start-up the ones a crash left `processing`), runs each concern's gidgethub Router on its own,
+It claims due deliveries from the log (pending ones, failed ones whose retry time came, and
+`processing` ones whose instance's lease ran out; at start-up the ones a crash left
+`processing`: all on SQLite, this instance's own on a shared database), each under this
+instance's lease (bot/claims.py), so instances sharing a database each work a delivery once;
+it runs each concern's gidgethub Router on its own,
 records each concern's result separately, and marks the delivery done, failed with a backoff,
 or dead after `max_attempts`. Only the concerns with a handler for the event (`Router.fetch`)
 run and get a result; the last one's result commits with the delivery's new state. A concern
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import traceback
 from dataclasses import dataclass, field
@@ -95,13 +99,18 @@ class Dispatcher:
     max_attempts: int = DEFAULT_SETTINGS.delivery_max_attempts
     _wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     _running: set[asyncio.Task[None]] = field(default_factory=set)
+    _working: set[int] = field(default_factory=set)  # the deliveries of _running
 
     def wake(self) -> None:
         self._wakeup.set()
 
     async def recover(self) -> int:
-        """Put back what a crash left half-worked; call once at start-up."""
-        count = await deliveries.requeue_interrupted(self.services.db)
+        """Put back what a crash left half-worked; call once at start-up. On a database other
+        instances share, only this instance's own (from before a restart under the same
+        BIAGENT_INSTANCE_ID): the others' are taken over when their leases run out."""
+        claims = self.services.claims
+        instance = claims.instance if claims.shared else None
+        count = await deliveries.requeue_interrupted(self.services.db, instance=instance)
         if count:
             log.info("resuming %d deliveries left unfinished by the last run", count)
         return count
@@ -118,25 +127,35 @@ class Dispatcher:
 
     async def claim_and_start(self) -> int:
         free = self.concurrency - len(self._running)
-        if free <= 0:
+        claims = self.services.claims
+        if free <= 0 or not await claims.may_claim():
             return 0
-        claimed = await deliveries.claim_due(
-            self.services.db, now=self.services.clock.now(), limit=free
-        )
+        claimed = await deliveries.claim_due(self.services.db, lease=claims.lease(), limit=free)
+        started = 0
         for delivery in claimed:
+            if delivery.id in self._working:
+                # Ours already: its lease lapsed (a late heartbeat) and the claim renewed it.
+                continue
+            self._working.add(delivery.id)
             task = asyncio.create_task(self.process(delivery), name=f"delivery-{delivery.id}")
             self._running.add(task)
-            task.add_done_callback(self._finished)
-        return len(claimed)
+            task.add_done_callback(functools.partial(self._finished, delivery.id))
+            started += 1
+        return started
 
-    def _finished(self, task: asyncio.Task[None]) -> None:
+    def _finished(self, delivery_pk: int, task: asyncio.Task[None]) -> None:
         self._running.discard(task)
+        self._working.discard(delivery_pk)
         self._wakeup.set()
 
     async def _wait_for_work(self) -> None:
         timeout = IDLE_POLL_S
         next_due = await deliveries.next_due_at(self.services.db)
-        if next_due is not None and len(self._running) < self.concurrency:
+        if (
+            next_due is not None
+            and len(self._running) < self.concurrency
+            and not self.services.claims.outdated
+        ):
             wait = (from_text(next_due) - self.services.clock.now()).total_seconds()
             timeout = min(timeout, max(wait, 0.0))
             if timeout == 0.0:

@@ -2,7 +2,8 @@
 
 A decision from what the services hold and what the JIRA sync log says; no I/O of its own.
 `off` is a feature that is not configured, `degraded` one that is configured and not working
-(the GitHub App's identity not loaded yet, the last JIRA sync failed). The database is checked
+(the GitHub App's identity not loaded yet, the last JIRA sync failed, an instance older than
+the database's schema that claims no work). The database is checked
 by the caller: without it nothing works, while any of these may be off and the rest still serve.
 """
 
@@ -71,6 +72,30 @@ def _jira(services: Services, syncs: Sequence[JiraSyncState]) -> Integration:
     return Integration("jira", IntegrationState.OK, "the last sync of every project completed")
 
 
+def _work(services: Services) -> Integration:
+    """Whether this instance claims work (deliveries, batches, pipelines): not while the
+    database's schema is newer than its code (bot/claims.py, as last checked)."""
+    claims = services.claims
+    if claims.outdated:
+        return Integration(
+            "work",
+            IntegrationState.DEGRADED,
+            f"claims no work: the database is at schema version {claims.database_version},"
+            f" newer than this code's {claims.code_version}; upgrade this instance",
+        )
+    return Integration(
+        "work",
+        IntegrationState.OK,
+        f"instance {claims.instance} claims work (leases of {claims.lease_s:g}s)",
+    )
+
+
 def integrations(services: Services, syncs: Sequence[JiraSyncState]) -> list[Integration]:
     """Each integration's state, in a fixed order."""
-    return [_github(services), _webhooks(services), _agents(services), _jira(services, syncs)]
+    return [
+        _github(services),
+        _webhooks(services),
+        _agents(services),
+        _jira(services, syncs),
+        _work(services),
+    ]

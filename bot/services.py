@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot.agents.runner import AgentRunner
+from bot.claims import WorkClaims
 from bot.clock import Clock
 from bot.config import Settings
 from bot.events.bus import EventBus
@@ -32,6 +33,7 @@ class Services:
     db: Database
     bus: EventBus
     clock: Clock
+    claims: WorkClaims
     github_connection: GitHubConnection | None = None
     agents: AgentRunner | None = None
     reviews: ReviewService | None = None  # review response, when the GitHub App is on

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from storage import claims
+from storage.claims import Lease
 from storage.database import Database, Params
 from storage.timestamps import to_text
 
@@ -81,40 +83,70 @@ async def accept(
     return result.rowcount == 1
 
 
-async def requeue_interrupted(db: Database) -> int:
-    """At start-up: deliveries a crash left in `processing` go back to `pending`."""
-    result = await db.write("UPDATE deliveries SET status = 'pending' WHERE status = 'processing'")
+async def requeue_interrupted(db: Database, *, instance: str | None = None) -> int:
+    """At start-up: deliveries a stop left in `processing` go back to `pending`: all of them
+    (one process on the database), or with `instance` only those that instance claimed (its
+    own from before a restart; another instance's are taken over when their lease runs out)."""
+    if instance is None:
+        result = await db.write(
+            "UPDATE deliveries SET status = 'pending', lease_until = NULL"
+            " WHERE status = 'processing'"
+        )
+    else:
+        result = await db.write(
+            "UPDATE deliveries SET status = 'pending', lease_until = NULL"
+            " WHERE status = 'processing' AND claimed_by = ?",
+            (instance,),
+        )
     return result.rowcount
 
 
-async def claim_due(db: Database, *, now: datetime, limit: int) -> list[Delivery]:
-    """Mark up to `limit` due deliveries `processing` and return them as claimed, oldest first.
+# Due: pending, failed and due for its retry, or processing under a lease that ran out (the
+# instance working it stopped; its attempt counts).
+_DUE = (
+    "(status IN ('pending', 'failed') AND next_attempt_at <= ?)"
+    f" OR (status = 'processing' AND {claims.lease_free()})"
+)
+
+
+async def claim_due(db: Database, *, lease: Lease, limit: int) -> list[Delivery]:
+    """Claim up to `limit` due deliveries for `lease.instance`, oldest first: `processing`
+    under its lease, returned as claimed.
 
     A claimed delivery's `attempts` counts the attempt it was claimed for. One statement
     through the group commit: a read-then-update transaction would hold the writer across
     several turns of the event loop, with every webhook ack queued behind it
-    (bench/webhooks.py measured 1 ms per claim under load, up to 24 ms).
+    (bench/webhooks.py measured 1 ms per claim under load, up to 24 ms). On PostgreSQL the
+    rows are locked with SKIP LOCKED: instances claiming at once take different deliveries.
     """
-    result = await db.write(
-        f"""
-        UPDATE deliveries SET status = 'processing', attempts = attempts + 1
-        WHERE id IN (
-            SELECT id FROM deliveries
-            WHERE status IN ('pending', 'failed') AND next_attempt_at <= ?
-            ORDER BY next_attempt_at, id
-            LIMIT ?
-        )
-        RETURNING {_COLUMNS}
-        """,
-        (to_text(now), limit),
+    sql, params = claims.claim_many_statement(
+        db,
+        "deliveries",
+        lease,
+        where=_DUE,
+        params=(lease.now_text, lease.now_text),
+        order="next_attempt_at, id",
+        limit=limit,
+        also_set="status = 'processing', attempts = attempts + 1",
+        returning=_COLUMNS,
     )
+    result = await db.write(sql, params)
     claimed = [_delivery(row) for row in result.rows]
     return sorted(claimed, key=lambda delivery: (delivery.next_attempt_at, delivery.id))
 
 
 async def next_due_at(db: Database) -> str | None:
+    """When the next delivery falls due: a retry's time, or when a lease held by another
+    instance runs out (this one's own never does while it runs)."""
     return await db.fetchval(
-        "SELECT MIN(next_attempt_at) FROM deliveries WHERE status IN ('pending', 'failed')"
+        """
+        SELECT MIN(due) FROM (
+            SELECT MIN(next_attempt_at) AS due FROM deliveries
+            WHERE status IN ('pending', 'failed')
+            UNION ALL
+            SELECT MIN(lease_until) AS due FROM deliveries WHERE status = 'processing'
+        ) AS due_times
+        """
     )
 
 
@@ -162,7 +194,8 @@ def record_concern_statement(
 def mark_done_statement(delivery_pk: int, *, now: datetime) -> tuple[str, Params]:
     """The statement that marks a delivery done (committed with its announcing event)."""
     return (
-        "UPDATE deliveries SET status = 'done', last_error = NULL, finished_at = ? WHERE id = ?",
+        "UPDATE deliveries SET status = 'done', last_error = NULL, finished_at = ?,"
+        " lease_until = NULL WHERE id = ?",
         (to_text(now), delivery_pk),
     )
 
@@ -173,11 +206,13 @@ def mark_failed_statement(
     """Failed with a retry at `retry_at`, or `dead` (given up) when it is None."""
     if retry_at is None:
         return (
-            "UPDATE deliveries SET status = 'dead', last_error = ?, finished_at = ? WHERE id = ?",
+            "UPDATE deliveries SET status = 'dead', last_error = ?, finished_at = ?,"
+            " lease_until = NULL WHERE id = ?",
             (error, to_text(now), delivery_pk),
         )
     return (
-        "UPDATE deliveries SET status = 'failed', last_error = ?, next_attempt_at = ? WHERE id = ?",
+        "UPDATE deliveries SET status = 'failed', last_error = ?, next_attempt_at = ?,"
+        " lease_until = NULL WHERE id = ?",
         (error, to_text(retry_at), delivery_pk),
     )
 
@@ -185,7 +220,8 @@ def mark_failed_statement(
 def mark_rejected_statement(delivery_pk: int, *, error: str, now: datetime) -> tuple[str, Params]:
     """`rejected`: finished without a retry, its payload being one no handler can work."""
     return (
-        "UPDATE deliveries SET status = 'rejected', last_error = ?, finished_at = ? WHERE id = ?",
+        "UPDATE deliveries SET status = 'rejected', last_error = ?, finished_at = ?,"
+        " lease_until = NULL WHERE id = ?",
         (error, to_text(now), delivery_pk),
     )
 

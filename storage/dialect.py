@@ -8,6 +8,8 @@ from the injected clock). What is left is translated here, once per statement te
   as the start of a placeholder); a `?` inside a quoted string or identifier stays.
 - `last_insert_rowid()` becomes `lastval()`: the id the same connection's previous INSERT
   drew from its identity column (storage/events.py's KEEP_KEY is the one use).
+- A claim's row lock (`skip_locked`): `FOR UPDATE SKIP LOCKED` on PostgreSQL, so instances
+  claiming at once each take other rows; nothing on SQLite, whose one writer serialises claims.
 
 Rows read back support `row["column"]` and `row[0]`, as sqlite3.Row does.
 docs/database.md lists the dialect rules the modules follow.
@@ -20,6 +22,13 @@ from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 _FUNCTIONS = {"last_insert_rowid()": "lastval()"}
+_SKIP_LOCKED = {"postgresql": " FOR UPDATE SKIP LOCKED", "sqlite": ""}
+
+
+def skip_locked(dialect: str) -> str:
+    """What ends a claim's inner SELECT: the rows it picks locked, and rows another
+    transaction holds skipped (storage/claims.py)."""
+    return _SKIP_LOCKED[dialect]
 
 
 @functools.lru_cache(maxsize=4096)

@@ -144,15 +144,34 @@ async def recent_runs(
     return [_run(row) for row in rows]
 
 
-async def fail_abandoned_runs(db: Database, *, now: datetime) -> int:
-    """At start-up: runs a crash left `running` are marked failed (their lease lapses alone)."""
+async def fail_abandoned_runs(
+    db: Database, *, now: datetime, project: str | None = None, holder: str | None = None
+) -> int:
+    """Runs left `running` by a process that stopped are marked failed: those whose project's
+    lease is no live process's (at start-up: another instance's or the command line's run
+    goes on), or with `holder`, the ones of `project` while `holder` holds its lease (a new
+    run began: any earlier one there is over)."""
+    if holder is None:
+        scope = (
+            "NOT EXISTS (SELECT 1 FROM sync_leases l"
+            " WHERE l.project = sync_status.project AND l.expires_at >= ?)"
+        )
+        scope_params: tuple[str, ...] = (to_text(now),)
+    else:
+        scope = (
+            "project = ? AND EXISTS (SELECT 1 FROM sync_leases l"
+            " WHERE l.project = sync_status.project AND l.holder = ?)"
+        )
+        scope_params = (project or "", holder)
     result = await db.write(
-        "UPDATE sync_status SET status = ?, finished_at = ?, error = ? WHERE status = ?",
+        f"UPDATE sync_status SET status = ?, finished_at = ?, error = ?"
+        f" WHERE status = ? AND {scope}",
         (
             RunStatus.FAILED,
             to_text(now),
             "interrupted: the process stopped during the sync",
             RunStatus.RUNNING,
+            *scope_params,
         ),
     )
     return result.rowcount

@@ -72,6 +72,13 @@ class BotProcess:
         return int(self.environment.setdefault("PORT", str(free_port())))
 
     @property
+    def instance(self) -> str:
+        """Its BIAGENT_INSTANCE_ID, the same across restarts (a deployment's stable name, as
+        a systemd unit's or a pod's): a restart resumes its own claimed work at once, without
+        waiting for the leases to run out (unless the environment names another)."""
+        return self.environment.setdefault("BIAGENT_INSTANCE_ID", f"bot-{self.port}")
+
+    @property
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
@@ -83,7 +90,7 @@ class BotProcess:
             if limit is not None:
                 resource.setrlimit(resource.RLIMIT_NOFILE, limit)
 
-        assert self.port
+        assert self.port and self.instance
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "bot"],

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from storage import deliveries
+from storage.claims import Lease
 from storage.database import Database
 
 pytestmark = pytest.mark.both_databases
@@ -20,7 +21,8 @@ async def a_worked_delivery(db: Database) -> int:
         db, source="github", delivery_id="d-1", event="ping", action=None,
         installation_id=None, payload="{}", now=NOW,
     )  # fmt: skip
-    (claimed,) = await deliveries.claim_due(db, now=NOW, limit=1)
+    lease = Lease("test", NOW, NOW + timedelta(seconds=60))
+    (claimed,) = await deliveries.claim_due(db, lease=lease, limit=1)
     await db.write(*deliveries.record_concern_statement(claimed.id, "reviews", error=None, now=NOW))
     assert await deliveries.done_concerns(db, claimed.id) == {"reviews"}
     return claimed.id

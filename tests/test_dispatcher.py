@@ -11,6 +11,7 @@ import pytest
 from gidgethub import routing, sansio
 from gidgethub.abc import GitHubAPI
 
+from bot.claims import VERSION_CHECK_S, WorkClaims
 from bot.clock import ManualClock
 from bot.concerns import Concern, HandlerContext
 from bot.config import Secret
@@ -60,7 +61,8 @@ async def make_dispatcher(
     settings = make_settings(tmp_path)
     bus = EventBus(db, clock)
     await bus.start()
-    services = Services(settings=settings, db=db, bus=bus, clock=clock)
+    claims = WorkClaims(db=db, clock=clock, instance="test", lease_s=settings.work_lease_seconds)
+    services = Services(settings=settings, db=db, bus=bus, clock=clock, claims=claims)
     return Dispatcher(services, concerns, max_attempts=max_attempts)
 
 
@@ -75,6 +77,30 @@ async def store_ping(dispatcher: Dispatcher, clock: ManualClock) -> None:
         payload='{"zen": "hi"}',
         now=clock.now(),
     )
+
+
+async def test_an_instance_older_than_the_database_claims_no_delivery(
+    db: Database, tmp_path: Path, manual_clock: ManualClock
+) -> None:
+    calls.clear()
+    dispatcher = await make_dispatcher(
+        db, tmp_path, manual_clock, [Concern("steady", steady_router())]
+    )
+    claims = dispatcher.services.claims
+    await db.write(
+        "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, 'newer', 'now')",
+        (claims.code_version + 1,),
+    )
+    await store_ping(dispatcher, manual_clock)
+    await dispatcher.drain()
+    assert calls == [] and claims.outdated
+    (waiting,) = await deliveries.list_recent(db)
+    assert (waiting.status, waiting.attempts) == ("pending", 0)
+    # The new version's instance (here: the same code, told it is new) works it.
+    await db.write("DELETE FROM schema_migrations WHERE name = 'newer'")
+    await manual_clock.advance(VERSION_CHECK_S)
+    await dispatcher.drain()
+    assert calls == ["steady"] and not claims.outdated
 
 
 async def test_failed_concern_is_retried_alone_after_backoff(

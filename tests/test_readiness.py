@@ -29,7 +29,13 @@ def states(body: dict[str, Any]) -> dict[str, str]:
 async def test_readyz_is_200_and_names_each_integrations_state(client: AppClient) -> None:
     body = await ready(client)
     assert (body["status"], body["database"]) == ("ready", "ok")
-    assert states(body) == {"github": "off", "webhooks": "ok", "agents": "off", "jira": "off"}
+    assert states(body) == {
+        "github": "off",
+        "webhooks": "ok",
+        "agents": "off",
+        "jira": "off",
+        "work": "ok",
+    }
     assert body["degraded"] == ["github", "agents", "jira"]
     assert body["integrations"]["agents"]["detail"] == "ANTHROPIC_API_KEY is not set"
 

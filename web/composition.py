@@ -21,6 +21,7 @@ from bot.agents.definitions import AgentConfigError, load_agents_config
 from bot.agents.runner import build_agent_runner
 from bot.agents.tokens import mark_cut_streams
 from bot.agents.tools import BUILTIN_TOOLS, CLARIFICATION_TOOL, REPORT_TOOL
+from bot.claims import WorkClaims, generated_instance_id
 from bot.dispatcher import Dispatcher
 from bot.events.bus import EventBus
 from bot.github.connection import GitHubConnection
@@ -47,6 +48,7 @@ from storage.database import Database
 from web.keys import (
     AGENTS,
     BUS,
+    CLAIMS,
     CLOCK,
     DB,
     DISPATCHER,
@@ -96,6 +98,27 @@ async def database(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await db.close()
+
+
+async def work_claims(app: web.Application) -> AsyncIterator[None]:
+    """CLAIMS: this instance's identity (BIAGENT_INSTANCE_ID, else generated now) and the
+    heartbeat that renews the leases on the work it claims, until everything that works
+    claimed rows has stopped (the contexts opened later close first)."""
+    settings = app[SETTINGS]
+    claims = WorkClaims(
+        db=app[DB],
+        clock=app[CLOCK],
+        instance=settings.instance_id or generated_instance_id(),
+        lease_s=settings.work_lease_seconds,
+    )
+    await claims.may_claim()
+    log.info("instance %s, work leases of %gs", claims.instance, claims.lease_s)
+    app[CLAIMS] = claims
+    task = asyncio.create_task(claims.run(), name="work-lease-heartbeat")
+    try:
+        yield
+    finally:
+        await _cancel(task)
 
 
 async def api_token_check(app: web.Application) -> AsyncIterator[None]:
@@ -248,7 +271,7 @@ async def reviews(app: web.Application) -> AsyncIterator[None]:
         wake_scheduler=doorbell.ring,
     )
     service.engine = _review_engine(app, service)
-    review_scheduler = ReviewScheduler(service)
+    review_scheduler = ReviewScheduler(service, app[CLAIMS])
     doorbell.listen(review_scheduler.wake)
     app[REVIEWS] = service
     app[REVIEW_SCHEDULER] = review_scheduler
@@ -262,7 +285,12 @@ async def jira(app: web.Application) -> AsyncIterator[None]:
         yield
         return
     service = JiraService(
-        settings=settings, db=app[DB], bus=app[BUS], clock=app[CLOCK], scheduler=app[SCHEDULER]
+        settings=settings,
+        db=app[DB],
+        bus=app[BUS],
+        clock=app[CLOCK],
+        scheduler=app[SCHEDULER],
+        instance=app[CLAIMS].instance,
     )
     try:
         app[JIRA] = service
@@ -284,13 +312,18 @@ async def pipelines(app: web.Application) -> AsyncIterator[None]:
         worktrees=app[WORKTREES],
         github=app[GITHUB_CONNECTION],
         jira=jira_service.client if jira_service is not None else None,
+        claims=app[CLAIMS],
     )
     app[PIPELINES] = built
+    adopting: asyncio.Task[None] | None = None
     try:
         await built.engine.recover()
         await built.resume_answered()
+        adopting = asyncio.create_task(built.engine.run(), name="pipelines-adopt")
         yield
     finally:
+        if adopting is not None:
+            await _cancel(adopting)
         await built.engine.close()
 
 
@@ -301,6 +334,7 @@ async def services(app: web.Application) -> AsyncIterator[None]:
         db=app[DB],
         bus=app[BUS],
         clock=app[CLOCK],
+        claims=app[CLAIMS],
         github_connection=app[GITHUB_CONNECTION],
         agents=app.get(AGENTS),
         reviews=app[REVIEWS],
@@ -414,6 +448,7 @@ async def jira_sync(app: web.Application) -> AsyncIterator[None]:
 
 CONTEXTS: tuple[Context, ...] = (
     database,
+    work_claims,
     api_token_check,
     event_bus,
     scheduler,

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from bot.agents.runner import AgentRunner
 from bot.api_token import TokenCheck
+from bot.claims import WorkClaims
 from bot.clock import Clock
 from bot.config import Settings
 from bot.dispatcher import Dispatcher
@@ -44,6 +45,7 @@ READ_BUDGET: web.AppKey[ReadBudget] = web.AppKey("read_budget")  # made of the s
 
 # Stored by the cleanup contexts, in start-up order.
 DB = web.AppKey("db", Database)
+CLAIMS = web.AppKey("claims", WorkClaims)  # this instance's identity and leases
 TOKEN_CHECK = web.AppKey("token_check", TokenCheck)
 GENERATED_TOKEN = web.AppKey("generated_token", str)
 BUS = web.AppKey("bus", EventBus)

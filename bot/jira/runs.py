@@ -170,7 +170,16 @@ class RunLog:
         self.bus = bus
         self.clock = clock
 
-    async def start(self, project: str, *, kind: SyncKind, trigger: str) -> int:
+    async def start(
+        self, project: str, *, kind: SyncKind, trigger: str, holder: str | None = None
+    ) -> int:
+        """Record a new run of `project`. With `holder`, who has just taken the project's
+        lease: a run still `running` there was left by a process that stopped (its lease
+        lapsed), and fails."""
+        if holder is not None:
+            await jira_sync.fail_abandoned_runs(
+                self.db, now=self.clock.now(), project=project, holder=holder
+            )
         return await jira_sync.start_run(
             self.db, project=project, kind=kind, trigger=trigger, now=self.clock.now()
         )

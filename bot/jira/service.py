@@ -71,11 +71,17 @@ class JiraService:
         scheduler: Scheduler | None = None,
         client: JiraClient | None = None,
         attachment_max_bytes: int = ATTACHMENT_MAX_BYTES,
+        instance: str | None = None,
     ) -> None:
         self.settings = settings
         self.client = client or client_from_settings(settings, clock)
         self.sync = JiraSync(
-            db=db, bus=bus, clock=clock, client=self.client, jql_filter=settings.jira_jql
+            db=db,
+            bus=bus,
+            clock=clock,
+            client=self.client,
+            jql_filter=settings.jira_jql,
+            holder=instance,
         )
         self.db = db
         self.clock = clock

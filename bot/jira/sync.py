@@ -82,13 +82,15 @@ class JiraSync:
         jql_filter: str | None = None,
         page_size: int = PAGE_SIZE,
         overlap_ms: int = OVERLAP_MS,
+        holder: str | None = None,
     ) -> None:
         self.db = db
         self.clock = clock
         self.client = client
         self.jql_filter = jql_filter_of(jql_filter)
         self.overlap_ms = overlap_ms
-        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        # the server's instance id (BIAGENT_INSTANCE_ID; bot/claims.py), else one of its own
+        self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.leases = ProjectLeases(db=db, clock=clock, holder=self.holder)
         self.runs = RunLog(db=db, bus=bus, clock=clock)
         self.writer = MirrorWriter(
@@ -135,7 +137,7 @@ class JiraSync:
             jql = self.scope_jql(project)
             cursor = await jira_sync.get_cursor(self.db, project)
             kind = SyncKind.FULL if full or self._needs_full(cursor, jql) else SyncKind.INCREMENTAL
-            run_id = await self.runs.start(project, kind=kind, trigger=trigger)
+            run_id = await self.runs.start(project, kind=kind, trigger=trigger, holder=self.holder)
         except BaseException:
             await self.leases.release(project)
             raise

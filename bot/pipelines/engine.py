@@ -6,6 +6,11 @@ A task runs `PipelineDriver.advance` while the row says `running`; there is at m
 pipeline, and none for a pipeline whose row says otherwise. At start-up `recover()` marks steps
 a stopped process left running as interrupted and starts a task for every running pipeline, so
 no row says `running` without a live task after start-up.
+
+With instances sharing a database, a task first claims its pipeline (bot/claims.py): one
+instance at a time advances it, under a lease the heartbeat renews. `recover()` at start-up,
+and `adopt()` every half lease after it, take only running pipelines whose lease is free or
+has run out (their instance died): each such pipeline is resumed once, on one instance.
 """
 
 from __future__ import annotations
@@ -17,12 +22,14 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
+from bot.claims import WorkClaims
 from bot.clock import Clock
 from bot.events.bus import EventBus
 from bot.pipelines import events
 from bot.pipelines.driver import PipelineDriver
 from bot.pipelines.states import PipelineStatus, StepStatus
 from bot.tasks import stop_tasks
+from storage import claims as claims_storage
 from storage import clarifications, pipelines
 from storage.clarifications import ClarificationStatus
 from storage.database import Database, Params
@@ -72,10 +79,11 @@ def one_action_at_a_time(
 
 
 class PipelineTasks:
-    """The running task of each pipeline, at most one each."""
+    """The running task of each pipeline, at most one each (and one instance at a time)."""
 
-    def __init__(self, driver: PipelineDriver) -> None:
+    def __init__(self, driver: PipelineDriver, claims: WorkClaims) -> None:
         self.driver = driver
+        self.claims = claims
         self._tasks: dict[int, asyncio.Task[None]] = {}
 
     def spawn(self, pipeline_id: int) -> None:
@@ -86,13 +94,24 @@ class PipelineTasks:
         self._tasks[pipeline_id] = task
 
     async def _advance(self, pipeline_id: int) -> None:
+        claims, db = self.claims, self.driver.db
         try:
-            await self.driver.advance(pipeline_id)
-        except asyncio.CancelledError:
-            raise
-        except Exception as error:
-            log.exception("pipeline %d: the engine failed", pipeline_id)
-            await self.driver.fail_internal(pipeline_id, f"{type(error).__name__}: {error}")
+            # An instance older than the schema leaves it to a newer one (it adopts it).
+            if not await claims.may_claim() or not await claims_storage.claim_one(
+                db, "pipelines", pipeline_id, claims.lease(), where="status = 'running'"
+            ):
+                log.info("pipeline %d: advanced by another instance, not here", pipeline_id)
+                return
+            try:
+                await self.driver.advance(pipeline_id)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                log.exception("pipeline %d: the engine failed", pipeline_id)
+                await self.driver.fail_internal(pipeline_id, f"{type(error).__name__}: {error}")
+            finally:
+                # Another instance may take it at once (a pause or a stop ended the task here).
+                await claims_storage.release(db, "pipelines", pipeline_id, claims.instance)
         finally:
             if self._tasks.get(pipeline_id) is asyncio.current_task():
                 del self._tasks[pipeline_id]
@@ -249,30 +268,67 @@ class PipelineEngine:
 
     async def recover(self) -> int:
         """At start-up: steps a stopped process left running are interrupted, and every
-        running pipeline gets its task back. Returns how many were resumed."""
-        running = await pipelines.list_pipelines(
-            self.db, statuses=[PipelineStatus.RUNNING], limit=10_000
+        running pipeline gets its task back: on a database other instances share, those whose
+        lease is free, lapsed or this instance's own. Returns how many were resumed."""
+        resumed = await self.adopt(at_start=True)
+        if resumed:
+            log.info("resuming %d pipelines left running by the last stop", resumed)
+        return resumed
+
+    async def run(self) -> None:
+        """Every half lease: take over the running pipelines whose instance stopped renewing
+        its lease (it died), until cancelled."""
+        claims = self.tasks.claims
+        while True:
+            await self.clock.sleep(claims.lease_s / 2)
+            try:
+                adopted = await self.adopt()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("pipelines: taking over lapsed ones failed; next round retries")
+                continue
+            if adopted:
+                log.info("took over %d pipelines whose instance stopped", adopted)
+
+    async def adopt(self, *, at_start: bool = False) -> int:
+        """Claim the running pipelines without a live lease (or, at the start of a SQLite
+        file's one process, all of them) and resume those with no task here: their running
+        steps are interrupted, then their tasks started. How many were resumed."""
+        claims = self.tasks.claims
+        if not await claims.may_claim():
+            return 0
+        claimed = await claims_storage.claim_many(
+            self.db,
+            "pipelines",
+            claims.lease(),
+            where="status = ?",
+            params=(PipelineStatus.RUNNING,),
+            limit=10_000,
+            held_too=at_start and not claims.shared,
         )
-        for pipeline in running:
-            for step in await pipelines.list_steps(self.db, pipeline.id):
-                if step.status == StepStatus.RUNNING:
-                    await self._publish(
-                        pipeline,
-                        events.StepInterrupted(
-                            pipeline_id=pipeline.id,
-                            ticket=pipeline.ticket_key,
-                            step_id=step.id,
-                            phase=step.phase,
-                            reason="the process stopped during the step",
-                        ),
-                        pipelines.step_status(
-                            step.id, StepStatus.INTERRUPTED, now=self.clock.now()
-                        ),
-                    )
-            self.tasks.spawn(pipeline.id)
-        if running:
-            log.info("resuming %d pipelines left running by the last stop", len(running))
-        return len(running)
+        resumed = [pid for pid in claimed if not self.tasks.running(pid)]
+        for pipeline_id in resumed:
+            await self._resume_claimed(await self.get(pipeline_id))
+        return len(resumed)
+
+    async def _resume_claimed(self, pipeline: Pipeline) -> None:
+        """A claimed running pipeline without a task here: what its step was doing when its
+        process stopped is interrupted, and its task started."""
+        for step in await pipelines.list_steps(self.db, pipeline.id):
+            if step.status == StepStatus.RUNNING:
+                await self._publish(
+                    pipeline,
+                    events.StepInterrupted(
+                        pipeline_id=pipeline.id,
+                        ticket=pipeline.ticket_key,
+                        step_id=step.id,
+                        phase=step.phase,
+                        reason="the process stopped during the step",
+                    ),
+                    pipelines.step_status(step.id, StepStatus.INTERRUPTED, now=self.clock.now()),
+                )
+        self.tasks.spawn(pipeline.id)
 
     async def close(self) -> None:
         await self.tasks.close()

@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass
 
 from bot.agents.runner import AgentRunner
+from bot.claims import WorkClaims
 from bot.clock import Clock
 from bot.config import Settings
 from bot.events.bus import EventBus
@@ -129,6 +130,7 @@ def build_pipelines(
     worktrees: WorktreeManager,
     github: GitHubConnection,
     jira: JiraClient | None,
+    claims: WorkClaims,
 ) -> Pipelines:
     workspace = PipelineWorkspace(db=db, worktrees=worktrees)
     notes = TicketNotes(
@@ -151,7 +153,7 @@ def build_pipelines(
         repeat_limit=settings.pipeline_repeat_limit,
     )
     driver = PipelineDriver(agents=agents, workspace=workspace, recorder=recorder, limits=limits)
-    engine = PipelineEngine(db=db, bus=bus, clock=clock, tasks=PipelineTasks(driver))
+    engine = PipelineEngine(db=db, bus=bus, clock=clock, tasks=PipelineTasks(driver, claims))
     return Pipelines(
         engine=engine,
         actions=PipelineActions(engine),

@@ -6,6 +6,11 @@ time (at once when it is overdue). The loop sleeps on the injected clock until t
 time or until woken (a new comment, a submitted review, a command). One batch per pull request
 at a time: a batch that falls due while the previous one of its PR is worked waits for it.
 
+With instances sharing a database, each batch is claimed before it is worked
+(bot/claims.py): a due one by one instance only, under a lease its heartbeat renews and its
+end releases. `recover()` at start-up, and every round of the loop after it, resume only the
+running or responding batches whose lease is free or ran out (their instance died).
+
 A batch whose work raises is retried: before pick-up by moving its due time back with a
 backoff; while running or responding, in place after a backoff (its writes are keyed, so nothing
 repeats). After the last attempt it ends `failed` with a neutral check run (worker.give_up), so
@@ -18,11 +23,13 @@ import asyncio
 import logging
 from datetime import timedelta
 
+from bot.claims import WorkClaims
 from bot.clock import Clock
 from bot.reviews import worker
 from bot.reviews.service import ReviewService
 from bot.reviews.states import BatchStatus
 from bot.tasks import stop_tasks
+from storage import claims as claims_storage
 from storage import review_batches
 from storage.timestamps import from_text
 
@@ -44,22 +51,38 @@ async def _sleep_until(clock: Clock, deadline: float) -> None:
 
 
 class ReviewScheduler:
-    def __init__(self, service: ReviewService, *, max_attempts: int = MAX_ATTEMPTS) -> None:
+    def __init__(
+        self, service: ReviewService, claims: WorkClaims, *, max_attempts: int = MAX_ATTEMPTS
+    ) -> None:
         self.service = service
+        self.claims = claims
         self.max_attempts = max_attempts
         self._wakeup = asyncio.Event()
         self._running: dict[int, asyncio.Task[None]] = {}
+        self._recovered_at = float("-inf")
 
     def wake(self) -> None:
         self._wakeup.set()
 
-    async def recover(self) -> int:
-        """At start-up: go on with the batches a stop left in the middle of their work."""
-        unfinished = await review_batches.unfinished_batches(self.service.db)
-        for batch in unfinished:
-            log.info("resuming review batch %d (%s)", batch.id, batch.status)
-            self._start(batch.id)
-        return len(unfinished)
+    async def recover(self, *, at_start: bool = True) -> int:
+        """Go on with the batches a stop left in the middle of their work: at start-up (all of
+        them in a SQLite file's one process), then each round those whose lease lapsed."""
+        claims = self.claims
+        self._recovered_at = self.service.clock.monotonic()
+        if not await claims.may_claim():
+            return 0
+        claimed = await claims_storage.claim_many(
+            self.service.db,
+            "review_batches",
+            claims.lease(),
+            where="status IN ('running', 'responding')",
+            held_too=at_start and not claims.shared,
+        )
+        resumed = [batch_id for batch_id in claimed if batch_id not in self._running]
+        for batch_id in resumed:
+            log.info("resuming review batch %d", batch_id)
+            self._start(batch_id)
+        return len(resumed)
 
     async def run(self) -> None:
         try:
@@ -70,17 +93,27 @@ class ReviewScheduler:
             await stop_tasks(list(self._running.values()))
 
     async def start_due(self) -> int:
-        due = await review_batches.due_batches(self.service.db, self.service.clock.now())
+        started = 0
+        since = self.service.clock.monotonic() - self._recovered_at
+        if since >= self.claims.lease_s / 2:  # lapsed leases: looked for every half lease
+            started = await self.recover(at_start=False)
+        if not await self.claims.may_claim():
+            return started
+        db = self.service.db
+        due = await review_batches.due_batches(db, self.service.clock.now())
         busy_prs = set()
         # A copy: a run finishing during the awaits below removes itself from _running.
         for batch_id in list(self._running):
             running = await review_batches.get_batch(self.service.db, batch_id)
             if running is not None:
                 busy_prs.add(running.pr_id)
-        started = 0
         for batch in due:
             if batch.id in self._running or batch.pr_id in busy_prs:
                 continue
+            if not await claims_storage.claim_one(
+                db, "review_batches", batch.id, self.claims.lease(), where="status = 'gathering'"
+            ):
+                continue  # another instance took it
             busy_prs.add(batch.pr_id)
             self._start(batch.id)
             started += 1
@@ -98,6 +131,14 @@ class ReviewScheduler:
         self._wakeup.set()
 
     async def _work(self, batch_id: int) -> None:
+        try:
+            await self._attempts(batch_id)
+        finally:
+            await claims_storage.release(
+                self.service.db, "review_batches", batch_id, self.claims.instance
+            )
+
+    async def _attempts(self, batch_id: int) -> None:
         service = self.service
         attempt = 0
         while True:
@@ -127,7 +168,8 @@ class ReviewScheduler:
 
     async def _wait(self) -> None:
         self._wakeup.clear()
-        timeout = IDLE_POLL_S
+        # At least every half lease: the batches whose instance died are looked for then.
+        timeout = min(IDLE_POLL_S, self.claims.lease_s / 2)
         next_due = await review_batches.next_due_at(self.service.db)
         clock = self.service.clock
         # The deadline is fixed now: the sleeper task starts later, and the clock may have
