@@ -62,6 +62,8 @@ SUBJECT = "Apply suggestions from code review"
 SUGGESTIONS_TRAILER = "Biagent-Suggestions"
 APPLIED_NOTE = "Applied the suggestion as written."
 REGULAR_FILE_MODES = ("100644", "100755")
+UNCHANGED_ASK = "what it asks is in its words"
+UNCHANGED = f"applying its block changes nothing in the file: {UNCHANGED_ASK}"
 DIFF = ("diff", "--no-ext-diff", "--no-textconv", "--no-color", "--no-renames", "--unified=0")
 
 
@@ -220,7 +222,10 @@ class SuggestionStep:
                 planned, left = await self.plan(candidates)
                 if not planned:
                     return left
-                await self.commit(planned)
+                if not await self.commit(planned):
+                    for item in planned:
+                        left.handed[item.comment_id] = UNCHANGED
+                    return left
                 earlier = await self.earlier_commit()
                 if earlier is None:
                     raise self.run.stopped("the suggestions' commit is not on the worktree")
@@ -288,7 +293,9 @@ class SuggestionStep:
         )
         return check.returncode == 0
 
-    async def commit(self, planned: list[Planned]) -> None:
+    async def commit(self, planned: list[Planned]) -> bool:
+        """The planned suggestions written and committed on the worktree; False, with nothing
+        committed, when writing them changes no byte (git would refuse an empty commit)."""
         worktree = self.run.worktree
         if await tracked_changes(worktree):
             await self.run.discard()  # left by something else: the plan was made on HEAD
@@ -301,8 +308,12 @@ class SuggestionStep:
                 text = apply_suggestion(text, item.first, item.last, item.suggestion)
             (worktree / path).write_bytes(text.encode("utf-8"))
         await self.run.git("--literal-pathspecs", "add", "--", *paths)
+        staged = await run_git("diff", "--cached", "--quiet", cwd=worktree, check=False)
+        if staged.returncode == 0:
+            return False
         message = commit_message(self.batch_id, planned)
         await self.run.git("commit", "--quiet", "--no-verify", "-m", message)
+        return True
 
     # -- the plan ---------------------------------------------------------------------------
 
@@ -352,13 +363,15 @@ class SuggestionStep:
         written_on = await self.blob(place.commit, place.path)
         head = await self.blob("HEAD", place.path)
         expected = lines_of(written_on, place.first, place.last)
+        lines = f"lines {place.first}-{place.last} of {place.path}"
+        if suggestion.lines == expected:
+            raise Unapplicable(f"its block repeats {lines} unchanged: {UNCHANGED_ASK}")
         carried: tuple[int, int] | None = (place.first, place.last)
         if written_on != head:
             diff = await self.git_or_unapplicable(
                 "--literal-pathspecs", *DIFF, place.commit, "HEAD", "--", place.path
             )
             carried = carry_range(parse_hunks(diff), place.first, place.last)
-        lines = f"lines {place.first}-{place.last} of {place.path}"
         if carried is None or lines_of(head, *carried) != expected:
             if already_applied(written_on, head, place.first, place.last, suggestion):
                 raise AlreadyApplied(
