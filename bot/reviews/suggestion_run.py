@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import gidgethub
@@ -40,9 +42,9 @@ from bot.reviews.states import Answer
 from bot.reviews.suggestions import (
     Author,
     CommentPosition,
+    Place,
     Suggestion,
     Unapplicable,
-    already_applied,
     apply_suggestion,
     carry_range,
     find_suggestion,
@@ -50,6 +52,7 @@ from bot.reviews.suggestions import (
     overlapping,
     parse_hunks,
     place_of,
+    reads_as_suggested,
 )
 from bot.worktrees.files import tracked_changes
 
@@ -189,6 +192,27 @@ def applied_ids(message: str, batch_id: int) -> tuple[int, ...] | None:
             parts = (part.strip() for part in line[len(prefix) :].split(","))
             return tuple(int(part) for part in parts if part.isdigit())
     return None
+
+
+async def already_applied(
+    worktree: Path, place: Place, written_on: str, head: str, suggestion: Suggestion
+) -> bool:
+    """Whether the head already reads as the suggestion would make the file (someone committed
+    it: GitHub's own button, by hand, an earlier batch). Git aligns the two texts (the
+    suggested one stored as a blob), in its own process: never a diff on the event loop."""
+    suggested = apply_suggestion(written_on, place.first, place.last, suggestion)
+    if suggested == head:
+        return True
+    if not suggestion.lines:
+        return False
+    with tempfile.TemporaryFile() as text:
+        text.write(suggested.encode("utf-8"))
+        text.seek(0)
+        stored = await run_git(
+            "hash-object", "-w", "--no-filters", "--stdin", cwd=worktree, stdin=text
+        )
+    diff = await run_git(*DIFF, stored.stdout.strip(), f"HEAD:{place.path}", cwd=worktree)
+    return reads_as_suggested(head, parse_hunks(diff.stdout), place.first, suggestion)
 
 
 class SuggestionStep:
@@ -373,7 +397,7 @@ class SuggestionStep:
             )
             carried = carry_range(parse_hunks(diff), place.first, place.last)
         if carried is None or lines_of(head, *carried) != expected:
-            if already_applied(written_on, head, place.first, place.last, suggestion):
+            if await already_applied(self.run.worktree, place, written_on, head, suggestion):
                 raise AlreadyApplied(
                     f"the branch already reads as this suggestion makes it ({lines} as of"
                     f" {place.commit[:7]}); nothing left to change"
