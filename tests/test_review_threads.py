@@ -264,3 +264,33 @@ async def test_a_reopened_thread_with_a_reply_is_answered_once_whichever_comes_f
     for root in (first, second):
         answers = [a for a in scenario.fake.replies_to(root) if a["user"]["login"] == BOT]
         assert len(answers) == 2  # one per batch
+
+
+async def test_a_thread_reopened_while_its_follow_up_is_worked_answers_it_once(
+    scenario: Scenario,
+) -> None:
+    """A reply in a resolved thread, its batch starts, then the reviewer unresolves the thread:
+    the reply is being worked already, so the reopening adds no second batch for it."""
+    (root,) = await comments_and_review(scenario, ["Rename this variable."])
+    follow_up = scenario.review_comment("No, call it `total`.", in_reply_to=root)
+    await scenario.send("pull_request_review_comment", follow_up)
+    scenario.engine.hold()
+    scenario.engine.started.clear()
+    await scenario.clock.advance(31)
+    assert scenario.client is not None
+    draining = asyncio.create_task(scenario.client.app[REVIEW_SCHEDULER].drain())
+    await asyncio.wait_for(scenario.engine.started.wait(), 5)
+    scenario.fake.threads.resolved.discard(root)  # "Unresolve", while the reply is worked
+    await scenario.send(
+        "pull_request_review_thread", thread_event(scenario, "unresolved", root, sender=REVIEWER)
+    )
+    scenario.engine.release()
+    await draining
+    await scenario.advance(400)
+    assert len(scenario.engine.batches) == 2
+    (worked,) = scenario.engine.batches[1].comments
+    assert worked.comment_id == follow_up["comment"]["id"]
+    answers = [a for a in scenario.fake.replies_to(root) if a["user"]["login"] == BOT]
+    assert len(answers) == 2  # the first comment's and the reply's: once each
+    detail = (await scenario.api("/api/pull-requests/1"))["pull_request"]
+    assert [b["trigger"] for b in detail["batches"]] == ["comments", "comments"]

@@ -277,8 +277,9 @@ async def _work_reopened_thread(
         if c.kind == "review_comment"
     }
     last = reopened_thread_comment(comments, ids)
-    if last is not None and await gathered_in_thread(service, pr, last):
+    if last is None or await gathered_in_thread(service, pr, last):
         return  # a newer comment of the thread is gathered already: it is worked with all of it
-    if last is not None:
-        log.info("%s: thread of %d reopened by @%s", pr.stream, last, sender.get("login"))
-        await gather(service, gh, pr, [("review_comment", last)], trigger="reopened", again=True)
+    if not await review_batches.answered_and_idle(service.db, "review_comment", last):
+        return  # not answered yet: it is gathered or being worked, and answered then, once
+    log.info("%s: thread of %d reopened by @%s", pr.stream, last, sender.get("login"))
+    await gather(service, gh, pr, [("review_comment", last)], trigger="reopened", again=True)
