@@ -205,6 +205,19 @@ async def answered_and_idle(db: Database, kind: str, comment_id: int) -> bool:
     return row is not None and bool(row[0]) and not row[1]
 
 
+async def waiting_elsewhere(db: Database, pr_id: int, *, besides_batch: int) -> set[int]:
+    """The diff comment ids of the pull request in a batch still in progress (gathering,
+    running, responding) other than `besides_batch`: comments not answered yet."""
+    rows = await db.fetchall(
+        "SELECT i.comment_id FROM review_batch_items i"
+        " JOIN review_batches b ON b.id = i.batch_id"
+        " WHERE b.pr_id = ? AND b.id <> ? AND i.comment_kind = 'review_comment'"
+        " AND b.status IN ('gathering', 'running', 'responding')",
+        (pr_id, besides_batch),
+    )
+    return {int(row[0]) for row in rows}
+
+
 async def leave_gathering_batch(db: Database, batch_id: int, kind: str, comment_id: int) -> None:
     """Take a comment out of a batch that is still gathering."""
     await db.write(

@@ -294,3 +294,30 @@ async def test_a_thread_reopened_while_its_follow_up_is_worked_answers_it_once(
     assert len(answers) == 2  # the first comment's and the reply's: once each
     detail = (await scenario.api("/api/pull-requests/1"))["pull_request"]
     assert [b["trigger"] for b in detail["batches"]] == ["comments", "comments"]
+
+
+async def test_a_thread_with_a_newer_comment_waiting_is_not_resolved_until_that_is_answered(
+    scenario: Scenario,
+) -> None:
+    """The first comment is fixed while the reviewer asks more in its thread: the thread stays
+    open for the next batch's answer, and is resolved once that one is fixed too."""
+    root_payload = scenario.review_comment("Rename this variable.")
+    root = root_payload["comment"]["id"]
+    await scenario.send("pull_request_review_comment", root_payload)
+    scenario.engine.hold()
+    await scenario.clock.advance(31)
+    assert scenario.client is not None
+    draining = asyncio.create_task(scenario.client.app[REVIEW_SCHEDULER].drain())
+    await asyncio.wait_for(scenario.engine.started.wait(), 5)
+    more = scenario.review_comment("And the one below too.", in_reply_to=root)
+    await scenario.send("pull_request_review_comment", more)  # while the first is worked
+    scenario.engine.release()
+    await draining
+    await scenario.settle()
+    threads = scenario.fake.threads
+    assert threads.resolved_by_mutation == [] and root not in threads.resolved
+    answers = [a for a in scenario.fake.replies_to(root) if a["user"]["login"] == BOT]
+    assert len(answers) == 1  # the first comment was answered
+    await scenario.advance(31)
+    assert [c.comment_id for c in scenario.engine.batches[1].comments] == [more["comment"]["id"]]
+    assert threads.resolved_by_mutation == [root]

@@ -8,8 +8,10 @@ intent is stored before the call, its end after):
 
 - a thread is resolved (GraphQL `resolveReviewThread`, review_threads.py) when every comment
   of the batch in it was answered `fixed` and its reply is posted; never one declined, asked
-  about or left unanswered. A thread found resolved already (an earlier attempt, the reviewer)
-  is left as it is. `reviews.resolve_threads: false` in `.github/biagent.yml` turns it off;
+  about or left unanswered, nor one where a newer comment waits in another batch (gathering or
+  being worked: its answer belongs in an open thread). A thread found resolved already (an
+  earlier attempt, the reviewer) is left as it is. `reviews.resolve_threads: false` in
+  `.github/biagent.yml` turns it off;
 - once per iteration, the people whose comments it fixed are re-requested
   (`POST .../pulls/{n}/requested_reviewers`): never biagent, another bot, the pull request's
   author, or a reviewer whose latest review approves. After a kill between the intent and the
@@ -33,7 +35,13 @@ from bot.reviews import review_threads
 from bot.reviews.service import ReviewService
 from bot.reviews.states import ActionKind, ActionStatus, Answer, ReviewState
 from bot.reviews.threads import thread_root
-from storage import review_actions, review_comments, review_replies, review_states
+from storage import (
+    review_actions,
+    review_batches,
+    review_comments,
+    review_replies,
+    review_states,
+)
 from storage.pull_requests import PullRequest
 from storage.review_actions import Action
 from storage.review_batches import BatchItem
@@ -122,7 +130,9 @@ async def follow_through(
         }
         diff_comments = {c.id: c for (kind, _), c in by_key.items() if kind == "review_comment"}
         roots = threads_to_resolve(items, diff_comments, posted)
-        await _resolve(service, gh, pr, iteration, roots)
+        await _resolve(
+            service, gh, pr, iteration, await _not_waiting(service, pr, iteration, roots)
+        )
     if rules.rerequest_review:
         states = await review_states.reviewer_states(service.db, pr.id)
         logins = reviewers_to_rerequest(
@@ -133,6 +143,25 @@ async def follow_through(
         )
         if logins:
             await _rerequest(service, gh, pr, iteration, logins)
+
+
+async def _not_waiting(
+    service: ReviewService, pr: PullRequest, iteration: Iteration, roots: dict[int, set[int]]
+) -> dict[int, set[int]]:
+    """The threads of `roots` where no newer comment waits in another batch (gathering or
+    being worked): resolving those would hide the question the next batch answers."""
+    waiting = await review_batches.waiting_elsewhere(
+        service.db, pr.id, besides_batch=iteration.batch_id
+    )
+    if not waiting or not roots:
+        return roots
+    every = {
+        c.id: c
+        for c in await review_comments.list_comments(service.db, pr.id)
+        if c.kind == "review_comment"
+    }
+    held = {thread_root(every[i], every) for i in waiting if i in every}
+    return {root: ids for root, ids in roots.items() if root not in held}
 
 
 async def _resolve(
