@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from bot.reviews.engine import CommentOutcome, EngineResult, EngineStatus, OutcomeKind, ReviewBatch
 from tests.fakes.review_engine import fake_sha
 from tests.reviews_scenario import BOT, NUMBER, REPO, REVIEWER, Scenario, thread_event
@@ -321,3 +323,52 @@ async def test_a_thread_with_a_newer_comment_waiting_is_not_resolved_until_that_
     await scenario.advance(31)
     assert [c.comment_id for c in scenario.engine.batches[1].comments] == [more["comment"]["id"]]
     assert threads.resolved_by_mutation == [root]
+
+
+MAY_PASS = {
+    "a proxy's 502 page": {"status": 502, "html": "<html><body>502 Bad Gateway</body></html>"},
+    "RATE_LIMITED": {
+        "status": 200,
+        "body": {"data": None, "errors": [{"type": "RATE_LIMITED", "message": "API rate limit"}]},
+    },
+    "something went wrong": {
+        "status": 200,
+        "body": {"errors": [{"message": "Something went wrong while executing your query."}]},
+    },
+    "a secondary rate limit": {"status": 403},
+}
+
+
+@pytest.mark.parametrize("failure", MAY_PASS.values(), ids=MAY_PASS.keys())
+async def test_a_graphql_failure_that_may_pass_is_tried_again_and_resolves_once(
+    scenario: Scenario, failure: dict[str, Any]
+) -> None:
+    scenario.fake.script_failure("POST", "/graphql", **failure)
+    payload = scenario.review_comment("Rename this.")
+    await scenario.send("pull_request_review_comment", payload)
+    await scenario.work_with_retries(60)
+    await scenario.settle()
+    assert scenario.fake.threads.resolved_by_mutation == [payload["comment"]["id"]]
+    rows = await scenario.db.fetchall(
+        "SELECT status FROM review_actions WHERE kind = ?", ("resolve_thread",)
+    )
+    assert [tuple(row) for row in rows] == [("done",)]
+    assert len(scenario.replies()) == 1
+
+
+async def test_a_thread_graphql_says_is_not_found_is_given_up_and_the_batch_goes_on(
+    scenario: Scenario,
+) -> None:
+    errors = [{"type": "NOT_FOUND", "message": "Could not resolve to a PullRequest."}]
+    scenario.fake.script_failure(
+        "POST", "/graphql", status=200, body={"data": None, "errors": errors}
+    )
+    await comments_and_review(scenario, ["Rename this."])
+    assert scenario.fake.threads.resolved_by_mutation == []
+    rows = await scenario.db.fetchall(
+        "SELECT status, detail FROM review_actions WHERE kind = ?", ("resolve_thread",)
+    )
+    ((status, detail),) = rows
+    assert status == "failed" and "Could not resolve" in detail
+    assert len(graphql_calls(scenario)) == 1  # not asked again
+    assert scenario.fake.threads.review_requests == [(REPO, NUMBER, [REVIEWER])]

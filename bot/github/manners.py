@@ -84,6 +84,23 @@ def is_final_refusal(error: Exception) -> bool:
     return "rate limit" not in str(error).lower()
 
 
+FINAL_QUERY_ERRORS = frozenset({"NOT_FOUND", "FORBIDDEN"})
+
+
+def is_final_graphql_refusal(error: Exception) -> bool:
+    """A GraphQL refusal asking again will not change: a query error GitHub types NOT_FOUND or
+    FORBIDDEN (every one of them), or a 4xx other than 401, 403 and 429. Not a proxy's HTML
+    page, an empty body, "Something went wrong", RATE_LIMITED or a secondary rate limit: the
+    caller lets those go up, to be tried again."""
+    if isinstance(error, gidgethub.QueryError):
+        errors = (error.response or {}).get("errors") or [{}]
+        return all(isinstance(e, dict) and e.get("type") in FINAL_QUERY_ERRORS for e in errors)
+    if isinstance(error, gidgethub.BadGraphQLRequest):
+        status = int(error.status_code)
+        return 400 <= status < 500 and status not in (401, 403, 429)
+    return False
+
+
 def graphql_url(api_url: str) -> str:
     """The GraphQL endpoint of a REST base: GitHub Enterprise Server serves REST at
     `/api/v3` and GraphQL at `/api/graphql`; github.com (and a fake) at `/graphql`."""

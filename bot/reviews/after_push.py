@@ -18,8 +18,11 @@ intent is stored before the call, its end after):
   answer, the pull request's requested reviewers are read first, and the POST made only if
   they are not all there. `reviews.rerequest_review: false` turns it off.
 
-A refusal GitHub will not change its mind about (a GraphQL error, a 4xx) is stored as
-`failed`, logged, and the batch goes on; a 5xx goes up and the scheduler tries again.
+A refusal GitHub will not change its mind about (a GraphQL NOT_FOUND or FORBIDDEN, a 4xx that
+is no rate limit: `is_final_graphql_refusal`, `is_final_refusal`) is stored as `failed`,
+logged, and the batch goes on; anything else (a 5xx, a proxy's HTML page, an empty body,
+RATE_LIMITED, "Something went wrong", a secondary rate limit) goes up and the scheduler tries
+again, where the intent stored first keeps each action once.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from collections.abc import Iterable, Mapping
 import gidgethub
 from gidgethub.abc import GitHubAPI
 
-from bot.github.manners import is_final_refusal
+from bot.github.manners import is_final_graphql_refusal, is_final_refusal
 from bot.reviews import review_threads
 from bot.reviews.service import ReviewService
 from bot.reviews.states import ActionKind, ActionStatus, Answer, ReviewState
@@ -189,6 +192,8 @@ async def _resolve(
     try:
         threads = await review_threads.list_threads(gh, pr)
     except gidgethub.GraphQLException as error:
+        if not is_final_graphql_refusal(error):
+            raise  # a proxy's page, a rate limit, "Something went wrong": tried again
         for action, _ in pending:
             await _failed(service, pr, action, f"the review threads could not be read: {error}")
         return
@@ -213,6 +218,8 @@ async def _resolve_one(
         try:
             await review_threads.resolve_thread(gh, thread.node_id)
         except gidgethub.GraphQLException as error:
+            if not is_final_graphql_refusal(error):
+                raise
             await _failed(service, pr, action, f"{thread.node_id}: {error}")
             return
         log.info("%s: thread %s resolved (%s)", pr.stream, action.target, thread.node_id)
