@@ -372,3 +372,36 @@ async def test_a_thread_graphql_says_is_not_found_is_given_up_and_the_batch_goes
     assert status == "failed" and "Could not resolve" in detail
     assert len(graphql_calls(scenario)) == 1  # not asked again
     assert scenario.fake.threads.review_requests == [(REPO, NUMBER, [REVIEWER])]
+
+
+async def test_one_reviewer_github_refuses_does_not_keep_the_others_from_being_rerequested(
+    scenario: Scenario,
+) -> None:
+    """GitHub 422s the whole POST when one login is no collaborator (carol left the repository
+    after commenting): each is asked for alone, and REVIEWER is still re-requested, once."""
+    scenario.fake.set_permission(REPO, "carol", "write")
+    by_carol = scenario.review_comment("Spacing.", author="carol", review_id=905)
+    await scenario.send("pull_request_review_comment", by_carol)
+    del scenario.fake.permissions[(REPO, "carol")]
+    await comments_and_review(scenario, ["Rename this."])
+    assert scenario.fake.threads.requested_of(REPO, NUMBER) == [REVIEWER]
+    posts = scenario.fake.calls_to("POST", f"/repos/{REPO}/pulls/{NUMBER}/requested_reviewers")
+    assert [call.body["reviewers"] for call in posts] == [
+        sorted(["carol", REVIEWER], key=str.lower),
+        ["carol"],
+        [REVIEWER],
+    ]
+    rows = await scenario.db.fetchall(
+        "SELECT target, status FROM review_actions WHERE kind = ? ORDER BY id",
+        ("rerequest_review",),
+    )
+    assert [tuple(row) for row in rows] == [
+        (f"carol,{REVIEWER}", "done"),
+        ("carol", "failed"),
+        (REVIEWER, "done"),
+    ]
+    await scenario.advance(400)  # nothing asked again
+    assert (
+        len(scenario.fake.calls_to("POST", f"/repos/{REPO}/pulls/{NUMBER}/requested_reviewers"))
+        == 3
+    )

@@ -14,9 +14,11 @@ intent is stored before the call, its end after):
   `.github/biagent.yml` turns it off;
 - once per iteration, the people whose comments it fixed are re-requested
   (`POST .../pulls/{n}/requested_reviewers`): never biagent, another bot, the pull request's
-  author, or a reviewer whose latest review approves. After a kill between the intent and the
-  answer, the pull request's requested reviewers are read first, and the POST made only if
-  they are not all there. `reviews.rerequest_review: false` turns it off.
+  author, or a reviewer whose latest review approves. GitHub refuses the whole request (422)
+  when one of them is no collaborator: each is then asked for alone, under its own key. After
+  a kill between the intent and the answer, the pull request's requested reviewers are read
+  first, and the POST made only if they are not all there. `reviews.rerequest_review: false`
+  turns it off.
 
 A refusal GitHub will not change its mind about (a GraphQL NOT_FOUND or FORBIDDEN, a 4xx that
 is no rate limit: `is_final_graphql_refusal`, `is_final_refusal`) is stored as `failed`,
@@ -250,12 +252,66 @@ async def _rerequest(
     try:
         await gh.post(url, data={"reviewers": recorded})
     except gidgethub.BadRequest as error:
+        if int(error.status_code) == 422 and len(recorded) > 1:
+            await _rerequest_each(service, gh, pr, action, url, recorded)
+            return
         if is_final_refusal(error):
             await _failed(service, pr, action, f"{int(error.status_code)} {error}")
             return
         raise
     log.info("%s: review re-requested from %s", pr.stream, ", ".join(recorded))
     await review_actions.finish(db, action.id, ActionStatus.DONE, now=service.clock.now())
+
+
+async def _rerequest_each(
+    service: ReviewService,
+    gh: GitHubAPI,
+    pr: PullRequest,
+    whole: Action,
+    url: str,
+    logins: list[str],
+) -> None:
+    """GitHub refused the whole request (422: one of them is not a collaborator any more): each
+    login is asked for alone, each under its own key, so the others are still re-requested."""
+    db = service.db
+    requested: list[str] = []
+    for login in logins:
+        action, new = await review_actions.record_intent(
+            db,
+            pr_id=pr.id,
+            iteration_id=whole.iteration_id,
+            key=f"{whole.idempotency_key}:{login.lower()}",
+            kind=ActionKind.REREQUEST_REVIEW,
+            target=login,
+            now=service.clock.now(),
+        )
+        if action.status == ActionStatus.INTENT:
+            await _rerequest_one(service, gh, pr, action, url, new=new)
+            action = await review_actions.get_action(db, action.id)
+        if action.status == ActionStatus.DONE:
+            requested.append(login)
+    status = ActionStatus.DONE if requested else ActionStatus.FAILED
+    detail = f"422 for all at once; requested one at a time: {', '.join(requested) or 'none'}"
+    await review_actions.finish(db, whole.id, status, now=service.clock.now(), detail=detail)
+
+
+async def _rerequest_one(
+    service: ReviewService, gh: GitHubAPI, pr: PullRequest, action: Action, url: str, *, new: bool
+) -> None:
+    if not new and await _all_requested(gh, url, [action.target]):
+        await review_actions.finish(
+            service.db, action.id, ActionStatus.DONE, now=service.clock.now()
+        )
+        return
+    try:
+        await gh.post(url, data={"reviewers": [action.target]})
+    except gidgethub.BadRequest as error:
+        if is_final_refusal(error):
+            await _failed(service, pr, action, f"{int(error.status_code)} {error}")
+            return
+        raise
+    log.info("%s: review re-requested from %s", pr.stream, action.target)
+    await review_actions.finish(service.db, action.id, ActionStatus.DONE, now=service.clock.now())
 
 
 async def _all_requested(gh: GitHubAPI, url: str, logins: list[str]) -> bool:
