@@ -105,6 +105,15 @@ def test_a_comment_github_no_longer_places_uses_its_original_lines_and_commit() 
     assert found == Place("a.py", "old", 7, 9)
 
 
+def test_a_placed_comment_can_be_read_where_it_was_written() -> None:
+    moved = position(
+        path="a.py", commit_id="new", original_commit_id="old", line=12, start_line=11,
+        original_line=9, original_start_line=8, side="RIGHT",
+    )  # fmt: skip
+    assert place_of(moved) == Place("a.py", "new", 11, 12)
+    assert place_of(moved, original=True) == Place("a.py", "old", 8, 9)
+
+
 def test_removed_lines_and_whole_file_comments_are_not_applied() -> None:
     left = position(path="a.py", commit_id="c", line=3, side="LEFT")
     from_left = position(path="a.py", commit_id="c", line=3, start_line=1, start_side="LEFT")

@@ -480,3 +480,27 @@ async def test_a_suggestion_differing_only_in_line_endings_is_not_committed_empt
     assert scenario.commits_since_start() == []
     assert blob_at_head(scenario, "win.txt") == b"one\r\ntwo\r\nthree\r\n"
     assert "**Not changed**" in replies_by_comment(scenario)[prose_id]
+
+
+async def test_a_comment_github_moved_to_a_commit_the_worktree_lacks_is_placed_where_written(
+    scenario: AgentScenario,
+) -> None:
+    """GitHub moves a current comment's `commit_id` to the newest head; pushed after the
+    worktree was fetched, that commit is not there: the lines are read where it was written."""
+    later = "0123456789abcdef" * 2 + "01234567"  # a head this worktree never fetched
+    moved = scenario.review_comment(
+        'Like this:\n```suggestion\n    return "Hello, " + name\n```\n',
+        line=2,
+        fields={
+            "path": "greet.py",
+            "commit_id": later,
+            "original_commit_id": scenario.start_sha,
+            "side": "RIGHT",
+        },
+    )
+    await review_with(scenario, [moved])
+
+    assert scenario.model.requests == []
+    assert '"Hello, "' in scenario.file_at_head("greet.py")
+    assert scenario.commits_since_start() == ["Apply suggestions from code review"]
+    assert "**Fixed**" in replies_by_comment(scenario)[moved["comment"]["id"]]

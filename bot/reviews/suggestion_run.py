@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +66,7 @@ SUBJECT = "Apply suggestions from code review"
 SUGGESTIONS_TRAILER = "Biagent-Suggestions"
 APPLIED_NOTE = "Applied the suggestion as written."
 REGULAR_FILE_MODES = ("100644", "100755")
+SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 UNCHANGED_ASK = "what it asks is in its words"
 UNCHANGED = f"applying its block changes nothing in the file: {UNCHANGED_ASK}"
 DIFF = ("diff", "--no-ext-diff", "--no-textconv", "--no-color", "--no-renames", "--unified=0")
@@ -383,6 +385,10 @@ class SuggestionStep:
         place = place_of(position)
         if isinstance(place, Unapplicable):
             raise place
+        if not await self.has_commit(place.commit):  # pushed after the worktree was fetched
+            original = place_of(position, original=True)
+            if isinstance(original, Place) and await self.has_commit(original.commit):
+                place = original
         await self.regular_file(place.path)
         written_on = await self.blob(place.commit, place.path)
         head = await self.blob("HEAD", place.path)
@@ -408,6 +414,15 @@ class SuggestionStep:
         return Planned(
             comment.comment_id, place.path, *carried, suggestion, position.user, comment.author
         )
+
+    async def has_commit(self, sha: str) -> bool:
+        """Whether the worktree's repository holds that commit (a sha GitHub gave)."""
+        if not SHA.fullmatch(sha):
+            return False
+        shown = await run_git(
+            "cat-file", "-e", f"{sha}^{{commit}}", cwd=self.run.worktree, check=False
+        )
+        return shown.returncode == 0
 
     async def regular_file(self, path: str) -> None:
         """Only a tracked regular file inside the worktree is written (never via a symlink)."""

@@ -6,7 +6,9 @@ indent, a block left open runs to the end of the body; a fence inside another co
 text). `place_of` reads where the comment sits from GitHub's review comment JSON: its lines
 `start_line`..`line` on the RIGHT side of the file at `commit_id`, or, once GitHub no longer
 places it on the current diff (`line` null), `original_start_line`..`original_line` at
-`original_commit_id`. `apply_suggestion` replaces those lines with the block's: a multi-line
+`original_commit_id` (also when the worktree does not hold `commit_id`: GitHub moves it to
+the newest head the lines are on, which may have been pushed after the worktree was fetched).
+`apply_suggestion` replaces those lines with the block's: a multi-line
 block, an empty block (the lines deleted), the file's own line endings kept (CRLF stays CRLF,
 whatever the comment body used), and a file whose last line has no newline keeps it without,
 also when that last line is deleted.
@@ -148,11 +150,13 @@ def _unindent(line: str, indent: int) -> str:
 # -- where the comment is ------------------------------------------------------------------------
 
 
-def place_of(comment: CommentPosition) -> Place | Unapplicable:
-    """The lines the suggestion replaces, from GitHub's comment JSON."""
+def place_of(comment: CommentPosition, *, original: bool = False) -> Place | Unapplicable:
+    """The lines the suggestion replaces, from GitHub's comment JSON; with `original`, the lines
+    at the commit it was written on even when GitHub places it on a later one (which the
+    worktree may not hold: GitHub moves `commit_id` to the newest head the lines are on)."""
     if comment.subject_type == "file" or not comment.path:
         return Unapplicable("it is a comment on the whole file, not on lines")
-    if comment.line is not None and comment.commit_id:
+    if not original and comment.line is not None and comment.commit_id:
         commit, last, first = comment.commit_id, comment.line, comment.start_line
     elif comment.original_line is not None and (comment.original_commit_id or comment.commit_id):
         commit = comment.original_commit_id or comment.commit_id or ""
