@@ -504,3 +504,30 @@ async def test_a_comment_github_moved_to_a_commit_the_worktree_lacks_is_placed_w
     assert '"Hello, "' in scenario.file_at_head("greet.py")
     assert scenario.commits_since_start() == ["Apply suggestions from code review"]
     assert "**Fixed**" in replies_by_comment(scenario)[moved["comment"]["id"]]
+
+
+async def test_a_file_holding_a_replacement_character_is_text_and_gets_its_suggestion(
+    open_prepared: Callable[[Prepare], Awaitable[AgentScenario]],
+) -> None:
+    """U+FFFD written in UTF-8 is text; a Latin-1 byte is not (handed to the agent)."""
+
+    def two_files(remote: Remote) -> None:
+        (remote.work / "latin.txt").write_bytes(b"caf\xe9\n")
+        remote.commit({"odd.txt": "bad byte: \ufffd\nkeep\n"}, "Two files", branch=HEAD_REF)
+
+    scenario = await open_prepared(two_files)
+    fields = {"commit_id": scenario.start_sha, "side": "RIGHT"}
+    fixed = scenario.review_comment(
+        "```suggestion\nKEEP\n```\n", line=2, fields={**fields, "path": "odd.txt"}
+    )
+    latin = scenario.review_comment(
+        "```suggestion\ncafe\n```\n", line=1, fields={**fields, "path": "latin.txt"}
+    )
+    latin_id = latin["comment"]["id"]
+    scenario.model.add(report([(latin_id, "declined", "Not text.")]), scripted.text("Done."))
+    await review_with(scenario, [fixed, latin])
+
+    task = scenario.model.requests[0].messages[0]["content"][0]["text"]
+    assert "latin.txt is not UTF-8 text" in task and f"Comment {fixed['comment']['id']}" not in task
+    assert blob_at_head(scenario, "odd.txt") == "bad byte: \ufffd\nKEEP\n".encode()
+    assert blob_at_head(scenario, "latin.txt") == b"caf\xe9\n"

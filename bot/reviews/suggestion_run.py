@@ -172,6 +172,8 @@ def co_author(author: Author | None, login: str) -> str:
 
 
 def commit_message(batch_id: int, planned: list[Planned]) -> str:
+    """GitHub's subject for applied suggestions, one `Co-authored-by` per reviewer, and
+    biagent's trailers naming the batch and the comments (how a stopped run finds it)."""
     trailers = []
     for item in planned:
         line = co_author(item.author, item.login)
@@ -239,6 +241,9 @@ class SuggestionStep:
         return found
 
     async def apply(self) -> SuggestionsDone:
+        """The batch's suggestions committed, tested and pushed (or found so after a stop), and
+        why the others were left to the agent. When someone else's conflicting commits refuse
+        the push, it plans again on their head: `restarts + 2` attempts in all."""
         candidates = self.candidates()
         if not candidates:
             return SuggestionsDone()
@@ -312,6 +317,7 @@ class SuggestionStep:
         return SuggestionsDone(ids, pushed_sha, replayed_tests or tests, left.handed, left.already)
 
     async def is_ancestor(self, sha: str, of: str) -> bool:
+        """Whether commit `sha` is on `of` (an empty `of`: no, nothing is recorded yet)."""
         if not of:
             return False
         check = await run_git(
@@ -444,6 +450,8 @@ class SuggestionStep:
         return output.stdout
 
     async def blob(self, revision: str, path: str) -> str:
+        """The file at `revision` as text; Unapplicable when it is missing there or is not
+        UTF-8 text (invalid bytes, a NUL)."""
         shown = await run_git(
             "cat-file", "blob", f"{revision}:{path}", cwd=self.run.worktree, check=False
         )
@@ -451,6 +459,10 @@ class SuggestionStep:
             if revision == "HEAD":
                 raise Unapplicable(f"{path} is not on the head any more")
             raise Unapplicable(f"{path} at {revision[:7]} cannot be read (not on the branch)")
-        if "\ufffd" in shown.stdout or "\x00" in shown.stdout:
+        try:
+            text = shown.raw.decode("utf-8")  # strict: a U+FFFD the file holds is text
+        except UnicodeDecodeError:
+            raise Unapplicable(f"{path} is not UTF-8 text") from None
+        if "\x00" in text:
             raise Unapplicable(f"{path} is not UTF-8 text")
-        return shown.stdout
+        return text
