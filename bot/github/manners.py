@@ -111,6 +111,7 @@ def graphql_url(api_url: str) -> str:
 
 
 def is_mutation(query: str) -> bool:
+    """Whether a GraphQL document is a mutation (spaced like a write), not a query."""
     return query.lstrip().startswith("mutation")
 
 
@@ -189,14 +190,21 @@ class PoliteInstallationAPI(gidgethub.aiohttp.GitHubAPI):
         return await super()._make_request(method, url, url_vars, data, *args, **kwargs)
 
     async def graphql(self, query: str, *, endpoint: str | None = None, **variables: Any) -> Any:
+        """gidgethub's GraphQL call at the endpoint beside the REST base, with a fresh token
+        and the REST manners. GraphQL has its own rate-limit bucket, which gidgethub writes
+        over `rate_limit`: that stays the REST one, for the REST calls' waits."""
         await self.manage_rate_limit(
             method="POST" if is_mutation(query) else "GET", url=endpoint or "graphql"
         )
         token = await self.app.installation_token(self.installation_id)
         self.oauth_token = token.token.reveal()
-        return await super().graphql(
-            query, endpoint=endpoint or graphql_url(self.app.api_url), **variables
-        )
+        rest_rate_limit = self.rate_limit
+        try:
+            return await super().graphql(
+                query, endpoint=endpoint or graphql_url(self.app.api_url), **variables
+            )
+        finally:
+            self.rate_limit = rest_rate_limit
 
     async def manage_rate_limit(self, *, method: str, url: str) -> None:
         rate_limit = self.rate_limit
