@@ -185,39 +185,6 @@ async def worked_before(
     return found_row is not None
 
 
-async def answered_and_idle(db: Database, kind: str, comment_id: int) -> bool:
-    """Whether the comment's current version was answered (an outcome in a done batch) and is
-    in no batch still in progress (gathering, running, responding): one that may be worked
-    again, as a reopened thread asks."""
-    row = await db.fetchone(
-        """
-        SELECT
-          SUM(CASE WHEN b.status = 'done' AND i.outcome IS NOT NULL THEN 1 ELSE 0 END),
-          SUM(CASE WHEN b.status IN ('gathering', 'running', 'responding') THEN 1 ELSE 0 END)
-        FROM review_comments c
-        JOIN review_batch_items i
-          ON i.comment_kind = c.kind AND i.comment_id = c.id AND i.comment_version = c.version
-        JOIN review_batches b ON b.id = i.batch_id
-        WHERE c.kind = ? AND c.id = ? AND c.deleted = 0
-        """,
-        (kind, comment_id),
-    )
-    return row is not None and bool(row[0]) and not row[1]
-
-
-async def waiting_elsewhere(db: Database, pr_id: int, *, besides_batch: int) -> set[int]:
-    """The diff comment ids of the pull request in a batch still in progress (gathering,
-    running, responding) other than `besides_batch`: comments not answered yet."""
-    rows = await db.fetchall(
-        "SELECT i.comment_id FROM review_batch_items i"
-        " JOIN review_batches b ON b.id = i.batch_id"
-        " WHERE b.pr_id = ? AND b.id <> ? AND i.comment_kind = 'review_comment'"
-        " AND b.status IN ('gathering', 'running', 'responding')",
-        (pr_id, besides_batch),
-    )
-    return {int(row[0]) for row in rows}
-
-
 async def leave_gathering_batch(db: Database, batch_id: int, kind: str, comment_id: int) -> None:
     """Take a comment out of a batch that is still gathering."""
     await db.write(

@@ -42,9 +42,9 @@ from bot.reviews.states import ActionKind, ActionStatus, Answer, ReviewState
 from bot.reviews.threads import thread_root
 from storage import (
     review_actions,
-    review_batches,
     review_comments,
     review_replies,
+    review_standing,
     review_states,
 )
 from storage.pull_requests import PullRequest
@@ -155,7 +155,7 @@ async def _not_waiting(
 ) -> dict[int, set[int]]:
     """The threads of `roots` where no newer comment waits in another batch (gathering or
     being worked): resolving those would hide the question the next batch answers."""
-    waiting = await review_batches.waiting_elsewhere(
+    waiting = await review_standing.waiting_elsewhere(
         service.db, pr.id, besides_batch=iteration.batch_id
     )
     if not waiting or not roots:
