@@ -18,12 +18,15 @@ from storage.timestamps import to_text
 
 @dataclass(frozen=True, slots=True)
 class Action:
+    """One thing done on GitHub after a pushed iteration, as stored under its key."""
+
     id: int
     pr_id: int
     iteration_id: int
     idempotency_key: str
     kind: str  # resolve_thread, rerequest_review
-    target: str  # the thread's root comment id; the reviewers' logins, comma separated
+    target: str  # the thread's root comment id; the reviewers' logins, comma separated (one
+    # login when GitHub refused them all at once and each was asked for alone)
     status: str  # intent, done, skipped, failed
     detail: str | None
     created_at: str
@@ -85,7 +88,16 @@ async def finish(
     )
 
 
+async def get_action(db: Database, action_id: int) -> Action:
+    """The action with this id, as stored now."""
+    row = await db.fetchone(
+        f"SELECT {_ACTION_COLUMNS} FROM review_actions WHERE id = ?", (action_id,)
+    )
+    return Action(*found(row, f"review action {action_id}"))
+
+
 async def list_actions(db: Database, pr_id: int) -> list[Action]:
+    """The pull request's actions, oldest first."""
     rows = await db.fetchall(
         f"SELECT {_ACTION_COLUMNS} FROM review_actions WHERE pr_id = ? ORDER BY id", (pr_id,)
     )

@@ -59,7 +59,8 @@ class Scenario:
         self.clock = clock
         self.engine = engine
         self.client: AppClient | None = None
-        self.comment_ids = itertools.count(7001)
+        # past 2^31, as GitHub's review comment ids are since 2025 (GraphQL's `databaseId` is null)
+        self.comment_ids = itertools.count(2**31 + 7001)
         base = load_json("github/pull_request_review_comment/created.payload.json")
         self.repository = base["repository"]
         self.installation = base["installation"]

@@ -9,6 +9,7 @@ from datetime import timedelta
 import aiohttp
 import gidgethub
 import pytest
+from gidgethub import sansio
 
 from bot.clock import ManualClock
 from bot.config import Secret
@@ -17,6 +18,7 @@ from bot.github.manners import (
     ApiManners,
     PoliteInstallationAPI,
     SelfApprovalRefused,
+    is_final_graphql_refusal,
     is_final_refusal,
 )
 from tests.fakes.github import FakeGitHub
@@ -201,3 +203,49 @@ def test_only_lasting_client_errors_are_final() -> None:
     broken = gidgethub.GitHubBroken(http.HTTPStatus(502))
     assert is_final_refusal(refused) and is_final_refusal(locked)
     assert not is_final_refusal(limited) and not is_final_refusal(broken)
+
+
+async def test_a_graphql_call_leaves_the_rest_rate_limit_as_it_was(
+    fake: FakeGitHub,
+    app_key: tuple[str, str],
+    clock: RecordingClock,
+    session: aiohttp.ClientSession,
+) -> None:
+    gh = polite(fake, app_key[0], clock, session)
+    rest = sansio.RateLimit(limit=5000, remaining=17, reset_epoch=clock.now().timestamp() + 60)
+    gh.rate_limit = rest
+    query = "query { viewer { login } }"  # the fake answers it with a GraphQL error
+    with pytest.raises(gidgethub.QueryError):
+        await gh.graphql(query)
+    data = await gh.graphql(
+        "query($o: String!, $n: String!, $x: Int!) { repository(owner: $o, name: $n) {"
+        " pullRequest(number: $x) { reviewThreads(first: 10) { nodes { id } } } } }",
+        o="octo",
+        n="repo",
+        x=1,
+    )
+    assert data["repository"]["pullRequest"]["reviewThreads"]["nodes"] == []
+    assert gh.rate_limit is rest
+
+
+def test_only_lasting_graphql_refusals_are_final() -> None:
+    def query_error(*types: str | None) -> gidgethub.QueryError:
+        errors = [{"message": "m"} | ({"type": t} if t else {}) for t in types]
+        return gidgethub.QueryError({"data": None, "errors": errors})
+
+    assert is_final_graphql_refusal(query_error("NOT_FOUND"))
+    assert is_final_graphql_refusal(query_error("FORBIDDEN", "NOT_FOUND"))
+    assert is_final_graphql_refusal(
+        gidgethub.BadGraphQLRequest(http.HTTPStatus(422), {"message": "m"})
+    )
+    for passing in (
+        query_error("RATE_LIMITED"),
+        query_error(None),  # "Something went wrong while executing your query"
+        query_error("NOT_FOUND", "RATE_LIMITED"),
+        gidgethub.BadGraphQLRequest(http.HTTPStatus(403), {"message": "secondary rate limit"}),
+        gidgethub.BadGraphQLRequest(http.HTTPStatus(429), {"message": "m"}),
+        gidgethub.GraphQLAuthorizationFailure({"message": "Bad credentials"}),
+        gidgethub.GraphQLResponseTypeError("text/html", "<html>502</html>"),
+        gidgethub.GraphQLException("Response contained no data", b""),
+    ):
+        assert not is_final_graphql_refusal(passing), passing

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from bot.reviews.engine import CommentOutcome, EngineResult, EngineStatus, OutcomeKind, ReviewBatch
 from tests.fakes.review_engine import fake_sha
 from tests.reviews_scenario import BOT, NUMBER, REPO, REVIEWER, Scenario, thread_event
@@ -264,3 +266,142 @@ async def test_a_reopened_thread_with_a_reply_is_answered_once_whichever_comes_f
     for root in (first, second):
         answers = [a for a in scenario.fake.replies_to(root) if a["user"]["login"] == BOT]
         assert len(answers) == 2  # one per batch
+
+
+async def test_a_thread_reopened_while_its_follow_up_is_worked_answers_it_once(
+    scenario: Scenario,
+) -> None:
+    """A reply in a resolved thread, its batch starts, then the reviewer unresolves the thread:
+    the reply is being worked already, so the reopening adds no second batch for it."""
+    (root,) = await comments_and_review(scenario, ["Rename this variable."])
+    follow_up = scenario.review_comment("No, call it `total`.", in_reply_to=root)
+    await scenario.send("pull_request_review_comment", follow_up)
+    scenario.engine.hold()
+    scenario.engine.started.clear()
+    await scenario.clock.advance(31)
+    assert scenario.client is not None
+    draining = asyncio.create_task(scenario.client.app[REVIEW_SCHEDULER].drain())
+    await asyncio.wait_for(scenario.engine.started.wait(), 5)
+    scenario.fake.threads.resolved.discard(root)  # "Unresolve", while the reply is worked
+    await scenario.send(
+        "pull_request_review_thread", thread_event(scenario, "unresolved", root, sender=REVIEWER)
+    )
+    scenario.engine.release()
+    await draining
+    await scenario.advance(400)
+    assert len(scenario.engine.batches) == 2
+    (worked,) = scenario.engine.batches[1].comments
+    assert worked.comment_id == follow_up["comment"]["id"]
+    answers = [a for a in scenario.fake.replies_to(root) if a["user"]["login"] == BOT]
+    assert len(answers) == 2  # the first comment's and the reply's: once each
+    detail = (await scenario.api("/api/pull-requests/1"))["pull_request"]
+    assert [b["trigger"] for b in detail["batches"]] == ["comments", "comments"]
+
+
+async def test_a_thread_with_a_newer_comment_waiting_is_not_resolved_until_that_is_answered(
+    scenario: Scenario,
+) -> None:
+    """The first comment is fixed while the reviewer asks more in its thread: the thread stays
+    open for the next batch's answer, and is resolved once that one is fixed too."""
+    root_payload = scenario.review_comment("Rename this variable.")
+    root = root_payload["comment"]["id"]
+    await scenario.send("pull_request_review_comment", root_payload)
+    scenario.engine.hold()
+    await scenario.clock.advance(31)
+    assert scenario.client is not None
+    draining = asyncio.create_task(scenario.client.app[REVIEW_SCHEDULER].drain())
+    await asyncio.wait_for(scenario.engine.started.wait(), 5)
+    more = scenario.review_comment("And the one below too.", in_reply_to=root)
+    await scenario.send("pull_request_review_comment", more)  # while the first is worked
+    scenario.engine.release()
+    await draining
+    await scenario.settle()
+    threads = scenario.fake.threads
+    assert threads.resolved_by_mutation == [] and root not in threads.resolved
+    answers = [a for a in scenario.fake.replies_to(root) if a["user"]["login"] == BOT]
+    assert len(answers) == 1  # the first comment was answered
+    await scenario.advance(31)
+    assert [c.comment_id for c in scenario.engine.batches[1].comments] == [more["comment"]["id"]]
+    assert threads.resolved_by_mutation == [root]
+
+
+MAY_PASS = {
+    "a proxy's 502 page": {"status": 502, "html": "<html><body>502 Bad Gateway</body></html>"},
+    "RATE_LIMITED": {
+        "status": 200,
+        "body": {"data": None, "errors": [{"type": "RATE_LIMITED", "message": "API rate limit"}]},
+    },
+    "something went wrong": {
+        "status": 200,
+        "body": {"errors": [{"message": "Something went wrong while executing your query."}]},
+    },
+    "a secondary rate limit": {"status": 403},
+}
+
+
+@pytest.mark.parametrize("failure", MAY_PASS.values(), ids=MAY_PASS.keys())
+async def test_a_graphql_failure_that_may_pass_is_tried_again_and_resolves_once(
+    scenario: Scenario, failure: dict[str, Any]
+) -> None:
+    scenario.fake.script_failure("POST", "/graphql", **failure)
+    payload = scenario.review_comment("Rename this.")
+    await scenario.send("pull_request_review_comment", payload)
+    await scenario.work_with_retries(60)
+    await scenario.settle()
+    assert scenario.fake.threads.resolved_by_mutation == [payload["comment"]["id"]]
+    rows = await scenario.db.fetchall(
+        "SELECT status FROM review_actions WHERE kind = ?", ("resolve_thread",)
+    )
+    assert [tuple(row) for row in rows] == [("done",)]
+    assert len(scenario.replies()) == 1
+
+
+async def test_a_thread_graphql_says_is_not_found_is_given_up_and_the_batch_goes_on(
+    scenario: Scenario,
+) -> None:
+    errors = [{"type": "NOT_FOUND", "message": "Could not resolve to a PullRequest."}]
+    scenario.fake.script_failure(
+        "POST", "/graphql", status=200, body={"data": None, "errors": errors}
+    )
+    await comments_and_review(scenario, ["Rename this."])
+    assert scenario.fake.threads.resolved_by_mutation == []
+    rows = await scenario.db.fetchall(
+        "SELECT status, detail FROM review_actions WHERE kind = ?", ("resolve_thread",)
+    )
+    ((status, detail),) = rows
+    assert status == "failed" and "Could not resolve" in detail
+    assert len(graphql_calls(scenario)) == 1  # not asked again
+    assert scenario.fake.threads.review_requests == [(REPO, NUMBER, [REVIEWER])]
+
+
+async def test_one_reviewer_github_refuses_does_not_keep_the_others_from_being_rerequested(
+    scenario: Scenario,
+) -> None:
+    """GitHub 422s the whole POST when one login is no collaborator (carol left the repository
+    after commenting): each is asked for alone, and REVIEWER is still re-requested, once."""
+    scenario.fake.set_permission(REPO, "carol", "write")
+    by_carol = scenario.review_comment("Spacing.", author="carol", review_id=905)
+    await scenario.send("pull_request_review_comment", by_carol)
+    del scenario.fake.permissions[(REPO, "carol")]
+    await comments_and_review(scenario, ["Rename this."])
+    assert scenario.fake.threads.requested_of(REPO, NUMBER) == [REVIEWER]
+    posts = scenario.fake.calls_to("POST", f"/repos/{REPO}/pulls/{NUMBER}/requested_reviewers")
+    assert [call.body["reviewers"] for call in posts] == [
+        sorted(["carol", REVIEWER], key=str.lower),
+        ["carol"],
+        [REVIEWER],
+    ]
+    rows = await scenario.db.fetchall(
+        "SELECT target, status FROM review_actions WHERE kind = ? ORDER BY id",
+        ("rerequest_review",),
+    )
+    assert [tuple(row) for row in rows] == [
+        (f"carol,{REVIEWER}", "done"),
+        ("carol", "failed"),
+        (REVIEWER, "done"),
+    ]
+    await scenario.advance(400)  # nothing asked again
+    assert (
+        len(scenario.fake.calls_to("POST", f"/repos/{REPO}/pulls/{NUMBER}/requested_reviewers"))
+        == 3
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from bot.reviews.engine import CommentOutcome, EngineResult, EngineStatus, OutcomeKind
 from storage import review_batches
 from tests.fakes.review_engine import fake_sha
-from tests.reviews_scenario import NUMBER, REPO, Scenario
+from tests.reviews_scenario import NUMBER, REPO, REVIEWER, Scenario
 
 
 async def three_comments_and_review(scenario: Scenario) -> list[int]:
@@ -587,3 +588,19 @@ async def test_single_comments_wait_for_the_quiet_window_together(scenario: Scen
     await scenario.advance(21)
     assert len(scenario.engine.batches) == 1
     assert len(scenario.engine.batches[0].comments) == 2
+
+
+async def test_the_summary_table_notifies_nobody_and_links_no_issue(scenario: Scenario) -> None:
+    """Posted each iteration, the table quotes each comment: as code spans, so no `@login`
+    pings its author or whoever it mentions, and no `#123` makes a backlink."""
+    text = "@octocat said in #123 to use `total` | not sum, cc @org/devs"
+    await scenario.send("pull_request_review_comment", scenario.review_comment(text))
+    await scenario.advance(31)
+    (summary,) = scenario.pr_comments()
+    (check_run,) = scenario.check_runs()
+    for body in (summary["body"], check_run["output"]["summary"]):
+        (row,) = [line for line in body.splitlines() if line.startswith("| `@")]
+        quoted = "`@octocat said in #123 to use 'total' \\| not sum, cc @org/devs`"
+        assert row.startswith(f"| `@{REVIEWER}`: {quoted} |")
+        outside = re.sub(r"`[^`]*`", "", body)
+        assert "@" not in outside and "#123" not in outside

@@ -84,6 +84,23 @@ def is_final_refusal(error: Exception) -> bool:
     return "rate limit" not in str(error).lower()
 
 
+FINAL_QUERY_ERRORS = frozenset({"NOT_FOUND", "FORBIDDEN"})
+
+
+def is_final_graphql_refusal(error: Exception) -> bool:
+    """A GraphQL refusal asking again will not change: a query error GitHub types NOT_FOUND or
+    FORBIDDEN (every one of them), or a 4xx other than 401, 403 and 429. Not a proxy's HTML
+    page, an empty body, "Something went wrong", RATE_LIMITED or a secondary rate limit: the
+    caller lets those go up, to be tried again."""
+    if isinstance(error, gidgethub.QueryError):
+        errors = (error.response or {}).get("errors") or [{}]
+        return all(isinstance(e, dict) and e.get("type") in FINAL_QUERY_ERRORS for e in errors)
+    if isinstance(error, gidgethub.BadGraphQLRequest):
+        status = int(error.status_code)
+        return 400 <= status < 500 and status not in (401, 403, 429)
+    return False
+
+
 def graphql_url(api_url: str) -> str:
     """The GraphQL endpoint of a REST base: GitHub Enterprise Server serves REST at
     `/api/v3` and GraphQL at `/api/graphql`; github.com (and a fake) at `/graphql`."""
@@ -94,6 +111,7 @@ def graphql_url(api_url: str) -> str:
 
 
 def is_mutation(query: str) -> bool:
+    """Whether a GraphQL document is a mutation (spaced like a write), not a query."""
     return query.lstrip().startswith("mutation")
 
 
@@ -172,14 +190,21 @@ class PoliteInstallationAPI(gidgethub.aiohttp.GitHubAPI):
         return await super()._make_request(method, url, url_vars, data, *args, **kwargs)
 
     async def graphql(self, query: str, *, endpoint: str | None = None, **variables: Any) -> Any:
+        """gidgethub's GraphQL call at the endpoint beside the REST base, with a fresh token
+        and the REST manners. GraphQL has its own rate-limit bucket, which gidgethub writes
+        over `rate_limit`: that stays the REST one, for the REST calls' waits."""
         await self.manage_rate_limit(
             method="POST" if is_mutation(query) else "GET", url=endpoint or "graphql"
         )
         token = await self.app.installation_token(self.installation_id)
         self.oauth_token = token.token.reveal()
-        return await super().graphql(
-            query, endpoint=endpoint or graphql_url(self.app.api_url), **variables
-        )
+        rest_rate_limit = self.rate_limit
+        try:
+            return await super().graphql(
+                query, endpoint=endpoint or graphql_url(self.app.api_url), **variables
+            )
+        finally:
+            self.rate_limit = rest_rate_limit
 
     async def manage_rate_limit(self, *, method: str, url: str) -> None:
         rate_limit = self.rate_limit

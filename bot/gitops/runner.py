@@ -88,6 +88,7 @@ class GitOutput:
     stdout: str
     stderr: str
     returncode: int
+    raw: bytes = b""  # stdout as git wrote it (a blob's bytes); not scrubbed: never log it
 
 
 def auth_header(token: Secret) -> str:
@@ -171,7 +172,7 @@ async def run_git(
     returncode = process.returncode if process.returncode is not None else -1
     if check and returncode != 0:
         raise GitError(args, returncode, stderr)
-    return GitOutput(stdout, stderr, returncode)
+    return GitOutput(stdout, stderr, returncode, stdout_bytes if token is None else b"")
 
 
 def _kill_group(process: asyncio.subprocess.Process) -> None:

@@ -8,16 +8,23 @@ intent is stored before the call, its end after):
 
 - a thread is resolved (GraphQL `resolveReviewThread`, review_threads.py) when every comment
   of the batch in it was answered `fixed` and its reply is posted; never one declined, asked
-  about or left unanswered. A thread found resolved already (an earlier attempt, the reviewer)
-  is left as it is. `reviews.resolve_threads: false` in `.github/biagent.yml` turns it off;
+  about or left unanswered, nor one where a newer comment waits in another batch (gathering or
+  being worked: its answer belongs in an open thread). A thread found resolved already (an
+  earlier attempt, the reviewer) is left as it is. `reviews.resolve_threads: false` in
+  `.github/biagent.yml` turns it off;
 - once per iteration, the people whose comments it fixed are re-requested
   (`POST .../pulls/{n}/requested_reviewers`): never biagent, another bot, the pull request's
-  author, or a reviewer whose latest review approves. After a kill between the intent and the
-  answer, the pull request's requested reviewers are read first, and the POST made only if
-  they are not all there. `reviews.rerequest_review: false` turns it off.
+  author, or a reviewer whose latest review approves. GitHub refuses the whole request (422)
+  when one of them is no collaborator: each is then asked for alone, under its own key. After
+  a kill between the intent and the answer, the pull request's requested reviewers are read
+  first, and the POST made only if they are not all there. `reviews.rerequest_review: false`
+  turns it off.
 
-A refusal GitHub will not change its mind about (a GraphQL error, a 4xx) is stored as
-`failed`, logged, and the batch goes on; a 5xx goes up and the scheduler tries again.
+A refusal GitHub will not change its mind about (a GraphQL NOT_FOUND or FORBIDDEN, a 4xx that
+is no rate limit: `is_final_graphql_refusal`, `is_final_refusal`) is stored as `failed`,
+logged, and the batch goes on; anything else (a 5xx, a proxy's HTML page, an empty body,
+RATE_LIMITED, "Something went wrong", a secondary rate limit) goes up and the scheduler tries
+again, where the intent stored first keeps each action once.
 """
 
 from __future__ import annotations
@@ -28,12 +35,18 @@ from collections.abc import Iterable, Mapping
 import gidgethub
 from gidgethub.abc import GitHubAPI
 
-from bot.github.manners import is_final_refusal
+from bot.github.manners import is_final_graphql_refusal, is_final_refusal
 from bot.reviews import review_threads
 from bot.reviews.service import ReviewService
 from bot.reviews.states import ActionKind, ActionStatus, Answer, ReviewState
 from bot.reviews.threads import thread_root
-from storage import review_actions, review_comments, review_replies, review_states
+from storage import (
+    review_actions,
+    review_comments,
+    review_replies,
+    review_standing,
+    review_states,
+)
 from storage.pull_requests import PullRequest
 from storage.review_actions import Action
 from storage.review_batches import BatchItem
@@ -122,7 +135,9 @@ async def follow_through(
         }
         diff_comments = {c.id: c for (kind, _), c in by_key.items() if kind == "review_comment"}
         roots = threads_to_resolve(items, diff_comments, posted)
-        await _resolve(service, gh, pr, iteration, roots)
+        await _resolve(
+            service, gh, pr, iteration, await _not_waiting(service, pr, iteration, roots)
+        )
     if rules.rerequest_review:
         states = await review_states.reviewer_states(service.db, pr.id)
         logins = reviewers_to_rerequest(
@@ -133,6 +148,25 @@ async def follow_through(
         )
         if logins:
             await _rerequest(service, gh, pr, iteration, logins)
+
+
+async def _not_waiting(
+    service: ReviewService, pr: PullRequest, iteration: Iteration, roots: dict[int, set[int]]
+) -> dict[int, set[int]]:
+    """The threads of `roots` where no newer comment waits in another batch (gathering or
+    being worked): resolving those would hide the question the next batch answers."""
+    waiting = await review_standing.waiting_elsewhere(
+        service.db, pr.id, besides_batch=iteration.batch_id
+    )
+    if not waiting or not roots:
+        return roots
+    every = {
+        c.id: c
+        for c in await review_comments.list_comments(service.db, pr.id)
+        if c.kind == "review_comment"
+    }
+    held = {thread_root(every[i], every) for i in waiting if i in every}
+    return {root: ids for root, ids in roots.items() if root not in held}
 
 
 async def _resolve(
@@ -160,6 +194,8 @@ async def _resolve(
     try:
         threads = await review_threads.list_threads(gh, pr)
     except gidgethub.GraphQLException as error:
+        if not is_final_graphql_refusal(error):
+            raise  # a proxy's page, a rate limit, "Something went wrong": tried again
         for action, _ in pending:
             await _failed(service, pr, action, f"the review threads could not be read: {error}")
         return
@@ -184,6 +220,8 @@ async def _resolve_one(
         try:
             await review_threads.resolve_thread(gh, thread.node_id)
         except gidgethub.GraphQLException as error:
+            if not is_final_graphql_refusal(error):
+                raise
             await _failed(service, pr, action, f"{thread.node_id}: {error}")
             return
         log.info("%s: thread %s resolved (%s)", pr.stream, action.target, thread.node_id)
@@ -214,12 +252,66 @@ async def _rerequest(
     try:
         await gh.post(url, data={"reviewers": recorded})
     except gidgethub.BadRequest as error:
+        if int(error.status_code) == 422 and len(recorded) > 1:
+            await _rerequest_each(service, gh, pr, action, url, recorded)
+            return
         if is_final_refusal(error):
             await _failed(service, pr, action, f"{int(error.status_code)} {error}")
             return
         raise
     log.info("%s: review re-requested from %s", pr.stream, ", ".join(recorded))
     await review_actions.finish(db, action.id, ActionStatus.DONE, now=service.clock.now())
+
+
+async def _rerequest_each(
+    service: ReviewService,
+    gh: GitHubAPI,
+    pr: PullRequest,
+    whole: Action,
+    url: str,
+    logins: list[str],
+) -> None:
+    """GitHub refused the whole request (422: one of them is not a collaborator any more): each
+    login is asked for alone, each under its own key, so the others are still re-requested."""
+    db = service.db
+    requested: list[str] = []
+    for login in logins:
+        action, new = await review_actions.record_intent(
+            db,
+            pr_id=pr.id,
+            iteration_id=whole.iteration_id,
+            key=f"{whole.idempotency_key}:{login.lower()}",
+            kind=ActionKind.REREQUEST_REVIEW,
+            target=login,
+            now=service.clock.now(),
+        )
+        if action.status == ActionStatus.INTENT:
+            await _rerequest_one(service, gh, pr, action, url, new=new)
+            action = await review_actions.get_action(db, action.id)
+        if action.status == ActionStatus.DONE:
+            requested.append(login)
+    status = ActionStatus.DONE if requested else ActionStatus.FAILED
+    detail = f"422 for all at once; requested one at a time: {', '.join(requested) or 'none'}"
+    await review_actions.finish(db, whole.id, status, now=service.clock.now(), detail=detail)
+
+
+async def _rerequest_one(
+    service: ReviewService, gh: GitHubAPI, pr: PullRequest, action: Action, url: str, *, new: bool
+) -> None:
+    if not new and await _all_requested(gh, url, [action.target]):
+        await review_actions.finish(
+            service.db, action.id, ActionStatus.DONE, now=service.clock.now()
+        )
+        return
+    try:
+        await gh.post(url, data={"reviewers": [action.target]})
+    except gidgethub.BadRequest as error:
+        if is_final_refusal(error):
+            await _failed(service, pr, action, f"{int(error.status_code)} {error}")
+            return
+        raise
+    log.info("%s: review re-requested from %s", pr.stream, action.target)
+    await review_actions.finish(service.db, action.id, ActionStatus.DONE, now=service.clock.now())
 
 
 async def _all_requested(gh: GitHubAPI, url: str, logins: list[str]) -> bool:

@@ -48,7 +48,13 @@ from bot.reviews.on_comment import take_comment
 from bot.reviews.service import ReviewService
 from bot.reviews.states import BatchStatus, OverallReviewState, ReviewState
 from bot.reviews.unworked import conclude_unworked
-from storage import pull_requests, review_batches, review_comments, review_states
+from storage import (
+    pull_requests,
+    review_batches,
+    review_comments,
+    review_standing,
+    review_states,
+)
 from storage.pull_requests import PullRequest, Subscription
 from storage.review_comments import NewComment
 
@@ -277,8 +283,9 @@ async def _work_reopened_thread(
         if c.kind == "review_comment"
     }
     last = reopened_thread_comment(comments, ids)
-    if last is not None and await gathered_in_thread(service, pr, last):
+    if last is None or await gathered_in_thread(service, pr, last):
         return  # a newer comment of the thread is gathered already: it is worked with all of it
-    if last is not None:
-        log.info("%s: thread of %d reopened by @%s", pr.stream, last, sender.get("login"))
-        await gather(service, gh, pr, [("review_comment", last)], trigger="reopened", again=True)
+    if not await review_standing.answered_and_idle(service.db, "review_comment", last):
+        return  # not answered yet: it is gathered or being worked, and answered then, once
+    log.info("%s: thread of %d reopened by @%s", pr.stream, last, sender.get("login"))
+    await gather(service, gh, pr, [("review_comment", last)], trigger="reopened", again=True)

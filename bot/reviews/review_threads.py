@@ -3,8 +3,9 @@
 REST has no word for a thread's resolution, so this is the one GraphQL part of the review
 concern, through gidgethub's `gh.graphql()` (bot/github/manners.py fetches the installation
 token and picks the endpoint beside the REST base). A thread is found by its comments' REST ids
-(`databaseId`): biagent knows a thread by its root comment's id, GitHub's mutation wants the
-thread's node id.
+(`fullDatabaseId`, a BigInt GitHub sends as a string: review comment ids passed 2^31 in 2025,
+and the older Int `databaseId` is null for those): biagent knows a thread by its root comment's
+id, GitHub's mutation wants the thread's node id.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ query($owner: String!, $name: String!, $number: Int!, $cursor: String) {{
         nodes {{
           id
           isResolved
-          comments(first: {COMMENTS_PER_THREAD}) {{ nodes {{ databaseId }} }}
+          comments(first: {COMMENTS_PER_THREAD}) {{ nodes {{ fullDatabaseId }} }}
         }}
       }}
     }}
@@ -57,8 +58,13 @@ class ThreadNode:
 
 def _thread(node: dict[str, Any]) -> ThreadNode:
     comments = (node.get("comments") or {}).get("nodes") or []
-    ids = frozenset(int(c["databaseId"]) for c in comments if c and c.get("databaseId"))
+    ids = frozenset(_comment_id(c) for c in comments if c and c.get("fullDatabaseId"))
     return ThreadNode(str(node["id"]), bool(node.get("isResolved")), ids)
+
+
+def _comment_id(comment: dict[str, Any]) -> int:
+    """A comment's REST id from its `fullDatabaseId` (a BigInt: a string, or a number)."""
+    return int(str(comment["fullDatabaseId"]))
 
 
 async def list_threads(gh: GitHubAPI, pr: PullRequest) -> list[ThreadNode]:

@@ -20,7 +20,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import gidgethub
@@ -40,9 +43,9 @@ from bot.reviews.states import Answer
 from bot.reviews.suggestions import (
     Author,
     CommentPosition,
+    Place,
     Suggestion,
     Unapplicable,
-    already_applied,
     apply_suggestion,
     carry_range,
     find_suggestion,
@@ -50,6 +53,7 @@ from bot.reviews.suggestions import (
     overlapping,
     parse_hunks,
     place_of,
+    reads_as_suggested,
 )
 from bot.worktrees.files import tracked_changes
 
@@ -62,6 +66,9 @@ SUBJECT = "Apply suggestions from code review"
 SUGGESTIONS_TRAILER = "Biagent-Suggestions"
 APPLIED_NOTE = "Applied the suggestion as written."
 REGULAR_FILE_MODES = ("100644", "100755")
+SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+UNCHANGED_ASK = "what it asks is in its words"
+UNCHANGED = f"applying its block changes nothing in the file: {UNCHANGED_ASK}"
 DIFF = ("diff", "--no-ext-diff", "--no-textconv", "--no-color", "--no-renames", "--unified=0")
 
 
@@ -165,6 +172,8 @@ def co_author(author: Author | None, login: str) -> str:
 
 
 def commit_message(batch_id: int, planned: list[Planned]) -> str:
+    """GitHub's subject for applied suggestions, one `Co-authored-by` per reviewer, and
+    biagent's trailers naming the batch and the comments (how a stopped run finds it)."""
     trailers = []
     for item in planned:
         line = co_author(item.author, item.login)
@@ -189,6 +198,27 @@ def applied_ids(message: str, batch_id: int) -> tuple[int, ...] | None:
     return None
 
 
+async def already_applied(
+    worktree: Path, place: Place, written_on: str, head: str, suggestion: Suggestion
+) -> bool:
+    """Whether the head already reads as the suggestion would make the file (someone committed
+    it: GitHub's own button, by hand, an earlier batch). Git aligns the two texts (the
+    suggested one stored as a blob), in its own process: never a diff on the event loop."""
+    suggested = apply_suggestion(written_on, place.first, place.last, suggestion)
+    if suggested == head:
+        return True
+    if not suggestion.lines:
+        return False
+    with tempfile.TemporaryFile() as text:
+        text.write(suggested.encode("utf-8"))
+        text.seek(0)
+        stored = await run_git(
+            "hash-object", "-w", "--no-filters", "--stdin", cwd=worktree, stdin=text
+        )
+    diff = await run_git(*DIFF, stored.stdout.strip(), f"HEAD:{place.path}", cwd=worktree)
+    return reads_as_suggested(head, parse_hunks(diff.stdout), place.first, suggestion)
+
+
 class SuggestionStep:
     """One batch's suggestions in the run's worktree."""
 
@@ -211,6 +241,9 @@ class SuggestionStep:
         return found
 
     async def apply(self) -> SuggestionsDone:
+        """The batch's suggestions committed, tested and pushed (or found so after a stop), and
+        why the others were left to the agent. When someone else's conflicting commits refuse
+        the push, it plans again on their head: `restarts + 2` attempts in all."""
         candidates = self.candidates()
         if not candidates:
             return SuggestionsDone()
@@ -220,7 +253,10 @@ class SuggestionStep:
                 planned, left = await self.plan(candidates)
                 if not planned:
                     return left
-                await self.commit(planned)
+                if not await self.commit(planned):
+                    for item in planned:
+                        left.handed[item.comment_id] = UNCHANGED
+                    return left
                 earlier = await self.earlier_commit()
                 if earlier is None:
                     raise self.run.stopped("the suggestions' commit is not on the worktree")
@@ -281,6 +317,7 @@ class SuggestionStep:
         return SuggestionsDone(ids, pushed_sha, replayed_tests or tests, left.handed, left.already)
 
     async def is_ancestor(self, sha: str, of: str) -> bool:
+        """Whether commit `sha` is on `of` (an empty `of`: no, nothing is recorded yet)."""
         if not of:
             return False
         check = await run_git(
@@ -288,7 +325,9 @@ class SuggestionStep:
         )
         return check.returncode == 0
 
-    async def commit(self, planned: list[Planned]) -> None:
+    async def commit(self, planned: list[Planned]) -> bool:
+        """The planned suggestions written and committed on the worktree; False, with nothing
+        committed, when writing them changes no byte (git would refuse an empty commit)."""
         worktree = self.run.worktree
         if await tracked_changes(worktree):
             await self.run.discard()  # left by something else: the plan was made on HEAD
@@ -301,8 +340,12 @@ class SuggestionStep:
                 text = apply_suggestion(text, item.first, item.last, item.suggestion)
             (worktree / path).write_bytes(text.encode("utf-8"))
         await self.run.git("--literal-pathspecs", "add", "--", *paths)
+        staged = await run_git("diff", "--cached", "--quiet", cwd=worktree, check=False)
+        if staged.returncode == 0:
+            return False
         message = commit_message(self.batch_id, planned)
         await self.run.git("commit", "--quiet", "--no-verify", "-m", message)
+        return True
 
     # -- the plan ---------------------------------------------------------------------------
 
@@ -348,19 +391,25 @@ class SuggestionStep:
         place = place_of(position)
         if isinstance(place, Unapplicable):
             raise place
+        if not await self.has_commit(place.commit):  # pushed after the worktree was fetched
+            original = place_of(position, original=True)
+            if isinstance(original, Place) and await self.has_commit(original.commit):
+                place = original
         await self.regular_file(place.path)
         written_on = await self.blob(place.commit, place.path)
         head = await self.blob("HEAD", place.path)
         expected = lines_of(written_on, place.first, place.last)
+        lines = f"lines {place.first}-{place.last} of {place.path}"
+        if suggestion.lines == expected:
+            raise Unapplicable(f"its block repeats {lines} unchanged: {UNCHANGED_ASK}")
         carried: tuple[int, int] | None = (place.first, place.last)
         if written_on != head:
             diff = await self.git_or_unapplicable(
                 "--literal-pathspecs", *DIFF, place.commit, "HEAD", "--", place.path
             )
             carried = carry_range(parse_hunks(diff), place.first, place.last)
-        lines = f"lines {place.first}-{place.last} of {place.path}"
         if carried is None or lines_of(head, *carried) != expected:
-            if already_applied(written_on, head, place.first, place.last, suggestion):
+            if await already_applied(self.run.worktree, place, written_on, head, suggestion):
                 raise AlreadyApplied(
                     f"the branch already reads as this suggestion makes it ({lines} as of"
                     f" {place.commit[:7]}); nothing left to change"
@@ -371,6 +420,15 @@ class SuggestionStep:
         return Planned(
             comment.comment_id, place.path, *carried, suggestion, position.user, comment.author
         )
+
+    async def has_commit(self, sha: str) -> bool:
+        """Whether the worktree's repository holds that commit (a sha GitHub gave)."""
+        if not SHA.fullmatch(sha):
+            return False
+        shown = await run_git(
+            "cat-file", "-e", f"{sha}^{{commit}}", cwd=self.run.worktree, check=False
+        )
+        return shown.returncode == 0
 
     async def regular_file(self, path: str) -> None:
         """Only a tracked regular file inside the worktree is written (never via a symlink)."""
@@ -392,6 +450,8 @@ class SuggestionStep:
         return output.stdout
 
     async def blob(self, revision: str, path: str) -> str:
+        """The file at `revision` as text; Unapplicable when it is missing there or is not
+        UTF-8 text (invalid bytes, a NUL)."""
         shown = await run_git(
             "cat-file", "blob", f"{revision}:{path}", cwd=self.run.worktree, check=False
         )
@@ -399,6 +459,10 @@ class SuggestionStep:
             if revision == "HEAD":
                 raise Unapplicable(f"{path} is not on the head any more")
             raise Unapplicable(f"{path} at {revision[:7]} cannot be read (not on the branch)")
-        if "\ufffd" in shown.stdout or "\x00" in shown.stdout:
+        try:
+            text = shown.raw.decode("utf-8")  # strict: a U+FFFD the file holds is text
+        except UnicodeDecodeError:
+            raise Unapplicable(f"{path} is not UTF-8 text") from None
+        if "\x00" in text:
             raise Unapplicable(f"{path} is not UTF-8 text")
-        return shown.stdout
+        return text

@@ -6,7 +6,9 @@ indent, a block left open runs to the end of the body; a fence inside another co
 text). `place_of` reads where the comment sits from GitHub's review comment JSON: its lines
 `start_line`..`line` on the RIGHT side of the file at `commit_id`, or, once GitHub no longer
 places it on the current diff (`line` null), `original_start_line`..`original_line` at
-`original_commit_id`. `apply_suggestion` replaces those lines with the block's: a multi-line
+`original_commit_id` (also when the worktree does not hold `commit_id`: GitHub moves it to
+the newest head the lines are on, which may have been pushed after the worktree was fetched).
+`apply_suggestion` replaces those lines with the block's: a multi-line
 block, an empty block (the lines deleted), the file's own line endings kept (CRLF stays CRLF,
 whatever the comment body used), and a file whose last line has no newline keeps it without,
 also when that last line is deleted.
@@ -17,11 +19,12 @@ diff. A range no hunk touches moves by the lines added or removed above it; a hu
 changes, removes or inserts a line inside it means the lines changed, and the suggestion is not
 applied (the agent gets it with that reason). The caller then checks the carried lines still
 read exactly as the comment saw them, so a diff that aligns differently can never misapply.
+`reads_as_suggested` tells, through the same hunks (git's, from the file as the suggestion
+would make it to the head), whether someone committed the suggestion already.
 """
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -67,6 +70,8 @@ class Hunk:
 
 
 class Author(msgspec.Struct, frozen=True):
+    """A comment's author as GitHub's JSON gives it: the login and the account id."""
+
     login: str
     id: int
 
@@ -145,11 +150,13 @@ def _unindent(line: str, indent: int) -> str:
 # -- where the comment is ------------------------------------------------------------------------
 
 
-def place_of(comment: CommentPosition) -> Place | Unapplicable:
-    """The lines the suggestion replaces, from GitHub's comment JSON."""
+def place_of(comment: CommentPosition, *, original: bool = False) -> Place | Unapplicable:
+    """The lines the suggestion replaces, from GitHub's comment JSON; with `original`, the lines
+    at the commit it was written on even when GitHub places it on a later one (which the
+    worktree may not hold: GitHub moves `commit_id` to the newest head the lines are on)."""
     if comment.subject_type == "file" or not comment.path:
         return Unapplicable("it is a comment on the whole file, not on lines")
-    if comment.line is not None and comment.commit_id:
+    if not original and comment.line is not None and comment.commit_id:
         commit, last, first = comment.commit_id, comment.line, comment.start_line
     elif comment.original_line is not None and (comment.original_commit_id or comment.commit_id):
         commit = comment.original_commit_id or comment.commit_id or ""
@@ -248,32 +255,16 @@ def carry_range(hunks: Iterable[Hunk], first: int, last: int) -> tuple[int, int]
     return first + shift, last + shift
 
 
-def text_hunks(old: str, new: str) -> list[Hunk]:
-    """The hunks between two texts, as `--unified=0` would write them, by difflib's alignment
-    (for a text git does not hold: the file as the suggestion would have made it)."""
-    matcher = difflib.SequenceMatcher(a=split_lines(old), b=split_lines(new), autojunk=False)
-    return [
-        Hunk(i1 if i1 == i2 else i1 + 1, i2 - i1, j1 if j1 == j2 else j1 + 1, j2 - j1)
-        for tag, i1, i2, j1, j2 in matcher.get_opcodes()
-        if tag != "equal"
-    ]
-
-
-BIGGEST_COMPARED = 20_000  # lines; beyond, a file is not searched for a suggestion in place
-
-
-def already_applied(written_on: str, head: str, first: int, last: int, s: Suggestion) -> bool:
-    """Whether the head already reads as the suggestion would make it (someone committed it,
-    GitHub's own button or an earlier batch): its new lines are there, where they belong."""
-    suggested = apply_suggestion(written_on, first, last, s)
-    if suggested == head:
-        return True
-    too_big = max(len(split_lines(suggested)), len(split_lines(head))) > BIGGEST_COMPARED
-    if not s.lines or too_big:
+def reads_as_suggested(head: str, hunks: Iterable[Hunk], first: int, s: Suggestion) -> bool:
+    """Whether the head holds the suggestion's new lines where they belong: `hunks` are those
+    of `git diff --unified=0` from the file as the suggestion would make it (its lines at
+    `first`) to the head. A deletion cannot be told apart from lines never there: False."""
+    if not s.lines:
         return False
-    carried = carry_range(text_hunks(suggested, head), first, first + len(s.lines) - 1)
+    carried = carry_range(hunks, first, first + len(s.lines) - 1)
     return carried is not None and lines_of(head, *carried) == s.lines
 
 
 def overlapping(ranges: Sequence[tuple[int, int]], candidate: tuple[int, int]) -> bool:
+    """Whether `candidate` shares a line with any of `ranges` (inclusive line ranges)."""
     return any(not (candidate[1] < start or end < candidate[0]) for start, end in ranges)

@@ -1,11 +1,12 @@
 """What a worked batch says on GitHub: the summary comment and the check run's title and table.
 
 Pure text from the stored iteration and batch items (the worker posts it, replies.py writes it
-once); one row per comment: its outcome, by whom (a reviewer's suggestion applied as written, or
-the agent) and what it cost (a suggestion nothing; the agent's run shared by the comments it
-was given), then the commit, the tests and the cost of the run. Which comments were applied as
-suggestions is read from the engine's stored report (`suggestion` on its outcome) for the
-comments whose checked outcome is `fixed`.
+once); one row per comment (its author and words as code spans, so a summary posted each
+iteration notifies nobody and links no issue): its outcome, by whom (a reviewer's suggestion
+applied as written, or the agent) and what it cost (a suggestion nothing; the agent's run
+shared by the comments it was given), then the commit, the tests and the cost of the run.
+Which comments were applied as suggestions is read from the engine's stored report
+(`suggestion` on its outcome) for the comments whose checked outcome is `fixed`.
 """
 
 from __future__ import annotations
@@ -116,6 +117,18 @@ def _said(body: str) -> str:
     return named.replace("`", "'")
 
 
+def _inert(text: str) -> str:
+    """Text as a code span: an `@login` in it notifies nobody, a `#123` links nothing (every
+    iteration's summary would otherwise ping each commenter and everyone they mentioned)."""
+    words = " ".join(text.replace("`", "'").split())
+    return f"`{words}`" if words else ""
+
+
+def _who_said(login: str, body: str) -> str:
+    """The comment cell: its author and the start of its words, both inert."""
+    return f"{_inert('@' + login)}: {_inert(_said(body)[:80])}"
+
+
 def _rows(
     iteration: Iteration, items: list[BatchItem], by_key: dict[tuple[str, int], Comment]
 ) -> list[tuple[str, ...]]:
@@ -135,7 +148,7 @@ def _rows(
         title = replies.OUTCOME_TITLES.get(item.outcome or "", item.outcome or "?")
         rows.append(
             (
-                f"@{comment.author_login}: {_said(item.body or comment.body)[:80]}",
+                _who_said(comment.author_login, item.body or comment.body),
                 _where(comment),
                 "Applied suggestion" if key in suggested else title,
                 "suggestion" if key in by_suggestion else "agent",

@@ -91,6 +91,22 @@ class ScriptedFailure:
     message: str
     times: int
     after_handling: bool = False  # the request takes effect, then the answer is the failure
+    body: Any = None  # answered as JSON instead of {"message": ...} (a GraphQL `errors` list)
+    html: str | None = None  # answered as text/html instead (a proxy's 502 page)
+
+
+def _failure_response(failure: ScriptedFailure) -> web.Response:
+    if failure.html is not None:
+        return web.Response(
+            text=failure.html,
+            status=failure.status,
+            headers=failure.headers,
+            content_type="text/html",
+        )
+    body = failure.body
+    if body is None:
+        body = {"message": failure.message, "documentation_url": "https://docs.github.com/rest"}
+    return web.json_response(body, status=failure.status, headers=failure.headers)
 
 
 @dataclass
@@ -194,14 +210,7 @@ class FakeGitHub:
                 failure.times -= 1
                 if failure.after_handling:
                     await handler(request)  # e.g. a 502 from GitHub's edge after the write
-                return web.json_response(
-                    {
-                        "message": failure.message,
-                        "documentation_url": "https://docs.github.com/rest",
-                    },
-                    status=failure.status,
-                    headers=failure.headers,
-                )
+                return _failure_response(failure)
         return await handler(request)
 
     def check_jwt(self, request: web.Request) -> dict[str, Any]:
@@ -313,9 +322,12 @@ class FakeGitHub:
         headers: dict[str, str] | None = None,
         message: str | None = None,
         after_handling: bool = False,
+        body: Any = None,
+        html: str | None = None,
     ) -> None:
         """The next `times` calls matching (method, full-match regex) answer `status`; with
-        `after_handling`, each takes effect first (GitHub wrote it, then answered an error)."""
+        `after_handling`, each takes effect first (GitHub wrote it, then answered an error).
+        `body` is answered as JSON instead of GitHub's message, `html` as an HTML page."""
         default = {
             403: "You have exceeded a secondary rate limit. Please wait a few minutes before you"
             " try again.",
@@ -330,6 +342,8 @@ class FakeGitHub:
                 message or default,
                 times,
                 after_handling,
+                body,
+                html,
             )
         )
 

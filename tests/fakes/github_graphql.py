@@ -2,12 +2,14 @@
 
 `POST /graphql` answers the two operations biagent sends, as GitHub's GraphQL API does: the
 pull request's `reviewThreads` (paged by `first`/`after` with `pageInfo`, each thread's `id`,
-`isResolved` and its comments' `databaseId`) and `resolveReviewThread(input: {threadId})`. It
-reads the query's own variable names (`repository(owner: $o, name: $n)`, `pullRequest(number:
-$x)`, `after: $cursor`, `threadId: $t`), so a query that names a variable it does not send gets
-nothing, as on GitHub. Anything else is a GraphQL error (200 with `errors`), as is an unknown
-thread id. A thread is a root review comment and its replies; its node id is opaque
-(`PRRT_...`, made when first listed or asked for by `node_id_of`), so biagent must look it up.
+`isResolved` and its comments' `fullDatabaseId`, a BigInt as a string, and `databaseId`, an Int
+that is null for an id past 2^31 - 1, as GitHub answers since review comment ids passed it) and
+`resolveReviewThread(input: {threadId})`. It reads the query's own variable names
+(`repository(owner: $o, name: $n)`, `pullRequest(number: $x)`, `after: $cursor`, `threadId:
+$t`), so a query that names a variable it does not send gets nothing, as on GitHub. Anything
+else is a GraphQL error (200 with `errors`), as is an unknown thread id. A thread is a root
+review comment and its replies; its node id is opaque (`PRRT_...`, made when first listed or
+asked for by `node_id_of`), so biagent must look it up.
 
 `POST /repos/{o}/{r}/pulls/{n}/requested_reviewers` adds reviewers (422 for the pull request's
 author and for someone who is not a collaborator, as GitHub answers), and `GET` lists them
@@ -128,7 +130,7 @@ class ThreadsAndReviewers:
                 {
                     "id": self.node_id_of(root),
                     "isResolved": root in self.resolved,
-                    "comments": {"nodes": [{"databaseId": i} for i in thread[:comments_first]]},
+                    "comments": {"nodes": [_comment_node(i) for i in thread[:comments_first]]},
                 }
             )
         end = start + len(chunk)
@@ -191,6 +193,11 @@ class ThreadsAndReviewers:
         public = {name: value for name, value in pull.items() if not name.startswith("_")}
         answer = {**public, "requested_reviewers": self._users(requested)}
         return web.json_response(answer, status=201)
+
+
+def _comment_node(comment_id: int) -> dict[str, Any]:
+    small = comment_id if comment_id < 2**31 else None  # GraphQL's Int is 32 bits
+    return {"databaseId": small, "fullDatabaseId": str(comment_id)}
 
 
 def _unprocessable(message: str) -> web.Response:
