@@ -44,9 +44,18 @@ async def _sleep_until(clock: Clock, deadline: float) -> None:
 
 
 class ReviewScheduler:
-    def __init__(self, service: ReviewService, *, max_attempts: int = MAX_ATTEMPTS) -> None:
+    def __init__(
+        self,
+        service: ReviewService,
+        *,
+        max_attempts: int = MAX_ATTEMPTS,
+        idle_poll_s: float | None = None,
+    ) -> None:
+        """`idle_poll_s`: a worker's short interval (WORKER_POLL_INTERVAL), since batches a
+        web instance's API made due cannot wake it; None, IDLE_POLL_S."""
         self.service = service
         self.max_attempts = max_attempts
+        self.idle_poll_s = IDLE_POLL_S if idle_poll_s is None else idle_poll_s
         self._wakeup = asyncio.Event()
         self._running: dict[int, asyncio.Task[None]] = {}
 
@@ -127,7 +136,7 @@ class ReviewScheduler:
 
     async def _wait(self) -> None:
         self._wakeup.clear()
-        timeout = IDLE_POLL_S
+        timeout = self.idle_poll_s
         next_due = await review_batches.next_due_at(self.service.db)
         clock = self.service.clock
         # The deadline is fixed now: the sleeper task starts later, and the clock may have
