@@ -66,6 +66,9 @@ class Reconciler:
         now = self._clock.now()
         # Spares are not in the tables; whatever a crash left of them is rebuilt on demand.
         await self._spares.discard()
+        adopted = await worktree_store.adopt_sessions(self._db, self._views.instance_id)
+        if adopted:
+            log.info("worktrees: %d sessions from before instances were recorded: mine", adopted)
         for view in await self._views.list_sessions():
             try:
                 await self._reconcile_session(view, now, repaired, cleaned)

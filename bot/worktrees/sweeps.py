@@ -61,7 +61,9 @@ class Sweeper:
         if repository is None or not decision.remove_worktree:
             return []
         cleaned = []
-        rows = await worktree_store.live_repos_for_pull_request(self._db, repository.id, pr_number)
+        rows = await worktree_store.live_repos_for_pull_request(
+            self._db, repository.id, pr_number, instance_id=self._views.instance_id
+        )
         for session_id in dict.fromkeys(row.session_id for row in rows):
             if await self._removal.cleanup_session(
                 session_id,
@@ -77,7 +79,7 @@ class Sweeper:
             return []
         cleaned: list[str] = []
         seen: set[tuple[int, int]] = set()
-        for row in await worktree_store.live_repos(self._db):
+        for row in await worktree_store.live_repos(self._db, instance_id=self._views.instance_id):
             if row.pr_number is None or (row.repository_id, row.pr_number) in seen:
                 continue
             seen.add((row.repository_id, row.pr_number))
@@ -123,7 +125,10 @@ class Sweeper:
 
     async def cleanup_orphans(self) -> list[str]:
         """Remove worktree directories and git worktrees that no live session owns."""
-        live_paths = {Path(row.path) for row in await worktree_store.live_repos(self._db)}
+        # Another instance's worktrees are not on this disk; its paths could be (one shared
+        # WORKTREE_ROOT path on every machine) and must stay out of this disk's live set.
+        mine = await worktree_store.live_repos(self._db, instance_id=self._views.instance_id)
+        live_paths = {Path(row.path) for row in mine}
         live_sessions = {view.id for view in await self._views.list_sessions()}
         removed = await self._orphaned_git_worktrees(live_paths)
         removed += await self._orphaned_directories(live_paths, live_sessions)
