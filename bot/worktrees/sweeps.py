@@ -1,5 +1,8 @@
 """The scheduled sweep and what it removes: sessions of merged or closed pull requests (their
 state decides, bot/worktrees/cleanup.py), idle sessions, orphans no session owns.
+
+Each instance sweeps its own disk: the sessions it removes are its own (bot/worktrees/views.py),
+and an orphan is what no live session of any instance names.
 """
 
 from __future__ import annotations
@@ -125,11 +128,10 @@ class Sweeper:
 
     async def cleanup_orphans(self) -> list[str]:
         """Remove worktree directories and git worktrees that no live session owns."""
-        # Another instance's worktrees are not on this disk; its paths could be (one shared
-        # WORKTREE_ROOT path on every machine) and must stay out of this disk's live set.
-        mine = await worktree_store.live_repos(self._db, instance_id=self._views.instance_id)
-        live_paths = {Path(row.path) for row in mine}
-        live_sessions = {view.id for view in await self._views.list_sessions()}
+        # Any instance's: on another machine its paths are not here anyway, and two instances
+        # given one WORKTREE_ROOT by mistake must not remove each other's worktrees.
+        live_paths = {Path(row.path) for row in await worktree_store.live_repos(self._db)}
+        live_sessions = {view.id for view in await self._views.list_sessions(anywhere=True)}
         removed = await self._orphaned_git_worktrees(live_paths)
         removed += await self._orphaned_directories(live_paths, live_sessions)
         mirrors_dir = self._layout.mirrors_dir
