@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -264,13 +265,15 @@ async def live_sessions_for_owner(
     ]
 
 
-async def adopt_sessions(db: Database, instance_id: str) -> int:
-    """Record `instance_id` on the sessions made before sessions recorded their instance
-    (one process per database then): they are on the disk of the first one to look."""
-    result = await db.write(
-        "UPDATE worktree_sessions SET instance_id = ? WHERE instance_id IS NULL", (instance_id,)
-    )
-    return result.rowcount
+async def move_sessions(db: Database, session_ids: Sequence[str], instance_id: str) -> None:
+    """Record that these sessions are on `instance_id`'s disk (bot/worktrees/reconcile.py)."""
+    if session_ids:
+        await db.write_many(
+            [
+                ("UPDATE worktree_sessions SET instance_id = ? WHERE id = ?", (instance_id, id_))
+                for id_ in session_ids
+            ]
+        )
 
 
 # -- worktrees ------------------------------------------------------------------------------

@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,21 +26,11 @@ from storage.database import Database
 from storage.ticket_records import TicketRecord
 from tests.conftest import AppClient, StartApp
 from tests.helpers import auth_headers, github_headers, load_json, make_settings
-from tests.postgres_server import PostgresServer
 from tests.worktree_helpers import make_remote
 from web.app import create_app
 from web.keys import DISPATCHER, INTAKE, PIPELINES, SERVICES
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def shared_url(postgres_server: PostgresServer) -> Iterator[str]:
-    """One migrated PostgreSQL database the test's instances share (asked for before
-    `start_app`, so the apps close before it is dropped)."""
-    url = postgres_server.fresh_database()
-    yield url
-    postgres_server.drop(url)
 
 
 async def start_instance(
@@ -83,9 +72,9 @@ async def deliveries_of(client: AppClient) -> list[tuple[str, str]]:
 
 
 async def test_a_web_instance_stores_a_delivery_and_a_worker_dispatches_it(
-    shared_url: str, start_app: StartApp, tmp_path: Path
+    shared_postgres_url: str, start_app: StartApp, tmp_path: Path
 ) -> None:
-    web = await start_instance(start_app, tmp_path, shared_url, Role.WEB)
+    web = await start_instance(start_app, tmp_path, shared_postgres_url, Role.WEB)
     assert DISPATCHER not in web.app and INTAKE in web.app  # it stores, it works nothing
     assert not web.app[PIPELINES].engine.tasks.runs_here
     body = json.dumps(load_json("github/ping/payload.json")).encode()
@@ -95,7 +84,7 @@ async def test_a_web_instance_stores_a_delivery_and_a_worker_dispatches_it(
     assert response.status == 202 and (await response.json())["status"] == "accepted"
     assert await deliveries_of(web) == [("d-1", "pending")]
 
-    worker = await start_instance(start_app, tmp_path, shared_url, Role.WORKER)
+    worker = await start_instance(start_app, tmp_path, shared_postgres_url, Role.WORKER)
     processed, arrived = stored_frames(worker, "delivery_processed")
     second = json.dumps(load_json("github/ping/payload.json")).encode()
     response = await web.post(
@@ -110,9 +99,9 @@ async def test_a_web_instance_stores_a_delivery_and_a_worker_dispatches_it(
 
 
 async def test_a_worker_serves_the_probes_and_nothing_else(
-    shared_url: str, start_app: StartApp, tmp_path: Path
+    shared_postgres_url: str, start_app: StartApp, tmp_path: Path
 ) -> None:
-    worker = await start_instance(start_app, tmp_path, shared_url, Role.WORKER)
+    worker = await start_instance(start_app, tmp_path, shared_postgres_url, Role.WORKER)
     assert (await worker.get("/healthz")).status == 200
     ready = await worker.get("/readyz")
     assert ready.status == 200
@@ -125,8 +114,10 @@ async def test_a_worker_serves_the_probes_and_nothing_else(
     body = b'{"zen": "x"}'
     hook = await worker.post("/webhooks/github", data=body, headers=github_headers("ping", body))
     assert hook.status == 404
-    web = await start_instance(start_app, tmp_path, shared_url, Role.WEB)
-    assert (await (await web.get("/readyz")).json())["role"] == "web"
+    web = await start_instance(start_app, tmp_path, shared_postgres_url, Role.WEB)
+    shown = await (await web.get("/readyz")).json()
+    assert shown["role"] == "web"
+    assert shown["integrations"]["agents"]["detail"] == "a web instance: the workers run them"
     assert (await web.get("/api/deliveries", headers=auth_headers())).status == 200
 
 
@@ -180,13 +171,13 @@ async def store_ticket(url: str, key: str) -> None:
 
 
 async def test_a_pipeline_started_on_a_web_instance_is_run_by_a_worker(
-    shared_url: str, start_app: StartApp, tmp_path: Path
+    shared_postgres_url: str, start_app: StartApp, tmp_path: Path
 ) -> None:
     """The web instance commits the start and runs nothing; the worker sees a running pipeline
     with no task and takes it: its first step fails there, the agents being off on it."""
-    await store_ticket(shared_url, "PROJ-1")
-    web = await start_instance(start_app, tmp_path, shared_url, Role.WEB)
-    worker = await start_instance(start_app, tmp_path, shared_url, Role.WORKER)
+    await store_ticket(shared_postgres_url, "PROJ-1")
+    web = await start_instance(start_app, tmp_path, shared_postgres_url, Role.WEB)
+    worker = await start_instance(start_app, tmp_path, shared_postgres_url, Role.WORKER)
     failed, arrived = stored_frames(worker, "pipeline_failed")
     remote = make_remote(tmp_path, "octo/app", {"app.py": "print(1)\n"})
     registered = await web.post(

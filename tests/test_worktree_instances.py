@@ -29,6 +29,7 @@ IDLE_TTL_S = 3600.0
 @dataclass
 class Machines:
     db: Database
+    bus: EventBus
     clock: ManualClock
     a: WorktreeManager
     b: WorktreeManager
@@ -54,7 +55,7 @@ async def machines(tmp_path: Path, open_database: OpenDatabase) -> AsyncIterator
     )
     a, b = machine("a"), machine("b")
     try:
-        yield Machines(db, clock, a, b, repository, remote)
+        yield Machines(db, bus, clock, a, b, repository, remote)
     finally:
         await a.close()
         await b.close()
@@ -99,6 +100,30 @@ async def test_another_instances_session_is_absent_here(machines: Machines) -> N
         machines.repository, pr_number=7, head_ref="feature", run_setup=False
     )
     assert again.id == theirs.id  # each instance reuses its own
+
+
+async def test_a_restart_under_a_new_identity_keeps_the_sessions_on_its_disk(
+    machines: Machines, tmp_path: Path
+) -> None:
+    """The identity is new at each start by default: what is on this disk stays this disk's."""
+    made = await machines.a.create_session("PROJ-3", [machines.repository], run_setup=False)
+    await machines.b.reconcile()  # another machine: not on its disk, not taken
+    assert (await worktree_store.get_session(machines.db, made.id)).instance_id == "box-a"  # type: ignore[union-attr]
+    await machines.a.close()
+    restarted = WorktreeManager(
+        db=machines.db,
+        bus=machines.bus,
+        clock=machines.clock,
+        instance_id="box-a-again",
+        **manager_arguments(tmp_path / "a", {"idle_ttl_s": IDLE_TTL_S}),
+    )
+    try:
+        await restarted.reconcile()
+        view = await restarted.get(made.id)
+        assert view is not None and view.status == "created"
+        assert view.session.instance_id == "box-a-again" and Path(view.repos[0].path).is_dir()
+    finally:
+        await restarted.close()
 
 
 async def test_sessions_from_before_instances_are_adopted_by_the_first_to_reconcile(

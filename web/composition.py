@@ -339,7 +339,13 @@ async def metrics(app: web.Application) -> AsyncIterator[None]:
     and the event-loop lag probe on the scheduler."""
     probe = LoopLagProbe()
     app[METRICS] = OperatorMetrics(app[SERVICES], probe)
-    app[SCHEDULER].add(LOOP_LAG_JOB, probe.measure, every_s=LOOP_LAG_EVERY_S, run_at_start=True)
+    app[SCHEDULER].add(
+        LOOP_LAG_JOB,
+        probe.measure,
+        every_s=LOOP_LAG_EVERY_S,
+        run_at_start=True,
+        lock_name=f"{LOOP_LAG_JOB}:{app[SETTINGS].instance_id}",  # each process measures its own
+    )
     try:
         yield
     finally:
