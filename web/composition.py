@@ -260,7 +260,7 @@ async def reviews(app: web.Application) -> AsyncIterator[None]:
         connection=app[GITHUB_CONNECTION],
         wake_scheduler=doorbell.ring,
     )
-    if settings.role.works:  # a web instance's doorbell rings no one: the workers poll
+    if settings.role.works:  # a web instance works no batch (review_batches): no engine
         service.engine = _review_engine(app, service)
     review_scheduler = ReviewScheduler(service, idle_poll_s=_idle_poll_s(app))
     doorbell.listen(review_scheduler.wake)
