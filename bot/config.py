@@ -74,10 +74,9 @@ class Settings:
     database_statement_timeout: Annotated[
         float, Env("DATABASE_STATEMENT_TIMEOUT", Duration(low=0.1))
     ] = 30.0
-    # what this process does (bot/roles.py), who it is among several (worktree rows, claims),
-    # and how often a worker looks for work other instances wrote
+    # what this process does (bot/roles.py), and how often a worker looks for work other
+    # instances wrote
     role: Annotated[Role, Env("BIAGENT_ROLE", Member(Role))] = Role.ALL
-    instance_id: Annotated[str, Env("BIAGENT_INSTANCE_ID", Text())] = PROCESS_INSTANCE_ID
     worker_poll_interval: Annotated[float, Env("WORKER_POLL_INTERVAL", Duration(low=0.05))] = 1.0
     api_token: Annotated[Secret | None, Env("BIAGENT_API_TOKEN", SecretText())] = None
     public_url: Annotated[str | None, Env("BIAGENT_PUBLIC_URL", Url())] = None
@@ -130,6 +129,9 @@ class Settings:
     worktree_port_base: Annotated[int, Env("WORKTREE_PORT_BASE", WholeNumber(1024, 60000))] = 20000
     worktree_spares: Annotated[int, Env("WORKTREE_SPARES", WholeNumber(0, 8))] = 1
     dispatch_concurrency: Annotated[int, Env("DISPATCH_CONCURRENCY", WholeNumber(1, 64))] = 4
+    # issue 13: who this instance is to the others sharing the database (worktree sessions,
+    # claims); by default new at each process start, and the same everywhere in the process
+    instance_id: Annotated[str, Env("BIAGENT_INSTANCE_ID", Text())] = PROCESS_INSTANCE_ID
     delivery_max_attempts: Annotated[int, Env("DELIVERY_MAX_ATTEMPTS", WholeNumber(1, 100))] = 8
     events_kept: Annotated[int, Env("EVENTS_KEPT", WholeNumber(100, 100_000_000))] = 100_000
     # What anonymous clients may hold (web/webhook_body.py, web/serving.py, web/ws.py); with no
