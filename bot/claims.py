@@ -17,9 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
-import uuid
 from datetime import timedelta
 
 from bot.clock import Clock
@@ -31,11 +28,6 @@ log = logging.getLogger(__name__)
 
 VERSION_CHECK_S = 5.0
 RENEWALS_PER_LEASE = 3
-
-
-def generated_instance_id() -> str:
-    """`<hostname>-<pid>-<random>`: new at each start, unique among the running instances."""
-    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
 class WorkClaims:

@@ -21,6 +21,7 @@ from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 from typing import Annotated, Any
 
+from bot.roles import Role, default_instance_id, sqlite_problem
 from bot.settings_readers import (
     PRIVATE_KEY_PATH,
     AnyPath,
@@ -29,6 +30,7 @@ from bot.settings_readers import (
     Duration,
     Env,
     Environment,
+    Member,
     Networks,
     Number,
     OneOf,
@@ -46,6 +48,7 @@ from storage.database import is_postgres_url, redacted_url
 
 SHORT_TOKEN = 16  # an API token shorter than this is accepted, with a warning at start-up
 DEFAULT_MODEL = "claude-sonnet-4-5"
+PROCESS_INSTANCE_ID = default_instance_id()  # one per process start: BIAGENT_INSTANCE_ID's default
 
 
 class ConfigError(Exception):
@@ -71,6 +74,10 @@ class Settings:
     database_statement_timeout: Annotated[
         float, Env("DATABASE_STATEMENT_TIMEOUT", Duration(low=0.1))
     ] = 30.0
+    # what this process does (bot/roles.py), and how often a worker looks for work other
+    # instances wrote
+    role: Annotated[Role, Env("BIAGENT_ROLE", Member(Role))] = Role.ALL
+    worker_poll_interval: Annotated[float, Env("WORKER_POLL_INTERVAL", Duration(low=0.05))] = 1.0
     api_token: Annotated[Secret | None, Env("BIAGENT_API_TOKEN", SecretText())] = None
     public_url: Annotated[str | None, Env("BIAGENT_PUBLIC_URL", Url())] = None
     # the reverse proxies whose X-Forwarded-Proto/-Host and Forwarded headers are believed
@@ -122,9 +129,9 @@ class Settings:
     worktree_port_base: Annotated[int, Env("WORKTREE_PORT_BASE", WholeNumber(1024, 60000))] = 20000
     worktree_spares: Annotated[int, Env("WORKTREE_SPARES", WholeNumber(0, 8))] = 1
     dispatch_concurrency: Annotated[int, Env("DISPATCH_CONCURRENCY", WholeNumber(1, 64))] = 4
-    # issue 13: who this instance is to the others sharing the database (None: generated at
-    # each start, bot/claims.py) and how long its claim on a job holds without a heartbeat
-    instance_id: Annotated[str | None, Env("BIAGENT_INSTANCE_ID", Text())] = None
+    # issue 13: who this instance is to the others sharing the database (worktree sessions,
+    # claims); by default new at each process start, and the same everywhere in the process
+    instance_id: Annotated[str, Env("BIAGENT_INSTANCE_ID", Text())] = PROCESS_INSTANCE_ID
     work_lease_seconds: Annotated[float, Env("WORK_LEASE_SECONDS", Duration(low=3.0))] = 60.0
     delivery_max_attempts: Annotated[int, Env("DELIVERY_MAX_ATTEMPTS", WholeNumber(1, 100))] = 8
     events_kept: Annotated[int, Env("EVENTS_KEPT", WholeNumber(100, 100_000_000))] = 100_000
@@ -174,6 +181,10 @@ class Settings:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
         return f"http://{host}:{self.port}"
 
+    def role_problem(self) -> str | None:
+        """Why this role cannot run on this database (a split needs PostgreSQL), or None."""
+        return None if is_postgres_url(self.database_url) else sqlite_problem(self.role)
+
     def database_options(self) -> dict[str, Any]:
         """What `Database.open` takes besides the URL (each engine reads its own)."""
         return {
@@ -218,6 +229,7 @@ class Settings:
             )
         return [
             *warnings,
+            f"role: {self.role} (instance {self.instance_id})",
             f"database: {self.database_description()}",
             f"GitHub App: {github}",
             f"GitHub webhooks: {webhooks}",
@@ -254,6 +266,10 @@ def _check_together(environment: Environment, values: dict[str, Any]) -> None:
         environment.refuse(missing, "needed too, the GitHub App needs both id and key")
     if values["jira_url"] and values["jira_api_token"] is None:
         environment.refuse("JIRA_API_TOKEN", "needed when JIRA_URL is set")
+    if not environment.refused & {"BIAGENT_ROLE", "DATABASE_URL"}:
+        problem = sqlite_problem(values["role"])
+        if problem is not None and not is_postgres_url(values["database_url"]):
+            environment.refuse("BIAGENT_ROLE", problem)
     if values["review_max_wait_seconds"] < values["review_debounce_seconds"]:
         environment.refuse(
             "REVIEW_MAX_WAIT_SECONDS", "must not be shorter than REVIEW_DEBOUNCE_SECONDS"

@@ -97,6 +97,8 @@ class Dispatcher:
     concerns: list[Concern]
     concurrency: int = DEFAULT_SETTINGS.dispatch_concurrency
     max_attempts: int = DEFAULT_SETTINGS.delivery_max_attempts
+    # a worker's short interval (WORKER_POLL_INTERVAL): web instances store what it works
+    idle_poll_s: float = IDLE_POLL_S
     _wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     _running: set[asyncio.Task[None]] = field(default_factory=set)
     _working: set[int] = field(default_factory=set)  # the deliveries of _running
@@ -149,7 +151,7 @@ class Dispatcher:
         self._wakeup.set()
 
     async def _wait_for_work(self) -> None:
-        timeout = IDLE_POLL_S
+        timeout = self.idle_poll_s
         next_due = await deliveries.next_due_at(self.services.db)
         if (
             next_due is not None
@@ -161,7 +163,7 @@ class Dispatcher:
             if timeout == 0.0:
                 return
         # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation
-        # that arrives as the wake-up is set, and shutdown then hangs for IDLE_POLL_S.
+        # that arrives as the wake-up is set, and shutdown then hangs for idle_poll_s.
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
                 await self._wakeup.wait()

@@ -54,6 +54,8 @@ def _webhooks(services: Services) -> Integration:
 
 
 def _agents(services: Services) -> Integration:
+    if not services.settings.role.works:
+        return Integration("agents", IntegrationState.OFF, "a web instance: the workers run them")
     if services.agents is None:
         return Integration("agents", IntegrationState.OFF, "ANTHROPIC_API_KEY is not set")
     return Integration("agents", IntegrationState.OK, "agent runner started")

@@ -52,6 +52,7 @@ class ScheduledJob:
     runs: int = 0
     failures: int = 0
     skipped: int = 0  # runs another instance had (Scheduler's `exclusive`)
+    lock_name: str = ""  # what `exclusive` is asked for: the job's name unless given
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
@@ -66,14 +67,28 @@ class Scheduler:
         self._jobs: dict[str, ScheduledJob] = {}
 
     def add(
-        self, name: str, function: JobFunction, *, every_s: float, run_at_start: bool = False
+        self,
+        name: str,
+        function: JobFunction,
+        *,
+        every_s: float,
+        run_at_start: bool = False,
+        lock_name: str | None = None,
     ) -> ScheduledJob:
-        """Register and start a job; a name already registered is refused (one job per name)."""
+        """Register and start a job; a name already registered is refused (one job per name).
+        `lock_name` is what runs one at a time across instances (the name by default; a job on
+        each instance's own disk names its instance)."""
         if every_s <= 0:
             raise ValueError(f"job {name}: the interval must be positive, not {every_s}")
         if name in self._jobs:
             raise ValueError(f"a job named {name} is already scheduled")
-        job = ScheduledJob(name=name, every_s=every_s, run_at_start=run_at_start, function=function)
+        job = ScheduledJob(
+            name=name,
+            every_s=every_s,
+            run_at_start=run_at_start,
+            function=function,
+            lock_name=lock_name or name,
+        )
         # The first due time is fixed now, not when the task first runs: the clock may move
         # in between (a test's ManualClock.advance does).
         first_due = self.clock.monotonic() + (0.0 if run_at_start else every_s)
@@ -102,7 +117,7 @@ class Scheduler:
 
     async def _run_once(self, job: ScheduledJob) -> None:
         try:
-            async with self._exclusive(f"job:{job.name}") as mine:
+            async with self._exclusive(f"job:{job.lock_name}") as mine:
                 if not mine:
                     job.skipped += 1
                     log.info("scheduled job %s skipped: another instance is running it", job.name)

@@ -9,6 +9,7 @@ fields and defaults.
 
 from __future__ import annotations
 
+import enum
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -147,6 +148,20 @@ class OneOf(WhenSet):
         if raw.upper() not in self.choices:
             raise Refused(f"one of {', '.join(self.choices)}; got {raw.upper()}")
         return raw.upper()
+
+
+@dataclass(frozen=True, slots=True)
+class Member(WhenSet):
+    """A member of a string enum, by its lower-case value (BIAGENT_ROLE: all, web, worker)."""
+
+    kind: type[enum.StrEnum]
+
+    def convert(self, raw: str) -> Any:
+        try:
+            return self.kind(raw.lower())
+        except ValueError:
+            choices = ", ".join(member.value for member in self.kind)
+            raise Refused(f"one of {choices}; got {raw.lower()}") from None
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -70,6 +71,7 @@ class WorktreeSession:
     updated_at: str
     last_used_at: str
     cleaned_at: str | None
+    instance_id: str | None  # whose disk it is on (BIAGENT_INSTANCE_ID); None: from before
 
     @property
     def live(self) -> bool:
@@ -104,7 +106,7 @@ class InputRequest:
 
 _SESSION_COLUMNS = (
     "id, owner, branch, stream, status, held_by, error, cleaned_reason, created_at, updated_at,"
-    " last_used_at, cleaned_at"
+    " last_used_at, cleaned_at, instance_id"
 )
 _REPO_COLUMNS = (
     "id, session_id, repository_id, path, branch, base_sha, status, push_url, push_ref,"
@@ -134,16 +136,24 @@ def _request(row: Any) -> InputRequest:
 
 
 async def create_session(
-    db: Database, *, session_id: str, owner: str, branch: str, stream: str, now: datetime
+    db: Database,
+    *,
+    session_id: str,
+    owner: str,
+    branch: str,
+    stream: str,
+    now: datetime,
+    instance_id: str | None = None,
 ) -> WorktreeSession:
     stamp = to_text(now)
     await db.write(
         """
         INSERT INTO worktree_sessions
-            (id, owner, branch, stream, status, created_at, updated_at, last_used_at)
-        VALUES (?, ?, ?, ?, 'creating', ?, ?, ?)
+            (id, owner, branch, stream, status, created_at, updated_at, last_used_at,
+             instance_id)
+        VALUES (?, ?, ?, ?, 'creating', ?, ?, ?, ?)
         """,
-        (session_id, owner, branch, stream, stamp, stamp, stamp),
+        (session_id, owner, branch, stream, stamp, stamp, stamp, instance_id),
     )
     stored = found(await get_session(db, session_id), f"worktree session {session_id}")
     return stored
@@ -222,23 +232,48 @@ async def get_session(db: Database, session_id: str) -> WorktreeSession | None:
     return None if row is None else _session(row)
 
 
-async def list_sessions(db: Database, *, live_only: bool = True) -> list[WorktreeSession]:
-    where = "WHERE status != 'cleaned'" if live_only else ""
-    rows = await db.fetchall(
-        f"SELECT {_SESSION_COLUMNS} FROM worktree_sessions {where} ORDER BY created_at, id"
-    )
-    return [_session(row) for row in rows]
+def _where(conditions: list[str]) -> str:
+    return f"WHERE {' AND '.join(conditions)}" if conditions else ""
 
 
-async def live_sessions_for_owner(db: Database, owner: str) -> list[WorktreeSession]:
+async def list_sessions(
+    db: Database, *, live_only: bool = True, instance_id: str | None = None
+) -> list[WorktreeSession]:
+    """Every session, or with `instance_id` those on that instance's disk alone."""
+    conditions = ["status != 'cleaned'"] if live_only else []
+    params: list[object] = []
+    if instance_id is not None:
+        conditions.append("instance_id = ?")
+        params.append(instance_id)
     rows = await db.fetchall(
         f"""
-        SELECT {_SESSION_COLUMNS} FROM worktree_sessions
-        WHERE owner = ? AND status != 'cleaned' ORDER BY created_at, id
+        SELECT {_SESSION_COLUMNS} FROM worktree_sessions {_where(conditions)}
+        ORDER BY created_at, id
         """,
-        (owner,),
+        params,
     )
     return [_session(row) for row in rows]
+
+
+async def live_sessions_for_owner(
+    db: Database, owner: str, *, instance_id: str | None = None
+) -> list[WorktreeSession]:
+    return [
+        session
+        for session in await list_sessions(db, instance_id=instance_id)
+        if session.owner == owner
+    ]
+
+
+async def move_sessions(db: Database, session_ids: Sequence[str], instance_id: str) -> None:
+    """Record that these sessions are on `instance_id`'s disk (bot/worktrees/reconcile.py)."""
+    if session_ids:
+        await db.write_many(
+            [
+                ("UPDATE worktree_sessions SET instance_id = ? WHERE id = ?", (instance_id, id_))
+                for id_ in session_ids
+            ]
+        )
 
 
 # -- worktrees ------------------------------------------------------------------------------
@@ -320,33 +355,36 @@ async def repos_of_session(db: Database, session_id: str) -> list[WorktreeRepo]:
     return [_repo(row) for row in rows]
 
 
-async def live_repos(db: Database, *, repository_id: int | None = None) -> list[WorktreeRepo]:
-    if repository_id is None:
-        rows = await db.fetchall(
-            f"SELECT {_REPO_COLUMNS} FROM worktree_repos WHERE status != 'removed' ORDER BY id"
-        )
-    else:
-        rows = await db.fetchall(
-            f"""
-            SELECT {_REPO_COLUMNS} FROM worktree_repos
-            WHERE status != 'removed' AND repository_id = ? ORDER BY id
-            """,
-            (repository_id,),
-        )
+async def live_repos(
+    db: Database,
+    *,
+    repository_id: int | None = None,
+    pr_number: int | None = None,
+    instance_id: str | None = None,
+) -> list[WorktreeRepo]:
+    """The worktrees not removed: of one repository (and pull request) when given, and with
+    `instance_id` those on that instance's disk alone."""
+    conditions: list[str] = ["status != 'removed'"]
+    params: list[object] = []
+    for column, value in (("repository_id", repository_id), ("pr_number", pr_number)):
+        if value is not None:
+            conditions.append(f"{column} = ?")
+            params.append(value)
+    if instance_id is not None:
+        conditions.append("session_id IN (SELECT id FROM worktree_sessions WHERE instance_id = ?)")
+        params.append(instance_id)
+    rows = await db.fetchall(
+        f"SELECT {_REPO_COLUMNS} FROM worktree_repos {_where(conditions)} ORDER BY id", params
+    )
     return [_repo(row) for row in rows]
 
 
 async def live_repos_for_pull_request(
-    db: Database, repository_id: int, pr_number: int
+    db: Database, repository_id: int, pr_number: int, *, instance_id: str | None = None
 ) -> list[WorktreeRepo]:
-    rows = await db.fetchall(
-        f"""
-        SELECT {_REPO_COLUMNS} FROM worktree_repos
-        WHERE repository_id = ? AND pr_number = ? AND status != 'removed' ORDER BY id
-        """,
-        (repository_id, pr_number),
+    return await live_repos(
+        db, repository_id=repository_id, pr_number=pr_number, instance_id=instance_id
     )
-    return [_repo(row) for row in rows]
 
 
 # -- questions to a person ------------------------------------------------------------------

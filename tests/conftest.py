@@ -145,6 +145,15 @@ def database_url(database_urls: Callable[[str], str]) -> str:
 
 
 @pytest.fixture
+def shared_postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """One migrated PostgreSQL database that several app instances in a test share (ask for it
+    before `start_app`, or a fixture using it, so the apps close before it is dropped)."""
+    url = postgres_server.fresh_database()
+    yield url
+    postgres_server.drop(url)
+
+
+@pytest.fixture
 def settings(tmp_path: Path, database_url: str) -> Settings:
     return make_settings(tmp_path, database_url=database_url)
 

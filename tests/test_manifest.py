@@ -32,5 +32,10 @@ def test_every_permission_line_says_why() -> None:
             assert "#" in line, f"permission without a reason: {line}"
 
 
-def test_procfile_serves_on_all_interfaces() -> None:
-    assert (ROOT / "Procfile").read_text().strip() == "web: HOST=0.0.0.0 python -m bot"
+def test_procfile_runs_web_and_worker_instances_on_all_interfaces() -> None:
+    """The split of docs/deploy.md: web instances take requests, workers work (and serve their
+    probes on all interfaces, for the platform's health checks)."""
+    assert (ROOT / "Procfile").read_text().splitlines() == [
+        "web: BIAGENT_ROLE=web HOST=0.0.0.0 python -m bot",
+        "worker: BIAGENT_ROLE=worker HOST=0.0.0.0 python -m bot",
+    ]

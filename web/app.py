@@ -16,7 +16,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from bot.clock import Clock, SystemClock
-from bot.config import Settings
+from bot.config import ConfigError, Settings
 from bot.reviews.engine import ReviewEngine
 from web import (
     auth,
@@ -86,7 +86,11 @@ def create_app(
     review_engine: ReviewEngine | None = None,
 ) -> web.Application:
     """The application; `review_engine` replaces the agent engine that works review batches
-    (tests pass a scripted one)."""
+    (tests pass a scripted one). A role the database cannot hold (a split on SQLite) is a
+    ConfigError, as `load_settings` reports it from the environment."""
+    problem = settings.role_problem()
+    if problem is not None:
+        raise ConfigError([f"BIAGENT_ROLE: {problem}"])
     app = web.Application(
         middlewares=[error_middleware, forwarded.forwarded_middleware, auth.auth_middleware],
         client_max_size=MAX_WEBHOOK_BYTES,
@@ -100,6 +104,20 @@ def create_app(
     formats.install(templates, app)
     app.router.add_get("/healthz", healthz)
     app.router.add_routes(metrics.routes)
+    if settings.role.serves_requests:
+        _add_request_routes(app)
+    app[SETTINGS] = settings
+    app[CLOCK] = clock or SystemClock()
+    app[READ_BUDGET] = ReadBudget(settings.webhook_read_budget_mb * MIB)
+    if review_engine is not None:
+        app[REVIEW_ENGINE] = review_engine
+    app.cleanup_ctx.extend(composition.CONTEXTS)
+    return app
+
+
+def _add_request_routes(app: web.Application) -> None:
+    """What a web instance (or the one process) serves besides the probes: webhooks, the
+    pages, the API and the WebSocket. A worker serves the probes alone (bot/roles.py)."""
     app.router.add_get("/login", auth.login)
     app.router.add_routes(webhooks_github.routes)
     app.router.add_routes(webhooks_jira.routes)
@@ -122,10 +140,3 @@ def create_app(
     app.router.add_routes(tickets_api.routes)
     app.router.add_routes(sessions_api.routes)
     app.router.add_static("/static", HERE / "static")
-    app[SETTINGS] = settings
-    app[CLOCK] = clock or SystemClock()
-    app[READ_BUDGET] = ReadBudget(settings.webhook_read_budget_mb * MIB)
-    if review_engine is not None:
-        app[REVIEW_ENGINE] = review_engine
-    app.cleanup_ctx.extend(composition.CONTEXTS)
-    return app

@@ -21,8 +21,8 @@ from bot.agents.definitions import AgentConfigError, load_agents_config
 from bot.agents.runner import build_agent_runner
 from bot.agents.tokens import mark_cut_streams
 from bot.agents.tools import BUILTIN_TOOLS, CLARIFICATION_TOOL, REPORT_TOOL
-from bot.claims import WorkClaims, generated_instance_id
-from bot.dispatcher import Dispatcher
+from bot.claims import WorkClaims
+from bot.dispatcher import IDLE_POLL_S, Dispatcher
 from bot.events.bus import EventBus
 from bot.github.connection import GitHubConnection
 from bot.github.credentials import credentials_path, starting_credentials
@@ -31,6 +31,7 @@ from bot.housekeeping import PRUNE_EVERY_S, Housekeeping
 from bot.intake import DeliveryIntake
 from bot.jira.service import JiraService
 from bot.metrics import LOOP_LAG_EVERY_S, LoopLagProbe, OperatorMetrics
+from bot.pipelines.adoption import PipelineAdoption
 from bot.pipelines.agent_tools import PIPELINE_TOOL_NAMES
 from bot.pipelines.cycle_type_service import CycleTypes
 from bot.pipelines.service import build_pipelines
@@ -108,7 +109,7 @@ async def work_claims(app: web.Application) -> AsyncIterator[None]:
     claims = WorkClaims(
         db=app[DB],
         clock=app[CLOCK],
-        instance=settings.instance_id or generated_instance_id(),
+        instance=settings.instance_id,
         lease_s=settings.work_lease_seconds,
     )
     await claims.may_claim()
@@ -205,14 +206,22 @@ async def github_app(app: web.Application) -> AsyncIterator[None]:
 
 async def worktrees(app: web.Application) -> AsyncIterator[None]:
     """WORKTREES and REPOSITORIES: the manager, reconciled with the disk before its sweeps
-    are scheduled; the registry that writes repository records."""
+    are scheduled; the registry that writes repository records. Where jobs run (not on a web
+    instance), each instance sweeps its own disk: the job's lock is named after the instance."""
     settings, clock, db = app[SETTINGS], app[CLOCK], app[DB]
     manager = worktree_service.build_manager(settings, db, app[BUS], clock, app[GITHUB_CONNECTION])
     try:
-        await manager.reconcile()
+        if settings.role.works:
+            await manager.reconcile()
         app[WORKTREES] = manager
         app[REPOSITORIES] = RepositoryRegistry(db=db, clock=clock, worktrees=manager)
-        app[SCHEDULER].add(SWEEPS_JOB, manager.sweep, every_s=worktree_service.SWEEP_EVERY_S)
+        if settings.role.works:
+            app[SCHEDULER].add(
+                SWEEPS_JOB,
+                manager.sweep,
+                every_s=worktree_service.SWEEP_EVERY_S,
+                lock_name=f"{SWEEPS_JOB}:{settings.instance_id}",
+            )
         yield
     finally:
         await app[SCHEDULER].remove(SWEEPS_JOB)
@@ -220,10 +229,14 @@ async def worktrees(app: web.Application) -> AsyncIterator[None]:
 
 
 async def agents(app: web.Application) -> AsyncIterator[None]:
-    """AGENTS (when ANTHROPIC_API_KEY is set): the agent runner. Before it, whether or not
-    agents are configured now, streams a stop cut are marked interrupted."""
-    await mark_cut_streams(app[DB], app[CLOCK])
+    """AGENTS (when ANTHROPIC_API_KEY is set, and not on a web instance): the agent runner.
+    Before it, whether or not agents are configured now, streams a stop cut are marked
+    interrupted."""
     settings = app[SETTINGS]
+    if not settings.role.works:
+        yield
+        return
+    await mark_cut_streams(app[DB], app[CLOCK])
     if not settings.anthropic_configured:
         yield
         return
@@ -270,8 +283,9 @@ async def reviews(app: web.Application) -> AsyncIterator[None]:
         connection=app[GITHUB_CONNECTION],
         wake_scheduler=doorbell.ring,
     )
-    service.engine = _review_engine(app, service)
-    review_scheduler = ReviewScheduler(service, app[CLAIMS])
+    if settings.role.works:  # a web instance works no batch (review_batches): no engine
+        service.engine = _review_engine(app, service)
+    review_scheduler = ReviewScheduler(service, app[CLAIMS], idle_poll_s=_idle_poll_s(app))
     doorbell.listen(review_scheduler.wake)
     app[REVIEWS] = service
     app[REVIEW_SCHEDULER] = review_scheduler
@@ -315,15 +329,21 @@ async def pipelines(app: web.Application) -> AsyncIterator[None]:
         claims=app[CLAIMS],
     )
     app[PIPELINES] = built
-    adopting: asyncio.Task[None] | None = None
+    adopting: list[asyncio.Task[None]] = []
     try:
-        await built.engine.recover()
-        await built.resume_answered()
-        adopting = asyncio.create_task(built.engine.run(), name="pipelines-adopt")
+        if app[SETTINGS].role.works:
+            await built.engine.recover()
+            await built.resume_answered()
+            # every half lease: the running pipelines whose instance died
+            adopting.append(asyncio.create_task(built.engine.run(), name="pipelines-adopt"))
+        if app[SETTINGS].role.polls_for_work:
+            # every WORKER_POLL_INTERVAL: what a web instance set running or paused
+            adoption = PipelineAdoption(built.engine, every_s=_idle_poll_s(app))
+            adopting.append(asyncio.create_task(adoption.run(), name="pipeline-adoption"))
         yield
     finally:
-        if adopting is not None:
-            await _cancel(adopting)
+        for task in adopting:
+            await _cancel(task)
         await built.engine.close()
 
 
@@ -352,7 +372,13 @@ async def metrics(app: web.Application) -> AsyncIterator[None]:
     and the event-loop lag probe on the scheduler."""
     probe = LoopLagProbe()
     app[METRICS] = OperatorMetrics(app[SERVICES], probe)
-    app[SCHEDULER].add(LOOP_LAG_JOB, probe.measure, every_s=LOOP_LAG_EVERY_S, run_at_start=True)
+    app[SCHEDULER].add(
+        LOOP_LAG_JOB,
+        probe.measure,
+        every_s=LOOP_LAG_EVERY_S,
+        run_at_start=True,
+        lock_name=f"{LOOP_LAG_JOB}:{app[SETTINGS].instance_id}",  # each process measures its own
+    )
     try:
         yield
     finally:
@@ -375,15 +401,33 @@ def _cycle_types(app: web.Application) -> CycleTypes:
     return CycleTypes(db=app[DB], clock=app[CLOCK], known_agents=config.agents, known_tools=tools)
 
 
+def _idle_poll_s(app: web.Application) -> float | None:
+    """How long a worker's loops wait without a wake-up before looking for work again: on a
+    worker the work is written by web instances, whose doorbells cannot reach it (None: the
+    loops' own idle interval)."""
+    settings = app[SETTINGS]
+    return settings.worker_poll_interval if settings.role.polls_for_work else None
+
+
+def _no_one() -> None:
+    """A web instance's doorbell: the workers find the work by polling (bot/roles.py)."""
+
+
 async def dispatcher(app: web.Application) -> AsyncIterator[None]:
     """DISPATCHER and INTAKE: deliveries a stop left in flight recovered, then worked in the
-    background; the intake that stores new ones and wakes the dispatcher."""
+    background; the intake that stores new ones and wakes the dispatcher. A web instance has
+    the intake alone: its deliveries are worked by the workers."""
     settings = app[SETTINGS]
+    if not settings.role.works:
+        app[INTAKE] = DeliveryIntake(db=app[DB], clock=app[CLOCK], wake=_no_one)
+        yield
+        return
     working = Dispatcher(
         app[SERVICES],
         routers.concerns(),
         concurrency=settings.dispatch_concurrency,
         max_attempts=settings.delivery_max_attempts,
+        idle_poll_s=_idle_poll_s(app) or IDLE_POLL_S,
     )
     app[DISPATCHER] = working
     app[INTAKE] = DeliveryIntake(db=app[DB], clock=app[CLOCK], wake=working.wake)
@@ -396,7 +440,11 @@ async def dispatcher(app: web.Application) -> AsyncIterator[None]:
 
 
 async def housekeeping(app: web.Application) -> AsyncIterator[None]:
-    """The pruning of the event log, the token buffer and the sessions, on the scheduler."""
+    """The pruning of the event log, the token buffer and the sessions, on the scheduler
+    (where jobs run: not on a web instance)."""
+    if not app[SETTINGS].role.works:
+        yield
+        return
     pruning = Housekeeping(
         db=app[DB],
         bus=app[BUS],
@@ -416,6 +464,9 @@ async def review_batches(app: web.Application) -> AsyncIterator[None]:
     manifest flow connects it): batches a stop interrupted resumed, due ones fired."""
     review_scheduler, connection = app[REVIEW_SCHEDULER], app[GITHUB_CONNECTION]
     started: list[asyncio.Task[None]] = []
+    if not app[SETTINGS].role.works:
+        yield
+        return
 
     async def work() -> None:
         await review_scheduler.recover()
@@ -441,7 +492,7 @@ async def jira_sync(app: web.Application) -> AsyncIterator[None]:
     """Runs a stop interrupted marked failed; the scheduled sync registered (at once unless
     JIRA_SYNC_AT_START=0). JiraService.close, in the jira context, unschedules it."""
     service = app.get(JIRA)
-    if service is not None:
+    if service is not None and app[SETTINGS].role.works:
         await service.start(sync_at_start=app[SETTINGS].jira_sync_at_start)
     yield
 

@@ -1,10 +1,12 @@
 """GET /metrics (Prometheus text, behind the API token) and GET /readyz (open, like /healthz).
 
 `/healthz` says the process serves; `/readyz` says whether it can do its work: 200 when the
-database answers a trivial query, 503 when it does not, and either way each integration's
-state (bot/readiness.py) so an operator sees what is degraded or off. It names states only,
-never errors or hosts, since it answers without a token. The metrics themselves are built in
-bot/metrics.py from one registry per app (composition's `metrics` context).
+database answers a trivial query, 503 when it does not, and either way this instance's role
+(bot/roles.py) and each integration's state (bot/readiness.py) so an operator sees what is
+degraded or off. It names states only, never errors or hosts (nor so the instance's identity),
+since it answers without a token. A worker serves these three routes alone. The metrics
+themselves are built in bot/metrics.py from one registry per app (composition's `metrics`
+context).
 """
 
 from __future__ import annotations
@@ -57,9 +59,11 @@ async def _database_answers(request: web.Request) -> tuple[bool, list[JiraSyncSt
 async def readyz(request: web.Request) -> web.Response:
     answers, syncs = await _database_answers(request)
     found = integrations(request.app[SERVICES], syncs)
+    settings = request.app[SERVICES].settings
     return web.json_response(
         {
             "status": "ready" if answers else "unavailable",
+            "role": settings.role,
             "database": "ok" if answers else "unavailable",
             "integrations": {integration.name: integration.as_json() for integration in found},
             "degraded": [i.name for i in found if i.state is not IntegrationState.OK],

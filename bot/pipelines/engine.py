@@ -79,14 +79,21 @@ def one_action_at_a_time(
 
 
 class PipelineTasks:
-    """The running task of each pipeline, at most one each (and one instance at a time)."""
+    """The running task of each pipeline, at most one each (and one instance at a time).
+    Without `runs_here` (a web instance, bot/roles.py) none: a worker adopts the pipelines a
+    web instance set running (bot/pipelines/adoption.py)."""
 
-    def __init__(self, driver: PipelineDriver, claims: WorkClaims) -> None:
+    def __init__(
+        self, driver: PipelineDriver, claims: WorkClaims, *, runs_here: bool = True
+    ) -> None:
         self.driver = driver
         self.claims = claims
+        self.runs_here = runs_here
         self._tasks: dict[int, asyncio.Task[None]] = {}
 
     def spawn(self, pipeline_id: int) -> None:
+        if not self.runs_here:
+            return
         running = self._tasks.get(pipeline_id)
         if running is not None and not running.done():
             return
@@ -121,6 +128,10 @@ class PipelineTasks:
         task = self._tasks.pop(pipeline_id, None)
         if task is not None:
             await stop_tasks([task])
+
+    def running_ids(self) -> list[int]:
+        """The pipelines with a live task here."""
+        return [pipeline_id for pipeline_id, task in self._tasks.items() if not task.done()]
 
     def running(self, pipeline_id: int) -> bool:
         task = self._tasks.get(pipeline_id)

@@ -153,7 +153,8 @@ def build_pipelines(
         repeat_limit=settings.pipeline_repeat_limit,
     )
     driver = PipelineDriver(agents=agents, workspace=workspace, recorder=recorder, limits=limits)
-    engine = PipelineEngine(db=db, bus=bus, clock=clock, tasks=PipelineTasks(driver, claims))
+    tasks = PipelineTasks(driver, claims, runs_here=settings.role.works)
+    engine = PipelineEngine(db=db, bus=bus, clock=clock, tasks=tasks)
     return Pipelines(
         engine=engine,
         actions=PipelineActions(engine),

@@ -52,11 +52,19 @@ async def _sleep_until(clock: Clock, deadline: float) -> None:
 
 class ReviewScheduler:
     def __init__(
-        self, service: ReviewService, claims: WorkClaims, *, max_attempts: int = MAX_ATTEMPTS
+        self,
+        service: ReviewService,
+        claims: WorkClaims,
+        *,
+        max_attempts: int = MAX_ATTEMPTS,
+        idle_poll_s: float | None = None,
     ) -> None:
+        """`idle_poll_s`: a worker's short interval (WORKER_POLL_INTERVAL), since batches a
+        web instance's API made due cannot wake it; None, IDLE_POLL_S."""
         self.service = service
         self.claims = claims
         self.max_attempts = max_attempts
+        self.idle_poll_s = IDLE_POLL_S if idle_poll_s is None else idle_poll_s
         self._wakeup = asyncio.Event()
         self._running: dict[int, asyncio.Task[None]] = {}
         self._recovered_at = float("-inf")
@@ -169,7 +177,7 @@ class ReviewScheduler:
     async def _wait(self) -> None:
         self._wakeup.clear()
         # At least every half lease: the batches whose instance died are looked for then.
-        timeout = min(IDLE_POLL_S, self.claims.lease_s / 2)
+        timeout = min(self.idle_poll_s, self.claims.lease_s / 2)
         next_due = await review_batches.next_due_at(self.service.db)
         clock = self.service.clock
         # The deadline is fixed now: the sleeper task starts later, and the clock may have

@@ -44,6 +44,7 @@ import uuid
 from collections.abc import Callable
 
 from bot.clock import Clock
+from bot.config import DEFAULT_SETTINGS
 from bot.events.bus import EventBus
 from bot.isolation.sandbox import Isolation
 from bot.worktrees.checkout import PortBlocks, WorktreeCheckout
@@ -120,8 +121,12 @@ class WorktreeManager:
         token_source: TokenSource | None = None,
         pull_request_state: PullRequestLookup | None = None,
         new_id: Callable[[], str] = short_id,
+        instance_id: str = DEFAULT_SETTINGS.instance_id,
     ) -> None:
+        """`instance_id`: whose disk WORKTREE_ROOT is (BIAGENT_INSTANCE_ID): the sessions it
+        makes record it, and it works on its own alone (bot/worktrees/views.py)."""
         self.clock = clock
+        self.instance_id = instance_id
         self.options = options
         self.detector = detector or SetupDetector()
         self.layout = layout = WorktreeLayout.under(options.root)
@@ -175,7 +180,9 @@ class WorktreeManager:
     ) -> None:
         clock, options, layout = self.clock, self.options, self.layout
         self.mirrors = mirrors = Mirrors(db, layout, token_source)
-        self.views = views = SessionViews(db, port_block=options.port_block)
+        self.views = views = SessionViews(
+            db, port_block=options.port_block, instance_id=self.instance_id
+        )
         self.removal = removal = Removal(db, bus, clock, layout, mirrors)
         self.quotas = quotas = Quotas(
             db, clock, views, removal, default_quota_bytes=options.quota_bytes

@@ -74,7 +74,9 @@ class PullRequestSessions:
         """
         owner = f"pr-{pr_number}"
         head_url = clone_url or repository.clone_url
-        for existing in await worktree_store.live_sessions_for_owner(self._db, owner):
+        for existing in await worktree_store.live_sessions_for_owner(
+            self._db, owner, instance_id=self._views.instance_id
+        ):
             repos = await worktree_store.repos_of_session(self._db, existing.id)
             mine = [repo for repo in repos if repo.repository_id == repository.id]
             if mine and existing.status not in (SessionStatus.FAILED, SessionStatus.CLEANING):

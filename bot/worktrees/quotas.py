@@ -46,7 +46,9 @@ class Quotas:
 
     async def usage(self, repository: Repository) -> int:
         """Bytes the repository's live worktrees use (last measurement of each)."""
-        rows = await worktree_store.live_repos(self._db, repository_id=repository.id)
+        rows = await worktree_store.live_repos(
+            self._db, repository_id=repository.id, instance_id=self._views.instance_id
+        )
         return sum(row.size_bytes or 0 for row in rows)
 
     async def make_room(self, repository: Repository) -> None:
@@ -75,7 +77,7 @@ class Quotas:
     async def measure(self) -> int:
         """Measure every live worktree's size now; returns the total."""
         total = 0
-        for row in await worktree_store.live_repos(self._db):
+        for row in await worktree_store.live_repos(self._db, instance_id=self._views.instance_id):
             size = await asyncio.to_thread(disk.allocated_bytes, Path(row.path))
             total += size
             await worktree_store.update_repo(

@@ -66,6 +66,7 @@ class Reconciler:
         now = self._clock.now()
         # Spares are not in the tables; whatever a crash left of them is rebuilt on demand.
         await self._spares.discard()
+        await self._adopt_what_is_here()
         for view in await self._views.list_sessions():
             try:
                 await self._reconcile_session(view, now, repaired, cleaned)
@@ -86,6 +87,25 @@ class Reconciler:
                 len(orphans),
             )
         return report
+
+    async def _adopt_what_is_here(self) -> None:
+        """Sessions whose directory is on this disk are this instance's, whatever instance
+        they name: this disk's own from before a restart (the identity is new at each start
+        unless BIAGENT_INSTANCE_ID is set), or from before sessions recorded their instance.
+        Those from before with no directory anywhere are taken too, and ended below."""
+        sessions_dir, mine = self._layout.sessions_dir, self._views.instance_id
+        here = {path.name for path in sessions_dir.iterdir()} if sessions_dir.is_dir() else set()
+        adopted = [
+            view.id
+            for view in await self._views.list_sessions(anywhere=True)
+            if view.session.instance_id != mine
+            and (view.id in here or view.session.instance_id is None)
+        ]
+        if adopted:
+            await worktree_store.move_sessions(self._db, adopted, mine)
+            log.info(
+                "worktrees: %d sessions found on this disk are instance %s's", len(adopted), mine
+            )
 
     async def _reconcile_session(
         self, view: SessionView, now: datetime, repaired: list[str], cleaned: list[str]

@@ -57,4 +57,5 @@ def build_manager(
         options=options,
         token_source=installation_tokens(github),
         pull_request_state=github_pull_request_state(github),
+        instance_id=settings.instance_id,
     )

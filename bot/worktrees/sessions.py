@@ -113,6 +113,7 @@ class Sessions:
             branch=branch_name(owner),
             stream=stream or f"worktree:{session_id}",
             now=self._clock.now(),
+            instance_id=self._views.instance_id,
         )
         creating = WorktreeSessionCreating(
             session_id=session.id,

@@ -1,5 +1,8 @@
 """The scheduled sweep and what it removes: sessions of merged or closed pull requests (their
 state decides, bot/worktrees/cleanup.py), idle sessions, orphans no session owns.
+
+Each instance sweeps its own disk: the sessions it removes are its own (bot/worktrees/views.py),
+and an orphan is what no live session of any instance names.
 """
 
 from __future__ import annotations
@@ -61,7 +64,9 @@ class Sweeper:
         if repository is None or not decision.remove_worktree:
             return []
         cleaned = []
-        rows = await worktree_store.live_repos_for_pull_request(self._db, repository.id, pr_number)
+        rows = await worktree_store.live_repos_for_pull_request(
+            self._db, repository.id, pr_number, instance_id=self._views.instance_id
+        )
         for session_id in dict.fromkeys(row.session_id for row in rows):
             if await self._removal.cleanup_session(
                 session_id,
@@ -77,7 +82,7 @@ class Sweeper:
             return []
         cleaned: list[str] = []
         seen: set[tuple[int, int]] = set()
-        for row in await worktree_store.live_repos(self._db):
+        for row in await worktree_store.live_repos(self._db, instance_id=self._views.instance_id):
             if row.pr_number is None or (row.repository_id, row.pr_number) in seen:
                 continue
             seen.add((row.repository_id, row.pr_number))
@@ -123,8 +128,10 @@ class Sweeper:
 
     async def cleanup_orphans(self) -> list[str]:
         """Remove worktree directories and git worktrees that no live session owns."""
+        # Any instance's: on another machine its paths are not here anyway, and two instances
+        # given one WORKTREE_ROOT by mistake must not remove each other's worktrees.
         live_paths = {Path(row.path) for row in await worktree_store.live_repos(self._db)}
-        live_sessions = {view.id for view in await self._views.list_sessions()}
+        live_sessions = {view.id for view in await self._views.list_sessions(anywhere=True)}
         removed = await self._orphaned_git_worktrees(live_paths)
         removed += await self._orphaned_directories(live_paths, live_sessions)
         mirrors_dir = self._layout.mirrors_dir

@@ -1,5 +1,10 @@
 """Reading sessions: a session with its worktrees (`SessionView`), one, all live ones, and the
-shape the API shows."""
+shape the API shows.
+
+Worktrees are on the disk of the instance that made them (docs/deploy.md, Local disk): what
+works on the disk (reuse, setup, sweeps, quotas, reconciliation) reads this instance's sessions
+alone, and another instance's session is absent here; the API and the pages, which only show,
+read `anywhere`."""
 
 from __future__ import annotations
 
@@ -18,13 +23,16 @@ from storage.worktrees import WorktreeRepo
 class SessionViews:
     """Sessions as callers see them, read from the tables."""
 
-    def __init__(self, db: Database, *, port_block: int) -> None:
+    def __init__(self, db: Database, *, port_block: int, instance_id: str) -> None:
         self._db = db
         self._port_block = port_block
+        self.instance_id = instance_id
 
-    async def get(self, session_id: str) -> SessionView | None:
+    async def get(self, session_id: str, *, anywhere: bool = False) -> SessionView | None:
+        """The session; None when there is none, or when it is on another instance's disk
+        (unless `anywhere`)."""
         session = await worktree_store.get_session(self._db, session_id)
-        if session is None:
+        if session is None or not (anywhere or session.instance_id == self.instance_id):
             return None
         return SessionView(
             session, tuple(await worktree_store.repos_of_session(self._db, session_id))
@@ -37,9 +45,15 @@ class SessionViews:
             raise WorktreeError(f"no session {session_id}")
         return view
 
-    async def list_sessions(self, *, live_only: bool = True) -> list[SessionView]:
+    async def list_sessions(
+        self, *, live_only: bool = True, anywhere: bool = False
+    ) -> list[SessionView]:
+        """This instance's sessions (every instance's with `anywhere`)."""
         views = []
-        for session in await worktree_store.list_sessions(self._db, live_only=live_only):
+        instance_id = None if anywhere else self.instance_id
+        for session in await worktree_store.list_sessions(
+            self._db, live_only=live_only, instance_id=instance_id
+        ):
             repos = await worktree_store.repos_of_session(self._db, session.id)
             views.append(SessionView(session, tuple(repos)))
         return views
@@ -69,6 +83,7 @@ class SessionViews:
             "created_at": session.created_at,
             "last_used_at": session.last_used_at,
             "cleaned_at": session.cleaned_at,
+            "instance": session.instance_id,
             "age_seconds": round((now - from_text(session.created_at)).total_seconds(), 1),
             "idle_seconds": round((now - from_text(session.last_used_at)).total_seconds(), 1),
             "size_bytes": view.size_bytes,

@@ -177,7 +177,7 @@ async def ticket_repositories(request: web.Request) -> web.Response:
     now = services.clock.now()
     sessions = [
         manager.session_json(view, names, now=now)
-        for view in await manager.list_sessions()
+        for view in await manager.list_sessions(anywhere=True)
         if view.session.owner == ticket_key
     ]
     return web.json_response(

@@ -27,7 +27,7 @@ async def worktrees_page(request: web.Request) -> dict[str, Any]:
         return {"enabled": False, "sessions": [], "show_all": show_all, "total_bytes": 0}
     if request.query.get("measure") == "1":
         await manager.measure()
-    views = await manager.list_sessions(live_only=not show_all)
+    views = await manager.list_sessions(live_only=not show_all, anywhere=True)
     names = {repo.id: repo.full_name for repo in await repositories.list_all(services.db)}
     now = services.clock.now()
     sessions = [manager.session_json(view, names, now=now) for view in views]
