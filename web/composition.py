@@ -16,19 +16,16 @@ from collections.abc import AsyncIterator, Callable
 import aiohttp
 from aiohttp import web
 
-from bot import api_token, routers
+from bot import api_token
 from bot.agents.definitions import AgentConfigError, load_agents_config
 from bot.agents.runner import build_agent_runner
 from bot.agents.tokens import mark_cut_streams
 from bot.agents.tools import BUILTIN_TOOLS, CLARIFICATION_TOOL, REPORT_TOOL
 from bot.claims import WorkClaims
-from bot.dispatcher import IDLE_POLL_S, Dispatcher
 from bot.events.bus import EventBus
 from bot.github.connection import GitHubConnection
 from bot.github.credentials import credentials_path, starting_credentials
 from bot.github.setup import ManifestSetup
-from bot.housekeeping import PRUNE_EVERY_S, Housekeeping
-from bot.intake import DeliveryIntake
 from bot.jira.service import JiraService
 from bot.metrics import LOOP_LAG_EVERY_S, LoopLagProbe, OperatorMetrics
 from bot.pipelines.adoption import PipelineAdoption
@@ -43,7 +40,6 @@ from bot.reviews.service import Doorbell, ReviewService
 from bot.scheduling import Scheduler
 from bot.services import Services
 from bot.sessions.service import build_sessions
-from bot.tasks import SHUTDOWN_GRACE_S, stop_tasks
 from bot.worktrees import service as worktree_service
 from storage.database import Database
 from web.keys import (
@@ -52,11 +48,9 @@ from web.keys import (
     CLAIMS,
     CLOCK,
     DB,
-    DISPATCHER,
     GENERATED_TOKEN,
     GITHUB_CONNECTION,
     GITHUB_SETUP,
-    INTAKE,
     JIRA,
     METRICS,
     PIPELINES,
@@ -71,21 +65,21 @@ from web.keys import (
     TOKEN_CHECK,
     WORKTREES,
 )
+from web.work_contexts import (
+    dispatcher,
+    housekeeping,
+    idle_poll_s,
+    jira_sync,
+    review_batches,
+    stop_at_shutdown,
+)
 
 log = logging.getLogger(__name__)
 
 Context = Callable[[web.Application], AsyncIterator[None]]
 
 SWEEPS_JOB = "worktree-sweeps"
-HOUSEKEEPING_JOB = "housekeeping"
 LOOP_LAG_JOB = "event-loop-lag"
-
-
-async def _cancel(task: asyncio.Task[None]) -> None:
-    """Stop a background task at shutdown; an error it ended with is logged, not raised, so
-    the contexts opened before it still close. The grace is longer than the one the task
-    gives its own children (the dispatcher's handlers, the review runs), so they stop first."""
-    await stop_tasks([task], grace_s=SHUTDOWN_GRACE_S + 5.0)
 
 
 async def database(app: web.Application) -> AsyncIterator[None]:
@@ -119,7 +113,7 @@ async def work_claims(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        await _cancel(task)
+        await stop_at_shutdown(task)
 
 
 async def api_token_check(app: web.Application) -> AsyncIterator[None]:
@@ -166,7 +160,7 @@ async def sessions(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        await _cancel(task)
+        await stop_at_shutdown(task)
         built.recorder.stop()
 
 
@@ -285,7 +279,7 @@ async def reviews(app: web.Application) -> AsyncIterator[None]:
     )
     if settings.role.works:  # a web instance works no batch (review_batches): no engine
         service.engine = _review_engine(app, service)
-    review_scheduler = ReviewScheduler(service, app[CLAIMS], idle_poll_s=_idle_poll_s(app))
+    review_scheduler = ReviewScheduler(service, app[CLAIMS], idle_poll_s=idle_poll_s(app))
     doorbell.listen(review_scheduler.wake)
     app[REVIEWS] = service
     app[REVIEW_SCHEDULER] = review_scheduler
@@ -338,12 +332,12 @@ async def pipelines(app: web.Application) -> AsyncIterator[None]:
             adopting.append(asyncio.create_task(built.engine.run(), name="pipelines-adopt"))
         if app[SETTINGS].role.polls_for_work:
             # every WORKER_POLL_INTERVAL: what a web instance set running or paused
-            adoption = PipelineAdoption(built.engine, every_s=_idle_poll_s(app))
+            adoption = PipelineAdoption(built.engine, every_s=idle_poll_s(app))
             adopting.append(asyncio.create_task(adoption.run(), name="pipeline-adoption"))
         yield
     finally:
         for task in adopting:
-            await _cancel(task)
+            await stop_at_shutdown(task)
         await built.engine.close()
 
 
@@ -399,102 +393,6 @@ def _cycle_types(app: web.Application) -> CycleTypes:
     tools = {tool.name for tool in BUILTIN_TOOLS} | {CLARIFICATION_TOOL, REPORT_TOOL}
     tools |= set(PIPELINE_TOOL_NAMES)  # jira_cli, github_cli: given to each pipeline step
     return CycleTypes(db=app[DB], clock=app[CLOCK], known_agents=config.agents, known_tools=tools)
-
-
-def _idle_poll_s(app: web.Application) -> float | None:
-    """How long a worker's loops wait without a wake-up before looking for work again: on a
-    worker the work is written by web instances, whose doorbells cannot reach it (None: the
-    loops' own idle interval)."""
-    settings = app[SETTINGS]
-    return settings.worker_poll_interval if settings.role.polls_for_work else None
-
-
-def _no_one() -> None:
-    """A web instance's doorbell: the workers find the work by polling (bot/roles.py)."""
-
-
-async def dispatcher(app: web.Application) -> AsyncIterator[None]:
-    """DISPATCHER and INTAKE: deliveries a stop left in flight recovered, then worked in the
-    background; the intake that stores new ones and wakes the dispatcher. A web instance has
-    the intake alone: its deliveries are worked by the workers."""
-    settings = app[SETTINGS]
-    if not settings.role.works:
-        app[INTAKE] = DeliveryIntake(db=app[DB], clock=app[CLOCK], wake=_no_one)
-        yield
-        return
-    working = Dispatcher(
-        app[SERVICES],
-        routers.concerns(),
-        concurrency=settings.dispatch_concurrency,
-        max_attempts=settings.delivery_max_attempts,
-        idle_poll_s=_idle_poll_s(app) or IDLE_POLL_S,
-    )
-    app[DISPATCHER] = working
-    app[INTAKE] = DeliveryIntake(db=app[DB], clock=app[CLOCK], wake=working.wake)
-    await working.recover()
-    task = asyncio.create_task(working.run(), name="dispatcher")
-    try:
-        yield
-    finally:
-        await _cancel(task)
-
-
-async def housekeeping(app: web.Application) -> AsyncIterator[None]:
-    """The pruning of the event log, the token buffer and the sessions, on the scheduler
-    (where jobs run: not on a web instance)."""
-    if not app[SETTINGS].role.works:
-        yield
-        return
-    pruning = Housekeeping(
-        db=app[DB],
-        bus=app[BUS],
-        clock=app[CLOCK],
-        events_kept=app[SETTINGS].events_kept,
-        sessions=app[SESSIONS],
-    )
-    app[SCHEDULER].add(HOUSEKEEPING_JOB, pruning.prune, every_s=PRUNE_EVERY_S)
-    try:
-        yield
-    finally:
-        await app[SCHEDULER].remove(HOUSEKEEPING_JOB)
-
-
-async def review_batches(app: web.Application) -> AsyncIterator[None]:
-    """The review scheduler at work once the GitHub App is there (at start-up, or when the
-    manifest flow connects it): batches a stop interrupted resumed, due ones fired."""
-    review_scheduler, connection = app[REVIEW_SCHEDULER], app[GITHUB_CONNECTION]
-    started: list[asyncio.Task[None]] = []
-    if not app[SETTINGS].role.works:
-        yield
-        return
-
-    async def work() -> None:
-        await review_scheduler.recover()
-        await review_scheduler.run()
-
-    def start() -> None:
-        started.append(asyncio.create_task(work(), name="review-scheduler"))
-
-    if connection.app is not None:
-        await review_scheduler.recover()
-        started.append(asyncio.create_task(review_scheduler.run(), name="review-scheduler"))
-    else:
-        connection.on_connect(start)
-    try:
-        yield
-    finally:
-        connection.forget(start)
-        for task in started:
-            await _cancel(task)
-
-
-async def jira_sync(app: web.Application) -> AsyncIterator[None]:
-    """Runs a stop interrupted marked failed; the scheduled sync registered (at once unless
-    JIRA_SYNC_AT_START=0). JiraService.close, in the jira context, unschedules it."""
-    service = app.get(JIRA)
-    if service is not None and app[SETTINGS].role.works:
-        await service.start(sync_at_start=app[SETTINGS].jira_sync_at_start)
-    yield
 
 
 CONTEXTS: tuple[Context, ...] = (
