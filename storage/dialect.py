@@ -9,6 +9,10 @@ from the injected clock). What is left is translated here, once per statement te
 - `last_insert_rowid()` becomes `lastval()`: the id the same connection's previous INSERT
   drew from its identity column (storage/events.py's KEEP_KEY is the one use).
 
+A transaction that inserts events takes EVENTS_LOCK first (`inserts_events`, the driver's
+rule): id assignment and commit are then serialised across instances, so commit order is id
+order and a reader following the log by id never skips an event that committed late.
+
 Rows read back support `row["column"]` and `row[0]`, as sqlite3.Row does.
 docs/database.md lists the dialect rules the modules follow.
 """
@@ -16,10 +20,23 @@ docs/database.md lists the dialect rules the modules follow.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 _FUNCTIONS = {"last_insert_rowid()": "lastval()"}
+_EVENT_INSERT = re.compile(r"\s*INSERT\s+INTO\s+events\b", re.IGNORECASE)
+
+# pg_advisory_xact_lock key of the event log (b"bia-evnt"): held from before a transaction's
+# first event id is drawn until it commits (docs/database.md, Events across instances).
+EVENTS_LOCK = int.from_bytes(b"bia-evnt", "big", signed=True)
+LOCK_EVENTS = "SELECT pg_advisory_xact_lock(%s)"
+
+
+@functools.lru_cache(maxsize=4096)
+def inserts_events(sql: str) -> bool:
+    """Whether `sql` adds rows to the event log (storage/events.py's INSERT_EVENT*)."""
+    return _EVENT_INSERT.match(sql) is not None
 
 
 @functools.lru_cache(maxsize=4096)
