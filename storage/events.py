@@ -45,15 +45,17 @@ NOTICE_CHANNEL = "biagent_events"
 
 INSERT_EVENT = "INSERT INTO events (stream, type, ts, data) VALUES (?, ?, ?, ?) RETURNING id"
 # The same, unless an event was published before under the key (the fifth parameter); then
-# KEEP_KEY records the new event's id under it (an ignored insert when the key was there).
+# KEEP_KEY records the new event's id under it, and does nothing when the key was there: its
+# guard keeps it from reading last_insert_rowid() then (lastval() on PostgreSQL, which a
+# connection that has inserted nothing yet cannot answer). Two instances publishing under one
+# key are serialised by the event log's lock (storage/dialect.py), so the second sees the key.
 INSERT_EVENT_ONCE = (
     "INSERT INTO events (stream, type, ts, data) SELECT ?, ?, ?, ?"
     " WHERE NOT EXISTS (SELECT 1 FROM event_keys WHERE key = ?) RETURNING id"
 )
-# last_insert_rowid() is lastval() on PostgreSQL (storage/dialect.py).
 KEEP_KEY = (
-    "INSERT INTO event_keys (key, event_id) VALUES (?, last_insert_rowid())"
-    " ON CONFLICT (key) DO NOTHING"
+    "INSERT INTO event_keys (key, event_id) SELECT ?, last_insert_rowid()"
+    " WHERE NOT EXISTS (SELECT 1 FROM event_keys WHERE key = ?) ON CONFLICT (key) DO NOTHING"
 )
 
 

@@ -194,7 +194,7 @@ class EventBus:
             [
                 *together_with,
                 (event_store.INSERT_EVENT_ONCE, (stream, type_name, ts, data_text, once_key)),
-                (event_store.KEEP_KEY, (once_key,)),
+                (event_store.KEEP_KEY, (once_key, once_key)),
             ],
             after_commit=fan_out,
         )
