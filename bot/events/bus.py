@@ -124,6 +124,7 @@ class EventBus:
         if self.db.shared:
             self.follower = LogFollower(self.db, self.clock, self._read_back, last_id=self.last_id)
             self._following = asyncio.create_task(self.follower.run(), name="events-follower")
+            self._following.add_done_callback(_report_end)
 
     async def stop(self) -> None:
         """Stop following the log (nothing to stop on a database only this process writes)."""
@@ -203,8 +204,9 @@ class EventBus:
     async def _fanned_out(self, event_id: int) -> int:
         """`event_id` once this instance's subscribers have it (as when it is fanned out
         straight from the commit): whoever publishes and then reads `last_id` finds it there."""
-        if self.follower is not None:
-            await self.follower.delivered(event_id)
+        following, follower = self._following, self.follower
+        if following is not None and not following.done() and follower is not None:
+            await follower.delivered(event_id)
         return event_id
 
     def _read_back(self, event: RawEvent) -> None:
@@ -281,3 +283,9 @@ class EventBus:
         if removed:
             log.info("pruned %d events up to id %d", removed, floor)
         return removed
+
+
+def _report_end(following: asyncio.Task[None]) -> None:
+    """A follower that ends other than by `stop` leaves this instance deaf to the log: said."""
+    if not following.cancelled() and following.exception() is not None:
+        log.error("following the event log stopped", exc_info=following.exception())
