@@ -103,6 +103,8 @@ async def _rows_since(
             "SELECT id, stream, type, ts, data FROM events WHERE id > ? ORDER BY id LIMIT ?",
             (since_id, limit),
         )
+    if not chosen:
+        return []  # no stream: no event (and `IN ()` is SQLite's alone)
     marks = ", ".join("?" for _ in chosen)
     return await db.fetchall(
         f"SELECT id, stream, type, ts, data FROM events"
@@ -116,6 +118,8 @@ async def read_types_between(
 ) -> list[StoredEvent]:
     """Events of the given types with ids in (after_id, through_id], oldest first."""
     chosen = sorted(set(types))
+    if not chosen:
+        return []
     marks = ", ".join("?" for _ in chosen)
     rows = await db.fetchall(
         f"SELECT id, stream, type, ts, data FROM events"

@@ -55,6 +55,8 @@ async def oldest_due_delivery(db: Database, *, now_text: str) -> str | None:
 
 async def review_batches_by_status(db: Database, statuses: Sequence[str]) -> list[StatusCount]:
     """The review batches in the given states, with their first comment's time."""
+    if not statuses:
+        return []
     marks = ", ".join("?" for _ in statuses)
     rows = await db.fetchall(
         f"""

@@ -70,6 +70,18 @@ class _UntypedBool(Dumper):
         return b"1" if obj else b"0"
 
 
+class _NulFreeText(Dumper):
+    """Python str go untyped (PostgreSQL infers the column's type, as SQLite does), with any
+    NUL character as U+FFFD: PostgreSQL text cannot hold NUL, and a hostile id or body holding
+    one must be stored or looked up like any other text, not fail the statement."""
+
+    format = Format.TEXT
+    oid = 0
+
+    def dump(self, obj: Any) -> bytes:
+        return str(obj).replace("\x00", "\ufffd").encode("utf-8")
+
+
 def _rows(cursor: psycopg.AsyncCursor[Any]) -> Callable[[Sequence[Any]], Row]:
     return row_maker([column.name for column in cursor.description or ()])
 
@@ -175,6 +187,7 @@ class PostgresDatabase(Database):
     @staticmethod
     def _configure_types(connection: Connection) -> None:
         connection.adapters.register_dumper(bool, _UntypedBool)
+        connection.adapters.register_dumper(str, _NulFreeText)
 
     async def _configure(self, connection: Connection) -> None:
         self._configure_types(connection)

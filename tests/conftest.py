@@ -121,7 +121,8 @@ def database_urls(
     made: dict[str, str] = {}
 
     def url_for(name: str) -> str:
-        if name == "biagent.db" and helpers.default_database is not None:
+        whole_suite = helpers.default_database is not None and database_engine == "postgresql"
+        if name == "biagent.db" and whole_suite and helpers.default_database is not None:
             return helpers.default_database(tmp_path)  # make_settings(tmp_path)'s, the same
         if name not in made:
             if database_engine == "postgresql":

@@ -14,6 +14,7 @@ import psycopg
 import pytest
 
 from bot.config import ConfigError, load_settings
+from storage import events as event_store
 from storage.database import (
     Database,
     DatabaseError,
@@ -126,6 +127,22 @@ async def test_rows_read_by_name_and_by_position(db: Database) -> None:
         "colour", "blue", "colour", "blue", ("colour", "blue"),
     )  # fmt: skip
     assert dict(zip(row.keys(), row, strict=True)) == {"key": "colour", "value": "blue"}
+
+
+async def test_text_with_a_nul_character_is_stored_and_found_again(db: Database) -> None:
+    """PostgreSQL text cannot hold NUL: it is stored as U+FFFD there, and the same text finds
+    it again (a hostile session id or comment body is an ordinary value, never a 500)."""
+    await db.write("INSERT INTO meta (key, value) VALUES (?, ?)", ("k\x00ey", "va\x00lue"))
+    value = await db.fetchval("SELECT value FROM meta WHERE key = ?", ("k\x00ey",))
+    assert value in ("va\x00lue", "va\ufffdlue")  # SQLite keeps the NUL
+
+
+async def test_an_empty_list_of_streams_or_types_reads_nothing(db: Database) -> None:
+    """`IN ()` is SQLite's alone: PostgreSQL refuses it (the fuzzer's empty subscribe found it)."""
+    await db.write("INSERT INTO events (stream, type, ts, data) VALUES ('s', 'x', 't', '{}')")
+    assert await event_store.read_since(db, 0, streams=[]) == []
+    assert await event_store.read_types_between(db, 0, 10, []) == []
+    assert len(await event_store.read_since(db, 0, streams=["s"])) == 1
 
 
 async def test_post_commit_callbacks_run_in_commit_order(db: Database) -> None:
