@@ -53,7 +53,8 @@ async def instances(open_database: OpenDatabase) -> AsyncIterator[StartInstances
     async def start(count: int, clock: Clock | None = None) -> list[EventBus]:
         buses = []
         for _ in range(count):
-            bus = EventBus(await open_database(NAME), clock or SystemClock())
+            clock = clock or SystemClock()
+            bus = EventBus(await open_database(NAME), clock, follow_clock=clock)
             await bus.start()
             buses.append(bus)
         started.extend(buses)

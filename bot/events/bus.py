@@ -32,7 +32,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from bot.clock import Clock
+from bot.clock import Clock, SystemClock
 from bot.events.follower import LogFollower
 from bot.events.message import Event, encode
 from storage import events as event_store
@@ -105,9 +105,19 @@ class Subscription:
 
 
 class EventBus:
-    def __init__(self, db: Database, clock: Clock, *, queue_size: int = DEFAULT_QUEUE_SIZE) -> None:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        *,
+        queue_size: int = DEFAULT_QUEUE_SIZE,
+        follow_clock: Clock | None = None,
+    ) -> None:
         self.db = db
         self.clock = clock
+        # The follower's pauses (poll, reconnect) are the process's own housekeeping, not the
+        # domain's time: a test that moves or watches `clock` does not see them.
+        self.follow_clock = follow_clock or SystemClock()
         self.queue_size = queue_size
         self.epoch = ""
         self.last_id = 0
@@ -122,7 +132,9 @@ class EventBus:
         self.epoch = await meta.set_value_once(self.db, "epoch", uuid.uuid4().hex)
         self.last_id = await event_store.last_id(self.db)
         if self.db.shared:
-            self.follower = LogFollower(self.db, self.clock, self._read_back, last_id=self.last_id)
+            self.follower = LogFollower(
+                self.db, self.follow_clock, self._read_back, last_id=self.last_id
+            )
             self._following = asyncio.create_task(self.follower.run(), name="events-follower")
             self._following.add_done_callback(_report_end)
 
