@@ -89,6 +89,9 @@ class Database(abc.ABC):
     """A migrated database opened for the service; `open()` picks the engine from the URL."""
 
     dialect: str  # "sqlite" or "postgresql": which migrations it runs
+    # Whether other processes may write to it (instances sharing a PostgreSQL database): the
+    # event bus then follows the log (`listen`) instead of trusting its own commits alone.
+    shared: bool = False
     _group_commit: GroupCommit
 
     @classmethod
@@ -156,6 +159,11 @@ class Database(abc.ABC):
     @abc.abstractmethod
     async def migrate(self) -> int:
         """Apply every numbered migration not applied yet; returns the schema version."""
+
+    def listen(self, channel: str) -> contextlib.AbstractAsyncContextManager[AsyncIterator[str]]:
+        """The payloads of the notices other processes send on `channel` as they commit (a
+        shared database only: PostgreSQL's LISTEN)."""
+        raise NotImplementedError(f"a {self.dialect} database has no other process to hear")
 
     @contextlib.asynccontextmanager
     async def exclusive(self, name: str) -> AsyncIterator[bool]:

@@ -11,6 +11,10 @@ from the injected clock). What is left is translated here, once per statement te
 - A claim's row lock (`skip_locked`): `FOR UPDATE SKIP LOCKED` on PostgreSQL, so instances
   claiming at once each take other rows; nothing on SQLite, whose one writer serialises claims.
 
+A transaction that inserts events takes EVENTS_LOCK first (`inserts_events`, the driver's
+rule): id assignment and commit are then serialised across instances, so commit order is id
+order and a reader following the log by id never skips an event that committed late.
+
 Rows read back support `row["column"]` and `row[0]`, as sqlite3.Row does.
 docs/database.md lists the dialect rules the modules follow.
 """
@@ -18,6 +22,7 @@ docs/database.md lists the dialect rules the modules follow.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
@@ -29,6 +34,20 @@ def skip_locked(dialect: str) -> str:
     """What ends a claim's inner SELECT: the rows it picks locked, and rows another
     transaction holds skipped (storage/claims.py)."""
     return _SKIP_LOCKED[dialect]
+
+
+_EVENT_INSERT = re.compile(r"\s*INSERT\s+INTO\s+events\b", re.IGNORECASE)
+
+# pg_advisory_xact_lock key of the event log (b"bia-evnt"): held from before a transaction's
+# first event id is drawn until it commits (docs/database.md, Events across instances).
+EVENTS_LOCK = int.from_bytes(b"bia-evnt", "big", signed=True)
+LOCK_EVENTS = "SELECT pg_advisory_xact_lock(%s)"
+
+
+@functools.lru_cache(maxsize=4096)
+def inserts_events(sql: str) -> bool:
+    """Whether `sql` adds rows to the event log (storage/events.py's INSERT_EVENT*)."""
+    return _EVENT_INSERT.match(sql) is not None
 
 
 @functools.lru_cache(maxsize=4096)

@@ -28,17 +28,34 @@ class StoredEvent:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class RawEvent:
+    """An event as stored, its data left as JSON text (for a fan-out that sends it on as is)."""
+
+    id: int
+    stream: str
+    type: str
+    ts: str
+    data: str
+
+
+# The channel a shared database (PostgreSQL) sends each committed event's id on
+# (storage/migrations/postgresql/0014_event_notices.sql).
+NOTICE_CHANNEL = "biagent_events"
+
 INSERT_EVENT = "INSERT INTO events (stream, type, ts, data) VALUES (?, ?, ?, ?) RETURNING id"
 # The same, unless an event was published before under the key (the fifth parameter); then
-# KEEP_KEY records the new event's id under it (an ignored insert when the key was there).
+# KEEP_KEY records the new event's id under it, and does nothing when the key was there: its
+# guard keeps it from reading last_insert_rowid() then (lastval() on PostgreSQL, which a
+# connection that has inserted nothing yet cannot answer). Two instances publishing under one
+# key are serialised by the event log's lock (storage/dialect.py), so the second sees the key.
 INSERT_EVENT_ONCE = (
     "INSERT INTO events (stream, type, ts, data) SELECT ?, ?, ?, ?"
     " WHERE NOT EXISTS (SELECT 1 FROM event_keys WHERE key = ?) RETURNING id"
 )
-# last_insert_rowid() is lastval() on PostgreSQL (storage/dialect.py).
 KEEP_KEY = (
-    "INSERT INTO event_keys (key, event_id) VALUES (?, last_insert_rowid())"
-    " ON CONFLICT (key) DO NOTHING"
+    "INSERT INTO event_keys (key, event_id) SELECT ?, last_insert_rowid()"
+    " WHERE NOT EXISTS (SELECT 1 FROM event_keys WHERE key = ?) ON CONFLICT (key) DO NOTHING"
 )
 
 
@@ -62,6 +79,11 @@ async def envelopes_since(
         (row[0], envelope_text(row[0], row[1], row[2], row[3], row[4]))
         for row in await _rows_since(db, since_id, streams, limit)
     ]
+
+
+async def raw_since(db: Database, since_id: int, *, limit: int = 1000) -> list[RawEvent]:
+    """Every stream's events after `since_id`, oldest first, their data as stored."""
+    return [RawEvent(*row) for row in await _rows_since(db, since_id, None, limit)]
 
 
 def envelope_text(event_id: int, stream: str, type_name: str, ts: str, data: str) -> str:

@@ -43,7 +43,10 @@ class OfflineEventRow:
 async def cursor(db: Database, *, start_at: int) -> int:
     """The id of the last event the recorder has gone through; `start_at` on a database
     where it has never run (events before it are not anyone's offline events)."""
-    return int(await meta.set_value_once(db, CURSOR_KEY, str(start_at)))
+    kept = await meta.get_value(db, CURSOR_KEY)
+    if kept is None:
+        kept = await meta.set_value_once(db, CURSOR_KEY, str(start_at))
+    return int(kept)
 
 
 _INSERT = """

@@ -26,6 +26,7 @@ from typing import Any
 
 import psycopg
 import psycopg_pool
+from psycopg import sql as pg_sql
 from psycopg.adapt import Dumper
 from psycopg.pq import Format
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
@@ -44,7 +45,7 @@ from storage.database import (
     check_schema_version,
     redacted_url,
 )
-from storage.dialect import row_maker, to_postgres
+from storage.dialect import EVENTS_LOCK, LOCK_EVENTS, inserts_events, row_maker, to_postgres
 from storage.group_commit import GroupCommit, Groups, Outcomes
 
 log = logging.getLogger(__name__)
@@ -108,11 +109,15 @@ class PostgresTransaction(Transaction):
         self._connection = connection
 
     async def execute(self, sql: str, params: Params = ()) -> WriteResult:
+        if inserts_events(sql):
+            await self._connection.execute(LOCK_EVENTS, (EVENTS_LOCK,))
         cursor = await self._connection.execute(to_postgres(sql), _values(params))
         rows = tuple(await cursor.fetchall()) if cursor.description else ()
         return WriteResult(None, cursor.rowcount, rows)
 
     async def executemany(self, sql: str, rows: Iterable[Params]) -> None:
+        if inserts_events(sql):
+            await self._connection.execute(LOCK_EVENTS, (EVENTS_LOCK,))
         async with self._connection.cursor() as cursor:
             await cursor.executemany(to_postgres(sql), [_values(row) for row in rows])
 
@@ -125,6 +130,7 @@ class PostgresDatabase(Database):
     """A PostgreSQL database opened for the service: one writer, a bounded reader pool."""
 
     dialect = "postgresql"
+    shared = True
 
     def __init__(
         self,
@@ -166,10 +172,10 @@ class PostgresDatabase(Database):
             "connect_timeout": int(CONNECT_TIMEOUT_S),
         }
 
-    async def _connect_one(self) -> Connection:
+    async def _connect_one(self, **extra_options: Any) -> Connection:
         try:
             connection: Connection = await psycopg.AsyncConnection.connect(
-                self.url, **self._connection_options()
+                self.url, **self._connection_options(), **extra_options
             )
         except psycopg.Error as error:
             raise DatabaseError(
@@ -256,12 +262,16 @@ class PostgresDatabase(Database):
     async def _commit_once(self, groups: Groups) -> Outcomes:
         """The statements go out in pipeline mode (psycopg's `pipeline()`): sent one after
         another without waiting for each answer, so a group of many writes costs about one
-        round trip to the server rather than one per statement."""
+        round trip to the server rather than one per statement. A commit that inserts events
+        takes the event log's lock first, before any row lock (storage/dialect.py)."""
         writer = await self._usable_writer()
         outcomes: Outcomes | None = None
+        orders_events = any(inserts_events(sql) for group in groups for sql, _ in group)
         try:
             async with writer.transaction():
                 async with writer.pipeline():
+                    if orders_events:
+                        await writer.execute(LOCK_EVENTS, (EVENTS_LOCK,))
                     cursors = [
                         [await _sent(writer, sql, params) for sql, params in statements]
                         for statements in groups
@@ -300,6 +310,20 @@ class PostgresDatabase(Database):
                 if acquired and not connection.broken:
                     await connection.execute("SELECT pg_advisory_unlock(%s)", (key,))
 
+    @contextlib.asynccontextmanager
+    async def listen(self, channel: str) -> AsyncIterator[AsyncIterator[str]]:
+        """A connection of its own LISTENing on `channel`; yields the notices' payloads as
+        they come. A lost connection raises DatabaseUnavailable from the iteration."""
+        connection = await self._connect_one(application_name=f"biagent-listen-{channel}")
+        try:
+            await connection.execute(pg_sql.SQL("LISTEN {}").format(pg_sql.Identifier(channel)))
+            yield _payloads(connection)
+        except psycopg.OperationalError as error:
+            raise DatabaseUnavailable(f"LISTEN {channel}: {_first_line(error)}") from error
+        finally:
+            with contextlib.suppress(psycopg.Error):
+                await connection.close()
+
     # -- migrations ----------------------------------------------------------------------
 
     async def migrate(self) -> int:
@@ -336,6 +360,16 @@ class PostgresDatabase(Database):
             )
             applied.add(version)
         return max(applied, default=0)
+
+
+async def _payloads(connection: Connection) -> AsyncIterator[str]:
+    try:
+        async for notice in connection.notifies():
+            yield notice.payload
+    except psycopg.OperationalError as error:
+        raise DatabaseUnavailable(
+            f"the listening connection was lost: {_first_line(error)}"
+        ) from error
 
 
 async def _sent(connection: Connection, sql: str, params: Params) -> psycopg.AsyncCursor[Row]:

@@ -120,6 +120,33 @@ async def set_ui_state(
     return result.rowcount == 1
 
 
+async def ui_state_text(db: Database, session_id: str, owner: str) -> str | None:
+    """The session's UI state as stored (JSON text), for a compare-and-set; None if not owned."""
+    value = await db.fetchval(
+        "SELECT ui_state FROM sessions WHERE id = ? AND owner = ?", (session_id, owner)
+    )
+    return None if value is None else str(value)
+
+
+async def replace_ui_state(
+    db: Database,
+    session_id: str,
+    owner: str,
+    *,
+    expected_json: str,
+    ui_state_json: str,
+    now: datetime,
+) -> bool:
+    """Set the UI state only if it is still `expected_json` (compare-and-set: a writer on any
+    instance that changed it in between makes this one read again); True when set."""
+    result = await db.write(
+        "UPDATE sessions SET ui_state = ?, updated_at = ?"
+        " WHERE id = ? AND owner = ? AND ui_state = ?",
+        (ui_state_json, to_text(now), session_id, owner, expected_json),
+    )
+    return result.rowcount == 1
+
+
 async def followed_tabs(db: Database, owner: str) -> list[FollowedTab]:
     """Every tab of every session of `owner`."""
     rows = await db.fetchall(

@@ -126,11 +126,15 @@ async def api_token_check(app: web.Application) -> AsyncIterator[None]:
 
 
 async def event_bus(app: web.Application) -> AsyncIterator[None]:
-    """BUS: the event bus, its epoch and last id read back from the log."""
+    """BUS: the event bus, its epoch and last id read back from the log; on a shared database
+    it follows the log (other instances' events) until the app stops."""
     bus = EventBus(app[DB], app[CLOCK])
     await bus.start()
     app[BUS] = bus
-    yield
+    try:
+        yield
+    finally:
+        await bus.stop()
 
 
 async def scheduler(app: web.Application) -> AsyncIterator[None]:

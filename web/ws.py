@@ -108,7 +108,7 @@ def _since(value: int | str | None) -> int | None:
 async def check_resumable(bus: EventBus, since: int, epoch: str | None) -> None:
     if epoch is not None and epoch != bus.epoch:
         raise ResyncRequired("epoch_changed")
-    if since > bus.last_id:
+    if since > bus.last_id and since > await bus.newest_id():  # resumed on another instance
         raise ResyncRequired("unknown_id")
     if since < await event_store.history_floor(bus.db):
         raise ResyncRequired("history_pruned")

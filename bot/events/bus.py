@@ -9,6 +9,11 @@ replays from the table and then follows the live queue never sees a gap. `token`
 exception (docs/design.md, Events): they are many and short-lived, so `publish_transient` fans them
 out without an id and the token buffer (agents) keeps them instead.
 
+On a database other instances share (PostgreSQL), the bus fans out only what it reads back
+from the log (bot/events/follower.py): its own commits ring the reader like every other
+instance's notices do, so local and remote events reach subscribers by one path, in id order,
+each once.
+
 Each subscriber has a bounded queue; one that falls behind is marked overflowed and told
 through its callback, and its owner closes it (it can resume from its last id).
 
@@ -20,17 +25,20 @@ never one that follows every stream, nor one that merely asks for it by name.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from bot.clock import Clock
+from bot.clock import Clock, SystemClock
+from bot.events.follower import LogFollower
 from bot.events.message import Event, encode
 from storage import events as event_store
 from storage import meta
 from storage.database import Database, Params, WriteResult, inserted_id
+from storage.events import RawEvent
 from storage.timestamps import to_text
 
 log = logging.getLogger(__name__)
@@ -97,19 +105,54 @@ class Subscription:
 
 
 class EventBus:
-    def __init__(self, db: Database, clock: Clock, *, queue_size: int = DEFAULT_QUEUE_SIZE) -> None:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        *,
+        queue_size: int = DEFAULT_QUEUE_SIZE,
+        follow_clock: Clock | None = None,
+    ) -> None:
         self.db = db
         self.clock = clock
+        # The follower's pauses (poll, reconnect) are the process's own housekeeping, not the
+        # domain's time: a test that moves or watches `clock` does not see them.
+        self.follow_clock = follow_clock or SystemClock()
         self.queue_size = queue_size
         self.epoch = ""
         self.last_id = 0
         self._subscriptions: set[Subscription] = set()
         self._stored_listeners: list[Callable[[Frame], None]] = []
+        self.follower: LogFollower | None = None  # on a shared database: the one fan-out path
+        self._following: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Load (or create, on a new database) the epoch and the newest event id."""
+        """Load (or create, on a new database) the epoch and the newest event id; on a shared
+        database, start following the log (every instance's events)."""
         self.epoch = await meta.set_value_once(self.db, "epoch", uuid.uuid4().hex)
         self.last_id = await event_store.last_id(self.db)
+        if self.db.shared:
+            self.follower = LogFollower(
+                self.db, self.follow_clock, self._read_back, last_id=self.last_id
+            )
+            self._following = asyncio.create_task(self.follower.run(), name="events-follower")
+            self._following.add_done_callback(_report_end)
+
+    async def stop(self) -> None:
+        """Stop following the log (nothing to stop on a database only this process writes)."""
+        if self._following is not None:
+            self._following.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._following
+            self._following = None
+
+    async def newest_id(self) -> int:
+        """The newest id in the log: `last_id` on a database only this process writes; on a
+        shared one, another instance's event may be committed and not yet fanned out here (a
+        client resuming from it on this instance is not ahead of the log)."""
+        if self.follower is None:
+            return self.last_id
+        return max(self.last_id, await event_store.last_id(self.db))
 
     async def publish(
         self,
@@ -133,13 +176,16 @@ class EventBus:
         ts = to_text(self.clock.now())
 
         def fan_out(result: WriteResult) -> None:
-            self._stored(inserted_id(result), stream, type_name, ts, data_text)
+            if self.follower is not None:
+                self.follower.ring()
+            else:
+                self._stored(inserted_id(result), stream, type_name, ts, data_text)
 
         results = await self.db.write_many(
             [*together_with, (event_store.INSERT_EVENT, (stream, type_name, ts, data_text))],
             after_commit=lambda results: fan_out(results[-1]),
         )
-        return inserted_id(results[-1])
+        return await self._fanned_out(inserted_id(results[-1]))
 
     async def _publish_once(
         self,
@@ -152,18 +198,31 @@ class EventBus:
         ts = to_text(self.clock.now())
 
         def fan_out(results: list[WriteResult]) -> None:
-            if results[-2].rows:  # not published under this key before
+            if self.follower is not None:
+                self.follower.ring()
+            elif results[-2].rows:  # not published under this key before
                 self._stored(inserted_id(results[-2]), stream, type_name, ts, data_text)
 
         results = await self.db.write_many(
             [
                 *together_with,
                 (event_store.INSERT_EVENT_ONCE, (stream, type_name, ts, data_text, once_key)),
-                (event_store.KEEP_KEY, (once_key,)),
+                (event_store.KEEP_KEY, (once_key, once_key)),
             ],
             after_commit=fan_out,
         )
-        return inserted_id(results[-2]) if results[-2].rows else None
+        return await self._fanned_out(inserted_id(results[-2])) if results[-2].rows else None
+
+    async def _fanned_out(self, event_id: int) -> int:
+        """`event_id` once this instance's subscribers have it (as when it is fanned out
+        straight from the commit): whoever publishes and then reads `last_id` finds it there."""
+        following, follower = self._following, self.follower
+        if following is not None and not following.done() and follower is not None:
+            await follower.delivered(event_id)
+        return event_id
+
+    def _read_back(self, event: RawEvent) -> None:
+        self._stored(event.id, event.stream, event.type, event.ts, event.data)
 
     def _stored(self, event_id: int, stream: str, type_name: str, ts: str, data: str) -> None:
         """Fan out an event just committed under `event_id`."""
@@ -236,3 +295,9 @@ class EventBus:
         if removed:
             log.info("pruned %d events up to id %d", removed, floor)
         return removed
+
+
+def _report_end(following: asyncio.Task[None]) -> None:
+    """A follower that ends other than by `stop` leaves this instance deaf to the log: said."""
+    if not following.cancelled() and following.exception() is not None:
+        log.error("following the event log stopped", exc_info=following.exception())

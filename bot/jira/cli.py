@@ -439,9 +439,9 @@ def sync_tickets(
 
         clock = SystemClock()
         db = await Database.open(settings.database_url, **settings.database_options())
+        bus = EventBus(db, clock)
         try:
             await db.migrate()
-            bus = EventBus(db, clock)
             await bus.start()
             sync = JiraSync(
                 db=db, bus=bus, clock=clock, client=client, jql_filter=settings.jira_jql
@@ -458,6 +458,7 @@ def sync_tickets(
                     display.close()
             return results
         finally:
+            await bus.stop()
             await db.close()
 
     results = _run(settings, work)

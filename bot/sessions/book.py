@@ -6,16 +6,17 @@ digest (bot/api_token.py), and every lookup names the owner, so a session of ano
 
 Two windows of one session write last-write-wins: tabs are replaced whole, in one transaction.
 A page keeps its own part of the UI state (`ui_state["pages"][path]`), merged into the rest
-(`merge_pages`) under a lock, so a window on another page never overwrites it with an older copy.
+(`merge_pages`, a compare-and-set that holds across instances), so a window on another page
+never overwrites it with an older copy.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
+import json
 import secrets
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -68,7 +69,6 @@ class SessionBook:
     clock: Clock
     owner: str
     new_id: Callable[[], str] = new_session_id
-    _merging: asyncio.Lock = field(default_factory=asyncio.Lock, compare=False, repr=False)
 
     async def create(self) -> SessionRow:
         return await session_rows.create(self.db, self.new_id(), self.owner, now=self.clock.now())
@@ -102,13 +102,8 @@ class SessionBook:
         return (await self.find(session_id)).ui_state
 
     async def set_ui_state(self, session_id: str, ui_state: dict[str, Any]) -> dict[str, Any]:
-        encoded = msgspec.json.encode(ui_state)
-        if len(encoded) > UI_STATE_MAX_BYTES:
-            raise UiStateTooLarge(
-                f"ui_state is {len(encoded)} bytes as JSON; at most {UI_STATE_MAX_BYTES}"
-            )
         if not await session_rows.set_ui_state(
-            self.db, session_id, self.owner, encoded.decode("utf-8"), now=self.clock.now()
+            self.db, session_id, self.owner, _checked_json(ui_state), now=self.clock.now()
         ):
             raise SessionNotFound(f"no session {session_id!r}")
         return ui_state
@@ -117,10 +112,31 @@ class SessionBook:
         self, session_id: str, pages: Mapping[str, dict[str, Any] | None]
     ) -> dict[str, Any]:
         """Put these pages' UI state into the session's (`merged_pages`); the whole as kept.
-        One merge at a time in this process: two windows' pages both land."""
-        async with self._merging:
-            current = await self.ui_state(session_id)
-            return await self.set_ui_state(session_id, merged_pages(current, pages))
+        A compare-and-set on the stored text: a merge that another one (on any instance)
+        overtook reads the new state and merges again, so two windows' pages both land."""
+        while True:
+            stored = await session_rows.ui_state_text(self.db, session_id, self.owner)
+            if stored is None:
+                raise SessionNotFound(f"no session {session_id!r}")
+            merged = merged_pages(json.loads(stored), pages)
+            if await session_rows.replace_ui_state(
+                self.db,
+                session_id,
+                self.owner,
+                expected_json=stored,
+                ui_state_json=_checked_json(merged),
+                now=self.clock.now(),
+            ):
+                return merged
+
+
+def _checked_json(ui_state: Mapping[str, Any]) -> str:
+    encoded = msgspec.json.encode(ui_state)
+    if len(encoded) > UI_STATE_MAX_BYTES:
+        raise UiStateTooLarge(
+            f"ui_state is {len(encoded)} bytes as JSON; at most {UI_STATE_MAX_BYTES}"
+        )
+    return encoded.decode("utf-8")
 
 
 def _tab(row: TabRow) -> Tab:

@@ -6,7 +6,9 @@ when a notable event is committed (`EventBus.on_stored`). Each batch's offline e
 per-session cap and the cursor's new place commit in one transaction, so an event committed
 just before a crash is recorded at the next start (nothing is connected then: every session is
 offline), and none is recorded twice. However many events come while a batch is written, the
-next batch reads them all from the cursor.
+next batch reads them all from the cursor. Instances sharing a PostgreSQL database record one
+at a time (`Database.exclusive`), each going on from the cursor as the others left it, so an
+event is recorded once, not once per instance (nor again after it was acknowledged).
 
 A session with a page connected (whose socket follows other streams than the event's) is told
 at once: each offline event recorded for it goes, once committed, to its sockets as an
@@ -86,7 +88,11 @@ class OfflineRecorder:
 
     async def catch_up(self) -> int:
         """Record every notable event committed since the cursor; returns how many rows."""
-        async with self._lock:
+        async with self._lock, self.db.exclusive("offline-recorder") as ours:
+            if not ours:  # another instance records; its bus hears of the same events
+                return 0
+            # Another instance may have recorded since: go on from where the log's cursor is.
+            self.cursor = await offline_events.cursor(self.db, start_at=self.bus.last_id)
             through, recorded = self.bus.last_id, 0
             while self.cursor < through:
                 page = await event_log.read_types_between(

@@ -20,19 +20,20 @@ async def list_events(request: web.Request) -> web.Response:
     limit = query_int(request, "limit", 500, low=1, high=5000)
     streams = [s for s in request.query.get("stream", "").split(",") if s] or None
     epoch = request.query.get("epoch")
-    if (epoch and epoch != bus.epoch) or since > bus.last_id or since < floor:
+    newest = bus.last_id if since <= bus.last_id else await bus.newest_id()
+    if (epoch and epoch != bus.epoch) or since > newest or since < floor:
         raise ApiError(
             410,
             "resync_required",
             f"events after {since} cannot all be served (epoch {bus.epoch}, "
-            f"kept from {floor + 1}, newest {bus.last_id}): reload and resume from last_id",
-            extra={"epoch": bus.epoch, "last_id": bus.last_id, "floor": floor},
+            f"kept from {floor + 1}, newest {newest}): reload and resume from last_id",
+            extra={"epoch": bus.epoch, "last_id": newest, "floor": floor},
         )
     found = await event_store.read_since(bus.db, since, streams=streams, limit=limit)
     return web.json_response(
         {
             "epoch": bus.epoch,
-            "last_id": bus.last_id,
+            "last_id": max(newest, found[-1].id if found else 0),
             "events": [stored.envelope() for stored in found],
         }
     )

@@ -1,0 +1,4 @@
+-- Events across instances (docs/database.md, Events across instances). Nothing to add on
+-- SQLite: one process owns the file, so its group commit alone orders the event ids and tells
+-- its own subscribers. The PostgreSQL form of this number adds the notice every instance
+-- listens for.
