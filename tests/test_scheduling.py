@@ -140,7 +140,7 @@ async def test_two_instances_on_one_database_run_a_job_one_at_a_time(
     first, second = await open_database(), await open_database()
     running, release = asyncio.Event(), asyncio.Event()
     answers: list[bool] = []
-    answered = asyncio.Event()
+    answered, left, unlocked = asyncio.Event(), asyncio.Event(), asyncio.Event()
 
     async def long_job() -> None:
         running.set()
@@ -152,8 +152,17 @@ async def test_two_instances_on_one_database_run_a_job_one_at_a_time(
             answers.append(mine)
             answered.set()
             yield mine
+        # the scheduler goes on to sleep until its next run without pausing: once this is
+        # seen, advancing the clock reaches that sleep
+        left.set()
 
-    one = Scheduler(manual_clock, exclusive=first.exclusive)
+    @contextlib.asynccontextmanager
+    async def holding(name: str) -> AsyncIterator[bool]:
+        async with first.exclusive(name) as mine:
+            yield mine
+        unlocked.set()  # the first instance's lock is given back
+
+    one = Scheduler(manual_clock, exclusive=holding)
     other = Scheduler(manual_clock, exclusive=watched)
     try:
         one.add("sweep", long_job, every_s=3600.0, run_at_start=True)
@@ -164,6 +173,7 @@ async def test_two_instances_on_one_database_run_a_job_one_at_a_time(
         if database_engine == "postgresql":
             assert (answers, job.skipped, job.runs) == ([False], 1, 0)
             release.set()
+            await asyncio.wait_for(asyncio.gather(unlocked.wait(), left.wait()), 5)
             await manual_clock.advance(60.0)
         await later.next_run()
         assert answers[-1] is True and job.runs == 1
