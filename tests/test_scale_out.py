@@ -235,6 +235,7 @@ async def test_three_instances_work_everything_once_through_a_kill(
     assert sorted(reply["in_reply_to_id"] for reply in review.replies()) == sorted(comment_ids)
     batches = await shared.fetchall("SELECT status FROM review_batches")
     assert [row[0] for row in batches] == ["done"]
+    assert len(pipeline_model.requests_of("review_response")) == 2  # one run: report, end
     for name, feed in feeds.items():
         assert feed.problems == [], name
         seen_until = [n for n in stored_ids if n <= feed.ids[-1]]
