@@ -19,6 +19,7 @@ from aiohttp import web
 from bot import api_token
 from bot.agents.definitions import AgentConfigError, load_agents_config
 from bot.agents.runner import build_agent_runner
+from bot.agents.token_relay import TokenRelay
 from bot.agents.tokens import mark_cut_streams
 from bot.agents.tools import BUILTIN_TOOLS, CLARIFICATION_TOOL, REPORT_TOOL
 from bot.claims import WorkClaims
@@ -63,6 +64,7 @@ from web.keys import (
     SESSIONS,
     SETTINGS,
     TOKEN_CHECK,
+    TOKEN_RELAY,
     WORKTREES,
 )
 from web.work_contexts import (
@@ -135,6 +137,21 @@ async def event_bus(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await bus.stop()
+
+
+async def token_relay(app: web.Application) -> AsyncIterator[None]:
+    """TOKEN_RELAY (shared database only): other instances' live token frames, relayed to this
+    one's subscribers until the app stops."""
+    if not app[DB].shared:
+        yield
+        return
+    relay = TokenRelay(app[DB], app[BUS], app[BUS].follow_clock)
+    app[TOKEN_RELAY] = relay
+    task = asyncio.create_task(relay.run(), name="token-relay")
+    try:
+        yield
+    finally:
+        await stop_at_shutdown(task)
 
 
 async def scheduler(app: web.Application) -> AsyncIterator[None]:
@@ -404,6 +421,7 @@ CONTEXTS: tuple[Context, ...] = (
     work_claims,
     api_token_check,
     event_bus,
+    token_relay,
     scheduler,
     sessions,
     github_app,

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from bot.agents.runner import AgentRunner
+from bot.agents.token_relay import TokenRelay
 from bot.api_token import TokenCheck
 from bot.claims import WorkClaims
 from bot.clock import Clock
@@ -49,6 +50,7 @@ CLAIMS = web.AppKey("claims", WorkClaims)  # this instance's identity and leases
 TOKEN_CHECK = web.AppKey("token_check", TokenCheck)
 GENERATED_TOKEN = web.AppKey("generated_token", str)
 BUS = web.AppKey("bus", EventBus)
+TOKEN_RELAY = web.AppKey("token_relay", TokenRelay)  # shared database only
 SCHEDULER = web.AppKey("scheduler", Scheduler)
 GITHUB_CONNECTION = web.AppKey("github_connection", GitHubConnection)  # the App, once there
 GITHUB_SETUP = web.AppKey("github_setup", ManifestSetup)  # the manifest flow

@@ -204,6 +204,7 @@ class TokenCoalescer:
             block = self.blocks.first_seq
             if ending is not None:
                 statements.extend(self.blocks.end(ending))
+            self.bus.token_seqs.seen(self.stream, seq)  # before its notice: not relayed back
             await self.db.write_many(statements)
             self.bus.publish_transient(self.stream, Token(seq=seq, text=text, block=block), seq=seq)
         return seq

@@ -29,6 +29,7 @@ import contextlib
 import json
 import logging
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -45,6 +46,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_QUEUE_SIZE = 2000
 PRIVATE_PREFIX = "session:"
+TOKEN_STREAMS_KEPT = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +127,7 @@ class EventBus:
         self._stored_listeners: list[Callable[[Frame], None]] = []
         self.follower: LogFollower | None = None  # on a shared database: the one fan-out path
         self._following: asyncio.Task[None] | None = None
+        self.token_seqs = TokenSeqs()
 
     async def start(self) -> None:
         """Load (or create, on a new database) the epoch and the newest event id; on a shared
@@ -255,6 +258,10 @@ class EventBus:
         )
         return Frame(None, stream, type_name, text, seq)
 
+    def wants(self, stream: str) -> bool:
+        """Whether any subscriber here would get a frame of `stream`."""
+        return any(subscription.matches(stream) for subscription in self._subscriptions)
+
     def _offer(self, frame: Frame) -> None:
         for subscription in tuple(self._subscriptions):
             if subscription.matches(frame.stream):
@@ -295,6 +302,35 @@ class EventBus:
         if removed:
             log.info("pruned %d events up to id %d", removed, floor)
         return removed
+
+
+class TokenSeqs:
+    """The last token seq of each stream this process produced or relayed
+    (bot/agents/token_relay.py): a coalescer claims its seq before committing the frame, so the
+    relay never sends a stream's own frames back. The oldest streams are forgotten past
+    `kept`."""
+
+    def __init__(self, kept: int = TOKEN_STREAMS_KEPT) -> None:
+        self.kept = kept
+        self._last: OrderedDict[str, int] = OrderedDict()
+
+    def seen(self, stream: str, seq: int) -> None:
+        self._last[stream] = max(seq, self._last.get(stream, 0))
+        self._last.move_to_end(stream)
+        while len(self._last) > self.kept:
+            self._last.popitem(last=False)
+
+    def last(self, stream: str) -> int | None:
+        return self._last.get(stream)
+
+    def streams(self) -> list[str]:
+        return list(self._last)
+
+    def forget(self, stream: str) -> None:
+        self._last.pop(stream, None)
+
+    def __len__(self) -> int:
+        return len(self._last)
 
 
 def _report_end(following: asyncio.Task[None]) -> None:

@@ -1,0 +1,4 @@
+-- Live tokens across instances (docs/database.md, Tokens across instances). Nothing to add on
+-- SQLite: one process owns the file, so the coalescer that stores a frame also publishes it to
+-- every subscriber there is. The PostgreSQL form of this number adds the notice every instance
+-- listens for.
