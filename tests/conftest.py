@@ -176,6 +176,16 @@ async def client(start_app: StartApp, settings: Settings) -> AppClient:
 
 
 @pytest.fixture
+async def two_instances(
+    start_app: StartApp, database_url: str, tmp_path: Path
+) -> tuple[AppClient, AppClient]:
+    """Two apps, each on its own server on loopback, on one database."""
+    first = await start_app(make_settings(tmp_path / "a", database_url=database_url))
+    second = await start_app(make_settings(tmp_path / "b", database_url=database_url))
+    return first, second
+
+
+@pytest.fixture
 async def open_database(database_urls: Callable[[str], str]) -> AsyncIterator[OpenDatabase]:
     """Opens a migrated database (`await open_database("x.db", **options)`): a SQLite file in
     tmp_path, or on PostgreSQL a database of its own per name; every database opened is

@@ -6,7 +6,6 @@ resumes on the other instance; two windows' UI-state merges through both instanc
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -14,22 +13,12 @@ import pytest
 
 from bot.worktrees.events import WorktreeStatus
 from bot.worktrees.states import ProgressKind
-from tests.conftest import AppClient, StartApp
-from tests.helpers import API_TOKEN, make_settings
+from tests.conftest import AppClient
+from tests.helpers import API_TOKEN
 from tests.sessions_helpers import api, connect, new_session, next_json
 from web.keys import SERVICES
 
 pytestmark = pytest.mark.parametrize("database_engine", ["postgresql"], indirect=True)
-
-
-@pytest.fixture
-async def two_instances(
-    start_app: StartApp, database_url: str, tmp_path: Path
-) -> tuple[AppClient, AppClient]:
-    """Two apps, each on its own server on loopback, on one database."""
-    first = await start_app(make_settings(tmp_path / "a", database_url=database_url))
-    second = await start_app(make_settings(tmp_path / "b", database_url=database_url))
-    return first, second
 
 
 async def publish(client: AppClient, n: int) -> int:
