@@ -300,3 +300,19 @@ def thread_event(scenario: Scenario, action: str, root_id: int, *, sender: str) 
             item.pop(private, None)
     payload["sender"] = scenario.user(sender, bot=sender.endswith("[bot]"))
     return payload
+
+
+async def three_comments_and_review(scenario: Scenario) -> list[int]:
+    """Three diff comments five seconds apart, then the changes-requested review naming them."""
+    ids = []
+    for text in ("Rename this variable.", "Add a test for the empty case.", "Why a list here?"):
+        payload = scenario.review_comment(text)
+        ids.append(payload["comment"]["id"])
+        await scenario.send("pull_request_review_comment", payload)
+        await scenario.advance(5)
+    await scenario.send(
+        "pull_request_review",
+        scenario.review("changes_requested", comment_ids=ids, body=""),
+    )
+    await scenario.settle()
+    return ids

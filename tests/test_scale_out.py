@@ -199,11 +199,7 @@ async def test_three_instances_work_everything_once_through_a_kill(
         feeds = await open_feeds(session, fleet)
         pipeline_id = await start_pipeline(session, fleet, fake_jira, review.remote.url)
 
-        async def implementer_mid_turn() -> bool:
-            return len(implementer_requests(model)) >= 2
-
-        await until(implementer_mid_turn, "the implementer's slow turn", fleet)
-        before_kill = implementer_requests(model)[-1].messages
+        before_kill = await implementer_mid_turn(model, fleet)
         steps = await pipelines.list_steps(shared, pipeline_id)
         [killed_step] = [step for step in steps if step.status == "running"]
         victim = await pipeline_holder(shared, pipeline_id)
@@ -215,12 +211,7 @@ async def test_three_instances_work_everything_once_through_a_kill(
         resumed_by = await restart_after_takeover(session, fleet, shared, pipeline_id, victim)
         feeds[victim].follow()  # resumes from the last id it saw, on the restarted instance
         await feeds[victim].connected()
-        # GitHub redelivers what failed, and here every fifth accepted one again too.
-        again = [(d, b) for n, (d, b) in enumerate(bodies) if d not in accepted or n % 5 == 0]
-        statuses = await asyncio.gather(
-            *(sender.post("installation_repositories", b, d) for d, b in again)
-        )
-        assert set(statuses) == {202}
+        await redeliver(sender, bodies, accepted)
         await settle(fleet, shared, pipeline_id, review, len(comment_ids))
         stored_ids = await caught_up(fleet, shared, feeds)
 
@@ -236,6 +227,31 @@ async def test_three_instances_work_everything_once_through_a_kill(
     batches = await shared.fetchall("SELECT status FROM review_batches")
     assert [row[0] for row in batches] == ["done"]
     assert len(pipeline_model.requests_of("review_response")) == 2  # one run: report, end
+    check_feeds(feeds, stored_ids, victim)
+
+
+async def implementer_mid_turn(model: FakeAnthropic, fleet: Fleet) -> list[dict[str, Any]]:
+    """Until the implementer's slow second turn is under way; the messages it was sent."""
+
+    async def second_turn_sent() -> bool:
+        return len(implementer_requests(model)) >= 2
+
+    await until(second_turn_sent, "the implementer's slow turn", fleet)
+    return implementer_requests(model)[-1].messages
+
+
+async def redeliver(sender: Sender, bodies: list[tuple[str, bytes]], accepted: set[str]) -> None:
+    """GitHub redelivers what failed, and here every fifth accepted one again too."""
+    again = [(d, b) for n, (d, b) in enumerate(bodies) if d not in accepted or n % 5 == 0]
+    statuses = await asyncio.gather(
+        *(sender.post("installation_repositories", b, d) for d, b in again)
+    )
+    assert set(statuses) == {202}
+
+
+def check_feeds(feeds: dict[str, EventFeed], stored_ids: list[int], victim: str) -> None:
+    """Each client saw every stored event up to its last, in id order, once; the killed
+    instance's client over two connections."""
     for name, feed in feeds.items():
         assert feed.problems == [], name
         seen_until = [n for n in stored_ids if n <= feed.ids[-1]]

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from bot.clock import ManualClock
 from bot.events.bus import EventBus
 from bot.worktrees.manager import WorktreeManager, WorktreeOptions
@@ -183,3 +185,20 @@ async def live_session(client: Any, base: Path, owner: str = "PROJ-2") -> Sessio
     )
     assert repository is not None and services.worktrees is not None
     return await services.worktrees.create_session(owner, [repository])
+
+
+# The fixtures below are registered as `world` and `remote` by importing them into a test module.
+SETUP_YML = "setup: echo built > built.txt && echo PORT=$PORT && echo line2\ntest: make test\n"
+
+
+@pytest.fixture(name="world")
+async def world_fixture(tmp_path: Path) -> AsyncIterator[World]:
+    async for opened in open_world(tmp_path):
+        yield opened
+
+
+@pytest.fixture(name="remote")
+def remote_fixture(tmp_path: Path) -> Remote:
+    return make_remote(
+        tmp_path, "octo/app", {".github/biagent.yml": SETUP_YML, "src/app.py": "print(1)\n"}
+    )

@@ -56,15 +56,54 @@ async def saved(page: Page, action: Any) -> None:
     assert (await answer.value).ok
 
 
+async def pipeline_and_its_pull_request(
+    world: PipelineWorld,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A pipeline that opened its pull request (GitHub told so), and that pull request as the
+    API lists it."""
+    opened = await world.open_pull_request(description="Greet people warmly.")
+    [pull] = opened["pull_requests"]
+    await world.webhooks.send("pull_request", world.webhooks.opened(pull["number"]))
+    [pr] = (await world.api("GET", "/api/pull-requests"))["pull_requests"]
+    return opened, pr
+
+
+async def set_ticket_and_pipeline_state(
+    page: Page, base: str, key: str, pipeline_id: int, *, plan: int, risk: int
+) -> None:
+    """The ticket's description closed; on the pipeline, the risk step selected and the plan
+    step's output opened."""
+    await visit(page, f"{base}/tickets/{key}", "ticket")
+    await saved(page, page.click("details#description-panel > summary"))
+    await visit(page, f"{base}/pipelines/{pipeline_id}", "pipeline")
+    await saved(page, page.click(f"button.select[data-select='step-{risk}']"))
+    await saved(page, page.click(f"details#output-{plan} > summary"))
+
+
+async def close_worktrees_tab_by_keyboard(page: Page) -> str:
+    """From the worktrees tab's link, Tab reaches its close button; Enter closes it (the tabs
+    saved) and the focus moves on to the next tab's close button: that button's label."""
+    await page.focus("#tabs li.tab[data-kind='worktrees'] a.label")
+    await page.keyboard.press("Tab")
+    async with page.expect_response(lambda r: r.request.method == "PUT") as put:
+        await page.keyboard.press("Enter")
+    assert (await put.value).ok
+    await page.wait_for_selector("#tabs li.tab[data-kind='worktrees']", state="detached")
+    return str(await page.evaluate("document.activeElement.getAttribute('aria-label')"))
+
+
+async def session_cookie(page: Page) -> str:
+    """The browser session's id, from its cookie."""
+    cookies = await page.context.cookies()
+    return next(c["value"] for c in cookies if c["name"] == "biagent_session")
+
+
 async def test_every_page_kind_is_a_tab_and_another_device_gets_tabs_and_page_state(
     world: PipelineWorld,
 ) -> None:
     client = await world.start()
-    opened = await world.open_pull_request(description="Greet people warmly.")
+    opened, pr = await pipeline_and_its_pull_request(world)
     pipeline_id, key = opened["id"], opened["ticket"]
-    [pull] = opened["pull_requests"]
-    await world.webhooks.send("pull_request", world.webhooks.opened(pull["number"]))
-    [pr] = (await world.api("GET", "/api/pull-requests"))["pull_requests"]
     plan, risk = step_of(opened, "plan")["id"], step_of(opened, "risk")["id"]
     base = str(client.make_url("")).rstrip("/")
     pr_ref = f"{pr['repository']}#{pr['number']}"
@@ -74,29 +113,14 @@ async def test_every_page_kind_is_a_tab_and_another_device_gets_tabs_and_page_st
         await laptop.goto(f"{base}/login?token={API_TOKEN}")
         await laptop.wait_for_selector("#tabs li.tab.current[data-kind='dashboard']")
         await saved(laptop, laptop.fill("#feed-filter", "pipeline"))
-        await visit(laptop, f"{base}/tickets/{key}", "ticket")
-        await saved(laptop, laptop.click("details#description-panel > summary"))
-        await visit(laptop, f"{base}/pipelines/{pipeline_id}", "pipeline")
-        await saved(laptop, laptop.click(f"button.select[data-select='step-{risk}']"))
-        await saved(laptop, laptop.click(f"details#output-{plan} > summary"))
+        await set_ticket_and_pipeline_state(laptop, base, key, pipeline_id, plan=plan, risk=risk)
         await visit(laptop, f"{base}/pull-requests/{pr['id']}", "pr")
         await visit(laptop, f"{base}/worktrees", "worktrees")
         await visit(laptop, f"{base}/costs", "costs")
         all_tabs = await shown_tabs(laptop)
         await screenshot(laptop, "tabs-1-every-kind")
-
-        # By keyboard: from the worktrees tab's link, Tab reaches its close button; Enter
-        # closes it and the focus moves on to the next tab's close button.
-        await laptop.focus("#tabs li.tab[data-kind='worktrees'] a.label")
-        await laptop.keyboard.press("Tab")
-        async with laptop.expect_response(lambda r: r.request.method == "PUT") as put:
-            await laptop.keyboard.press("Enter")
-        assert (await put.value).ok
-        await laptop.wait_for_selector("#tabs li.tab[data-kind='worktrees']", state="detached")
-        focused = await laptop.evaluate("document.activeElement.getAttribute('aria-label')")
-        session_id = next(
-            c["value"] for c in await laptop.context.cookies() if c["name"] == "biagent_session"
-        )
+        focused = await close_worktrees_tab_by_keyboard(laptop)
+        session_id = await session_cookie(laptop)
 
         phone = await browser.new_page(viewport={"width": 375, "height": 812})
         await phone.goto(f"{base}/login?token={API_TOKEN}&session={session_id}")
