@@ -20,6 +20,7 @@ from bot.clock import ManualClock
 from bot.config import Settings
 from storage.database import Database
 from tests import helpers
+from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.jira import FakeJira
 from tests.helpers import auth_headers, jira_settings, make_settings
 from tests.postgres_server import PostgresServer, postgres_bindir
@@ -298,3 +299,12 @@ async def every_feature(start_app: StartApp, tmp_path: Path, fake_jira: FakeJira
     registered = await client.post("/api/repositories", json=body, headers=auth_headers())
     assert (registered.status, (await registered.json())["repository"]["id"]) == (201, 1)
     return client
+
+
+@pytest.fixture
+async def model() -> AsyncIterator[FakeAnthropic]:
+    """The scripted Anthropic fake on loopback (tests/fakes/anthropic.py), instant answers."""
+    fake = FakeAnthropic()
+    await fake.start()
+    yield fake
+    await fake.close()

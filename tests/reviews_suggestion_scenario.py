@@ -7,7 +7,7 @@ importing them into a test module."""
 from __future__ import annotations
 
 import subprocess
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,14 +33,6 @@ GREET = (
     "    return message\n"
 )
 SECOND_REVIEWER = "octocat"
-
-
-@pytest.fixture(name="model")
-async def model_fixture() -> AsyncIterator[FakeAnthropic]:
-    fake = FakeAnthropic()
-    await fake.start()
-    yield fake
-    await fake.close()
 
 
 Prepare = Callable[[Remote], object]

@@ -4,7 +4,6 @@ branch did since; its answer lands in the same thread, and the thread it fixed w
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +21,6 @@ from tests.reviews_agent_scenario import (
     run_tests,
 )
 from tests.reviews_scenario import BOT, NUMBER, REPO, REVIEWER
-
-
-@pytest.fixture
-async def model() -> AsyncIterator[FakeAnthropic]:
-    fake = FakeAnthropic()
-    await fake.start()
-    yield fake
-    await fake.close()
 
 
 @pytest.fixture

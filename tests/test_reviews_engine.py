@@ -4,7 +4,6 @@ commit and push with a lease to a local bare repository standing for GitHub."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -32,14 +31,6 @@ from tests.worktree_helpers import git
 from web.keys import SERVICES
 
 COMMENTS = ("Please greet with a comma.", "Rename greet to salute.", "Why not f-strings?")
-
-
-@pytest.fixture
-async def model() -> AsyncIterator[FakeAnthropic]:
-    fake = FakeAnthropic()
-    await fake.start()
-    yield fake
-    await fake.close()
 
 
 @pytest.fixture

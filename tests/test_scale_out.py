@@ -71,14 +71,6 @@ async def github(app_key: tuple[str, str]) -> AsyncIterator[FakeGitHub]:
 
 
 @pytest.fixture
-async def model() -> AsyncIterator[FakeAnthropic]:
-    fake = FakeAnthropic()
-    await fake.start()
-    yield fake
-    await fake.close()
-
-
-@pytest.fixture
 def fleet(
     tmp_path: Path,
     shared_database: str,

@@ -20,11 +20,9 @@ from tests.pipelines.world import INSTALLATION, REPO, PipelineWorld
 
 
 @pytest.fixture
-async def anthropic() -> AsyncIterator[FakeAnthropic]:
-    fake = FakeAnthropic()
-    await fake.start()
-    yield fake
-    await fake.close()
+def anthropic(model: FakeAnthropic) -> FakeAnthropic:
+    """The model the pipeline tests script (tests/conftest.py's `model`)."""
+    return model
 
 
 @pytest.fixture
