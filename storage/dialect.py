@@ -30,6 +30,15 @@ _FUNCTIONS = {"last_insert_rowid()": "lastval()"}
 _SKIP_LOCKED = {"postgresql": " FOR UPDATE SKIP LOCKED", "sqlite": ""}
 
 
+_ROW_LOCK = {"postgresql": " FOR UPDATE", "sqlite": ""}
+
+
+def row_lock(dialect: str) -> str:
+    """What ends a SELECT whose row stands for a read-modify-write that instances must take in
+    turn (PostgreSQL's row lock, held to COMMIT); nothing on SQLite, whose one writer does."""
+    return _ROW_LOCK[dialect]
+
+
 def skip_locked(dialect: str) -> str:
     """What ends a claim's inner SELECT: the rows it picks locked, and rows another
     transaction holds skipped (storage/claims.py)."""

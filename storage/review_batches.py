@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from storage.database import Database, Transaction, found
+from storage.dialect import row_lock
 from storage.timestamps import from_text, to_text
 
 
@@ -127,6 +128,11 @@ async def gather(
     added = 0
     version_of = _current_version if again else _unbatched_version
     async with db.transaction() as connection:
+        # Instances gathering for one PR at once take turns on its row: otherwise each reads
+        # "no gathering batch" and opens its own (tests/test_scale_out.py saw two).
+        await connection.fetchone(
+            f"SELECT id FROM pull_requests WHERE id = ?{row_lock(db.dialect)}", (pr_id,)
+        )
         pending = await _gathering_batch_in(connection, pr_id)
         for kind, comment_id in items:
             version = await version_of(connection, kind, comment_id)
